@@ -4,7 +4,7 @@ Layout of ``runs/<name>/`` (ensembles use the same files, so every later stage t
 
     run.json        name, kind ("model" | "ensemble"), classes, recipe_hash, scheme, members, timings
     recipe.yaml     the resolved recipe (ensembles: their method and members)
-    folds.csv       id,label,fold: one row per training image; row order == OOF row order
+    folds.csv       id,label,fold[,path]: one row per training image; row order == OOF row order
     oof.npy         float32 (n_train, n_classes) out-of-fold probabilities
     test.npy        float32 (n_test, n_classes) test probabilities (mean of the fold models)
     test_ids.csv    id: row order of test.npy
@@ -44,6 +44,7 @@ class Run:
     recipe_hash: str = ""
     scheme: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    paths: np.ndarray | None = None  # absolute image path per training row, when known
 
     @classmethod
     def load(cls, path: str | Path) -> Run:
@@ -70,6 +71,7 @@ class Run:
             recipe_hash=meta.get("recipe_hash", ""),
             scheme=meta.get("scheme", ""),
             meta=meta,
+            paths=folds["path"].to_numpy() if "path" in folds else None,
         )
 
 
@@ -87,6 +89,7 @@ def save_run(
     test_ids: np.ndarray,
     recipe_hash: str = "",
     scheme: str = "",
+    paths: np.ndarray | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a run's shared files; run.json goes last, so its presence means the run is complete."""
@@ -94,6 +97,8 @@ def save_run(
     path.mkdir(parents=True, exist_ok=True)
     labels = np.asarray(classes, dtype=object)[np.asarray(y)]
     frame = pd.DataFrame({"id": ids, "label": labels, "fold": np.asarray(folds, dtype=np.int64)})
+    if paths is not None:
+        frame["path"] = [str(p) for p in paths]
     write_text(path / "folds.csv", frame.to_csv(index=False))
     write_text(path / "test_ids.csv", pd.DataFrame({"id": test_ids}).to_csv(index=False))
     write_npy(path / "oof.npy", np.asarray(oof, dtype=np.float32))

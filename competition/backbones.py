@@ -1,0 +1,214 @@
+"""Backbones by name (as in timm) and the classification head on top.
+
+Every model takes uint8-range pixels (h, w, channels) and does its own preprocessing inside, so that the
+same arrays feed every backbone and a saved model predicts from raw pixels. Grayscale input feeds ImageNet
+backbones as three identical channels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from competition.errors import CompetitionError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    build: Callable[..., Any]  # (input_shape, config) -> keras.Model from images to feature maps
+    preprocess: str  # "scale01" | "tf" | "torch" | "caffe" | "raw" (the model expects 0-255)
+    pretrained: bool  # has ImageNet weights in keras.applications
+    weights_file: Callable[..., str] | None = None  # Keras cache file name for the no-top ImageNet weights
+
+
+BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register(spec: BackboneSpec) -> BackboneSpec:
+    BACKBONES[spec.name] = spec
+    return spec
+
+
+# ---------------------------------------------------------------- the small CNN ("DCNN" of the notebook)
+
+
+def _small_cnn(input_shape: tuple[int, int, int], config: Any) -> Any:
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for i, filters in enumerate(config.filters):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i + 1}_conv")(x)
+        x = layers.BatchNormalization(name=f"block{i + 1}_bn")(x)
+        x = layers.Activation("relu", name=f"block{i + 1}_relu")(x)
+        x = layers.MaxPooling2D(name=f"block{i + 1}_pool")(x)
+    return keras.Model(inputs, x, name="cnn")
+
+
+register(BackboneSpec("cnn", _small_cnn, preprocess="scale01", pretrained=False))
+
+
+# ---------------------------------------------------------------- keras.applications
+
+
+def _app(constructor: str, **fixed: Any) -> Callable[..., Any]:
+    def build(input_shape: tuple[int, int, int], config: Any, weights: str | None) -> Any:
+        import keras
+
+        factory = getattr(keras.applications, constructor)
+        options = dict(fixed)
+        if config.alpha is not None:
+            options["alpha"] = config.alpha
+        return factory(include_top=False, weights=weights, input_shape=input_shape, **options)
+
+    return build
+
+
+def _size_name(rows: int, allowed: tuple[int, ...]) -> int:
+    return rows if rows in allowed else 224  # Keras falls back to the 224 weights for other sizes
+
+
+def _mobilenet_file(config: Any, rows: int) -> str:
+    alpha = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}.get(config.alpha or 1.0, str(config.alpha))
+    return f"mobilenet_{alpha}_{_size_name(rows, (128, 160, 192, 224))}_tf_no_top.h5"
+
+
+def _mobilenetv2_file(config: Any, rows: int) -> str:
+    alpha = config.alpha or 1.0
+    alpha_text = f"{alpha:g}" if alpha not in (1.0, 1.3, 1.4) else f"{alpha:.1f}"
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha_text}_{_size_name(rows, (96, 128, 160, 192, 224))}_no_top.h5"
+
+
+for _name, _ctor, _pre, _file in (
+    ("vgg16", "VGG16", "caffe", lambda c, r: "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ("resnet50v2", "ResNet50V2", "tf", lambda c, r: "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ("efficientnetb0", "EfficientNetB0", "raw", lambda c, r: "efficientnetb0_notop.h5"),
+    ("mobilenet", "MobileNet", "tf", _mobilenet_file),
+    ("mobilenetv2", "MobileNetV2", "tf", _mobilenetv2_file),
+    ("densenet121", "DenseNet121", "torch", lambda c, r: "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    ("convnext_tiny", "ConvNeXtTiny", "raw", lambda c, r: "convnext_tiny_notop.h5"),
+):
+    register(BackboneSpec(_name, _app(_ctor), preprocess=_pre, pretrained=True, weights_file=_file))
+
+
+# ---------------------------------------------------------------- weights
+
+
+def keras_cache_dir() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def resolve_weights(config: Any, input_shape: tuple[int, int, int]) -> str | None:
+    """What to pass as `weights=`: None, "imagenet" (checked to be obtainable), or a local file path."""
+    spec = BACKBONES[config.backbone]
+    if config.weights == "none":
+        return None
+    if config.weights == "imagenet":
+        if not spec.pretrained:
+            raise CompetitionError(f"recipe.model.weights: backbone '{spec.name}' has no ImageNet weights; use 'none'")
+        return "imagenet"
+    path = Path(config.weights).expanduser()
+    if not path.is_file():
+        raise CompetitionError(f"recipe.model.weights: weights file {str(path)!r} not found")
+    return str(path)
+
+
+def imagenet_file(config: Any, input_shape: tuple[int, int, int]) -> Path | None:
+    """The file Keras would download for `weights: imagenet`, in the Keras cache."""
+    spec = BACKBONES[config.backbone]
+    if spec.weights_file is None:
+        return None
+    return keras_cache_dir() / spec.weights_file(config, input_shape[0])
+
+
+def _build_backbone(config: Any, input_shape: tuple[int, int, int]) -> Any:
+    spec = BACKBONES[config.backbone]
+    weights = resolve_weights(config, input_shape)
+    if not spec.pretrained:
+        backbone = spec.build(input_shape, config)
+        if weights is not None:
+            _load_local(backbone, weights)
+        return backbone
+    try:
+        return spec.build(input_shape, config, weights)
+    except Exception as exc:  # Keras raises URL/HTTP/OS/Value errors when the download or the file fails
+        if weights == "imagenet":
+            expected = imagenet_file(config, input_shape)
+            raise CompetitionError(
+                f"recipe.model.weights: ImageNet weights for '{spec.name}' could not be downloaded; "
+                f"place {expected.name} in {expected.parent} (or set weights to a local file)"
+            ) from None
+        raise CompetitionError(f"recipe.model.weights: cannot load {weights!r} into '{spec.name}': {str(exc).splitlines()[0]}") from None
+
+
+def _load_local(model: Any, path: str) -> None:
+    try:
+        model.load_weights(path)
+    except Exception as exc:  # shape mismatch, wrong format
+        raise CompetitionError(f"recipe.model.weights: cannot load {path!r}: {str(exc).splitlines()[0]}") from None
+
+
+# ---------------------------------------------------------------- the whole model
+
+
+def build_model(config: Any, input_shape: tuple[int, int, int], n_classes: int) -> Any:
+    """Preprocessing + backbone + head (pooling, dense layers, dropout, softmax)."""
+    import keras
+    from keras import layers
+
+    from competition.layers import Preprocess
+
+    spec = BACKBONES[config.backbone]
+    channels = input_shape[-1]
+    backbone_shape = (input_shape[0], input_shape[1], 3 if spec.pretrained else channels)
+    backbone = _build_backbone(config, backbone_shape)
+
+    inputs = keras.Input(input_shape, name="image")
+    x = Preprocess(spec.preprocess, to_rgb=spec.pretrained and channels == 1, name="preprocess")(inputs)
+    # Pretrained backbones keep BatchNorm in inference mode, also when unfrozen for fine-tuning.
+    x = backbone(x, training=False) if config.weights != "none" and spec.pretrained else backbone(x)
+    head = config.head
+    if head.pooling == "flatten":
+        x = layers.Flatten(name="head_flatten")(x)
+    elif head.pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="head_pool")(x)
+    else:
+        x = layers.GlobalMaxPooling2D(name="head_pool")(x)
+    for i, units in enumerate(head.dense):
+        if head.dropout:
+            x = layers.Dropout(head.dropout, name=f"head_dropout{i}")(x)
+        x = layers.Dense(units, activation="relu", name=f"head_dense{i}")(x)
+    if head.dropout:
+        x = layers.Dropout(head.dropout, name="head_dropout_out")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
+
+
+def backbone_of(model: Any) -> Any:
+    """The backbone sub-model inside a classifier built by build_model."""
+    import keras
+
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+
+def set_trainable(model: Any, trainable: str) -> None:
+    """`all`, `head` (backbone frozen), or the name of a backbone layer from which on layers train."""
+    backbone = backbone_of(model)
+    if trainable == "all":
+        backbone.trainable = True
+        return
+    if trainable == "head":
+        backbone.trainable = False
+        return
+    names = [layer.name for layer in backbone.layers]
+    if trainable not in names:
+        raise CompetitionError(f"recipe.train.phases.trainable: no layer {trainable!r} in backbone '{backbone.name}'")
+    backbone.trainable = True
+    start = names.index(trainable)
+    for i, layer in enumerate(backbone.layers):
+        layer.trainable = i >= start

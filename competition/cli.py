@@ -1,0 +1,171 @@
+"""The `competition` command: thin Typer commands, each parsing options and calling one library function."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from competition.errors import CompetitionError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Win image-classification contests: recipes, k-fold OOF training, leaderboards, submissions.")
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
+
+RunsOption = Annotated[Path, typer.Option("--runs", help="Folder of runs.")]
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Argument(help="Folder to write the demo contest into.")],
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
+    size: Annotated[int, typer.Option(help="Image size in pixels.")] = 64,
+    scale: Annotated[float, typer.Option(help="Number of images relative to the default (~500 train, 120 test).")] = 1.0,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty folder.")] = False,
+) -> None:
+    """Write a small synthetic 4-class brain-MRI contest (train/, test/, sample_submission.csv)."""
+    from competition.data import class_counts, index_contest
+    from competition.demo import make_demo
+
+    path = make_demo(out, seed=seed, size=size, scale=scale, overwrite=overwrite)
+    contest = index_contest(path)
+    console.print(f"demo contest written to {path}: {len(contest.train)} train, {len(contest.test)} test images")
+    _print_counts(class_counts(contest))
+
+
+@app.command()
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    data: Annotated[Path | None, typer.Option("--data", help="Contest folder (overrides recipe data.root).")] = None,
+    runs: RunsOption = Path("runs"),
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe field: KEY.SUB=VALUE.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run name (default: the recipe's name).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run of a different recipe.")] = False,
+) -> None:
+    """Train one model per fold; keep out-of-fold and test probabilities in runs/<name>/."""
+    from competition.data import class_counts, index_contest
+    from competition.recipe import load_recipe
+    from competition.train import train_run
+
+    loaded = load_recipe(recipe, set_ or [])
+    root = data or loaded.data.root
+    if root is not None:
+        _print_counts(class_counts(index_contest(root)))
+    run_dir = train_run(loaded, runs, data_root=data, name=name, overwrite=overwrite, console=console)
+    from competition.report import leaderboard_for
+
+    console.print(f"run written to {run_dir}")
+    leaderboard_for([run_dir], console)
+
+
+@app.command()
+def leaderboard(
+    runs: RunsOption = Path("runs"),
+    fmt: Annotated[str, typer.Option("--format", help="table, md, csv or json.")] = "table",
+) -> None:
+    """Score every run and ensemble on its out-of-fold predictions, best first."""
+    from competition.report import leaderboard as board, render
+
+    text = render(board(runs), fmt, console)
+    if text is not None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@app.command()
+def submit(
+    run: Annotated[str, typer.Argument(help="Run or ensemble name (under --runs) or folder.")],
+    runs: RunsOption = Path("runs"),
+    out: Annotated[Path | None, typer.Option("--out", help="CSV to write (default submissions/<run>.csv).")] = None,
+    sample: Annotated[Path | None, typer.Option("--sample", help="sample_submission.csv (default: the run's contest's).")] = None,
+    tune: Annotated[bool, typer.Option("--tune", help="Per-class decision offsets fitted on OOF for macro F1.")] = False,
+) -> None:
+    """Write the run's test predictions in exactly the sample submission's format, validated first."""
+    from competition.submission import submit_run
+
+    path, tuning = submit_run(run, runs, out=out, sample=sample, tune=tune)
+    if tuning is not None:
+        console.print(
+            f"decision tuning: OOF macro F1 {tuning['base_macro_f1']:.4f} -> {tuning['in_sample_macro_f1']:.4f} "
+            f"in-sample ({tuning['in_sample_gain']:+.4f}), {tuning['nested_gain']:+.4f} under nested CV "
+            f"(the honest gain); offsets {[round(o, 2) for o in tuning['offsets']]}"
+        )
+    console.print(f"submission written to {path}")
+
+
+@app.command()
+def ensemble(
+    members: Annotated[list[str], typer.Argument(help="Runs to combine (names under --runs, or folders).")],
+    name: Annotated[str, typer.Option("--name", help="Name of the ensemble run.")],
+    method: Annotated[str, typer.Option("--method", help="mean, weighted, rank, geometric, caruana or stacking.")] = "caruana",
+    metric: Annotated[str, typer.Option("--metric", help="What fitted methods optimise: macro_f1 or log_loss.")] = "macro_f1",
+    runs: RunsOption = Path("runs"),
+) -> None:
+    """Combine runs that share folds, fitted and scored on their OOF; stored like a run."""
+    from competition.ensemble import ensemble_runs
+    from competition.report import leaderboard_for
+
+    path = ensemble_runs(members, method=method, name=name, runs_dir=runs, metric=metric)
+    console.print(f"ensemble written to {path}")
+    leaderboard_for([path], console)
+
+
+@app.command()
+def validate(
+    submission: Annotated[Path, typer.Argument(help="Submission CSV to check.")],
+    sample: Annotated[Path, typer.Option("--sample", help="The contest's sample_submission.csv.")],
+    classes: Annotated[str | None, typer.Option("--classes", help="Allowed labels, comma-separated.")] = None,
+) -> None:
+    """Check a submission against the sample: columns, ids and their order, labels or probabilities, empty cells."""
+    from competition.submission import validate_file
+
+    problems = validate_file(submission, sample, classes.split(",") if classes else None)
+    if problems:
+        for problem in problems:
+            err_console.print(f"{submission}: {problem}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"{submission}: valid against {sample}")
+
+
+@app.command()
+def report(
+    run: Annotated[str, typer.Argument(help="Run or ensemble name (under --runs) or folder.")],
+    runs: RunsOption = Path("runs"),
+    out: Annotated[Path | None, typer.Option("--out", help="Report folder (default <run>/report).")] = None,
+) -> None:
+    """PNG plots and one HTML page: curves per fold, confusion matrix, per-class bars, confident mistakes."""
+    from competition.plots import write_report
+    from competition.runs import resolve_run
+
+    page = write_report(resolve_run(run, runs), out)
+    console.print(f"report written to {page}")
+
+
+def _print_counts(counts: object) -> None:
+    from rich.table import Table
+
+    table = Table(title="training images per class")
+    for column in ("class", "images", "share"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in counts.itertuples(index=False):  # type: ignore[attr-defined]
+        table.add_row(str(row[0]), str(row[1]), f"{row[2]:.1%}")
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    try:
+        app(standalone_mode=True)
+    except CompetitionError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished folds are kept; rerun the same command to resume", markup=False)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

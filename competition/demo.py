@@ -1,0 +1,325 @@
+"""A small synthetic medical-imaging contest, made on the spot: brain-MRI-like phantoms in 4 atrophy classes.
+
+`make_demo(out_dir)` writes a Kaggle-style folder contest that looks like the Alzheimer MRI set
+(train/<Class>/<name>.png, test/<id>.png, sample_submission.csv) with the real set's class imbalance,
+plus a hidden answer key `.solution.csv` so tests can measure true test accuracy. Images are procedural:
+skull, grey/white matter with sulci, two lateral ventricles. Atrophy grows with the class
+(NonDemented < VeryMildDemented < MildDemented < ModerateDemented): ventricles widen, the brain shrinks
+away from the skull, sulci and the midline fissure deepen. Severity is drawn per subject with noise, so
+neighbouring classes overlap. Each training subject contributes a few consecutive slices that look alike
+(`subj012_slice03.png`; group with `regex:(subj\\d+)`), so random-split CV leaks and group CV does not;
+test images come from other subjects.
+
+Deterministic: the same arguments give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from competition.errors import CompetitionError
+
+CLASSES = ("MildDemented", "ModerateDemented", "NonDemented", "VeryMildDemented")
+# Atrophy stage per class (0 = none ... 3 = moderate).
+STAGE = {"NonDemented": 0, "VeryMildDemented": 1, "MildDemented": 2, "ModerateDemented": 3}
+# Real Alzheimer MRI set counts: Mild 717, Moderate 52, Non 2560, VeryMild 1792; kept roughly in proportion,
+# with the rarest class lifted so 5-fold stratified CV works.
+TRAIN_COUNTS = {"NonDemented": 240, "VeryMildDemented": 168, "MildDemented": 68, "ModerateDemented": 24}
+TEST_COUNTS = {"NonDemented": 58, "VeryMildDemented": 40, "MildDemented": 16, "ModerateDemented": 6}
+PLACEHOLDER = "NonDemented"
+MIN_TRAIN_PER_CLASS = 6
+MIN_TEST_PER_CLASS = 2
+SEVERITY_NOISE = 0.42  # std of a subject's severity around its class stage; neighbours overlap
+
+
+def class_counts(scale: float = 1.0) -> tuple[dict[str, int], dict[str, int]]:
+    """(train, test) images per class for `scale`."""
+    if not scale > 0:
+        raise CompetitionError(f"demo scale must be > 0, got {scale}")
+    train = {c: max(MIN_TRAIN_PER_CLASS, round(n * scale)) for c, n in TRAIN_COUNTS.items()}
+    test = {c: max(MIN_TEST_PER_CLASS, round(n * scale)) for c, n in TEST_COUNTS.items()}
+    return train, test
+
+
+# ---------------------------------------------------------------- drawing
+
+def _sig(x: np.ndarray, sharp: float) -> np.ndarray:
+    """Soft step 0 -> 1 as x crosses 0 (anti-aliased masks)."""
+    return 0.5 * (1.0 + np.tanh(x * sharp))
+
+
+def _subject(rng: np.random.Generator, stage: int) -> dict:
+    """Base anatomy of one subject; slices vary around it."""
+    sev = float(np.clip(stage + rng.normal(0.0, SEVERITY_NOISE), -0.6, 3.8))
+    a = rng.uniform(0.66, 0.76)  # head half-width (grid units: image spans -1..1)
+    n_gyri = int(rng.integers(13, 19))
+    return {
+        "sev": sev,
+        "a": a,
+        "b": a * rng.uniform(1.14, 1.24),  # axial heads are longer front-to-back
+        "angle": rng.normal(0.0, 0.10),
+        "cx": rng.normal(0.0, 0.03),
+        "cy": rng.normal(0.0, 0.03),
+        "gyri_n": n_gyri,
+        "gyri_phase": rng.uniform(0, 2 * np.pi, size=3),
+        "gyri_amp": rng.uniform(0.6, 1.0, size=3),
+        "vent_x": rng.uniform(0.11, 0.15),
+        "vent_tilt": rng.uniform(0.15, 0.35),
+        "vent_asym": rng.normal(0.0, 0.06),
+        "gm": rng.uniform(0.45, 0.55),
+        "wm": rng.uniform(0.70, 0.80),
+        "skull": rng.uniform(0.85, 1.0),
+        "z0": rng.uniform(-0.3, 0.1),  # slice position of the first slice (0 = ventricle level)
+    }
+
+
+def _draw(subj: dict, z: float, size: int, rng: np.random.Generator) -> np.ndarray:
+    """One axial slice at height `z` as uint8 (size x size)."""
+    s = subj["sev"]
+    lin = (np.arange(size) + 0.5) / size * 2.0 - 1.0
+    y, x = np.meshgrid(lin, lin, indexing="ij")
+    px = 2.0 / size  # one pixel in grid units
+    sharp = 1.0 / px
+
+    ang = subj["angle"] + rng.normal(0.0, 0.025)
+    cx = subj["cx"] + rng.normal(0.0, 0.012)
+    cy = subj["cy"] + rng.normal(0.0, 0.012)
+    ca, sa = np.cos(ang), np.sin(ang)
+    u = (x - cx) * ca + (y - cy) * sa  # left-right
+    v = -(x - cx) * sa + (y - cy) * ca  # front-back (down = back)
+
+    # Head shrinks away from the slice through the ventricles.
+    shrink = 1.0 - 0.10 * z * z
+    a, b = subj["a"] * shrink, subj["b"] * shrink
+    r = np.sqrt((u / a) ** 2 + (v / b) ** 2)
+    phi = np.arctan2(v / b, u / a)
+
+    img = np.full((size, size), 0.03)
+    head = _sig(1.0 - r, sharp * a)
+    scalp = head * _sig(r - 0.90, sharp * a)  # bright scalp/skull-marrow ring (T1)
+    inside = _sig(0.90 - r, sharp * a)
+    img = img + scalp * 0.75 * subj["skull"] + inside * 0.10  # inside the skull: dark CSF
+
+    # Brain edge: shrinks from the skull with atrophy; sulci are narrow notches that deepen with atrophy.
+    gap = 0.035 + 0.035 * s
+    rb = 0.88 - gap
+    n, ph, amp = subj["gyri_n"], subj["gyri_phase"], subj["gyri_amp"]
+    # Irregularly spaced sulci: a warped angular phase; cos(psi) = 1 in a sulcus, -1 on a gyrus crown.
+    psi = n * phi + ph[0] + 0.3 * z + 1.4 * amp[1] * np.sin(3 * phi + ph[1]) + 0.7 * amp[2] * np.sin(5 * phi + ph[2])
+    sulcus = np.clip(np.cos(psi), 0.0, None) ** 10
+    per_sulcus = 0.65 + 0.35 * np.cos(0.5 * psi + ph[2])
+    depth = 0.09 + 0.045 * max(s, 0.0)
+    edge = rb * (1.0 - depth * sulcus * per_sulcus - 0.012 * np.cos(psi)) + 0.01 * rng.normal()
+    brain = _sig(edge - r, sharp * a)
+
+    # Midline fissure: dark, widening with atrophy, front and back of the brain only.
+    fiss_w = px * (0.3 + 0.35 * max(s, 0.0))
+    fiss = _sig(fiss_w - np.abs(u), sharp) * _sig(np.abs(v / b) - 0.5 + 0.05 * s, sharp * b * 0.5)
+    brain = brain * (1.0 - 0.7 * fiss)
+
+    # White matter core, with its own wavy border following the gyri.
+    wm_edge = rb * (0.74 - 0.04 * max(s, 0.0)) * (1.0 - 0.07 * np.cos(psi))
+    wm = _sig(wm_edge - r, sharp * a)
+    tissue = subj["gm"] + (subj["wm"] - subj["gm"]) * wm
+    img = img * (1.0 - brain) + brain * tissue
+
+    # Lateral ventricles: two curved bands ")(" either side of the midline, closest at the middle, frontal
+    # horns thicker; wider, longer and further apart with atrophy.
+    zf = max(0.2, 1.0 - 1.2 * z * z)
+    grow = 1.0 + 0.45 * s
+    L = 0.26 * b * (1.0 + 0.10 * s) * max(0.35, zf)
+    v0 = -0.03 * b
+    t = (v - v0) / L  # -1 (front tip) .. 1 (back tip)
+    taper = np.sqrt(np.clip(1.0 - t * t, 0.0, None))
+    vent = np.zeros_like(img)
+    for side in (-1.0, 1.0):
+        asym = 1.0 + side * subj["vent_asym"]
+        d0 = (subj["vent_x"] * 0.45 + 0.012 * s) * a
+        xc = side * (d0 + subj["vent_tilt"] * 0.45 * a * (t + 0.15) ** 2)
+        thick = 0.028 * a * grow * asym * zf * np.clip(1.25 - 0.55 * t, 0.5, 1.8) * taper
+        shape = _sig(thick - np.abs(u - xc), sharp) * _sig(1.0 - np.abs(t), 6.0)
+        vent = np.maximum(vent, shape)
+    vent = vent * brain
+    img = img * (1.0 - vent) + vent * 0.08
+
+    # Scanner look: smooth bias field, contrast, blur, noise.
+    field = gaussian_filter(rng.normal(size=(size, size)), sigma=size / 6.0, mode="reflect")
+    field = field / (np.abs(field).max() + 1e-9)
+    img = img * (1.0 + 0.10 * field)
+    gain = rng.uniform(0.82, 1.12)
+    gamma = rng.uniform(0.85, 1.2)
+    img = np.clip(img, 0.0, 1.0) ** gamma * gain
+    img = gaussian_filter(img, sigma=rng.uniform(0.35, 0.8) * size / 64.0, mode="nearest")
+    img = img + rng.normal(0.0, rng.uniform(0.012, 0.035), size=img.shape)
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def _slices_per_subject(rng: np.random.Generator, total: int, lo: int, hi: int) -> list[int]:
+    """Split `total` images into subjects of lo..hi consecutive slices."""
+    out: list[int] = []
+    left = total
+    while left > 0:
+        k = int(rng.integers(lo, hi + 1))
+        if left - k < lo and left - k != 0:
+            k = left if left <= hi else left - lo
+        out.append(min(k, left))
+        left -= out[-1]
+    return out
+
+
+# ---------------------------------------------------------------- writing
+
+_README = """# Synthetic Alzheimer MRI contest (demo)
+
+Made by `competition.demo.make_demo(seed={seed}, size={size}, scale={scale})`. Every image is a procedural
+phantom of an axial brain MRI slice (8-bit grayscale, {size}x{size} PNG): dark background, bright scalp
+ring, grey matter with sulci, brighter white matter, two dark lateral ventricles. No patient data.
+
+## Task
+
+Classify each slice into one of 4 classes; the metric is macro F1.
+
+| class | train | test |
+|---|---:|---:|
+{table}
+
+The imbalance follows the real Kaggle Alzheimer MRI set (Mild 717, Moderate 52, Non 2560, VeryMild 1792).
+
+## Signal
+
+The class follows atrophy, as in the real disease: from NonDemented to VeryMild, Mild and Moderate the
+ventricles widen, the brain shrinks away from the skull (wider CSF gap), and sulci and the midline fissure
+deepen. Each subject's severity is drawn around its class stage with noise, so neighbouring classes overlap.
+Per image: head size, rotation, position, intensity, contrast, bias field, blur and noise vary.
+
+## Layout
+
+- `train/<Class>/subjNNN_sliceKK.png`: {n_subjects} subjects, a few consecutive slices each. Slices of one
+  subject look alike, so a random split leaks; group folds with `regex:(subj\\d+)`.
+- `test/<id>.png`: {n_test} images from other subjects, named by random hex ids.
+- `sample_submission.csv`: `id,label`, one row per test image (ids sorted), label filled with `{placeholder}`.
+- `.solution.csv`: the hidden answer key (`id,label`), for measuring real test scores.
+"""
+
+
+def make_demo(
+    out_dir: Path | str,
+    seed: int = 0,
+    size: int = 64,
+    scale: float = 1.0,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write the synthetic contest into `out_dir` (created atomically) and return it."""
+    out_dir = Path(out_dir)
+    if int(seed) < 0:
+        raise CompetitionError(f"demo seed must be >= 0, got {seed}")
+    if size < 32:
+        raise CompetitionError(f"demo size must be at least 32 pixels, got {size}")
+    train_counts, test_counts = class_counts(scale)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise CompetitionError(f"{out_dir}: exists and is not a folder")
+        if any(out_dir.iterdir()) and not overwrite:
+            raise CompetitionError(f"{out_dir}: already exists and is not empty")
+
+    root = np.random.SeedSequence([int(seed), 0x5EED_DE30])
+    plan_rng = np.random.default_rng(root.spawn(1)[0])
+
+    # Plan subjects: (stage, class, n_slices, split); then shuffle subject numbers so they carry no label.
+    subjects: list[tuple[str, int, str]] = []
+    for cls in CLASSES:
+        for k in _slices_per_subject(plan_rng, train_counts[cls], 2, 4):
+            subjects.append((cls, k, "train"))
+    for cls in CLASSES:
+        for k in _slices_per_subject(plan_rng, test_counts[cls], 1, 3):
+            subjects.append((cls, k, "test"))
+    n_train_subj = sum(1 for s in subjects if s[2] == "train")
+    numbers = plan_rng.permutation(n_train_subj) + 1
+    n_test = sum(test_counts.values())
+    ids: list[str] = []
+    seen: set[str] = set()
+    while len(ids) < n_test:
+        hid = plan_rng.bytes(6).hex()
+        if hid not in seen:
+            seen.add(hid)
+            ids.append(hid)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the contest folder is ordinary
+        for cls in CLASSES:
+            (tmp / "train" / cls).mkdir(parents=True)
+        (tmp / "test").mkdir()
+        solution: list[tuple[str, str]] = []
+        subj_seeds = root.spawn(len(subjects) + 1)[1:]
+        width = max(3, len(str(n_train_subj)))
+        t_i = 0
+        for i, ((cls, n_slices, split), ss) in enumerate(zip(subjects, subj_seeds)):
+            rng = np.random.default_rng(ss)
+            subj = _subject(rng, STAGE[cls])
+            step = rng.uniform(0.08, 0.14)
+            for k in range(n_slices):
+                arr = _draw(subj, subj["z0"] + k * step, size, rng)
+                if split == "train":
+                    name = f"subj{numbers[i]:0{width}d}_slice{k + 1:02d}.png"
+                    (tmp / "train" / cls / name).write_bytes(_png_bytes(arr))
+                else:
+                    hid = ids[t_i]
+                    t_i += 1
+                    (tmp / "test" / f"{hid}.png").write_bytes(_png_bytes(arr))
+                    solution.append((hid, cls))
+        solution.sort()
+        (tmp / "sample_submission.csv").write_text(
+            "id,label\n" + "".join(f"{hid},{PLACEHOLDER}\n" for hid, _ in solution), encoding="utf-8"
+        )
+        (tmp / ".solution.csv").write_text(
+            "id,label\n" + "".join(f"{hid},{cls}\n" for hid, cls in solution), encoding="utf-8"
+        )
+        table = "\n".join(f"| {c} | {train_counts[c]} | {test_counts[c]} |" for c in CLASSES)
+        (tmp / "README.md").write_text(
+            _README.format(
+                seed=seed, size=size, scale=scale, table=table, n_subjects=n_train_subj,
+                n_test=n_test, placeholder=PLACEHOLDER,
+            ),
+            encoding="utf-8",
+        )
+        _swap_in(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    """Move the finished folder `tmp` to `out_dir`, replacing an old one only after the new one is complete."""
+    old: Path | None = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old.{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(out_dir, old)
+    try:
+        os.rename(tmp, out_dir)
+    except BaseException:
+        if old is not None:
+            with contextlib.suppress(OSError):
+                os.rename(old, out_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,336 @@
+"""Ensembles of finished runs: combine member OOF/test probabilities into a new run folder.
+
+Members are stacked as ``P`` of shape (n_members, n, k). Every method is a scikit-learn-style
+estimator (``fit(P, y)`` -> self, ``predict_proba(P)``) registered by name, so the CLI picks one by
+string. Methods that learn from OOF (``fitted_on_oof``) would report an optimistic OOF if scored on
+the rows they were fitted on, so the ensemble's saved OOF comes from `cross_val_oof` over the
+members' own folds; the estimator refitted on all OOF rows produces the test probabilities.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import yaml
+from scipy.stats import rankdata
+from sklearn.base import BaseEstimator, clone
+from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
+
+from competition.errors import CompetitionError
+from competition.files import write_text
+from competition.metrics import fast_macro_f1, macro_f1
+from competition.runs import RUN_FILE, Run, check_same_folds, save_run
+
+EPS = 1e-7
+METRICS = ("macro_f1", "log_loss")
+
+
+def ensemble_score(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    """Higher-is-better score of (y, proba) for the searches: macro F1, or minus the mean log loss."""
+    if metric == "macro_f1":
+        return lambda y, proba: fast_macro_f1(y, proba.argmax(axis=1), proba.shape[1])
+    if metric == "log_loss":
+        return lambda y, proba: float(np.log(np.clip(proba[np.arange(len(y)), y], EPS, 1.0)).mean())
+    raise CompetitionError(f"ensemble metric: unknown '{metric}'; known: {', '.join(METRICS)}")
+
+
+def blend(weights: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """Weighted sum of member matrices (weights sum to 1); the one formula fit and predict share."""
+    return np.tensordot(np.asarray(weights, dtype=np.float64), np.asarray(P, dtype=np.float64), axes=1)
+
+
+def _normalise_rows(x: np.ndarray) -> np.ndarray:
+    return x / x.sum(axis=1, keepdims=True)
+
+
+class Ensembler(BaseEstimator):
+    """Base: fit on member OOF probabilities P (m, n, k) and labels y; predict_proba(P) -> (n, k)."""
+
+    fitted_on_oof: ClassVar[bool] = False
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> Ensembler:
+        self.n_members_ = np.shape(P)[0]
+        return self
+
+    def predict_proba(self, P: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+ENSEMBLERS: dict[str, type[Ensembler]] = {}
+
+
+def register(name: str) -> Callable[[type[Ensembler]], type[Ensembler]]:
+    def decorate(cls: type[Ensembler]) -> type[Ensembler]:
+        ENSEMBLERS[name] = cls
+        return cls
+
+    return decorate
+
+
+def make_ensembler(method: str, metric: str = "macro_f1") -> Ensembler:
+    """The registered estimator for `method`, given `metric` when it searches on one."""
+    if method not in ENSEMBLERS:
+        raise CompetitionError(f"ensemble method: unknown '{method}'; known: {', '.join(sorted(ENSEMBLERS))}")
+    ensemble_score(metric)  # validates the name
+    estimator = ENSEMBLERS[method]()
+    if "metric" in estimator.get_params():
+        estimator.set_params(metric=metric)
+    return estimator
+
+
+@register("mean")
+class MeanEnsembler(Ensembler):
+    """Plain average: nothing fitted, so nothing to overfit; the baseline every other method must beat."""
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> MeanEnsembler:
+        self.n_members_ = np.shape(P)[0]
+        self.weights_ = np.full(self.n_members_, 1.0 / self.n_members_)
+        return self
+
+    def predict_proba(self, P: np.ndarray) -> np.ndarray:
+        return blend(np.full(len(P), 1.0 / len(P)), P)
+
+
+@register("rank")
+class RankEnsembler(Ensembler):
+    """Average of per-class ranks scaled to (0, 1], rows renormalised: ignores members' calibration.
+
+    Ranks are taken within the matrix passed in (OOF rows among OOF rows, test among test).
+    """
+
+    def predict_proba(self, P: np.ndarray) -> np.ndarray:
+        P = np.asarray(P, dtype=np.float64)
+        ranks = rankdata(P, axis=1) / P.shape[1]  # per member and class, over rows; ties averaged
+        return _normalise_rows(ranks.mean(axis=0))
+
+
+@register("geometric")
+class GeometricEnsembler(Ensembler):
+    """Normalised geometric mean: a member confidently ruling a class out vetoes it (log-prob averaging)."""
+
+    def __init__(self, eps: float = EPS) -> None:
+        self.eps = eps
+
+    def predict_proba(self, P: np.ndarray) -> np.ndarray:
+        logs = np.log(np.clip(np.asarray(P, dtype=np.float64), self.eps, 1.0))
+        return _normalise_rows(np.exp(logs.mean(axis=0)))
+
+
+@register("weighted")
+class WeightedEnsembler(Ensembler):
+    """Non-negative weights summing to 1, by coordinate search on a grid from the uniform mean.
+
+    Macro F1 is piecewise constant in the weights, so gradient optimisers stall; a grid search per
+    member (others rescaled to keep the sum) handles both metrics and only moves on strict
+    improvement, so in-sample it never scores below the plain mean.
+    """
+
+    fitted_on_oof = True
+
+    def __init__(self, metric: str = "macro_f1", n_steps: int = 21, n_passes: int = 3) -> None:
+        self.metric = metric
+        self.n_steps = n_steps
+        self.n_passes = n_passes
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> WeightedEnsembler:
+        score = ensemble_score(self.metric)
+        y = np.asarray(y, dtype=np.int64)
+        m = len(P)
+        weights = np.full(m, 1.0 / m)
+        best = score(y, blend(weights, P))
+        for _ in range(self.n_passes):
+            improved = False
+            for j in range(m):
+                rest = weights.copy()
+                rest[j] = 0.0
+                if rest.sum() == 0:
+                    continue  # j holds all the weight; another member's turn can move it
+                for g in np.linspace(0.0, 1.0, self.n_steps):
+                    candidate = rest * (1.0 - g) / rest.sum()
+                    candidate[j] = g
+                    value = score(y, blend(candidate, P))
+                    if value > best + 1e-12:
+                        best, weights, improved = value, candidate, True
+            if not improved:
+                break
+        self.n_members_ = m
+        self.weights_ = weights
+        self.score_ = best
+        return self
+
+    def predict_proba(self, P: np.ndarray) -> np.ndarray:
+        return blend(self.weights_, P)
+
+
+@register("caruana")
+class CaruanaEnsembler(Ensembler):
+    """Caruana et al. (2004): greedy forward selection with replacement, from the best single member.
+
+    Each step adds the member whose inclusion scores best (even if worse than now, to escape
+    plateaus); the kept selection is the best-scoring prefix, so in-sample it is never below the
+    best member. Weights are selection counts, normalised.
+    """
+
+    fitted_on_oof = True
+
+    def __init__(self, metric: str = "macro_f1", n_iter: int = 50) -> None:
+        self.metric = metric
+        self.n_iter = n_iter
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> CaruanaEnsembler:
+        score = ensemble_score(self.metric)
+        y = np.asarray(y, dtype=np.int64)
+        m = len(P)
+        eye = np.eye(m)
+        self.member_scores_ = np.array([score(y, blend(eye[j], P)) for j in range(m)])
+        counts = eye[int(self.member_scores_.argmax())].copy()
+        best, best_counts = float(self.member_scores_.max()), counts.copy()
+        for _ in range(self.n_iter):
+            trials = [score(y, blend((counts + eye[j]) / (counts.sum() + 1), P)) for j in range(m)]
+            j = int(np.argmax(trials))
+            counts[j] += 1
+            if trials[j] > best + 1e-12:
+                best, best_counts = trials[j], counts.copy()
+        self.n_members_ = m
+        self.counts_ = best_counts.astype(np.int64)
+        self.weights_ = best_counts / best_counts.sum()
+        self.score_ = best
+        return self
+
+    def predict_proba(self, P: np.ndarray) -> np.ndarray:
+        return blend(self.weights_, P)
+
+
+@register("stacking")
+class StackingEnsembler(Ensembler):
+    """Multinomial logistic regression on the members' concatenated log-probabilities.
+
+    Learns cross-member, cross-class corrections a weighted mean cannot; the most prone to overfit,
+    hence the nested-CV OOF.
+    """
+
+    fitted_on_oof = True
+
+    def __init__(self, C: float = 1.0, max_iter: int = 1000, eps: float = EPS) -> None:
+        self.C = C
+        self.max_iter = max_iter
+        self.eps = eps
+
+    def _features(self, P: np.ndarray) -> np.ndarray:
+        logs = np.log(np.clip(np.asarray(P, dtype=np.float64), self.eps, 1.0))
+        return logs.transpose(1, 0, 2).reshape(logs.shape[1], -1)  # (n, m * k)
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> StackingEnsembler:
+        self.n_members_, _, self.n_classes_ = np.shape(P)
+        # A few hundred rows x (m*k) features: BLAS threads only add start-up and contention.
+        with threadpool_limits(limits=1):
+            self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(self._features(P), y)
+        return self
+
+    def predict_proba(self, P: np.ndarray) -> np.ndarray:
+        out = np.zeros((np.shape(P)[1], self.n_classes_))
+        out[:, self.model_.classes_] = self.model_.predict_proba(self._features(P))  # classes seen in fit
+        return out
+
+
+def cross_val_oof(estimator: Ensembler, P: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """Honest OOF for a fitted method: each fold's rows predicted by a clone fitted on the other folds."""
+    y, folds = np.asarray(y), np.asarray(folds)
+    out = np.zeros(np.shape(P)[1:], dtype=np.float64)
+    for f in np.unique(folds):
+        held = folds == f
+        model = clone(estimator).fit(P[:, ~held], y[~held])
+        out[held] = model.predict_proba(P[:, held])
+    return out
+
+
+def _ensemble_dir(runs_dir: str | Path, name: str) -> Path:
+    """runs_dir/name, refusing any name that would land elsewhere."""
+    if not name or "/" in name or "\\" in name or ".." in name or Path(name).is_absolute() or name == ".":
+        raise CompetitionError(f"ensemble name '{name}': expected a plain folder name (no '/', '..' or absolute path)")
+    root = Path(runs_dir).resolve()
+    out = (root / name).resolve()
+    if out.parent != root:
+        raise CompetitionError(f"ensemble name '{name}': resolves outside {root}")
+    return Path(runs_dir) / name
+
+
+def build_ensemble(
+    runs: list[Run], method: str, name: str, runs_dir: str | Path, metric: str = "macro_f1"
+) -> Path:
+    """Fit `method` on the members' OOF and write runs_dir/name as a run of kind 'ensemble'."""
+    estimator = make_ensembler(method, metric)
+    out = _ensemble_dir(runs_dir, name)
+    if len(runs) < 2:
+        raise CompetitionError(f"ensemble '{name}': needs at least 2 runs, got {len(runs)}")
+    members = [r.name for r in runs]
+    if len(set(members)) != len(members):
+        raise CompetitionError(f"ensemble '{name}': a run is listed twice in {members}")
+    if name in members:
+        raise CompetitionError(f"ensemble '{name}': has the same name as one of its members")
+    if (out / RUN_FILE).is_file() and json.loads((out / RUN_FILE).read_text(encoding="utf-8")).get("kind") != "ensemble":
+        raise CompetitionError(f"ensemble '{name}': {out} already holds a model run; pick another name")
+    check_same_folds(runs)
+
+    first = runs[0]
+    oof_members = np.stack([r.oof for r in runs]).astype(np.float64)
+    test_members = np.stack([r.test for r in runs]).astype(np.float64)
+    estimator.fit(oof_members, first.y)
+    in_sample = estimator.predict_proba(oof_members)
+    if estimator.fitted_on_oof:
+        oof, oof_is = cross_val_oof(estimator, oof_members, first.y, first.folds), "nested-cv"
+    else:
+        oof, oof_is = in_sample, "unfitted"
+    test = estimator.predict_proba(test_members)
+    weights = getattr(estimator, "weights_", None)
+
+    recipe = {
+        "kind": "ensemble",
+        "method": method,
+        "metric": metric,
+        "params": dict(estimator.get_params()),
+        "members": [{"name": r.name, "recipe_hash": r.recipe_hash} for r in runs],
+    }
+    recipe_hash = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    write_text(out / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
+    return save_run(
+        out,
+        name=name,
+        kind="ensemble",
+        classes=first.classes,
+        ids=first.ids,
+        y=first.y,
+        folds=first.folds,
+        oof=oof,
+        test=test,
+        test_ids=first.test_ids,
+        recipe_hash=recipe_hash,
+        scheme=first.scheme,
+        paths=first.paths,
+        extra={
+            "members": members,
+            "method": method,
+            "metric": metric,
+            "weights": None if weights is None else [float(w) for w in weights],
+            "in_sample_macro_f1": macro_f1(first.y, in_sample),
+            "oof_macro_f1": macro_f1(first.y, oof),
+            "member_macro_f1": {r.name: macro_f1(r.y, r.oof) for r in runs},
+            "oof_is": oof_is,
+            "sample_submission": first.meta.get("sample_submission", ""),
+            "data_root": first.meta.get("data_root", ""),
+        },
+    )
+
+
+def ensemble_runs(members: list[str], *, method: str, name: str, runs_dir: str | Path = "runs",
+                  metric: str = "macro_f1") -> Path:
+    """`competition ensemble`: load the member runs by name or folder, then build_ensemble."""
+    from competition.runs import resolve_run
+
+    return build_ensemble([Run.load(resolve_run(m, runs_dir)) for m in members], method, name, runs_dir, metric)

@@ -1,0 +1,404 @@
+"""A run's visual report: training curves, OOF confusion matrix, per-class scores and the most confidently
+wrong images, as PNGs plus one self-contained ``index.html`` that links them (relative paths).
+
+Figures are built with matplotlib's object API (``matplotlib.figure.Figure``, rendered by Agg); no pyplot
+global state, no display. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from PIL import Image
+
+from competition.errors import CompetitionError
+from competition.files import atomic_write, write_text
+from competition.metrics import confusion_counts, fold_scores, score
+from competition.runs import Run
+
+REPORT_DIR = "report"
+PNG_DPI = 100
+FOLD_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                "#bcbd22", "#17becf")
+THUMB_PX = 160  # longest side of a wrong-image thumbnail before plotting (keeps memory small)
+
+
+@dataclass
+class Section:
+    """One block of the page: a heading, an optional image and notes explaining what is (not) shown."""
+
+    title: str
+    image: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def _save(fig: Figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=PNG_DPI)
+    with atomic_write(path, "wb") as handle:
+        handle.write(buffer.getvalue())
+
+
+def _short(text: str, width: int = 18) -> str:
+    """Class names on axes and titles: wrapped onto at most two lines, then cut."""
+    lines = textwrap.wrap(str(text), width=width, break_long_words=True) or [""]
+    if len(lines) > 2:
+        lines = [lines[0], lines[1][: width - 1] + "…"]
+    return "\n".join(lines)
+
+
+def _colour(i: int) -> str:
+    return FOLD_COLOURS[i % len(FOLD_COLOURS)]
+
+
+# ---------------------------------------------------------------- training curves
+
+
+def read_histories(run_dir: Path) -> dict[int, pd.DataFrame]:
+    """fold index -> history.csv frame, for every ``fold_<k>/history.csv`` present (fold order)."""
+    out: dict[int, pd.DataFrame] = {}
+    folders = [p for p in run_dir.glob("fold_*") if p.is_dir() and p.name[5:].isdigit()]
+    for folder in sorted(folders, key=lambda p: int(p.name[5:])):
+        file = folder / "history.csv"
+        if not file.is_file():
+            continue
+        try:
+            frame = pd.read_csv(file)
+        except (OSError, ValueError) as exc:
+            raise CompetitionError(f"{file}: unreadable history ({exc})") from None
+        if frame.empty:
+            continue
+        if "epoch" not in frame:
+            frame["epoch"] = np.arange(1, len(frame) + 1)
+        out[int(folder.name[5:])] = frame
+    return out
+
+
+def best_epoch(frame: pd.DataFrame) -> tuple[int, float] | None:
+    """(epoch, val macro F1) of the first epoch with the highest validation macro F1, as training keeps it."""
+    if "val_macro_f1" not in frame or frame["val_macro_f1"].isna().all():
+        return None
+    row = frame.loc[frame["val_macro_f1"].idxmax()]
+    return int(row["epoch"]), float(row["val_macro_f1"])
+
+
+def plot_curves(histories: dict[int, pd.DataFrame], path: Path) -> None:
+    """Loss (train dashed, val solid) and val macro F1 per epoch, one colour per fold, best-F1 epoch starred."""
+    fig = Figure(figsize=(12, 4.6), layout="constrained")
+    loss_ax, f1_ax = fig.subplots(1, 2)
+    phased = False
+    for i, (fold, frame) in enumerate(histories.items()):
+        colour, epochs = _colour(i), frame["epoch"].to_numpy()
+        if "loss" in frame:
+            loss_ax.plot(epochs, frame["loss"], color=colour, linestyle="--", linewidth=1.3, alpha=0.85)
+        if "val_loss" in frame:
+            loss_ax.plot(epochs, frame["val_loss"], color=colour, linestyle="-", linewidth=1.6)
+        if "val_macro_f1" in frame:
+            f1_ax.plot(epochs, frame["val_macro_f1"], color=colour, linewidth=1.6, label=f"fold {fold}")
+        best = best_epoch(frame)
+        if best is not None:
+            f1_ax.plot([best[0]], [best[1]], marker="*", markersize=14, color=colour,
+                       markeredgecolor="black", markeredgewidth=0.6, linestyle="none")
+            loss_ax.axvline(best[0], color=colour, linestyle=":", linewidth=0.9, alpha=0.7)
+        if "phase" in frame and frame["phase"].nunique() > 1:
+            starts = epochs[np.flatnonzero(np.diff(frame["phase"].to_numpy())) + 1]
+            phased = phased or len(starts) > 0
+            for start in starts:
+                f1_ax.axvline(start - 0.5, color=colour, linestyle="-.", linewidth=0.8, alpha=0.5)
+    loss_ax.set_title("Loss per epoch (train dashed, validation solid; dotted = best-F1 epoch)", fontsize=10)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("cross-entropy")
+    f1_ax.set_title("Validation macro F1 per epoch (★ = kept epoch)", fontsize=10)
+    f1_ax.set_xlabel("epoch")
+    f1_ax.set_ylabel("macro F1")
+    for ax in (loss_ax, f1_ax):
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    # One legend: fold colours plus the line-style key.
+    handles, labels = f1_ax.get_legend_handles_labels()
+    train_key = loss_ax.plot([], [], color="grey", linestyle="--", label="train")[0]
+    val_key = loss_ax.plot([], [], color="grey", linestyle="-", label="validation")[0]
+    handles, labels = handles + [train_key, val_key], labels + ["train loss", "validation"]
+    if phased:
+        handles.append(f1_ax.plot([], [], color="grey", linestyle="-.", linewidth=0.8)[0])
+        labels.append("phase start")
+    fig.legend(handles, labels, loc="outside right center", fontsize=9, frameon=False)
+    _save(fig, path)
+
+
+# ---------------------------------------------------------------- confusion and per-class scores
+
+
+def plot_confusion(counts: np.ndarray, classes: list[str], path: Path) -> None:
+    """Counts with row-normalised share (recall per true class) annotated; colour = share."""
+    k = len(classes)
+    totals = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
+    side = max(5.0, 0.9 * k + 3.0)
+    fig = Figure(figsize=(side + 1.0, side), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="share of true class (row)")
+    font = 10 if k <= 6 else 8 if k <= 12 else 6
+    for i in range(k):
+        for j in range(k):
+            colour = "white" if share[i, j] > 0.55 else "black"
+            ax.text(j, i, f"{counts[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", color=colour,
+                    fontsize=font, fontweight="bold" if i == j else "normal")
+    names = [_short(c) for c in classes]
+    ax.set_xticks(range(k), names, rotation=35 if k > 2 else 0, ha="right" if k > 2 else "center",
+                  rotation_mode="anchor", fontsize=9)
+    ax.set_yticks(range(k), names, fontsize=9)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"OOF confusion matrix ({int(counts.sum())} images)", fontsize=11)
+    _save(fig, path)
+
+
+def plot_per_class(per_class: dict[str, dict[str, float]], macro_f1: float, path: Path) -> None:
+    """Grouped precision/recall/F1 bars per class, support under each name, macro F1 as a line."""
+    names = list(per_class)
+    k = len(names)
+    x = np.arange(k)
+    width = 0.26
+    rotate = k > 6
+    fig = Figure(figsize=(min(max(6.5, 1.4 * k + 2.5), 14.0), 5.4 if rotate else 4.8), layout="constrained")
+    ax = fig.subplots()
+    for offset, metric, colour in ((-width, "precision", "#4c72b0"), (0.0, "recall", "#dd8452"),
+                                   (width, "f1", "#55a868")):
+        values = [per_class[n][metric] for n in names]
+        bars = ax.bar(x + offset, values, width, label=metric if metric != "f1" else "F1", color=colour)
+        if k <= 8:
+            ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=7, padding=1)
+    ax.axhline(macro_f1, color="black", linestyle="--", linewidth=1, label=f"macro F1 {macro_f1:.4f}")
+    ax.set_xticks(x, [f"{_short(n)}\n(n={per_class[n]['support']})" for n in names], fontsize=9,
+                  rotation=35 if rotate else 0, ha="right" if rotate else "center", rotation_mode="anchor")
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel("score")
+    ax.set_title("Per-class OOF precision, recall and F1", fontsize=11)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=4, fontsize=9, frameon=False)
+    _save(fig, path)
+
+
+# ---------------------------------------------------------------- confidently wrong images
+
+
+def _thumbnail(path: str) -> np.ndarray:
+    """An image as a small uint8 array (grey 2-D or RGB 3-D), whatever its bit depth."""
+    with Image.open(path) as image:
+        image.thumbnail((THUMB_PX * 2, THUMB_PX * 2))
+        if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+            array = np.asarray(image, dtype=np.float32)
+            low, high = float(array.min()), float(array.max())
+            array = (array - low) / (high - low) * 255 if high > low else np.zeros_like(array)
+            image = Image.fromarray(array.astype(np.uint8))
+        elif image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        image.thumbnail((THUMB_PX, THUMB_PX))
+        return np.asarray(image)
+
+
+def most_confident_wrong(run: Run, n: int) -> np.ndarray:
+    """Row indices of the wrong OOF predictions, highest predicted-class probability first (at most n)."""
+    pred = run.oof.argmax(axis=1)
+    wrong = np.flatnonzero(pred != run.y)
+    confidence = run.oof[wrong, pred[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")][:n]
+
+
+def plot_wrong(run: Run, rows: np.ndarray, path: Path) -> None:
+    """Grid of images, each titled true / predicted (probability) / id."""
+    pred = run.oof.argmax(axis=1)
+    cols = min(len(rows), 4 if len(rows) <= 16 else 6)
+    nrows = math.ceil(len(rows) / cols)
+    fig = Figure(figsize=(2.7 * cols, 3.1 * nrows + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, cols, squeeze=False)).ravel()
+    for ax in axes:
+        ax.axis("off")
+    for ax, row in zip(axes, rows):
+        image = _thumbnail(str(run.paths[row]))
+        ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
+        true, guess = run.classes[run.y[row]], run.classes[pred[row]]
+        ax.set_title(f"true: {_short(true, 22)}\npred: {_short(guess, 22)} ({run.oof[row, pred[row]]:.2f})\n"
+                     f"{_short(run.ids[row], 26)}", fontsize=8, linespacing=1.15)
+    fig.suptitle("Most confidently wrong OOF predictions", fontsize=11)
+    _save(fig, path)
+
+
+def wrong_section(run: Run, out_dir: Path, n_wrong: int) -> Section:
+    """Plot the most confidently wrong images that exist on disk into ``wrong.png``, or say why not."""
+    wrong = Section("Most confidently wrong OOF images")
+    pred = run.oof.argmax(axis=1)
+    n_errors = int((pred != run.y).sum())
+    if run.paths is None:
+        wrong.notes.append("The run does not record image paths (no path column in folds.csv): "
+                           "wrong-image grid skipped.")
+    elif n_errors == 0:
+        wrong.notes.append("No wrong OOF predictions.")
+    elif n_wrong <= 0:
+        wrong.notes.append("Wrong-image grid not requested (n_wrong = 0).")
+    else:
+        ranked = most_confident_wrong(run, n_errors)
+        present = [r for r in ranked if isinstance(run.paths[r], str) and Path(run.paths[r]).is_file()]
+        absent = len(ranked) - len(present)
+        if not present:
+            wrong.notes.append(f"None of the {len(ranked)} wrongly predicted images exist on disk "
+                               f"(e.g. {run.paths[ranked[0]]}): wrong-image grid skipped.")
+        else:
+            if absent:
+                wrong.notes.append(f"{absent} wrongly predicted image(s) are missing on disk and were left out.")
+            shown = np.asarray(present[:n_wrong])
+            try:
+                plot_wrong(run, shown, out_dir / "wrong.png")
+                wrong.image = "wrong.png"
+                wrong.notes.append(f"Showing {len(shown)} of {n_errors} wrong predictions, most confident first.")
+            except OSError as exc:
+                wrong.notes.append(f"Could not read an image ({exc}): wrong-image grid skipped.")
+    if wrong.image is None:  # a stale grid from an earlier report must not linger beside the new page
+        (out_dir / "wrong.png").unlink(missing_ok=True)
+    return wrong
+
+
+# ---------------------------------------------------------------- the page
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+CSS = """
+body { font-family: system-ui, -apple-system, Segoe UI, sans-serif; margin: 2em auto; max-width: 1200px;
+       padding: 0 1em; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.95em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.7em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f3f3f3; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+pre { background: #f7f7f7; border: 1px solid #ddd; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+.note { color: #8a5a00; background: #fff8e6; border-left: 3px solid #e0a800; padding: 0.3em 0.7em; }
+.muted { color: #666; }
+"""
+
+
+def render_html(run: Run, scores: dict[str, Any], per_fold: list[float], histories: dict[int, pd.DataFrame],
+                sections: list[Section], recipe_text: str | None) -> str:
+    e = html.escape
+    headline = [
+        ["OOF macro F1", f"{scores['macro_f1']:.4f}"],
+        ["OOF accuracy", f"{scores['accuracy']:.4f}"],
+        ["OOF weighted F1", f"{scores['weighted_f1']:.4f}"],
+        ["macro F1 per fold", ", ".join(f"{s:.4f}" for s in per_fold)],
+        ["fold scheme", run.scheme or "(not recorded)"],
+        ["kind", run.kind],
+        ["training images", f"{len(run.y)} in {len(np.unique(run.folds))} folds"],
+        ["test images", str(len(run.test_ids))],
+    ]
+    if run.recipe_hash:
+        headline.append(["recipe hash", run.recipe_hash])
+    if run.kind == "ensemble" and run.meta.get("members"):
+        headline.append(["members", ", ".join(map(str, run.meta["members"]))])
+    per_class = [[name, f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1']:.4f}", v["support"]]
+                 for name, v in scores["per_class"].items()]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Run report: {e(run.name)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>Run report: {e(run.name)}</h1>",
+        f'<p class="muted">{e(str(run.path))}</p>',
+        "<h2>Headline (out-of-fold)</h2>",
+        _table(["metric", "value"], headline),
+        "<h2>Per class</h2>",
+        _table(["class", "precision", "recall", "F1", "support"], per_class),
+    ]
+    if histories:
+        rows = []
+        for fold, frame in histories.items():
+            best = best_epoch(frame)
+            seconds = float(frame["seconds"].sum()) if "seconds" in frame else float("nan")
+            rows.append([fold, len(frame), best[0] if best else "-", f"{best[1]:.4f}" if best else "-",
+                         f"{seconds:.0f}"])
+        parts += ["<h2>Folds</h2>", _table(["fold", "epochs run", "best epoch", "best val macro F1", "seconds"],
+                                           rows)]
+    for section in sections:
+        parts.append(f"<h2>{e(section.title)}</h2>")
+        parts += [f'<p class="note">{e(note)}</p>' for note in section.notes]
+        if section.image:
+            parts.append(f'<img src="{e(section.image)}" alt="{e(section.title)}">')
+    parts.append("<h2>Recipe</h2>")
+    if recipe_text is None:
+        parts.append('<p class="note">No recipe.yaml in the run folder.</p>')
+    else:
+        parts.append(f"<pre>{e(recipe_text)}</pre>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16) -> Path:
+    """Write PNG plots and ``index.html`` for one run into out_dir (default ``<run_dir>/report/``); return
+    the HTML path. Plots that cannot be drawn (no fold histories, no image paths) are left out with a note."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CompetitionError(f"{run_dir}: run folder not found")
+    run = Run.load(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if run.oof.shape != (len(run.y), len(run.classes)):
+        raise CompetitionError(f"{run_dir / 'oof.npy'}: shape {run.oof.shape}, expected "
+                               f"({len(run.y)}, {len(run.classes)}) from folds.csv and run.json")
+
+    scores = score(run.y, run.oof, run.classes)
+    per_fold = fold_scores(run.y, run.oof, run.folds)
+    pred = run.oof.argmax(axis=1)
+    sections: list[Section] = []
+
+    def drop(name: str) -> None:  # a stale plot from an earlier report must not linger beside the new page
+        (out_dir / name).unlink(missing_ok=True)
+
+    # a. training curves
+    histories = read_histories(run_dir) if run.kind != "ensemble" else {}
+    curves = Section("Training curves")
+    if run.kind == "ensemble":
+        curves.notes.append("Ensemble run: no per-fold training, so no training curves.")
+        drop("curves.png")
+    elif not histories:
+        curves.notes.append(f"No fold_<k>/history.csv found in {run_dir}: training curves skipped.")
+        drop("curves.png")
+    else:
+        plot_curves(histories, out_dir / "curves.png")
+        curves.image = "curves.png"
+        missing = sorted(set(np.unique(run.folds).tolist()) - set(histories))
+        if missing:
+            curves.notes.append(f"No history for fold(s) {', '.join(map(str, missing))}.")
+    sections.append(curves)
+
+    # b. confusion matrix, c. per-class bars
+    plot_confusion(confusion_counts(run.y, pred, len(run.classes)), run.classes, out_dir / "confusion.png")
+    sections.append(Section("Confusion matrix (OOF)", "confusion.png"))
+    plot_per_class(scores["per_class"], scores["macro_f1"], out_dir / "per_class.png")
+    sections.append(Section("Per-class precision / recall / F1", "per_class.png"))
+
+    # d. most confidently wrong images
+    sections.append(wrong_section(run, out_dir, n_wrong))
+
+    recipe_file = run_dir / "recipe.yaml"
+    recipe_text = recipe_file.read_text(encoding="utf-8") if recipe_file.is_file() else None
+    page = out_dir / "index.html"
+    write_text(page, render_html(run, scores, per_fold, histories, sections, recipe_text))
+    return page

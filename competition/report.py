@@ -1,0 +1,140 @@
+"""Leaderboard: every run and ensemble scored on its out-of-fold predictions, as a table, Markdown, CSV or JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from competition.errors import CompetitionError
+from competition.metrics import bootstrap_ci, fold_scores, score
+from competition.runs import Run, list_runs
+
+FORMATS = ("table", "md", "csv", "json")
+
+
+def run_row(run: Run, members: dict[str, float] | None = None) -> dict[str, Any]:
+    """Everything the leaderboard shows for one run (the JSON row; the other formats flatten it)."""
+    scores = score(run.y, run.oof, run.classes)
+    row: dict[str, Any] = {
+        "run": run.name,
+        "kind": run.kind,
+        "scheme": run.scheme,
+        "macro_f1": scores["macro_f1"],
+        "accuracy": scores["accuracy"],
+        "weighted_f1": scores["weighted_f1"],
+        "per_class": scores["per_class"],
+    }
+    interval = bootstrap_ci(run.y, run.oof)
+    row["macro_f1_ci"] = [interval["low"], interval["high"]]
+    per_fold = fold_scores(run.y, run.oof, run.folds)
+    row["fold_macro_f1"] = per_fold
+    row["fold_std"] = float(np.std(per_fold))
+    if run.kind == "ensemble" and members:
+        names = [m for m in run.meta.get("members", []) if m in members]
+        if names:
+            best = max(names, key=lambda m: members[m])
+            row["best_member"] = best
+            row["vs_best_member"] = row["macro_f1"] - members[best]
+    return row
+
+
+def leaderboard(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
+    """One row per run and ensemble, best OOF macro F1 first."""
+    runs = list_runs(runs_dir)
+    if not runs:
+        raise CompetitionError(f"{runs_dir}: no finished runs")
+    plain = {r.name: score(r.y, r.oof, r.classes)["macro_f1"] for r in runs}
+    rows = [run_row(r, plain) for r in runs]
+    return sorted(rows, key=lambda r: r["macro_f1"], reverse=True)
+
+
+def flat(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """One column per figure, per-class F1 as `f1:<class>` (for CSV and Markdown)."""
+    records = []
+    for row in rows:
+        record = {k: v for k, v in row.items() if k not in {"per_class", "fold_macro_f1", "macro_f1_ci"}}
+        if "macro_f1_ci" in row:
+            record["ci_low"], record["ci_high"] = row["macro_f1_ci"]
+        for name, values in row["per_class"].items():
+            record[f"f1:{name}"] = values["f1"]
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def render(rows: list[dict[str, Any]], fmt: str, console: Any) -> str | None:
+    """Table goes to the console; md/csv/json are returned as text."""
+    if fmt not in FORMATS:
+        raise CompetitionError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    frame = flat(rows)
+    if fmt == "csv":
+        return frame.to_csv(index=False, float_format="%.4f")
+    if fmt == "md":
+        return _markdown(frame)
+    console.print(_rich_table(rows))
+    for row in rows:
+        console.print(_per_class_table(row))
+    return None
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    def cell(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in record) + " |" for record in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _rich_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Leaderboard (out-of-fold)")
+    classes = list(rows[0]["per_class"])
+    table.add_column("#", justify="right")
+    table.add_column("run")
+    table.add_column("macro F1", justify="right", style="bold")
+    table.add_column("95% CI", justify="right")
+    table.add_column("accuracy", justify="right")
+    table.add_column("weighted F1", justify="right")
+    for name in classes:
+        table.add_column(f"F1 {name}", justify="right")
+    table.add_column("fold ±", justify="right")
+    table.add_column("vs best member", justify="right")
+    table.add_column("folds")
+    for rank, row in enumerate(rows, 1):
+        ci = row.get("macro_f1_ci")
+        delta = row.get("vs_best_member")
+        table.add_row(
+            str(rank), row["run"], f"{row['macro_f1']:.4f}", f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "",
+            f"{row['accuracy']:.4f}", f"{row['weighted_f1']:.4f}",
+            *(f"{row['per_class'][c]['f1']:.3f}" for c in classes),
+            f"{row['fold_std']:.3f}" if "fold_std" in row else "",
+            f"{delta:+.4f}" if delta is not None else "",
+            row["scheme"],
+        )
+    return table
+
+
+def _per_class_table(row: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"{row['run']}: per class (OOF)")
+    for column in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, values in row["per_class"].items():
+        table.add_row(name, f"{values['precision']:.3f}", f"{values['recall']:.3f}", f"{values['f1']:.3f}",
+                      str(values["support"]))
+    return table
+
+
+def leaderboard_for(run_dirs: list[Path], console: Any) -> list[dict[str, Any]]:
+    """The leaderboard rows of just these runs, printed as tables (after training, say)."""
+    rows = [run_row(Run.load(path)) for path in run_dirs]
+    render(rows, "table", console)
+    return rows
