@@ -44,7 +44,8 @@ def _small_cnn(input_shape: tuple[int, int, int], config: Any) -> Any:
     x = inputs
     for i, filters in enumerate(config.filters):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{i + 1}_conv")(x)
-        x = layers.BatchNormalization(name=f"block{i + 1}_bn")(x)
+        # momentum 0.9: moving statistics keep up with a fast-changing small net (0.99 made validation erratic)
+        x = layers.BatchNormalization(momentum=0.9, name=f"block{i + 1}_bn")(x)
         x = layers.Activation("relu", name=f"block{i + 1}_relu")(x)
         x = layers.MaxPooling2D(name=f"block{i + 1}_pool")(x)
     return keras.Model(inputs, x, name="cnn")
@@ -69,19 +70,19 @@ def _app(constructor: str, **fixed: Any) -> Callable[..., Any]:
     return build
 
 
-def _size_name(rows: int, allowed: tuple[int, ...]) -> int:
-    return rows if rows in allowed else 224  # Keras falls back to the 224 weights for other sizes
+def _size_name(shape: tuple[int, ...], allowed: tuple[int, ...]) -> int:
+    """The size in the file name: Keras uses the 224 weights for non-square or other sizes."""
+    return shape[0] if shape[0] == shape[1] and shape[0] in allowed else 224
 
 
-def _mobilenet_file(config: Any, rows: int) -> str:
+def _mobilenet_file(config: Any, shape: tuple[int, ...]) -> str:
     alpha = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}.get(config.alpha or 1.0, str(config.alpha))
-    return f"mobilenet_{alpha}_{_size_name(rows, (128, 160, 192, 224))}_tf_no_top.h5"
+    return f"mobilenet_{alpha}_{_size_name(shape, (128, 160, 192, 224))}_tf_no_top.h5"
 
 
-def _mobilenetv2_file(config: Any, rows: int) -> str:
-    alpha = config.alpha or 1.0
-    alpha_text = f"{alpha:g}" if alpha not in (1.0, 1.3, 1.4) else f"{alpha:.1f}"
-    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha_text}_{_size_name(rows, (96, 128, 160, 192, 224))}_no_top.h5"
+def _mobilenetv2_file(config: Any, shape: tuple[int, ...]) -> str:
+    alpha = float(config.alpha or 1.0)
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{_size_name(shape, (96, 128, 160, 192, 224))}_no_top.h5"
 
 
 for _name, _ctor, _pre, _file in (
@@ -111,7 +112,9 @@ def resolve_weights(config: Any, input_shape: tuple[int, int, int]) -> str | Non
     if config.weights == "imagenet":
         if not spec.pretrained:
             raise CompetitionError(f"recipe.model.weights: backbone '{spec.name}' has no ImageNet weights; use 'none'")
-        return "imagenet"
+        cached = find_imagenet_file(config, input_shape)
+        # A cached file is loaded by path; "imagenet" lets Keras download (and fail offline with our message).
+        return str(cached) if cached is not None else "imagenet"
     path = Path(config.weights).expanduser()
     if not path.is_file():
         raise CompetitionError(f"recipe.model.weights: weights file {str(path)!r} not found")
@@ -123,7 +126,19 @@ def imagenet_file(config: Any, input_shape: tuple[int, int, int]) -> Path | None
     spec = BACKBONES[config.backbone]
     if spec.weights_file is None:
         return None
-    return keras_cache_dir() / spec.weights_file(config, input_shape[0])
+    return keras_cache_dir() / spec.weights_file(config, input_shape)
+
+
+def find_imagenet_file(config: Any, input_shape: tuple[int, ...]) -> Path | None:
+    """The cached ImageNet file for this backbone and size; for the MobileNets, whose file names carry an
+    input size, the 224 file serves every size (no-top convolution weights do not depend on it)."""
+    exact = imagenet_file(config, input_shape)
+    if exact is None:
+        return None
+    if exact.is_file():
+        return exact
+    fallback = imagenet_file(config, (224, 224, 3))
+    return fallback if fallback is not None and fallback.is_file() else None
 
 
 def _build_backbone(config: Any, input_shape: tuple[int, int, int]) -> Any:
@@ -134,10 +149,12 @@ def _build_backbone(config: Any, input_shape: tuple[int, int, int]) -> Any:
         if weights is not None:
             _load_local(backbone, weights)
         return backbone
+    if min(input_shape[:2]) < 32:
+        raise CompetitionError(f"recipe.data.image_size: backbone '{spec.name}' needs at least 32 px, got {list(input_shape[:2])}")
     try:
         return spec.build(input_shape, config, weights)
     except Exception as exc:  # Keras raises URL/HTTP/OS/Value errors when the download or the file fails
-        if weights == "imagenet":
+        if weights == "imagenet" and not imagenet_file(config, input_shape).is_file():
             expected = imagenet_file(config, input_shape)
             raise CompetitionError(
                 f"recipe.model.weights: ImageNet weights for '{spec.name}' could not be downloaded; "

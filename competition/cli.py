@@ -45,6 +45,7 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe field: KEY.SUB=VALUE.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Run name (default: the recipe's name).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run of a different recipe.")] = False,
+    deterministic: Annotated[bool, typer.Option(help="Seed everything and use deterministic TF ops (same OOF twice).")] = False,
 ) -> None:
     """Train one model per fold; keep out-of-fold and test probabilities in runs/<name>/."""
     from competition.data import class_counts, index_contest
@@ -55,7 +56,8 @@ def train(
     root = data or loaded.data.root
     if root is not None:
         _print_counts(class_counts(index_contest(root)))
-    run_dir = train_run(loaded, runs, data_root=data, name=name, overwrite=overwrite, console=console)
+    run_dir = train_run(loaded, runs, data_root=data, name=name, overwrite=overwrite, deterministic=deterministic,
+                        console=console)
     from competition.report import leaderboard_for
 
     console.print(f"run written to {run_dir}")
@@ -142,6 +144,51 @@ def report(
 
     page = write_report(resolve_run(run, runs), out)
     console.print(f"report written to {page}")
+
+
+@app.command()
+def doctor(
+    recipes: Annotated[list[Path], typer.Argument(help="Recipe files to check.")],
+    data: Annotated[Path | None, typer.Option("--data", help="Contest folder (overrides recipes' data.root).")] = None,
+) -> None:
+    """Before training: every recipe validates, its data reads, and its weights can be had offline."""
+    from competition.doctor import check_recipes, print_checks
+
+    checks = check_recipes(recipes, data)
+    print_checks(checks, console)
+    if not all(check.ok for check in checks):
+        raise typer.Exit(1)
+
+
+@app.command("augment-preview")
+def augment_preview(
+    recipe: Annotated[Path, typer.Argument(help="Recipe file.")],
+    out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("augment-preview.png"),
+    data: Annotated[Path | None, typer.Option("--data", help="Contest folder (overrides recipe data.root).")] = None,
+    per_class: Annotated[int, typer.Option("--per-class", help="Augmented draws per class.")] = 6,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """A PNG grid per class: the original training image, then augmented draws of it."""
+    from competition.augment import preview
+    from competition.recipe import load_recipe
+
+    path = preview(load_recipe(recipe), out, per_class=per_class, data=data, seed=seed)
+    console.print(f"augmentation preview written to {path}")
+
+
+@app.command()
+def audit(
+    data: Annotated[Path, typer.Argument(help="Contest folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for audit.json and closest_pairs.png.")] = Path("audit"),
+    folds: Annotated[int, typer.Option(help="Folds of the schemes whose leak share is measured.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of those folds.")] = 42,
+    threshold: Annotated[float | None, typer.Option(help="Near-duplicate distance (1 - cosine) threshold.")] = None,
+) -> None:
+    """Exact and near duplicates, the leak share of fold schemes, class counts, adversarial validation."""
+    from competition.audit import print_audit, run_audit
+
+    print_audit(run_audit(data, out, n_folds=folds, seed=seed, threshold=threshold), console)
+    console.print(f"audit written to {out / 'audit.json'}")
 
 
 def _print_counts(counts: object) -> None:

@@ -140,7 +140,7 @@ def resolve_groups(
         signatures = audit.train_signatures(train)
     if len(signatures) != len(train):
         raise CompetitionError(f"{KEY}: {len(signatures)} image signatures for {len(train)} training rows")
-    return audit.near_duplicate_groups(signatures, threshold)
+    return audit.cached_groups(signatures, threshold)
 
 
 def describe_scheme(n_folds: int, seed: int, group_by: str | None, threshold: float | None = None) -> str:

@@ -40,3 +40,25 @@ class Preprocess(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mode": self.mode, "to_rgb": self.to_rgb}
+
+
+@keras.saving.register_keras_serializable(package="competition")
+class SparseFocalLoss(keras.losses.Loss):
+    """Focal loss on integer labels with a per-class alpha: -alpha_y (1 - p_y)^gamma log p_y."""
+
+    def __init__(self, gamma: float = 2.0, alpha: list[float] | None = None, name: str = "sparse_focal", **base: Any) -> None:
+        super().__init__(name=name, **base)
+        self.gamma = float(gamma)
+        self.alpha = list(alpha) if alpha is not None else None
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_true = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        proba = ops.clip(y_pred, 1e-7, 1.0)
+        p_true = ops.take_along_axis(proba, ops.expand_dims(y_true, -1), axis=-1)[:, 0]
+        loss = -ops.power(1.0 - p_true, self.gamma) * ops.log(p_true)
+        if self.alpha is not None:
+            loss = loss * ops.take(ops.convert_to_tensor(self.alpha, dtype=loss.dtype), y_true)
+        return loss
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "gamma": self.gamma, "alpha": self.alpha}

@@ -65,6 +65,10 @@ class ModelConfig(Section):
 
 class BalanceConfig(Section):
     method: str = "none"  # see competition.balance.BALANCERS
+    weights: dict[str, Annotated[float, Field(gt=0)]] | None = None  # class_weight: given per class (else balanced)
+    power: Annotated[float, Field(ge=0, le=1)] = 0.0  # oversample: class share ~ count**power (0 = balanced)
+    gamma: Annotated[float, Field(ge=0)] = 2.0  # focal: down-weights easy examples
+    alpha: dict[str, Annotated[float, Field(gt=0)]] | None = None  # focal: per-class factor (else balanced)
 
     @field_validator("method")
     @classmethod
@@ -81,12 +85,21 @@ class PhaseConfig(Section):
     optimizer: Literal["adam", "adamw", "adamax", "sgd", "rmsprop"] = "adam"
     learning_rate: Annotated[float, Field(gt=0)] = 1e-3
     trainable: str = "all"  # "all", "head" (backbone frozen) or a backbone layer name from which on to train
+    augment: bool = True  # apply the recipe's augment list in this phase
+
+
+class ReduceLRConfig(Section):
+    factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    patience: Annotated[int, Field(ge=1)] = 2
+    min_lr: Annotated[float, Field(ge=0)] = 1e-6
 
 
 class TrainConfig(Section):
     batch_size: Annotated[int, Field(ge=1)] = 32
     phases: list[PhaseConfig] = Field(default_factory=lambda: [PhaseConfig()], min_length=1)
     patience: Annotated[int, Field(ge=1)] | None = None  # early stop after this many epochs without a better F1
+    reduce_lr: ReduceLRConfig | None = None  # lower the learning rate when validation macro F1 stalls
+    workers: Annotated[int, Field(ge=1)] = 2  # threads preparing augmented batches
 
 
 class CVConfig(Section):
@@ -104,6 +117,7 @@ class Recipe(Section):
     balance: BalanceConfig = BalanceConfig()
     train: TrainConfig = TrainConfig()
     cv: CVConfig = CVConfig()
+    tta: list[Literal["hflip", "vflip", "rot90", "rot180", "rot270", "transpose"]] = []  # test-time transforms
 
     @field_validator("name")
     @classmethod

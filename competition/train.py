@@ -1,15 +1,21 @@
-"""Training: k fold models per recipe, each chosen at its best validation macro F1, OOF and test kept.
+"""Training: k fold models per recipe, each kept at its best validation macro F1, OOF and test probabilities kept.
 
-`train_run` is the whole stage: index the contest, decode once, split, then for each fold `fit_fold`
-(build, then one `fit_phase` per recipe phase) and keep its out-of-fold and test probabilities.
-A fold is written atomically with done.json last, so a rerun of the same recipe skips finished folds.
+`train_run` is the whole stage: index the contest, decode once, split, then per fold `fit_fold`, which is
+build + one `fit_phase` per recipe phase (the notebook's freeze-then-fine-tune is two phases). A phase that
+trains only the head of a frozen backbone without augmentation trains on backbone features computed once per
+image. Each fold is written atomically with done.json last, so a rerun skips finished folds and a killed run
+never leaves a fold that looks complete.
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import resource
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +31,10 @@ from competition.recipe import PhaseConfig, Recipe
 
 @dataclass
 class FoldResult:
-    oof: np.ndarray  # probabilities for the fold's validation rows
+    oof: np.ndarray  # probabilities for the fold's validation rows (with TTA when the recipe declares it)
     test: np.ndarray
+    oof_plain: np.ndarray  # the same without TTA
+    test_plain: np.ndarray
     history: pd.DataFrame
     best_epoch: int
     best_macro_f1: float
@@ -41,18 +49,34 @@ class Progress:
     fold_task: Any = None
     epoch_task: Any = None
     fold: int = 0
-    best: float = field(default=float("nan"))
+    best: float = float("-inf")
 
     def epoch(self, epoch: int, total: int, f1: float) -> None:
-        if self.bar is None:
-            return
-        self.best = f1 if not self.best == self.best else max(self.best, f1)  # nan-safe max
-        self.bar.update(
-            self.epoch_task,
-            completed=epoch,
-            total=total,
-            description=f"fold {self.fold + 1} · epoch {epoch}/{total} · val macro F1 {f1:.3f} (best {self.best:.3f})",
-        )
+        self.best = max(self.best, f1)
+        if self.bar is not None:
+            self.bar.update(self.epoch_task, completed=epoch, total=total,
+                            description=f"fold {self.fold + 1} · epoch {epoch}/{total} · "
+                                        f"val macro F1 {f1:.3f} (best {self.best:.3f})")
+
+
+@dataclass
+class FoldContext:
+    """What every phase of one fold shares."""
+
+    recipe: Recipe
+    classes: list[str]
+    x: np.ndarray
+    y: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    seed: int
+    deterministic: bool
+    progress: Progress
+    state: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "history": [], "best_f1": -1.0,
+                                                           "best_epoch": 0, "best_weights": None})
+    train_rows: np.ndarray | None = None  # rows of the whole training set, for features computed on all of it
+    val_rows: np.ndarray | None = None
+    features: dict[str, np.ndarray] | None = None  # memo of frozen-backbone features shared across folds
 
 
 # ---------------------------------------------------------------- keras pieces
@@ -61,13 +85,8 @@ class Progress:
 def make_optimizer(phase: PhaseConfig) -> Any:
     import keras
 
-    classes = {
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "adamax": keras.optimizers.Adamax,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }
+    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "adamax": keras.optimizers.Adamax,
+               "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
     return classes[phase.optimizer](learning_rate=phase.learning_rate)
 
 
@@ -77,31 +96,44 @@ def _batches_class() -> type:
     from competition.augment import augment_batch
 
     class TrainBatches(keras.utils.PyDataset):
-        """Shuffled (or class-resampled) batches, augmented on the fly in worker threads."""
+        """Shuffled (or class-resampled) batches, augmented on the fly in worker threads. Each batch seeds its
+        own augmentation from (seed, epoch, index), so results do not depend on thread scheduling."""
 
         def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, pipeline: Any, resample: Any,
                      class_weight: dict[int, float] | None, seed: int, workers: int) -> None:
             super().__init__(workers=workers, use_multiprocessing=False)
-            self.x, self.y, self.batch_size = x, y, batch_size
+            self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
             self.pipeline, self.resample, self.rng = pipeline, resample, np.random.default_rng(seed)
+            self.local = threading.local()
             self.weights = None
             if class_weight:
                 self.weights = np.array([class_weight.get(int(c), 1.0) for c in y], dtype=np.float32)
+            self.epoch = -1
             self.on_epoch_end()
 
         def __len__(self) -> int:
             return int(np.ceil(len(self.order) / self.batch_size))
 
+        def _pipeline(self) -> Any:
+            if not hasattr(self.local, "pipeline"):  # one pipeline per thread: transforms hold random state
+                import copy
+
+                self.local.pipeline = copy.deepcopy(self.pipeline)
+            return self.local.pipeline
+
         def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
             rows = self.order[i * self.batch_size : (i + 1) * self.batch_size]
             images = self.x[rows]
             if self.pipeline is not None:
-                images = augment_batch(self.pipeline, images)
+                pipeline = self._pipeline()
+                pipeline.set_random_seed(int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0]))
+                images = augment_batch(pipeline, images)
             if self.weights is not None:
                 return images, self.y[rows], self.weights[rows]
             return images, self.y[rows]
 
         def on_epoch_end(self) -> None:
+            self.epoch += 1
             self.order = self.resample(self.rng) if self.resample else self.rng.permutation(len(self.y))
 
     return TrainBatches
@@ -111,93 +143,165 @@ def _monitor_class() -> type:
     import keras
 
     from competition.metrics import macro_f1
-    from competition.predict import predict_proba
 
     class MacroF1Monitor(keras.callbacks.Callback):
-        """Scores each epoch on the fold's validation images by macro F1 (the contest metric), keeps the best
-        weights across all phases, and stops a phase after `patience` epochs without improvement."""
+        """Scores each epoch on the fold's validation images by macro F1 (the contest metric), snapshots the
+        whole classifier at the best epoch across all phases, and stops a phase after `patience` epochs
+        without improvement. Puts `val_macro_f1` into the logs for callbacks after it."""
 
-        def __init__(self, x_val: np.ndarray, y_val: np.ndarray, patience: int | None, progress: Progress,
-                     state: dict[str, Any], phase: int, epochs: int) -> None:
+        def __init__(self, predict_val: Callable[[], np.ndarray], context: FoldContext, classifier: Any,
+                     phase: int, epochs: int) -> None:
             super().__init__()
-            self.x_val, self.y_val, self.patience, self.progress = x_val, y_val, patience, progress
-            self.state, self.phase, self.epochs = state, phase, epochs
-            self.waited = 0
+            self.predict_val, self.context, self.classifier = predict_val, context, classifier
+            self.phase, self.epochs, self.waited = phase, epochs, 0
 
         def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             self.started = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            proba = predict_proba(self.model, self.x_val)
-            f1 = macro_f1(self.y_val, proba)
-            val_loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(self.y_val)), self.y_val], 1e-7, 1))))
-            self.state["epoch"] += 1
-            row = {"phase": self.phase, "epoch": self.state["epoch"], **{k: float(v) for k, v in (logs or {}).items()},
+            proba, y_val, state = self.predict_val(), self.context.y_val, self.context.state
+            f1 = macro_f1(y_val, proba)
+            val_loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_val)), y_val], 1e-7, 1))))
+            if not np.isfinite((logs or {}).get("loss", 0.0)):
+                raise CompetitionError(
+                    f"training diverged (loss is {logs['loss']}) in fold {self.context.progress.fold + 1}, phase "
+                    f"{self.phase + 1}; lower recipe.train.phases[{self.phase}].learning_rate "
+                    f"({self.context.recipe.train.phases[self.phase].learning_rate})")
+            state["epoch"] += 1
+            row = {"phase": self.phase, "epoch": state["epoch"], **{k: float(v) for k, v in (logs or {}).items()},
                    "val_loss": val_loss, "val_macro_f1": f1, "seconds": time.perf_counter() - self.started}
-            self.state["history"].append(row)
-            if f1 > self.state["best_f1"]:
-                self.state.update(best_f1=f1, best_epoch=self.state["epoch"], best_weights=self.model.get_weights())
+            state["history"].append(row)
+            if logs is not None:
+                logs["val_macro_f1"] = f1
+            if f1 > state["best_f1"]:
+                state.update(best_f1=f1, best_epoch=state["epoch"], best_weights=self.classifier.get_weights())
                 self.waited = 0
             else:
                 self.waited += 1
-                if self.patience is not None and self.waited >= self.patience:
+                patience = self.context.recipe.train.patience
+                if patience is not None and self.waited >= patience:
                     self.model.stop_training = True
-            self.progress.epoch(epoch + 1, self.epochs, f1)
+            self.context.progress.epoch(epoch + 1, self.epochs, f1)
 
     return MacroF1Monitor
 
 
-def fit_phase(model: Any, recipe: Recipe, phase_index: int, x: np.ndarray, y: np.ndarray, x_val: np.ndarray,
-              y_val: np.ndarray, state: dict[str, Any], progress: Progress, seed: int) -> None:
-    """One phase: set what trains, compile with the phase's optimizer, fit with the macro-F1 monitor."""
+# ---------------------------------------------------------------- phases and folds
+
+
+def split_head(model: Any) -> tuple[Any, Any]:
+    """(feature extractor: image -> backbone output, head: backbone output -> probabilities), made of the
+    classifier's own layers, so training the head model trains the classifier's head."""
+    import keras
+
+    from competition.backbones import backbone_of
+
+    cut = model.layers.index(backbone_of(model))
+    image = keras.Input(model.input_shape[1:])
+    x = image
+    for layer in model.layers[1 : cut + 1]:  # preprocessing and backbone
+        x = layer(x)
+    extractor = keras.Model(image, x)
+    features = keras.Input(x.shape[1:])
+    x = features
+    for layer in model.layers[cut + 1 :]:  # pooling, dense, dropout, softmax: a plain chain
+        x = layer(x)
+    return extractor, keras.Model(features, x)
+
+
+def uses_cached_features(recipe: Recipe, phase: PhaseConfig) -> bool:
+    """A frozen backbone without augmentation sees the same image the same way every epoch."""
+    return phase.trainable == "head" and not (recipe.augment and phase.augment)
+
+
+def fit_phase(model: Any, context: FoldContext, phase_index: int) -> None:
+    """One phase: set what trains, compile with the phase's optimizer and the balance's loss, fit with the
+    macro-F1 monitor (and learning-rate reduction if asked)."""
+    import keras
+
     from competition.augment import build_pipeline
     from competition.backbones import set_trainable
     from competition.balance import make_balance
+    from competition.predict import predict_proba
 
-    phase = recipe.train.phases[phase_index]
+    recipe, phase = context.recipe, context.recipe.train.phases[phase_index]
     set_trainable(model, phase.trainable)
-    model.compile(optimizer=make_optimizer(phase), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    balance = make_balance(recipe.balance.method, y, int(y_val.max(initial=y.max()) + 1))
-    pipeline = build_pipeline(recipe.augment, seed=seed)
-    monitor = _monitor_class()(x_val, y_val, recipe.train.patience, progress, state, phase_index, phase.epochs)
+    balance = make_balance(recipe.balance, context.y, context.classes)
+    pipeline = build_pipeline(recipe.augment, seed=context.seed) if phase.augment else None
+    trained, x, x_val = model, context.x, context.x_val
+    if uses_cached_features(recipe, phase):
+        extractor, trained = split_head(model)
+        key = f"phase{phase_index}"
+        memo = context.features if phase_index == 0 and recipe.model.weights != "none" else None
+        if memo is not None and key in memo:
+            x, x_val = memo[key][context.train_rows], memo[key][context.val_rows]
+        else:
+            x, x_val = predict_proba_raw(extractor, context.x), predict_proba_raw(extractor, context.x_val)
+    trained.compile(optimizer=make_optimizer(phase), loss=balance.loss, metrics=["accuracy"])
+    monitor = _monitor_class()(lambda: predict_proba(trained, x_val), context, model, phase_index, phase.epochs)
+    callbacks: list[Any] = [monitor]
+    if recipe.train.reduce_lr is not None:
+        r = recipe.train.reduce_lr
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_macro_f1", mode="max", factor=r.factor,
+                                                           patience=r.patience, min_lr=r.min_lr, verbose=0))
     if pipeline is None and balance.resample is None:
         # Plain arrays: Keras's fastest path (no Python per batch).
-        model.fit(x, y, batch_size=recipe.train.batch_size, epochs=phase.epochs, shuffle=True,
-                  class_weight=balance.class_weight, callbacks=[monitor], verbose=0)
+        trained.fit(x, context.y, batch_size=recipe.train.batch_size, epochs=phase.epochs, shuffle=True,
+                    class_weight=balance.class_weight, callbacks=callbacks, verbose=0)
     else:
-        batches = _batches_class()(x, y, recipe.train.batch_size, pipeline, balance.resample,
-                                   balance.class_weight, seed, workers=2)
-        model.fit(batches, epochs=phase.epochs, callbacks=[monitor], verbose=0)
+        batches = _batches_class()(x, context.y, recipe.train.batch_size, pipeline, balance.resample,
+                                   balance.class_weight, context.seed, workers=recipe.train.workers)
+        trained.fit(batches, epochs=phase.epochs, callbacks=callbacks, verbose=0)
+
+
+def predict_proba_raw(model: Any, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Any model's outputs (features here), batched, as float32."""
+    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
 
 
 def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_test: np.ndarray,
-             n_classes: int, fold: int, progress: Progress | None = None) -> FoldResult:
+             classes: list[str], fold: int, progress: Progress | None = None, *, deterministic: bool = False,
+             features: dict[str, np.ndarray] | None = None) -> FoldResult:
     """Train one fold model through all phases; return it at its best validation macro F1."""
     import keras
 
     from competition.backbones import build_model
-    from competition.predict import predict_proba
+    from competition.predict import predict_tta
 
-    progress = progress or Progress()
     seed = recipe.cv.seed * 1000 + fold
     keras.utils.set_random_seed(seed)
     train_rows = np.setdiff1d(np.arange(len(y)), val)
-    model = build_model(recipe.model, x.shape[1:], n_classes)
-    state: dict[str, Any] = {"epoch": 0, "history": [], "best_f1": -1.0, "best_epoch": 0, "best_weights": None}
+    context = FoldContext(recipe, classes, x[train_rows], y[train_rows], x[val], y[val], seed, deterministic,
+                          progress or Progress(), train_rows=train_rows, val_rows=val, features=features)
+    model = build_model(recipe.model, x.shape[1:], len(classes))
     for phase_index in range(len(recipe.train.phases)):
-        fit_phase(model, recipe, phase_index, x[train_rows], y[train_rows], x[val], y[val], state, progress, seed)
-    model.set_weights(state["best_weights"])
-    return FoldResult(
-        oof=predict_proba(model, x[val]),
-        test=predict_proba(model, x_test),
-        history=pd.DataFrame(state["history"]),
-        best_epoch=state["best_epoch"],
-        best_macro_f1=state["best_f1"],
-        model=model,
-    )
+        fit_phase(model, context, phase_index)
+    model.set_weights(context.state["best_weights"])
+    oof_plain, oof = predict_tta(model, x[val], recipe.tta)
+    test_plain, test = predict_tta(model, x_test, recipe.tta)
+    return FoldResult(oof=oof, test=test, oof_plain=oof_plain, test_plain=test_plain,
+                      history=pd.DataFrame(context.state["history"]), best_epoch=context.state["best_epoch"],
+                      best_macro_f1=context.state["best_f1"], model=model)
+
+
+def frozen_features(recipe: Recipe, x: np.ndarray, n_classes: int) -> dict[str, np.ndarray] | None:
+    """Features of every training image through the initial pretrained backbone, computed once per run when
+    the first phase trains only the head without augmentation: every fold starts from the same backbone."""
+    import keras
+
+    from competition.backbones import build_model
+
+    if recipe.model.weights == "none" or not uses_cached_features(recipe, recipe.train.phases[0]):
+        return None
+    extractor, _ = split_head(build_model(recipe.model, x.shape[1:], n_classes))
+    features = {"phase0": predict_proba_raw(extractor, x)}
+    keras.backend.clear_session()
+    return features
 
 
 # ---------------------------------------------------------------- fold files and resume
+
+FOLD_FILES = ("oof.npy", "test.npy", "oof_plain.npy", "test_plain.npy", "history.csv", "model.keras")
 
 
 def fold_dir(run_dir: Path, fold: int) -> Path:
@@ -205,60 +309,69 @@ def fold_dir(run_dir: Path, fold: int) -> Path:
 
 
 def fold_is_done(run_dir: Path, fold: int, recipe_hash: str) -> bool:
+    """Complete only with done.json (written last) of this recipe's hash and every file present."""
     done = fold_dir(run_dir, fold) / "done.json"
-    if not done.is_file():
-        return False
     try:
         info = json.loads(done.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    files = ("oof.npy", "test.npy", "history.csv", "model.keras")
-    return info.get("recipe_hash") == recipe_hash and all((fold_dir(run_dir, fold) / f).is_file() for f in files)
+    return info.get("recipe_hash") == recipe_hash and all((fold_dir(run_dir, fold) / f).is_file() for f in FOLD_FILES)
+
+
+def _rss_mb() -> float:
+    """Current resident memory of this process (Linux), to show memory does not grow from fold to fold."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        return float("nan")
 
 
 def save_fold(run_dir: Path, fold: int, result: FoldResult, recipe_hash: str, seconds: float) -> None:
     folder = fold_dir(run_dir, fold)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "done.json").unlink(missing_ok=True)
-    write_npy(folder / "oof.npy", result.oof)
-    write_npy(folder / "test.npy", result.test)
+    for name in ("oof", "test", "oof_plain", "test_plain"):
+        write_npy(folder / f"{name}.npy", getattr(result, name))
     write_text(folder / "history.csv", result.history.to_csv(index=False))
     tmp_model = folder / ".model.tmp.keras"
     result.model.save(tmp_model)
     tmp_model.replace(folder / "model.keras")
     write_json(folder / "done.json", {"recipe_hash": recipe_hash, "best_epoch": result.best_epoch,
-                                      "best_macro_f1": result.best_macro_f1, "seconds": round(seconds, 2)})
+                                      "best_macro_f1": result.best_macro_f1, "seconds": round(seconds, 2),
+                                      "rss_mb": round(_rss_mb(), 1),
+                                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
 
 
-def load_fold(run_dir: Path, fold: int) -> tuple[np.ndarray, np.ndarray]:
+def load_fold(run_dir: Path, fold: int) -> dict[str, np.ndarray]:
     folder = fold_dir(run_dir, fold)
-    return read_npy(folder / "oof.npy"), read_npy(folder / "test.npy")
-
-
-# ---------------------------------------------------------------- the whole stage
+    return {name: read_npy(folder / f"{name}.npy") for name in ("oof", "test", "oof_plain", "test_plain")}
 
 
 def prepare_run_dir(run_dir: Path, recipe_hash: str, overwrite: bool) -> None:
     """Reuse a folder of the same recipe (resume); never mix with another recipe's folds."""
-    recipe_file = run_dir / "recipe.yaml"
     if run_dir.exists() and any(run_dir.iterdir()):
         stored = (run_dir / "recipe.hash").read_text().strip() if (run_dir / "recipe.hash").is_file() else None
         if stored != recipe_hash:
             if not overwrite:
                 raise CompetitionError(
                     f"{run_dir}: holds a run of a different recipe (hash {stored}, now {recipe_hash}); "
-                    "use --name for a new run or --overwrite to replace it"
-                )
+                    "use --name for a new run or --overwrite to replace it")
             shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    del recipe_file
+
+
+# ---------------------------------------------------------------- the whole stage
 
 
 def train_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str | Path | None = None,
-              name: str | None = None, overwrite: bool = False, console: Any = None) -> Path:
+              name: str | None = None, overwrite: bool = False, deterministic: bool = False,
+              console: Any = None) -> Path:
     """Train every fold of a recipe; returns the finished run folder (see competition.runs)."""
     from competition.data import index_contest, load_images
     from competition.folds import describe_scheme, make_folds
+    from competition.metrics import macro_f1
+    from competition.predict import check_tta
     from competition.runs import save_run
     from competition.runtime import import_tensorflow
 
@@ -268,12 +381,13 @@ def train_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str |
     if recipe.data.root is None:
         raise CompetitionError("recipe.data.root: no contest folder; set it in the recipe or pass --data DIR")
     name = name or recipe.name
-    if not name or "/" in name or name.startswith("."):
+    if not name or "/" in name or "\\" in name or name.startswith("."):
         raise CompetitionError(f"--name: a run name is a plain folder name, got {name!r}")
+    check_tta(recipe.tta, recipe.data.image_size)
     recipe_hash = recipe.hash()
     contest = index_contest(recipe.data.root)
     y, classes = contest.y(), contest.classes
-    folds = make_folds(y, recipe.cv.folds, recipe.cv.seed, groups=_groups(recipe, contest))
+    folds = make_folds(contest.train["label"].to_numpy(), recipe.cv.folds, recipe.cv.seed, groups=_groups(recipe, contest))
 
     # Everything that can fail on the user's input fails before the run folder exists.
     size, channels = recipe.data.image_size, recipe.data.channels
@@ -281,9 +395,12 @@ def train_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str |
     x_test = load_images(contest.test["path"].tolist(), size, channels)
     import_tensorflow()
     import keras
+    import tensorflow as tf
 
     from competition.backbones import build_model
 
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
     build_model(recipe.model, x.shape[1:], len(classes))  # weights missing or unloadable: fail now
     keras.backend.clear_session()
 
@@ -292,8 +409,11 @@ def train_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str |
     write_text(run_dir / "recipe.yaml", recipe.to_yaml())
     write_text(run_dir / "recipe.hash", recipe_hash + "\n")
 
-    oof = np.zeros((len(y), len(classes)), dtype=np.float32)
-    test = np.zeros((recipe.cv.folds, len(x_test), len(classes)), dtype=np.float32)
+    shape = (len(y), len(classes))
+    out = {"oof": np.zeros(shape, np.float32), "oof_plain": np.zeros(shape, np.float32),
+           "test": np.zeros((recipe.cv.folds, len(x_test), len(classes)), np.float32)}
+    out["test_plain"] = np.zeros_like(out["test"])
+    features = None
     fold_seconds = []
     with _progress(console) as bar:
         progress = Progress(bar=bar)
@@ -302,49 +422,63 @@ def train_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str |
             progress.epoch_task = bar.add_task("epochs", total=None)
         for k in range(recipe.cv.folds):
             val = np.flatnonzero(folds == k)
-            progress.fold, progress.best = k, float("nan")
+            progress.fold, progress.best = k, float("-inf")
             t0 = time.perf_counter()
             if fold_is_done(run_dir, k, recipe_hash):
-                oof[val], test[k] = load_fold(run_dir, k)
-                if console is not None:
-                    console.print(f"fold {k + 1}: finished earlier, reused")
+                result: Any = load_fold(run_dir, k)
+                _say(console, f"fold {k + 1}: finished earlier, reused")
             else:
-                result = fit_fold(recipe, x, y, val, x_test, len(classes), k, progress)
-                save_fold(run_dir, k, result, recipe_hash, time.perf_counter() - t0)
-                oof[val], test[k] = result.oof, result.test
+                if features is None:
+                    features = frozen_features(recipe, x, len(classes)) or {}
+                fitted = fit_fold(recipe, x, y, val, x_test, classes, k, progress, deterministic=deterministic,
+                                  features=features)
+                save_fold(run_dir, k, fitted, recipe_hash, time.perf_counter() - t0)
+                result = {n: getattr(fitted, n) for n in ("oof", "test", "oof_plain", "test_plain")}
+                _say(console, f"fold {k + 1}: best epoch {fitted.best_epoch}, val macro F1 "
+                              f"{fitted.best_macro_f1:.4f} ({time.perf_counter() - t0:.0f} s, RSS {_rss_mb():.0f} MB)")
+                del fitted
                 keras.backend.clear_session()
-                if console is not None:
-                    console.print(f"fold {k + 1}: best epoch {result.best_epoch}, val macro F1 "
-                                  f"{result.best_macro_f1:.4f} ({time.perf_counter() - t0:.0f} s)")
+                gc.collect()
+            out["oof"][val], out["oof_plain"][val] = result["oof"], result["oof_plain"]
+            out["test"][k], out["test_plain"][k] = result["test"], result["test_plain"]
             fold_seconds.append(round(time.perf_counter() - t0, 2))
             if bar is not None:
                 bar.update(progress.fold_task, advance=1)
 
+    write_npy(run_dir / "oof_plain.npy", out["oof_plain"])
+    write_npy(run_dir / "test_plain.npy", out["test_plain"].mean(axis=0))
+    tta = {"transforms": list(recipe.tta), "oof_macro_f1_plain": macro_f1(y, out["oof_plain"]),
+           "oof_macro_f1_tta": macro_f1(y, out["oof"])}
+    if recipe.tta:
+        _say(console, f"TTA {recipe.tta}: OOF macro F1 {tta['oof_macro_f1_plain']:.4f} without, "
+                      f"{tta['oof_macro_f1_tta']:.4f} with")
     return save_run(
         run_dir, name=name, kind="model", classes=classes, ids=contest.train["id"].to_numpy(), y=y, folds=folds,
-        oof=oof, test=test.mean(axis=0), test_ids=contest.test["id"].to_numpy(), recipe_hash=recipe_hash,
-        scheme=describe_scheme(recipe.cv.folds, recipe.cv.seed, recipe.cv.group_by),
+        oof=out["oof"], test=out["test"].mean(axis=0), test_ids=contest.test["id"].to_numpy(),
+        recipe_hash=recipe_hash, scheme=describe_scheme(recipe.cv.folds, recipe.cv.seed, recipe.cv.group_by, recipe.cv.near_duplicate_threshold),
         paths=contest.train["path"].to_numpy(),
         extra={"recipe": recipe.name, "data_root": str(recipe.data.root), "sample_submission": str(contest.sample_path),
-               "fold_seconds": fold_seconds, "wall_seconds": round(time.perf_counter() - started, 2)},
+               "fold_seconds": fold_seconds, "wall_seconds": round(time.perf_counter() - started, 2),
+               "deterministic": deterministic, "tta": tta},
     )
 
 
-def _groups(recipe: Recipe, contest: Any) -> np.ndarray | None:
-    if recipe.cv.group_by is None:
-        return None
-    from competition import folds
+def _say(console: Any, text: str) -> None:
+    if console is not None:
+        console.print(text)
 
-    resolve = getattr(folds, "resolve_groups", None)
-    if resolve is None:
-        raise CompetitionError(f"recipe.cv.group_by: grouping {recipe.cv.group_by!r} is not available")
-    return resolve(recipe.cv.group_by, contest.train, threshold=recipe.cv.near_duplicate_threshold)
+
+def _groups(recipe: Recipe, contest: Any) -> np.ndarray | None:
+    from competition.folds import resolve_groups
+
+    return resolve_groups(recipe.cv.group_by, contest.train, threshold=recipe.cv.near_duplicate_threshold)
 
 
 def _progress(console: Any) -> Any:
     if console is None:
         return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
 
     return RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, transient=False)

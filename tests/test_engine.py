@@ -1,0 +1,99 @@
+"""Training engine: TTA measured both ways, cached frozen features, determinism, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from competition import train as train_module
+from competition.recipe import load_recipe
+from competition.runs import Run
+from competition.train import train_run
+
+BASE = ["data.image_size=32", "model.filters=[8, 16]", "model.head.dense=[16]", "train.phases.0.epochs=2", "cv.folds=3"]
+
+
+def test_tta_predictions_are_kept_with_and_without(tiny_contest: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(None, ["name=tta", *BASE, "cv.folds=2", "tta=[hflip, vflip]"])
+    run_dir = train_run(recipe, tmp_path, data_root=tiny_contest)
+    plain, with_tta = np.load(run_dir / "fold_0" / "oof_plain.npy"), np.load(run_dir / "fold_0" / "oof.npy")
+    assert plain.shape == with_tta.shape and not np.allclose(plain, with_tta)
+    np.testing.assert_allclose(with_tta.sum(axis=1), 1, atol=1e-5)
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["tta"]["transforms"] == ["hflip", "vflip"]
+    assert 0 <= meta["tta"]["oof_macro_f1_plain"] <= 1 and 0 <= meta["tta"]["oof_macro_f1_tta"] <= 1
+
+
+def test_head_phase_trains_on_features_computed_once(tiny_contest: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from competition.backbones import backbone_of, build_model
+
+    # A "pretrained" backbone: weights saved by the test, loaded from a local file.
+    weights = tmp_path / "backbone.weights.h5"
+    source = load_recipe(None, ["model.filters=[8, 16]"])
+    backbone_of(build_model(source.model, (32, 32, 1), 4)).save_weights(weights)
+    recipe = load_recipe(None, ["name=frozen", *BASE, f"model.weights={weights}", "train.phases.0.trainable=head"])
+
+    calls = []
+    real = train_module.predict_proba_raw
+    monkeypatch.setattr(train_module, "predict_proba_raw", lambda m, x, *a: calls.append(len(x)) or real(m, x, *a))
+    saved = []
+    real_save = train_module.save_fold
+    monkeypatch.setattr(train_module, "save_fold", lambda d, k, r, h, s: saved.append(r.model) or real_save(d, k, r, h, s))
+    train_run(recipe, tmp_path / "runs", data_root=tiny_contest)
+
+    n_train = sum(1 for _ in (tiny_contest / "train").rglob("*.png"))
+    assert calls == [n_train]  # every training image through the backbone once, for all three folds
+    for model in saved:  # the frozen backbone kept the file's weights; the head trained
+        for got, expected in zip(backbone_of(model).get_weights(), _file_weights(weights, source), strict=True):
+            np.testing.assert_array_equal(got, expected)
+
+
+def _file_weights(path: Path, recipe: object) -> list[np.ndarray]:
+    from competition.backbones import backbone_of, build_model
+
+    model = build_model(recipe.model, (32, 32, 1), 4)  # type: ignore[attr-defined]
+    backbone_of(model).load_weights(path)
+    return backbone_of(model).get_weights()
+
+
+def test_deterministic_runs_give_identical_oof(tiny_contest: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(None, ["name=det", *BASE, "augment=[{HorizontalFlip: {p: 0.5}}]"])
+    first = Run.load(train_run(recipe, tmp_path / "a", data_root=tiny_contest, deterministic=True))
+    second = Run.load(train_run(recipe, tmp_path / "b", data_root=tiny_contest, deterministic=True))
+    np.testing.assert_array_equal(first.oof, second.oof)
+    np.testing.assert_array_equal(first.test, second.test)
+
+
+def test_sigkill_in_fold_3_then_rerun_equals_an_uninterrupted_run(tiny_contest: Path, tmp_path: Path) -> None:
+    recipe_file = tmp_path / "kill.yaml"
+    recipe_file.write_text("name: kill\ndata: {image_size: 32}\nmodel: {filters: [8, 16], head: {dense: [16]}}\n"
+                           "train: {phases: [{epochs: 3}]}\ncv: {folds: 3}\n")
+    command = [sys.executable, "-m", "competition.cli", "train", str(recipe_file), "--data", str(tiny_contest),
+               "--deterministic"]
+    reference = subprocess.run([*command, "--runs", str(tmp_path / "reference")], capture_output=True, text=True)
+    assert reference.returncode == 0, reference.stderr
+
+    runs = tmp_path / "killed"
+    victim = subprocess.Popen([*command, "--runs", str(runs)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (runs / "kill" / "fold_1" / "done.json").is_file():
+        assert victim.poll() is None and time.monotonic() < deadline, "training ended before fold 3"
+        time.sleep(0.05)
+    time.sleep(0.1)  # inside fold 3
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert not (runs / "kill" / "run.json").exists() and not (runs / "kill" / "fold_2" / "done.json").exists()
+
+    rerun = subprocess.run([*command, "--runs", str(runs)], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.count("finished earlier, reused") == 2
+    np.testing.assert_array_equal(Run.load(runs / "kill").oof, Run.load(tmp_path / "reference" / "kill").oof)
