@@ -284,7 +284,7 @@ def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_te
                       best_macro_f1=context.state["best_f1"], model=model)
 
 
-def frozen_features(recipe: Recipe, x: np.ndarray, n_classes: int) -> dict[str, np.ndarray] | None:
+def frozen_features(recipe: Recipe, x: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
     """Features of every training image through the initial pretrained backbone, computed once per run when
     the first phase trains only the head without augmentation: every fold starts from the same backbone."""
     import keras
@@ -292,7 +292,7 @@ def frozen_features(recipe: Recipe, x: np.ndarray, n_classes: int) -> dict[str, 
     from competition.backbones import build_model
 
     if recipe.model.weights == "none" or not uses_cached_features(recipe, recipe.train.phases[0]):
-        return None
+        return {}
     extractor, _ = split_head(build_model(recipe.model, x.shape[1:], n_classes))
     features = {"phase0": predict_proba_raw(extractor, x)}
     keras.backend.clear_session()
@@ -364,18 +364,39 @@ def prepare_run_dir(run_dir: Path, recipe_hash: str, overwrite: bool) -> None:
 # ---------------------------------------------------------------- the whole stage
 
 
-def train_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str | Path | None = None,
-              name: str | None = None, overwrite: bool = False, deterministic: bool = False,
-              console: Any = None) -> Path:
-    """Train every fold of a recipe; returns the finished run folder (see competition.runs)."""
-    from competition.data import index_contest, load_images
-    from competition.folds import describe_scheme, make_folds
-    from competition.metrics import macro_f1
-    from competition.predict import check_tta
-    from competition.runs import save_run
-    from competition.runtime import import_tensorflow
+@dataclass
+class PreparedRun:
+    """A validated recipe with its data decoded, folds made and run folder ready: what every fold needs."""
 
-    started = time.perf_counter()
+    recipe: Recipe
+    recipe_hash: str
+    run_dir: Path
+    contest: Any
+    folds: np.ndarray
+    x: np.ndarray
+    x_test: np.ndarray
+    deterministic: bool = False
+
+    @property
+    def classes(self) -> list[str]:
+        return self.contest.classes
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.contest.y()
+
+    def pending(self) -> list[int]:
+        return [k for k in range(self.recipe.cv.folds) if not fold_is_done(self.run_dir, k, self.recipe_hash)]
+
+
+def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str | Path | None = None,
+                name: str | None = None, overwrite: bool = False, deterministic: bool = False) -> PreparedRun:
+    """Validate, index, split and decode; everything that can fail on the user's input fails before the run
+    folder exists. Then the folder gets the resolved recipe, its hash and the fold of every image."""
+    from competition.data import index_contest, load_images
+    from competition.folds import make_folds
+    from competition.predict import check_tta
+
     if data_root is not None:
         recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"root": Path(data_root)})})
     if recipe.data.root is None:
@@ -384,15 +405,27 @@ def train_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str |
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise CompetitionError(f"--name: a run name is a plain folder name, got {name!r}")
     check_tta(recipe.tta, recipe.data.image_size)
-    recipe_hash = recipe.hash()
     contest = index_contest(recipe.data.root)
-    y, classes = contest.y(), contest.classes
-    folds = make_folds(contest.train["label"].to_numpy(), recipe.cv.folds, recipe.cv.seed, groups=_groups(recipe, contest))
-
-    # Everything that can fail on the user's input fails before the run folder exists.
+    labels = contest.train["label"].to_numpy()
+    folds = make_folds(labels, recipe.cv.folds, recipe.cv.seed, groups=_groups(recipe, contest))
     size, channels = recipe.data.image_size, recipe.data.channels
     x = load_images(contest.train["path"].tolist(), size, channels)
     x_test = load_images(contest.test["path"].tolist(), size, channels)
+    _check_model(recipe, x.shape[1:], len(contest.classes), deterministic)
+
+    recipe_hash = recipe.hash()
+    run_dir = Path(runs_dir) / name
+    prepare_run_dir(run_dir, recipe_hash, overwrite)
+    write_text(run_dir / "recipe.yaml", recipe.to_yaml())
+    write_text(run_dir / "recipe.hash", recipe_hash + "\n")
+    write_text(run_dir / "fold_assignment.csv", pd.DataFrame({"id": contest.train["id"], "fold": folds}).to_csv(index=False))
+    return PreparedRun(recipe, recipe_hash, run_dir, contest, folds, x, x_test, deterministic)
+
+
+def _check_model(recipe: Recipe, input_shape: tuple[int, ...], n_classes: int, deterministic: bool) -> None:
+    """Build the model once: missing or unloadable weights fail here, not at fold 1."""
+    from competition.runtime import import_tensorflow
+
     import_tensorflow()
     import keras
     import tensorflow as tf
@@ -401,66 +434,116 @@ def train_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str |
 
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-    build_model(recipe.model, x.shape[1:], len(classes))  # weights missing or unloadable: fail now
+    build_model(recipe.model, input_shape, n_classes)
     keras.backend.clear_session()
 
-    run_dir = Path(runs_dir) / name
-    prepare_run_dir(run_dir, recipe_hash, overwrite)
-    write_text(run_dir / "recipe.yaml", recipe.to_yaml())
-    write_text(run_dir / "recipe.hash", recipe_hash + "\n")
 
-    shape = (len(y), len(classes))
-    out = {"oof": np.zeros(shape, np.float32), "oof_plain": np.zeros(shape, np.float32),
-           "test": np.zeros((recipe.cv.folds, len(x_test), len(classes)), np.float32)}
-    out["test_plain"] = np.zeros_like(out["test"])
-    features = None
-    fold_seconds = []
-    with _progress(console) as bar:
-        progress = Progress(bar=bar)
-        if bar is not None:
-            progress.fold_task = bar.add_task(f"{name}: folds", total=recipe.cv.folds)
-            progress.epoch_task = bar.add_task("epochs", total=None)
-        for k in range(recipe.cv.folds):
-            val = np.flatnonzero(folds == k)
-            progress.fold, progress.best = k, float("-inf")
-            t0 = time.perf_counter()
-            if fold_is_done(run_dir, k, recipe_hash):
-                result: Any = load_fold(run_dir, k)
-                _say(console, f"fold {k + 1}: finished earlier, reused")
-            else:
-                if features is None:
-                    features = frozen_features(recipe, x, len(classes)) or {}
-                fitted = fit_fold(recipe, x, y, val, x_test, classes, k, progress, deterministic=deterministic,
-                                  features=features)
-                save_fold(run_dir, k, fitted, recipe_hash, time.perf_counter() - t0)
-                result = {n: getattr(fitted, n) for n in ("oof", "test", "oof_plain", "test_plain")}
-                _say(console, f"fold {k + 1}: best epoch {fitted.best_epoch}, val macro F1 "
-                              f"{fitted.best_macro_f1:.4f} ({time.perf_counter() - t0:.0f} s, RSS {_rss_mb():.0f} MB)")
-                del fitted
-                keras.backend.clear_session()
-                gc.collect()
-            out["oof"][val], out["oof_plain"][val] = result["oof"], result["oof_plain"]
-            out["test"][k], out["test_plain"][k] = result["test"], result["test_plain"]
-            fold_seconds.append(round(time.perf_counter() - t0, 2))
-            if bar is not None:
-                bar.update(progress.fold_task, advance=1)
+def train_fold(prepared: PreparedRun, k: int, progress: Progress | None = None,
+               features: dict[str, np.ndarray] | None = None) -> FoldResult:
+    """Train and save fold k of a prepared run (fold files written atomically, done.json last)."""
+    import keras
 
-    write_npy(run_dir / "oof_plain.npy", out["oof_plain"])
-    write_npy(run_dir / "test_plain.npy", out["test_plain"].mean(axis=0))
+    t0 = time.perf_counter()
+    val = np.flatnonzero(prepared.folds == k)
+    fitted = fit_fold(prepared.recipe, prepared.x, prepared.y, val, prepared.x_test, prepared.classes, k, progress,
+                      deterministic=prepared.deterministic, features=features)
+    save_fold(prepared.run_dir, k, fitted, prepared.recipe_hash, time.perf_counter() - t0)
+    keras.backend.clear_session()
+    gc.collect()
+    return fitted
+
+
+def load_prepared(run_dir: str | Path, *, deterministic: bool = False) -> PreparedRun:
+    """A prepared run rebuilt from its folder (for a worker on another process or machine): the recipe and
+    fold assignment come from the folder, the pixels from the decode cache."""
+    import yaml
+
+    from competition.data import index_contest, load_images
+
+    run_dir = Path(run_dir)
+    recipe = Recipe.model_validate(yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8")))
+    contest = index_contest(recipe.data.root)
+    assignment = pd.read_csv(run_dir / "fold_assignment.csv", dtype={"id": str})
+    if assignment["id"].tolist() != contest.train["id"].tolist():
+        raise CompetitionError(f"{run_dir}: fold assignment does not match the images in {recipe.data.root}")
+    size, channels = recipe.data.image_size, recipe.data.channels
+    x = load_images(contest.train["path"].tolist(), size, channels)
+    x_test = load_images(contest.test["path"].tolist(), size, channels)
+    _check_model(recipe, x.shape[1:], len(contest.classes), deterministic)
+    stored_hash = (run_dir / "recipe.hash").read_text().strip()
+    return PreparedRun(recipe, stored_hash, run_dir, contest, assignment["fold"].to_numpy(), x, x_test, deterministic)
+
+
+def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Path:
+    """Gather every fold's files into the run's OOF and test probabilities; run.json last."""
+    from competition.folds import describe_scheme
+    from competition.metrics import macro_f1
+    from competition.runs import save_run
+
+    recipe, folds, y = prepared.recipe, prepared.folds, prepared.y
+    missing = prepared.pending()
+    if missing:
+        raise CompetitionError(f"{prepared.run_dir}: fold(s) {', '.join(str(k + 1) for k in missing)} did not finish; "
+                               "rerun the same command to train only those")
+    shape = (len(y), len(prepared.classes))
+    out = {"oof": np.zeros(shape, np.float32), "oof_plain": np.zeros(shape, np.float32)}
+    tests = {"test": [], "test_plain": []}
+    for k in range(recipe.cv.folds):
+        files = load_fold(prepared.run_dir, k)
+        val = folds == k
+        out["oof"][val], out["oof_plain"][val] = files["oof"], files["oof_plain"]
+        tests["test"].append(files["test"])
+        tests["test_plain"].append(files["test_plain"])
+    write_npy(prepared.run_dir / "oof_plain.npy", out["oof_plain"])
+    write_npy(prepared.run_dir / "test_plain.npy", np.mean(tests["test_plain"], axis=0))
     tta = {"transforms": list(recipe.tta), "oof_macro_f1_plain": macro_f1(y, out["oof_plain"]),
            "oof_macro_f1_tta": macro_f1(y, out["oof"])}
     if recipe.tta:
         _say(console, f"TTA {recipe.tta}: OOF macro F1 {tta['oof_macro_f1_plain']:.4f} without, "
                       f"{tta['oof_macro_f1_tta']:.4f} with")
+    done = [json.loads((fold_dir(prepared.run_dir, k) / "done.json").read_text()) for k in range(recipe.cv.folds)]
     return save_run(
-        run_dir, name=name, kind="model", classes=classes, ids=contest.train["id"].to_numpy(), y=y, folds=folds,
-        oof=out["oof"], test=out["test"].mean(axis=0), test_ids=contest.test["id"].to_numpy(),
-        recipe_hash=recipe_hash, scheme=describe_scheme(recipe.cv.folds, recipe.cv.seed, recipe.cv.group_by, recipe.cv.near_duplicate_threshold),
-        paths=contest.train["path"].to_numpy(),
-        extra={"recipe": recipe.name, "data_root": str(recipe.data.root), "sample_submission": str(contest.sample_path),
-               "fold_seconds": fold_seconds, "wall_seconds": round(time.perf_counter() - started, 2),
-               "deterministic": deterministic, "tta": tta},
+        prepared.run_dir, name=prepared.run_dir.name, kind="model", classes=prepared.classes,
+        ids=prepared.contest.train["id"].to_numpy(), y=y, folds=folds, oof=out["oof"],
+        test=np.mean(tests["test"], axis=0), test_ids=prepared.contest.test["id"].to_numpy(),
+        recipe_hash=prepared.recipe_hash,
+        scheme=describe_scheme(recipe.cv.folds, recipe.cv.seed, recipe.cv.group_by, recipe.cv.near_duplicate_threshold),
+        paths=prepared.contest.train["path"].to_numpy(),
+        extra={"recipe": recipe.name, "data_root": str(recipe.data.root),
+               "sample_submission": str(prepared.contest.sample_path),
+               "fold_seconds": [d.get("seconds") for d in done], "fold_rss_mb": [d.get("rss_mb") for d in done],
+               "wall_seconds": round(time.perf_counter() - started, 2), "deterministic": prepared.deterministic,
+               "tta": tta},
     )
+
+
+def train_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str | Path | None = None,
+              name: str | None = None, overwrite: bool = False, deterministic: bool = False,
+              console: Any = None) -> Path:
+    """Train every fold of a recipe in this process; returns the finished run folder (see competition.runs).
+    Folds finished by an earlier run of the same recipe are reused."""
+    started = time.perf_counter()
+    prepared = prepare_run(recipe, runs_dir, data_root=data_root, name=name, overwrite=overwrite,
+                           deterministic=deterministic)
+    pending = prepared.pending()
+    for k in sorted(set(range(prepared.recipe.cv.folds)) - set(pending)):
+        _say(console, f"fold {k + 1}: finished earlier, reused")
+    with _progress(console) as bar:
+        progress = Progress(bar=bar)
+        if bar is not None:
+            progress.fold_task = bar.add_task(f"{prepared.run_dir.name}: folds", total=len(pending))
+            progress.epoch_task = bar.add_task("epochs", total=None)
+        features = frozen_features(prepared.recipe, prepared.x, len(prepared.classes)) if pending else None
+        for k in pending:
+            progress.fold, progress.best = k, float("-inf")
+            t0 = time.perf_counter()
+            fitted = train_fold(prepared, k, progress, features)
+            _say(console, f"fold {k + 1}: best epoch {fitted.best_epoch}, val macro F1 {fitted.best_macro_f1:.4f} "
+                          f"({time.perf_counter() - t0:.0f} s, RSS {_rss_mb():.0f} MB)")
+            del fitted
+            if bar is not None:
+                bar.update(progress.fold_task, advance=1)
+    return finish_run(prepared, started, console)
 
 
 def _say(console: Any, text: str) -> None:
