@@ -1,36 +1,46 @@
 # `make submit`: from nothing to a validated submission (set-up included). `make test`: the test suite.
+#   make submit                                   the embedded demo: two recipes, Caruana ensemble, tuned decisions
+#   make submit DATA=<contest> RECIPES="a.yaml b.yaml"   another contest (RECIPE=<one.yaml> for a single run)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= demo-data
-RECIPE ?= recipes/demo.yaml
 RUNS ?= runs
-RUN ?= $(basename $(notdir $(RECIPE)))
 TF_EXTRA ?= cpu
+RECIPES ?= recipes/demo.yaml recipes/demo-wide.yaml
+ifdef RECIPE
+RECIPES := $(RECIPE)
+endif
+ENSEMBLE ?= ensemble
+NAMES := $(basename $(notdir $(RECIPES)))
+FINAL := $(if $(word 2,$(NAMES)),$(ENSEMBLE),$(NAMES))
+COMPETITION := $(BIN)/competition
 
-.PHONY: setup submit demo test bench clean
+.PHONY: setup submit test bench clean
 
-$(BIN)/competition: pyproject.toml
+$(COMPETITION): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[$(TF_EXTRA),dev]"
 	touch $@
 
-setup: $(BIN)/competition
+setup: $(COMPETITION)
 
-demo-data/sample_submission.csv: | $(BIN)/competition
-	$(BIN)/competition demo demo-data --overwrite
+demo-data/sample_submission.csv: | $(COMPETITION)
+	$(COMPETITION) demo demo-data --overwrite
 
 # The demo contest is built only when DATA is the demo folder; any other DATA is used as it is.
-submit: $(BIN)/competition $(if $(filter demo-data,$(DATA)),demo-data/sample_submission.csv)
-	$(BIN)/competition train $(RECIPE) --data $(DATA) --runs $(RUNS) --name $(RUN)
-	$(BIN)/competition leaderboard --runs $(RUNS)
-	$(BIN)/competition submit $(RUN) --runs $(RUNS) --out submissions/$(RUN).csv
+submit: $(COMPETITION) $(if $(filter demo-data,$(DATA)),demo-data/sample_submission.csv)
+	$(foreach r,$(RECIPES),$(COMPETITION) train $(r) --data $(DATA) --runs $(RUNS) --name $(basename $(notdir $(r))) &&) true
+	$(if $(word 2,$(NAMES)),$(COMPETITION) ensemble $(NAMES) --method caruana --name $(ENSEMBLE) --runs $(RUNS))
+	$(COMPETITION) leaderboard --runs $(RUNS)
+	$(COMPETITION) submit $(FINAL) --runs $(RUNS) --tune --out submissions/$(FINAL).csv
+	$(COMPETITION) validate submissions/$(FINAL).csv --sample $(DATA)/sample_submission.csv
 
-test: $(BIN)/competition
-	$(BIN)/python -m pytest -q
+test: $(COMPETITION)
+	$(BIN)/python -m pytest -q -p no:warnings
 
-bench: $(BIN)/competition
+bench: $(COMPETITION)
 	$(BIN)/python benchmarks/run.py
 
 clean:

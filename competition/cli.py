@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -39,29 +40,35 @@ def demo(
 
 @app.command()
 def train(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    recipes: Annotated[list[Path], typer.Argument(help="Recipe YAML file(s). Several: one after another locally, all their folds at once on Ray.")],
     data: Annotated[Path | None, typer.Option("--data", help="Contest folder (overrides recipe data.root).")] = None,
     runs: RunsOption = Path("runs"),
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe field: KEY.SUB=VALUE.")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Run name (default: the recipe's name).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run name (default: the recipe's name; one recipe only).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run of a different recipe.")] = False,
     deterministic: Annotated[bool, typer.Option(help="Seed everything and use deterministic TF ops (same OOF twice).")] = False,
+    executor: Annotated[str, typer.Option("--executor", help="Where folds train: local (this process) or ray (one Ray task per fold).")] = "local",
+    address: Annotated[str | None, typer.Option("--address", help="Ray cluster for --executor ray: 'auto' or ray://HEAD:10001; default: a local Ray runtime.")] = None,
 ) -> None:
     """Train one model per fold; keep out-of-fold and test probabilities in runs/<name>/."""
     from competition.data import class_counts, index_contest
+    from competition.executors import train_recipes
     from competition.recipe import load_recipe
-    from competition.train import train_run
-
-    loaded = load_recipe(recipe, set_ or [])
-    root = data or loaded.data.root
-    if root is not None:
-        _print_counts(class_counts(index_contest(root)))
-    run_dir = train_run(loaded, runs, data_root=data, name=name, overwrite=overwrite, deterministic=deterministic,
-                        console=console)
     from competition.report import leaderboard_for
 
-    console.print(f"run written to {run_dir}")
-    leaderboard_for([run_dir], console)
+    loaded = [load_recipe(path, set_ or []) for path in recipes]
+    for root in dict.fromkeys(data or r.data.root for r in loaded):
+        if root is not None:
+            _print_counts(class_counts(index_contest(root)))
+    try:
+        run_dirs = train_recipes(loaded, runs, data_root=data, name=name, overwrite=overwrite,
+                                 deterministic=deterministic, console=console, executor=executor, address=address)
+    except KeyboardInterrupt:  # Ctrl-C: every finished fold is on disk whole, the one in progress is dropped
+        err_console.print("interrupted: finished folds are kept; rerun the same command to resume", markup=False)
+        raise typer.Exit(130) from None
+    for run_dir in run_dirs:
+        console.print(f"run written to {run_dir}")
+    leaderboard_for(run_dirs, console)
 
 
 @app.command()
@@ -202,16 +209,23 @@ def _print_counts(counts: object) -> None:
     console.print(table)
 
 
-def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+def _fail(message: str, code: int) -> NoReturn:
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
     try:
-        app(standalone_mode=True)
+        app(args=argv, standalone_mode=True)
     except CompetitionError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print("interrupted: finished folds are kept; rerun the same command to resume", markup=False)
-        sys.exit(130)
+        _fail(str(exc), 2)
+    except OSError as exc:  # the machine, not the code: disk full, permissions, a vanished file
+        where = exc.filename or "a file"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            _fail(f"disk full while writing {where}; outputs are written whole or not at all, so rerun after "
+                  "freeing space (finished folds are kept)", 28)
+        _fail(f"{where}: {exc.strerror or exc}", 2)
 
 
 if __name__ == "__main__":

@@ -1,27 +1,53 @@
-"""Contest data: index the folder, decode each image once, cache the decoded pixels on disk.
+"""Contest data: index the folder, check it, decode each image once, cache the decoded pixels on disk.
 
 A contest folder holds ``train/<Class>/<image>`` (or ``train.csv`` with ``id,label`` and the images in
-``train/``), ``test/<image>`` and ``sample_submission.csv``. Images of any size and mode are resized to the
+``train/``), ``test/<image>`` and ``sample_submission.csv``. `index_contest` checks the layout before anything
+is decoded (each problem one line naming the path); `load_contest` then decodes every image once (the
+preflight) and reports every unreadable file together. Images of any size and mode are resized to the
 recipe's size and channel count; the result is cached keyed by the images' bytes, size and channels, so
-every fold, epoch and later run at that size reuses it.
+every fold, epoch and later run at that size reuses it. Input files are only ever opened for reading.
+
+Formats and how each becomes pixels (then converted to the recipe's channels, 1: ITU-R 601 luma, 3: grey
+replicated):
+
+- JPEG (CMYK JPEGs converted to RGB), PNG, BMP, TIFF, GIF, WebP through Pillow; multi-frame files
+  (GIF, TIFF) give their first frame. EXIF orientation is applied; a broken EXIF block is ignored.
+- 16-bit and 32-bit grey (PNG ``I;16``, TIFF ``I``/``F``): scaled min-max per image to 0..255.
+- Alpha (RGBA, LA, palette with transparency): composited on black, so transparent pixels are 0.
+- Palette images: their palette colours.
+- DICOM (``.dcm``/``.dicom`` or any file with the ``DICM`` preamble) through pydicom: rescale slope and
+  intercept applied; then the window (first WindowCenter/WindowWidth value when multi-valued; linear from
+  centre - width/2 to centre + width/2) or, without a window, min-max per image; MONOCHROME1 inverted so
+  that high values are bright; multi-frame files give their first frame; RGB, YBR and palette-colour
+  DICOM give colour. Compressed transfer syntaxes need pydicom's optional decoders (pylibjpeg, gdcm).
+- Size limit: an image with more pixels than Pillow's ``PIL.Image.MAX_IMAGE_PIXELS`` (89,478,485 by
+  default, about 9459 x 9459) is rejected as a possible decompression bomb, DICOM included. Raise that
+  setting to allow larger images.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
+import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from competition.errors import CompetitionError
-from competition.files import atomic_write
+from competition.files import atomic_write, write_text
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"}
+DICOM_EXTENSIONS = {".dcm", ".dicom"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"} | DICOM_EXTENSIONS
+SHOW = 5  # files named in one message before "and N more"
+CACHE_VERSION = "v2"  # bump when decoding changes what pixels a file gives
 
 
 @dataclass
@@ -37,65 +63,219 @@ class Contest:
         return self.train["label"].map(index).to_numpy(dtype=np.int64)
 
 
+# ---------------------------------------------------------------- finding images
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
+def _is_image(path: Path) -> bool:
+    """An image file by its extension, or a DICOM file by its preamble (DICOM files often have no extension)."""
+    if path.name.startswith(".") or not path.is_file():
+        return False
+    return path.suffix.lower() in IMAGE_EXTENSIONS or _has_dicom_preamble(path)
+
+
+def image_id(path: Path) -> str:
+    """A file's id: its name without the image extension (a DICOM file found by its preamble keeps its whole
+    name, since names like ``1.2.840.113619.2.55`` are not name + extension)."""
+    return path.stem if path.suffix.lower() in IMAGE_EXTENSIONS else path.name
+
+
+def _visible(folder: Path) -> list[Path]:
+    """A folder's entries, sorted, without hidden ones (``.DS_Store``, ``._x.png`` AppleDouble files, ...)."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return [p for p in _visible(folder) if _is_image(p)]
+
+
+def _check_name(path: Path) -> None:
+    """Names end up as ids and labels in CSV files: they must be valid UTF-8 and free of CSV-breaking characters."""
+    name = path.name
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path)
+        raise CompetitionError(f"{shown!r}: file name is not valid UTF-8; rename it") from None
+    odd = sorted({c for c in name if c in ',"' or unicodedata.category(c) in {"Cc", "Zl", "Zp"}})
+    if odd:
+        raise CompetitionError(f"{str(path)!r}: file name contains {', '.join(map(repr, odd))}, which would break "
+                               "the CSV files (ids and labels come from names); rename it")
+
+
+def _duplicate_ids(images: list[Path], ids: list[str], where: Path) -> None:
+    seen: dict[str, Path] = {}
+    for path, i in zip(images, ids):
+        if i in seen:
+            raise CompetitionError(f"{where}: id {i!r} is used by two files, {seen[i]} and {path} "
+                                   "(an id is the file name without its extension and must be unique)")
+        seen[i] = path
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except UnicodeDecodeError:
+        raise CompetitionError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
+        raise CompetitionError(f"{path}: cannot read as CSV ({' '.join(str(exc).split())})") from None
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+# ---------------------------------------------------------------- indexing and checks
 
 
 def index_contest(root: str | Path) -> Contest:
-    """Find every train and test image and the sample submission; errors name the offending path."""
+    """Find every train and test image and the sample submission, and check that they fit together; each
+    problem is a CompetitionError of one line naming the offending path. Nothing is written."""
     root = Path(root)
     if not root.is_dir():
         raise CompetitionError(f"{root}: contest folder not found")
-    train_dir, test_dir, sample = root / "train", root / "test", root / "sample_submission.csv"
+    train_dir, test_dir, sample_path = root / "train", root / "test", root / "sample_submission.csv"
     if not train_dir.is_dir():
         raise CompetitionError(f"{train_dir}: train folder not found")
     if not test_dir.is_dir():
         raise CompetitionError(f"{test_dir}: test folder not found")
-    if not sample.is_file():
-        raise CompetitionError(f"{sample}: sample submission not found")
+    if not sample_path.is_file():
+        raise CompetitionError(f"{sample_path}: sample submission not found")
+    sample = _read_csv(sample_path)
+    if len(sample.columns) < 2:
+        raise CompetitionError(f"{sample_path}: needs an id column and at least one value column "
+                               f"(columns: {', '.join(sample.columns)})")
 
     train_csv = root / "train.csv"
-    if train_csv.is_file():
-        train = _train_from_csv(train_csv, train_dir)
-    else:
-        rows = []
-        class_dirs = sorted(p for p in train_dir.iterdir() if p.is_dir())
-        if not class_dirs:
-            raise CompetitionError(f"{train_dir}: no class folders (expected train/<Class>/<images>)")
-        for class_dir in class_dirs:
-            images = _images_in(class_dir)
-            if not images:
-                raise CompetitionError(f"{class_dir}: class folder holds no images")
-            rows += [(p.stem, str(p), class_dir.name) for p in images]
-        train = pd.DataFrame(rows, columns=["id", "path", "label"])
+    train = _train_from_csv(train_csv, train_dir) if train_csv.is_file() else _train_from_folders(train_dir)
     classes = sorted(train["label"].unique())
     if len(classes) < 2:
         raise CompetitionError(f"{train_dir}: only one class ({classes[0]}); a classifier needs at least two")
-    duplicated = train["id"][train["id"].duplicated()]
-    if len(duplicated):
-        raise CompetitionError(f"{train_dir}: image id {duplicated.iloc[0]!r} appears more than once")
+    _check_sample_classes(sample, sample_path, train, classes, train_csv if train_csv.is_file() else train_dir)
+    test = _test_images(test_dir, sample, sample_path)
+    return Contest(root=root, train=train, test=test, classes=classes, sample_path=sample_path)
 
-    test_images = _images_in(test_dir)
-    if not test_images:
-        raise CompetitionError(f"{test_dir}: test folder holds no images")
-    test = pd.DataFrame({"id": [p.stem for p in test_images], "path": [str(p) for p in test_images]})
-    return Contest(root=root, train=train, test=test, classes=classes, sample_path=sample)
+
+def _train_from_folders(train_dir: Path) -> pd.DataFrame:
+    entries = _visible(train_dir)
+    class_dirs = [p for p in entries if p.is_dir()]
+    for path in class_dirs:
+        _check_name(path)  # class names become labels
+    if not class_dirs:
+        raise CompetitionError(f"{train_dir}: no class folders (expected train/<Class>/<images>)")
+    loose = [p for p in entries if not p.is_dir() and _is_image(p)]
+    if loose:
+        raise CompetitionError(f"{loose[0]}: image directly in train/ ({len(loose)} such), but the layout is "
+                               "train/<Class>/<image>: move it into its class folder, or remove it")
+    rows = []
+    for class_dir in class_dirs:
+        inside = _visible(class_dir)
+        nested = [p for p in inside if p.is_dir()]
+        if nested:
+            raise CompetitionError(f"{nested[0]}: folder inside a class folder; images must sit directly in "
+                                   f"train/{class_dir.name}/ (images in subfolders would be ignored)")
+        images = [p for p in inside if _is_image(p)]
+        if not images:
+            raise CompetitionError(f"{class_dir}: class folder holds no images")
+        for path in images:
+            _check_name(path)
+        rows += [(image_id(p), str(p), class_dir.name) for p in images]
+    train = pd.DataFrame(rows, columns=["id", "path", "label"])
+    _duplicate_ids([Path(p) for p in train["path"]], train["id"].tolist(), train_dir)
+    return train
 
 
 def _train_from_csv(train_csv: Path, image_dir: Path) -> pd.DataFrame:
-    frame = pd.read_csv(train_csv, dtype=str, keep_default_na=False)
+    frame = _read_csv(train_csv)
     for column in ("id", "label"):
         if column not in frame.columns:
             raise CompetitionError(f"{train_csv}: missing column '{column}' (columns: {', '.join(frame.columns)})")
-    by_stem = {p.stem: p for p in _images_in(image_dir)} | {p.name: p for p in _images_in(image_dir)}
-    missing = [i for i in frame["id"] if i not in by_stem]
+    repeated = frame.index[frame["id"].duplicated()]
+    if len(repeated):
+        raise CompetitionError(f"{train_csv}: id {frame['id'][repeated[0]]!r} appears more than once "
+                               f"(row {repeated[0] + 1}; rows count from 1 after the header)")
+    images = _images_in(image_dir)
+    by_id: dict[str, list[Path]] = {}
+    for path in images:
+        for key in {image_id(path), path.name}:
+            by_id.setdefault(key, []).append(path)
+    missing = [i for i in frame["id"] if i not in by_id]
     if missing:
         raise CompetitionError(f"{train_csv}: no image in {image_dir} for id {missing[0]!r} ({len(missing)} missing)")
+    ambiguous = [i for i in frame["id"] if len(by_id[i]) > 1]
+    if ambiguous:
+        files = by_id[ambiguous[0]]
+        raise CompetitionError(f"{train_csv}: id {ambiguous[0]!r} matches {len(files)} files "
+                               f"({', '.join(p.name for p in files)}); ids must name one image")
     empty = frame.index[frame["label"].str.strip() == ""]
     if len(empty):
-        raise CompetitionError(f"{train_csv}: row {empty[0] + 2} has an empty label")
-    frame.insert(1, "path", [str(by_stem[i]) for i in frame["id"]])
+        raise CompetitionError(f"{train_csv}: row {empty[0] + 1} has an empty label (rows count from 1 after the header)")
+    paths = [by_id[i][0] for i in frame["id"]]
+    for path in paths:
+        _check_name(path)
+    frame.insert(1, "path", [str(p) for p in paths])
     return frame
+
+
+def _check_sample_classes(sample: pd.DataFrame, sample_path: Path, train: pd.DataFrame, classes: list[str],
+                          source: Path) -> None:
+    """A probability-format sample (one column per class) must name exactly the training classes; a
+    label-format sample's placeholder labels are no vocabulary, so it is not checked."""
+    if len(sample.columns) <= 2:
+        return
+    columns = list(sample.columns[1:])
+    unknown = [c for c in classes if c not in columns]
+    if unknown:
+        count = int((train["label"] == unknown[0]).sum())
+        raise CompetitionError(f"{source}: label {unknown[0]!r} ({_count(count, 'image')}) is not a column of "
+                               f"{sample_path} ({_count(len(unknown), 'such label')}; sample columns: {', '.join(columns)})")
+    absent = [c for c in columns if c not in classes]
+    if absent:
+        raise CompetitionError(f"{sample_path}: column {absent[0]!r} has no training images in {source} "
+                               f"({_count(len(absent), 'such column')}; training classes: {', '.join(classes)})")
+
+
+def _test_images(test_dir: Path, sample: pd.DataFrame, sample_path: Path) -> pd.DataFrame:
+    entries = _visible(test_dir)
+    nested = [p for p in entries if p.is_dir()]
+    if nested:
+        raise CompetitionError(f"{nested[0]}: folder inside test/ ({len(nested)} such); test images must sit "
+                               "directly in test/ (images in subfolders would be ignored)")
+    images = [p for p in entries if _is_image(p)]
+    if not images:
+        raise CompetitionError(f"{test_dir}: test folder holds no images")
+    for path in images:
+        _check_name(path)
+    sample_ids = sample[sample.columns[0]].tolist()
+    wanted = set(sample_ids)
+    # Ids are file names without extension, or whole file names when the sample lists them that way.
+    ids = [p.name if p.name in wanted else image_id(p) for p in images]
+    _duplicate_ids(images, ids, test_dir)
+    repeated = pd.Series(sample_ids)[pd.Series(sample_ids).duplicated()]
+    if len(repeated):
+        raise CompetitionError(f"{sample_path}: id {repeated.iloc[0]!r} appears more than once")
+    present = set(ids)
+    absent = [i for i in sample_ids if i not in present]
+    extra = [p.name for p, i in zip(images, ids) if i not in wanted]
+    if absent or extra:
+        parts = []
+        if absent:
+            others = sorted(p.name for p in entries if p.stem == absent[0] and not _is_image(p))
+            hint = f" (found {others[0]}, not a supported image type)" if others else ""
+            have = "has" if len(absent) == 1 else "have"
+            parts.append(f"{_count(len(absent), 'sample id')} {have} no image in {test_dir}, e.g. {absent[0]!r}{hint}")
+        if extra:
+            are = "is" if len(extra) == 1 else "are"
+            parts.append(f"{_count(len(extra), 'image')} in {test_dir} {are} not in the sample, e.g. {extra[0]!r}")
+        raise CompetitionError(f"{sample_path}: test images do not match the sample: " + "; ".join(parts))
+    return pd.DataFrame({"id": ids, "path": [str(p) for p in images]})
 
 
 def class_counts(contest: Contest) -> pd.DataFrame:
@@ -103,61 +283,289 @@ def class_counts(contest: Contest) -> pd.DataFrame:
     return pd.DataFrame({"class": counts.index, "images": counts.to_numpy(), "share": counts.to_numpy() / counts.sum()})
 
 
-# ---------------------------------------------------------------- decoding and the cache
+# ---------------------------------------------------------------- decoding one file
+
+
+class UnreadableImage(CompetitionError):
+    """One file that cannot be decoded; `reason` is a short phrase without the path."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: cannot read image ({reason})")
+        self.path, self.reason = str(path), reason
+
+
+def _reason(exc: BaseException, path: str | Path | None) -> str:
+    text = " ".join(str(exc).split())
+    for shown in (repr(str(path)), str(path)) if path else ():
+        text = text.replace(shown, "").replace("  ", " ")
+    text = re.sub(r"<_io\.\w+ name=[^>]*>", "", text).replace("  ", " ").strip(" :") or type(exc).__name__
+    if not isinstance(exc, (OSError, ValueError)):
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _check_pixels(width: int, height: int) -> None:
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise _Bad(f"{width}x{height} = {width * height:,} pixels, above the {limit:,}-pixel limit "
+                   "(PIL.Image.MAX_IMAGE_PIXELS, a decompression-bomb guard)")
+
+
+class _Bad(Exception):
+    """A decoding failure with a reason already worded for the user."""
+
+
+def _scale_min_max(array: np.ndarray) -> np.ndarray:
+    array = array.astype(np.float64)
+    low, high = float(np.nanmin(array)), float(np.nanmax(array))
+    return ((np.nan_to_num(array, nan=low) - low) / (high - low or 1.0) * 255.0).round().astype(np.uint8)
+
+
+_BOMB_WARNING_OFF = False
+
+
+def _pil_pixels(handle: Any) -> Any:
+    """A Pillow image (frame 0) as mode L or RGB, fully loaded."""
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    global _BOMB_WARNING_OFF
+    if not _BOMB_WARNING_OFF:
+        # Pillow warns between MAX_IMAGE_PIXELS and twice that; _check_pixels makes the whole range an error, so
+        # the warning would only add a second line (a filter, not catch_warnings, which threads would race on).
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        _BOMB_WARNING_OFF = True
+    try:
+        image = Image.open(handle)
+    except UnidentifiedImageError:
+        raise _Bad("cannot identify image file: not an image, or a format Pillow does not read") from None
+    except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise _Bad(f"{size}, above the {Image.MAX_IMAGE_PIXELS:,}-pixel limit "
+                   "(PIL.Image.MAX_IMAGE_PIXELS, a decompression-bomb guard)") from None
+    with image:
+        _check_pixels(image.width, image.height)
+        image.load()
+        try:
+            image = ImageOps.exif_transpose(image)  # a new image either way
+        except Exception:  # a broken EXIF block never makes the pixels unreadable
+            image = image.copy()
+        mode = image.mode
+        if mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
+            return Image.fromarray(_scale_min_max(np.asarray(image)))
+        if mode == "P" and "transparency" in image.info:
+            image, mode = image.convert("RGBA"), "RGBA"
+        if mode in {"RGBA", "LA", "PA", "RGBa", "La"}:
+            rgba = image.convert("RGBA")
+            black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+            return Image.alpha_composite(black, rgba).convert("L" if mode in {"LA", "La"} else "RGB")
+        if mode in {"L", "RGB"}:
+            return image
+        if mode == "1":
+            return image.convert("L")
+        return image.convert("RGB")  # P, CMYK (Adobe-inverted CMYK handled by Pillow), YCbCr, HSV, ...
+
+
+def _dicom_pixels(handle: Any) -> Any:
+    """A DICOM file's first frame as a Pillow image: rescaled, windowed (or min-max), MONOCHROME1 inverted."""
+    import pydicom
+    from PIL import Image
+    from pydicom.pixels import apply_color_lut, pixel_array
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    try:
+        ds = pydicom.dcmread(handle, force=True)
+    except Exception as exc:
+        raise _Bad(f"not a readable DICOM file ({_reason(exc, None)})") from None
+    if "PixelData" not in ds:
+        raise _Bad("DICOM file has no pixel data")
+    try:
+        _check_pixels(int(ds.Columns), int(ds.Rows))
+    except AttributeError:
+        raise _Bad("DICOM file has no Rows/Columns") from None
+    if not ds.file_meta.get("TransferSyntaxUID"):  # a bare dataset without file meta: guess its encoding
+        implicit = ds.original_encoding[0] if ds.original_encoding[0] is not None else True
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    array = pixel_array(ds, index=0)  # only the first frame of a multi-frame file
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric == "PALETTE COLOR":
+        array = apply_color_lut(array, ds)
+        bits = 16 if array.dtype.itemsize > 1 else 8
+        return Image.fromarray((array.astype(np.float64) / (2**bits - 1) * 255).round().astype(np.uint8))
+    if array.ndim == 3:  # RGB (YBR already converted to RGB by pydicom)
+        if array.dtype != np.uint8:
+            bits = int(ds.get("BitsStored", 8 * array.dtype.itemsize))
+            array = np.clip(array.astype(np.float64) / (2**bits - 1) * 255, 0, 255).round()
+        return Image.fromarray(array.astype(np.uint8))
+    values = array.astype(np.float64) * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+    if center is not None and width is not None and width > 0:
+        low = center - width / 2
+        pixels = (np.clip((values - low) / width, 0.0, 1.0) * 255).round().astype(np.uint8)
+    else:
+        pixels = _scale_min_max(values)
+    if photometric == "MONOCHROME1":
+        pixels = 255 - pixels
+    return Image.fromarray(pixels)
+
+
+def _first(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0] if len(value) else None
+    try:
+        return float(value) if value is not None and value != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+def decode_image(path: str | Path, size: tuple[int, int], channels: int) -> np.ndarray:
+    """One file as uint8 (h, w, channels), read-only; raises UnreadableImage naming the path and the reason.
+    See the module docstring for how each format becomes pixels; resized with an area filter when shrinking,
+    bilinear when growing."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+            if not head:
+                raise _Bad("empty file")
+            handle.seek(0)
+            if Path(path).suffix.lower() in DICOM_EXTENSIONS or head[128:132] == b"DICM":
+                image = _dicom_pixels(handle)
+            else:
+                image = _pil_pixels(handle)
+        image = image.convert("L" if channels == 1 else "RGB")
+        shrink = image.width >= size[1]
+        image = image.resize((size[1], size[0]), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR)
+        array = np.asarray(image, dtype=np.uint8)
+    except _Bad as exc:
+        raise UnreadableImage(path, str(exc)) from None
+    except OSError as exc:
+        if exc.filename is not None and exc.strerror:  # the file itself: missing, permission denied, ...
+            raise UnreadableImage(path, exc.strerror.lower()) from None
+        raise UnreadableImage(path, _reason(exc, path)) from None
+    except MemoryError:
+        raise UnreadableImage(path, "out of memory while decoding") from None
+    except Exception as exc:  # any other failure inside a decoder is a property of this file
+        raise UnreadableImage(path, _reason(exc, path)) from None
+    return array.reshape(size[0], size[1], channels)
+
+
+# ---------------------------------------------------------------- decoding many, the cache, the preflight
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("COMPETITION_CACHE_DIR", Path.home() / ".cache" / "competition"))
 
 
-def decode_image(path: str | Path, size: tuple[int, int], channels: int) -> np.ndarray:
-    """One file as uint8 (h, w, channels): EXIF orientation applied, 16-bit scaled, resized with area filter."""
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            if image.mode in {"I;16", "I;16B", "I;16L", "I"}:
-                array = np.asarray(image, dtype=np.float64)
-                low, high = float(array.min()), float(array.max())
-                array = (array - low) / (high - low or 1.0) * 255.0
-                image = Image.fromarray(array.astype(np.uint8), mode="L")
-            image = image.convert("L" if channels == 1 else "RGB")
-            image = image.resize((size[1], size[0]), Image.Resampling.BOX if image.width >= size[1] else Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise CompetitionError(f"{path}: cannot read image ({exc})") from None
-    return array.reshape(size[0], size[1], channels)
-
-
 def _content_key(paths: Sequence[str | Path], size: tuple[int, int], channels: int) -> str:
-    digest = hashlib.sha256(f"v1|{size[0]}x{size[1]}x{channels}|".encode())
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{size[0]}x{size[1]}x{channels}|".encode())
     for path in paths:
         try:
             digest.update(hashlib.sha1(Path(path).read_bytes()).digest())
-        except OSError as exc:
-            raise CompetitionError(f"{path}: cannot read ({exc.strerror})") from None
+        except OSError as exc:  # the decoder reports it; the key just has to differ from a readable file's
+            digest.update(f"unreadable:{path}:{exc.errno}".encode())
     return digest.hexdigest()[:32]
+
+
+def decode_images(
+    paths: Sequence[str | Path], size: tuple[int, int], channels: int, *, cache: bool = True, workers: int = 4
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Every image decoded once (or read from the cache): the readable ones as one uint8 array
+    (n_readable, h, w, channels) in the order given, and (path, reason) for each unreadable file.
+
+    The cache entry covers the whole list, unreadable files included, so a later call with the same
+    files neither decodes again nor forgets which were bad."""
+    size = (int(size[0]), int(size[1]))
+    target = cache_dir() / "decoded" / f"{_content_key(paths, size, channels)}.npy" if cache else None
+    bad_file = target.with_suffix(".bad.json") if target is not None else None
+    if target is not None and target.is_file():
+        bad = [tuple(b) for b in json.loads(bad_file.read_text())] if bad_file.is_file() else []
+        cached = np.load(target, mmap_mode="r", allow_pickle=False)
+        if cached.shape == (len(paths) - len(bad), size[0], size[1], channels):
+            return np.ascontiguousarray(cached), bad  # type: ignore[return-value]
+    out = np.empty((len(paths), size[0], size[1], channels), dtype=np.uint8)
+    reasons: list[str | None] = [None] * len(paths)
+
+    def fill(i: int) -> None:
+        try:
+            out[i] = decode_image(paths[i], size, channels)
+        except UnreadableImage as exc:
+            reasons[i] = exc.reason
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(fill, range(len(paths))))
+    bad = [(str(p), r) for p, r in zip(paths, reasons) if r is not None]
+    if bad:
+        out = out[[r is None for r in reasons]]
+    if target is not None:
+        if bad:
+            write_text(bad_file, json.dumps(bad) + "\n")
+        with atomic_write(target, "wb") as handle:  # last: the array marks the entry complete
+            np.save(handle, out, allow_pickle=False)
+    return out, bad  # type: ignore[return-value]
+
+
+def unreadable_message(bad: Sequence[tuple[str, str]], kind: str = "") -> str:
+    """One line: '3 unreadable training images: a.jpg (empty file); b.png (...); ... and N more'."""
+    noun = "image" if len(bad) == 1 else "images"
+    listed = "; ".join(f"{path} ({reason})" for path, reason in bad[:SHOW])
+    more = f"; and {len(bad) - SHOW} more" if len(bad) > SHOW else ""
+    return f"{len(bad)} unreadable {kind + ' ' if kind else ''}{noun}: {listed}{more}"
 
 
 def load_images(
     paths: Sequence[str | Path], size: tuple[int, int], channels: int, *, cache: bool = True, workers: int = 4
 ) -> np.ndarray:
-    """All images as one uint8 array (n, h, w, channels), decoded once and then read from the cache."""
-    size = (int(size[0]), int(size[1]))
-    target = cache_dir() / "decoded" / f"{_content_key(paths, size, channels)}.npy" if cache else None
-    if target is not None and target.is_file():
-        cached = np.load(target, mmap_mode="r", allow_pickle=False)
-        if cached.shape == (len(paths), size[0], size[1], channels):
-            return np.ascontiguousarray(cached)
-    out = np.empty((len(paths), size[0], size[1], channels), dtype=np.uint8)
+    """All images as one uint8 array (n, h, w, channels), decoded once and then read from the cache; any
+    unreadable file raises one CompetitionError listing every unreadable file with its reason."""
+    images, bad = decode_images(paths, size, channels, cache=cache, workers=workers)
+    if bad:
+        raise CompetitionError(unreadable_message(bad))
+    return images
 
-    def fill(i: int) -> None:
-        out[i] = decode_image(paths[i], size, channels)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(fill, range(len(paths))))
-    if target is not None:
-        with atomic_write(target, "wb") as handle:
-            np.save(handle, out, allow_pickle=False)
-    return out
+OnBad = Literal["error", "skip"]
+
+
+def load_contest(root: str | Path, size: tuple[int, int], channels: int, *, on_bad: OnBad = "error",
+                 cache: bool = True) -> tuple[Contest, np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """Index and check the contest, then decode every train and test image once (the preflight).
+
+    Returns (contest, train images, test images, skipped). With on_bad="error" any unreadable image raises
+    one CompetitionError listing them all. With on_bad="skip" unreadable training images are dropped from
+    the returned contest and listed in `skipped` as (path, reason); an unreadable test image is still an
+    error, since the submission needs a prediction for every test id."""
+    if on_bad not in ("error", "skip"):
+        raise CompetitionError(f"recipe.data.on_bad_image: expected 'error' or 'skip', got {on_bad!r}")
+    contest = index_contest(root)
+    x, bad_train = decode_images(contest.train["path"].tolist(), size, channels, cache=cache)
+    x_test, bad_test = decode_images(contest.test["path"].tolist(), size, channels, cache=cache)
+    if bad_test:
+        also = (f" (and {len(bad_train)} unreadable training images)" if bad_train and on_bad == "error" else "")
+        raise CompetitionError(f"{unreadable_message(bad_test, 'test')}{also}; test images cannot be skipped, the "
+                               "submission needs a prediction for each: fix or replace them")
+    if not bad_train:
+        return contest, x, x_test, []
+    if on_bad == "error":
+        raise CompetitionError(f"{unreadable_message(bad_train, 'training')}; fix or remove them, or set "
+                               "data.on_bad_image: skip to train without them")
+    dropped = {path for path, _ in bad_train}
+    keep = ~contest.train["path"].isin(dropped).to_numpy()
+    train = contest.train[keep].reset_index(drop=True)
+    emptied = [c for c in contest.classes if not (train["label"] == c).any()]
+    if emptied:
+        raise CompetitionError(f"{unreadable_message(bad_train, 'training')}; skipping them leaves class "
+                               f"{emptied[0]!r} without images")
+    return replace(contest, train=train), x, x_test, bad_train
+
+
+def write_skipped(path: str | Path, skipped: Sequence[tuple[str, str]]) -> None:
+    """skipped_images.csv: one row per skipped image, columns path and reason."""
+    write_text(path, pd.DataFrame(list(skipped), columns=["path", "reason"]).to_csv(index=False))

@@ -13,9 +13,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
+                      model_validator)
 
 from competition.errors import CompetitionError
+
+
+def _registered(value: str, registry: dict[str, Any], what: str) -> str:
+    """A name the recipe gives must be in its registry (backbones, balancers, ...)."""
+    if value not in registry:
+        raise ValueError(f"unknown {what} {value!r}; known: {', '.join(sorted(registry))}")
+    return value
 
 
 class Section(BaseModel):
@@ -26,6 +34,17 @@ class DataConfig(Section):
     root: Path | None = None  # contest folder; `--data` overrides it
     image_size: tuple[int, int] = (64, 64)  # (height, width); a single number means square
     channels: Literal[1, 3] = 1
+    # An unreadable training image: "error" stops before training and lists every unreadable file; "skip"
+    # trains without them (listed in the run's skipped_images.csv). An unreadable test image is always an error.
+    on_bad_image: Literal["error", "skip"] = "error"
+
+    @model_serializer(mode="wrap")
+    def _omit_default_on_bad_image(self, handler: Any) -> Any:
+        # Left out while it is the default, so recipes (and run hashes) from before the field existed are unchanged.
+        dumped = handler(self)
+        if isinstance(dumped, dict) and dumped.get("on_bad_image") == "error":
+            dumped.pop("on_bad_image")
+        return dumped
 
     @field_validator("image_size", mode="before")
     @classmethod
@@ -58,9 +77,7 @@ class ModelConfig(Section):
     def _known_backbone(cls, value: str) -> str:
         from competition.backbones import BACKBONES
 
-        if value not in BACKBONES:
-            raise ValueError(f"unknown backbone {value!r}; known: {', '.join(sorted(BACKBONES))}")
-        return value
+        return _registered(value, BACKBONES, "backbone")
 
 
 class BalanceConfig(Section):
@@ -75,9 +92,7 @@ class BalanceConfig(Section):
     def _known_balancer(cls, value: str) -> str:
         from competition.balance import BALANCERS
 
-        if value not in BALANCERS:
-            raise ValueError(f"unknown balance method {value!r}; known: {', '.join(sorted(BALANCERS))}")
-        return value
+        return _registered(value, BALANCERS, "balance method")
 
 
 class PhaseConfig(Section):
@@ -100,6 +115,8 @@ class TrainConfig(Section):
     patience: Annotated[int, Field(ge=1)] | None = None  # early stop after this many epochs without a better F1
     reduce_lr: ReduceLRConfig | None = None  # lower the learning rate when validation macro F1 stalls
     workers: Annotated[int, Field(ge=1)] = 2  # threads preparing augmented batches
+    mixed_precision: bool = False  # float16 compute, float32 weights and outputs (a GPU speed-up; slow on CPU)
+    jit_compile: bool | Literal["auto"] = "auto"  # XLA; "auto" is Keras's choice (on with a GPU, off on CPU)
 
 
 class CVConfig(Section):
@@ -107,6 +124,13 @@ class CVConfig(Section):
     seed: int = 42
     group_by: str | None = None  # None, "column:<name>", "regex:<pattern>" or "near_duplicates"
     near_duplicate_threshold: Annotated[float, Field(gt=0)] | None = None
+
+
+class ResourcesConfig(Section):
+    """What one fold asks of a Ray cluster (`--executor ray`); ignored by the local executor."""
+
+    cpus_per_fold: Annotated[float, Field(gt=0)] = 1
+    gpus_per_fold: Annotated[float, Field(ge=0)] = 0  # 0.5: two folds share a GPU
 
 
 class Recipe(Section):
@@ -118,6 +142,7 @@ class Recipe(Section):
     train: TrainConfig = TrainConfig()
     cv: CVConfig = CVConfig()
     tta: list[Literal["hflip", "vflip", "rot90", "rot180", "rot270", "transpose"]] = []  # test-time transforms
+    resources: ResourcesConfig = ResourcesConfig()  # where folds run, not what is trained: not in hash()
 
     @field_validator("name")
     @classmethod
@@ -138,7 +163,9 @@ class Recipe(Section):
 
     def hash(self) -> str:
         """Identity of what is trained; runs with another hash never share fold results."""
-        canonical = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"))
+        resolved = self.resolved()
+        resolved.pop("resources")  # the same recipe trained on other hardware is the same run
+        canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:

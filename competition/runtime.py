@@ -28,7 +28,9 @@ def _stderr_silenced() -> Iterator[None]:
 
 
 def import_tensorflow() -> None:
-    """Import TensorFlow once, its C++ start-up log silenced."""
+    """Import TensorFlow once, its C++ start-up log silenced, GPU memory taken as needed."""
+    # Read when a GPU is first initialised, so it also holds when Keras imported TensorFlow before us.
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     if "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -37,3 +39,10 @@ def import_tensorflow() -> None:
     with _stderr_silenced():
         import tensorflow as tf
     tf.get_logger().setLevel("ERROR")  # retracing notices when each fold builds a fresh model
+    for gpu in tf.config.list_physical_devices("GPU"):
+        # Take GPU memory as needed rather than all of it up front: several fold processes can share a GPU
+        # (recipe resources.gpus_per_fold < 1), and feature extraction and training do not fight over it.
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError):  # the GPU was initialised before us; leave it as it is
+            pass

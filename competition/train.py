@@ -13,6 +13,7 @@ import gc
 import json
 import resource
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -169,7 +170,8 @@ def _monitor_class() -> type:
                     f"({self.context.recipe.train.phases[self.phase].learning_rate})")
             state["epoch"] += 1
             row = {"phase": self.phase, "epoch": state["epoch"], **{k: float(v) for k, v in (logs or {}).items()},
-                   "val_loss": val_loss, "val_macro_f1": f1, "seconds": time.perf_counter() - self.started}
+                   "val_loss": val_loss, "val_macro_f1": f1, "seconds": time.perf_counter() - self.started,
+                   "learning_rate": float(np.asarray(self.model.optimizer.learning_rate))}
             state["history"].append(row)
             if logs is not None:
                 logs["val_macro_f1"] = f1
@@ -237,7 +239,8 @@ def fit_phase(model: Any, context: FoldContext, phase_index: int) -> None:
             x, x_val = memo[key][context.train_rows], memo[key][context.val_rows]
         else:
             x, x_val = predict_proba_raw(extractor, context.x), predict_proba_raw(extractor, context.x_val)
-    trained.compile(optimizer=make_optimizer(phase), loss=balance.loss, metrics=["accuracy"])
+    trained.compile(optimizer=make_optimizer(phase), loss=balance.loss, metrics=["accuracy"],
+                    jit_compile=recipe.train.jit_compile)
     monitor = _monitor_class()(lambda: predict_proba(trained, x_val), context, model, phase_index, phase.epochs)
     callbacks: list[Any] = [monitor]
     if recipe.train.reduce_lr is not None:
@@ -270,6 +273,7 @@ def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_te
 
     seed = recipe.cv.seed * 1000 + fold
     keras.utils.set_random_seed(seed)
+    set_precision(recipe)
     train_rows = np.setdiff1d(np.arange(len(y)), val)
     context = FoldContext(recipe, classes, x[train_rows], y[train_rows], x[val], y[val], seed, deterministic,
                           progress or Progress(), train_rows=train_rows, val_rows=val, features=features)
@@ -284,6 +288,14 @@ def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_te
                       best_macro_f1=context.state["best_f1"], model=model)
 
 
+def set_precision(recipe: Recipe) -> None:
+    """Mixed float16 compute when the recipe asks (the classifier's last Dense stays float32), else float32;
+    set for every model built, since the policy is global to the process."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16" if recipe.train.mixed_precision else "float32")
+
+
 def frozen_features(recipe: Recipe, x: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
     """Features of every training image through the initial pretrained backbone, computed once per run when
     the first phase trains only the head without augmentation: every fold starts from the same backbone."""
@@ -293,6 +305,7 @@ def frozen_features(recipe: Recipe, x: np.ndarray, n_classes: int) -> dict[str, 
 
     if recipe.model.weights == "none" or not uses_cached_features(recipe, recipe.train.phases[0]):
         return {}
+    set_precision(recipe)
     extractor, _ = split_head(build_model(recipe.model, x.shape[1:], n_classes))
     features = {"phase0": predict_proba_raw(extractor, x)}
     keras.backend.clear_session()
@@ -393,7 +406,7 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
                 name: str | None = None, overwrite: bool = False, deterministic: bool = False) -> PreparedRun:
     """Validate, index, split and decode; everything that can fail on the user's input fails before the run
     folder exists. Then the folder gets the resolved recipe, its hash and the fold of every image."""
-    from competition.data import index_contest, load_images
+    from competition.data import load_contest, write_skipped
     from competition.folds import make_folds
     from competition.predict import check_tta
 
@@ -405,12 +418,10 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise CompetitionError(f"--name: a run name is a plain folder name, got {name!r}")
     check_tta(recipe.tta, recipe.data.image_size)
-    contest = index_contest(recipe.data.root)
+    size, channels = recipe.data.image_size, recipe.data.channels
+    contest, x, x_test, skipped = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image)
     labels = contest.train["label"].to_numpy()
     folds = make_folds(labels, recipe.cv.folds, recipe.cv.seed, groups=_groups(recipe, contest))
-    size, channels = recipe.data.image_size, recipe.data.channels
-    x = load_images(contest.train["path"].tolist(), size, channels)
-    x_test = load_images(contest.test["path"].tolist(), size, channels)
     _check_model(recipe, x.shape[1:], len(contest.classes), deterministic)
 
     recipe_hash = recipe.hash()
@@ -419,6 +430,11 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     write_text(run_dir / "recipe.yaml", recipe.to_yaml())
     write_text(run_dir / "recipe.hash", recipe_hash + "\n")
     write_text(run_dir / "fold_assignment.csv", pd.DataFrame({"id": contest.train["id"], "fold": folds}).to_csv(index=False))
+    (run_dir / "skipped_images.csv").unlink(missing_ok=True)
+    if skipped:
+        write_skipped(run_dir / "skipped_images.csv", skipped)
+        print(f"note: skipped {len(skipped)} unreadable training image(s) (data.on_bad_image: skip); "
+              f"listed in {run_dir / 'skipped_images.csv'}", file=sys.stderr)
     return PreparedRun(recipe, recipe_hash, run_dir, contest, folds, x, x_test, deterministic)
 
 
@@ -458,17 +474,15 @@ def load_prepared(run_dir: str | Path, *, deterministic: bool = False) -> Prepar
     fold assignment come from the folder, the pixels from the decode cache."""
     import yaml
 
-    from competition.data import index_contest, load_images
+    from competition.data import load_contest
 
     run_dir = Path(run_dir)
     recipe = Recipe.model_validate(yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8")))
-    contest = index_contest(recipe.data.root)
+    size, channels = recipe.data.image_size, recipe.data.channels
+    contest, x, x_test, _ = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image)
     assignment = pd.read_csv(run_dir / "fold_assignment.csv", dtype={"id": str})
     if assignment["id"].tolist() != contest.train["id"].tolist():
         raise CompetitionError(f"{run_dir}: fold assignment does not match the images in {recipe.data.root}")
-    size, channels = recipe.data.image_size, recipe.data.channels
-    x = load_images(contest.train["path"].tolist(), size, channels)
-    x_test = load_images(contest.test["path"].tolist(), size, channels)
     _check_model(recipe, x.shape[1:], len(contest.classes), deterministic)
     stored_hash = (run_dir / "recipe.hash").read_text().strip()
     return PreparedRun(recipe, stored_hash, run_dir, contest, assignment["fold"].to_numpy(), x, x_test, deterministic)
@@ -519,30 +533,17 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
 
 def train_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str | Path | None = None,
               name: str | None = None, overwrite: bool = False, deterministic: bool = False,
-              console: Any = None) -> Path:
-    """Train every fold of a recipe in this process; returns the finished run folder (see competition.runs).
+              console: Any = None, executor: str = "local", address: str | None = None) -> Path:
+    """Train every fold of a recipe, in this process (executor "local") or as Ray tasks (executor "ray", on
+    the cluster at `address` or a local runtime); returns the finished run folder (see competition.runs).
     Folds finished by an earlier run of the same recipe are reused."""
+    from competition.executors import executor_named, run_folds
+
+    executor_named(executor, address)  # a wrong name fails before the run folder exists
     started = time.perf_counter()
     prepared = prepare_run(recipe, runs_dir, data_root=data_root, name=name, overwrite=overwrite,
                            deterministic=deterministic)
-    pending = prepared.pending()
-    for k in sorted(set(range(prepared.recipe.cv.folds)) - set(pending)):
-        _say(console, f"fold {k + 1}: finished earlier, reused")
-    with _progress(console) as bar:
-        progress = Progress(bar=bar)
-        if bar is not None:
-            progress.fold_task = bar.add_task(f"{prepared.run_dir.name}: folds", total=len(pending))
-            progress.epoch_task = bar.add_task("epochs", total=None)
-        features = frozen_features(prepared.recipe, prepared.x, len(prepared.classes)) if pending else None
-        for k in pending:
-            progress.fold, progress.best = k, float("-inf")
-            t0 = time.perf_counter()
-            fitted = train_fold(prepared, k, progress, features)
-            _say(console, f"fold {k + 1}: best epoch {fitted.best_epoch}, val macro F1 {fitted.best_macro_f1:.4f} "
-                          f"({time.perf_counter() - t0:.0f} s, RSS {_rss_mb():.0f} MB)")
-            del fitted
-            if bar is not None:
-                bar.update(progress.fold_task, advance=1)
+    run_folds(prepared, executor, address=address, console=console)
     return finish_run(prepared, started, console)
 
 

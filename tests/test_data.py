@@ -90,6 +90,6 @@ def test_unreadable_image_names_the_file(tmp_path: Path) -> None:
     contest = index_contest(make_contest(tmp_path, {"a": 2, "b": 2}))
     bad = Path(contest.train["path"][0])
     bad.write_bytes(b"not an image")
-    with pytest.raises(CompetitionError, match="cannot read image") as caught:
+    with pytest.raises(CompetitionError, match="1 unreadable image: .*cannot identify image file") as caught:
         load_images(contest.train["path"].tolist(), (8, 8), 1)
     assert str(bad) in str(caught.value)

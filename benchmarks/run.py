@@ -1,0 +1,718 @@
+"""`make bench`: how fast the framework is, measured against what it claims.
+
+Each benchmark runs in its own Python subprocess (clean memory, its own environment such as
+TF_ENABLE_ONEDNN_OPTS), on in-memory synthetic uint8 arrays, except where a benchmark names a file under
+../shared (the Alzheimer set, the MobileNetV2 weights); without that file its row says "skipped". A benchmark
+that fails becomes an "error: ..." row; the others still run.
+
+    python benchmarks/run.py                  # everything, sized to take about 10 minutes on 2 CPU cores
+    python benchmarks/run.py --quick          # tiny sizes: checks the script works, the numbers mean nothing
+    python benchmarks/run.py --only ensemble,decode --out /tmp/bench
+
+Results: a Markdown table (benchmark, measured, goal, pass/fail, notes) in OUT/results.md, every figure in
+OUT/results.json (both written atomically), and the table printed.
+
+Timing conventions. Training throughput is images per second over the epochs after the first (the first
+epoch traces the graph), taken as the median epoch. "Excluding validation" subtracts the time the
+framework's macro-F1 monitor spends predicting the validation images at the end of each epoch (timed by
+wrapping competition.predict.predict_proba); plain `model.fit` does no validation at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+ALZHEIMER = SHARED / "data" / "alzheimer-mri"
+MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+AUGMENT_RECIPE = ROOT / "recipes" / "alzheimer-cnn.yaml"
+CLASSES = ["MildDemented", "ModerateDemented", "NonDemented", "VeryMildDemented"]
+
+# Sizes per mode. Full: about 10 minutes in all on 2 idle CPU cores. Quick: seconds per benchmark.
+SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "full": {
+        "throughput": {"n_train": 2000, "n_val": 200, "epochs": 2, "rounds": 2, "batch": 32, "size": 64},
+        "augment": {"n_train": 2000, "n_val": 200, "epochs": 2, "batch": 32, "size": 64},
+        "cached": {"n_train": 1024, "n_val": 256, "through_epochs": 2, "cached_epochs": 5, "amortise": 12,
+                   "folds": 5, "batch": 32, "size": 96},
+        "onednn": {"n_train": 2000, "n_val": 200, "epochs": 2, "batch": 32, "size": 64},
+        "ensemble": {"runs": 10, "folds": 5, "n_train": 5000, "n_test": 10000},
+        "audit": {"source": "alzheimer"},
+        "decode": {"limit": None, "size": 96},
+    },
+    "quick": {
+        "throughput": {"n_train": 96, "n_val": 32, "epochs": 1, "rounds": 1, "batch": 32, "size": 64},
+        "augment": {"n_train": 96, "n_val": 32, "epochs": 1, "batch": 32, "size": 64},
+        "cached": {"n_train": 64, "n_val": 32, "through_epochs": 1, "cached_epochs": 2, "amortise": 12,
+                   "folds": 5, "batch": 32, "size": 96},
+        "onednn": {"n_train": 96, "n_val": 32, "epochs": 1, "batch": 32, "size": 64},
+        "ensemble": {"runs": 3, "folds": 5, "n_train": 500, "n_test": 1000},
+        "audit": {"source": "demo", "scale": 0.2},
+        "decode": {"limit": 200, "size": 96},
+    },
+}
+
+# Subprocess time limits (seconds): a hung benchmark becomes an error row, not a hung `make bench`.
+TIMEOUT = {"full": 900, "quick": 300}
+
+
+class Skip(Exception):
+    """A benchmark that cannot run here (a file under ../shared is absent): its row says why."""
+
+
+# ================================================================ worker side (runs in a subprocess)
+
+
+def _tf() -> None:
+    from competition.runtime import import_tensorflow
+
+    import_tensorflow()
+
+
+def _synthetic(n: int, size: int, channels: int = 1, seed: int = 0) -> tuple[Any, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (n, size, size, channels), dtype=np.uint8),
+            rng.integers(0, len(CLASSES), n).astype(np.int64))
+
+
+def _cnn_recipe(epochs: int, batch: int, size: int, extra: list[str] | None = None) -> Any:
+    from competition.recipe import load_recipe
+
+    return load_recipe(None, [f"data.image_size={size}", "data.channels=1", f"train.batch_size={batch}",
+                              f"train.phases.0.epochs={epochs}", *(extra or [])])
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def _precision(recipe: Any) -> None:
+    """The dtype policy fit_fold sets before building (competition.train.set_precision, where it exists)."""
+    from competition import train as T
+
+    if hasattr(T, "set_precision"):
+        T.set_precision(recipe)
+
+
+def framework_fit(recipe: Any, x: Any, y: Any, x_val: Any, y_val: Any, *, features: dict | None = None,
+                  train_rows: Any = None, val_rows: Any = None) -> dict[str, Any]:
+    """One competition.train.fit_phase call (phase 0) with a FoldContext built as fit_fold builds it; per-epoch
+    times from the monitor's history ('seconds': epoch start to after validation), validation time measured
+    by wrapping predict_proba. The first epoch (tracing) is left out of the per-epoch figures."""
+    import gc
+
+    import keras
+
+    import competition.predict as predict_module
+    from competition import train as T
+    from competition.backbones import build_model
+
+    val_seconds: list[float] = []
+    original = predict_module.predict_proba
+
+    def timed(model: Any, images: Any, batch_size: int = 256) -> Any:
+        start = time.perf_counter()
+        out = original(model, images, batch_size)
+        val_seconds.append(time.perf_counter() - start)
+        return out
+
+    seed = 1000
+    keras.utils.set_random_seed(seed)
+    _precision(recipe)
+    context = T.FoldContext(recipe, CLASSES, x, y, x_val, y_val, seed, False, T.Progress(),
+                            train_rows=train_rows, val_rows=val_rows, features=features)
+    model = build_model(recipe.model, x.shape[1:], len(CLASSES))
+    predict_module.predict_proba = timed
+    try:
+        start = time.perf_counter()
+        T.fit_phase(model, context, 0)
+        wall = time.perf_counter() - start
+    finally:
+        predict_module.predict_proba = original
+    history = context.state["history"]
+    epochs = len(history)
+    if epochs != recipe.train.phases[0].epochs or len(val_seconds) != epochs:
+        raise RuntimeError(f"expected {recipe.train.phases[0].epochs} epochs, history has {epochs} "
+                           f"and {len(val_seconds)} validation passes")
+    incl = [float(row["seconds"]) for row in history[1:]]
+    val = val_seconds[1:]
+    excl = [a - b for a, b in zip(incl, val, strict=True)]
+    del model, context
+    keras.backend.clear_session()
+    gc.collect()
+    return {"wall_s": wall, "first_epoch_s": float(history[0]["seconds"]), "epoch_incl_s": incl,
+            "epoch_excl_s": excl, "val_s": val, "n_train": len(x), "n_val": len(x_val)}
+
+
+def plain_fit(recipe: Any, x: Any, y: Any) -> dict[str, Any]:
+    """The same model compiled the same way, trained by a bare `model.fit(x, y, batch_size, epochs, verbose=0)`;
+    a callback only reads the clock at epoch start and end."""
+    import gc
+
+    import keras
+
+    from competition.backbones import build_model
+    from competition.train import make_optimizer
+
+    class EpochClock(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.seconds.append(time.perf_counter() - self.start)
+
+    phase = recipe.train.phases[0]
+    keras.utils.set_random_seed(1000)
+    _precision(recipe)
+    model = build_model(recipe.model, x.shape[1:], len(CLASSES))
+    model.compile(optimizer=make_optimizer(phase), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=getattr(recipe.train, "jit_compile", "auto"))
+    clock = EpochClock()
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=recipe.train.batch_size, epochs=phase.epochs, verbose=0, callbacks=[clock])
+    wall = time.perf_counter() - start
+    del model
+    keras.backend.clear_session()
+    gc.collect()
+    return {"wall_s": wall, "first_epoch_s": clock.seconds[0], "epoch_s": clock.seconds[1:], "n_train": len(x)}
+
+
+def work_throughput(cfg: dict[str, Any]) -> dict[str, Any]:
+    """1. Plain Keras vs the framework, same model and arrays; rounds alternate the order (ABBA)."""
+    _tf()
+    x, y = _synthetic(cfg["n_train"], cfg["size"], seed=0)
+    x_val, y_val = _synthetic(cfg["n_val"], cfg["size"], seed=1)
+    recipe = _cnn_recipe(cfg["epochs"] + 1, cfg["batch"], cfg["size"])
+    plain, frame = [], []
+    for r in range(cfg["rounds"]):
+        order = ("plain", "framework") if r % 2 == 0 else ("framework", "plain")
+        for which in order:
+            if which == "plain":
+                plain.append(plain_fit(recipe, x, y))
+            else:
+                frame.append(framework_fit(recipe, x, y, x_val, y_val))
+    plain_epochs = [s for p in plain for s in p["epoch_s"]]
+    incl = [s for f in frame for s in f["epoch_incl_s"]]
+    excl = [s for f in frame for s in f["epoch_excl_s"]]
+    n = cfg["n_train"]
+    return {
+        "plain_ips": n / _median(plain_epochs), "framework_ips_incl": n / _median(incl),
+        "framework_ips_excl": n / _median(excl), "plain_epoch_s": plain_epochs, "framework_epoch_incl_s": incl,
+        "framework_epoch_excl_s": excl, "val_s": [s for f in frame for s in f["val_s"]],
+        "plain_wall_s": [p["wall_s"] for p in plain], "framework_wall_s": [f["wall_s"] for f in frame],
+        "params": _params(recipe),
+    }
+
+
+def _params(recipe: Any) -> int:
+    import keras
+
+    from competition.backbones import build_model
+
+    size = recipe.data.image_size
+    model = build_model(recipe.model, (size[0], size[1], recipe.data.channels), len(CLASSES))
+    count = int(model.count_params())
+    keras.backend.clear_session()
+    return count
+
+
+def work_augment(cfg: dict[str, Any]) -> dict[str, Any]:
+    """2. The framework with recipes/alzheimer-cnn.yaml's augment list vs none (balance none in both)."""
+    import yaml
+
+    _tf()
+    augment = yaml.safe_load(AUGMENT_RECIPE.read_text(encoding="utf-8")).get("augment") or []
+    if not augment:
+        raise RuntimeError(f"{AUGMENT_RECIPE}: no augment list")
+    x, y = _synthetic(cfg["n_train"], cfg["size"], seed=0)
+    x_val, y_val = _synthetic(cfg["n_val"], cfg["size"], seed=1)
+    off = _cnn_recipe(cfg["epochs"] + 1, cfg["batch"], cfg["size"])
+    on = _cnn_recipe(cfg["epochs"] + 1, cfg["batch"], cfg["size"], [f"augment={json.dumps(augment)}"])
+    result_off = framework_fit(off, x, y, x_val, y_val)
+    result_on = framework_fit(on, x, y, x_val, y_val)
+    n = cfg["n_train"]
+    return {"off_ips": n / _median(result_off["epoch_excl_s"]), "on_ips": n / _median(result_on["epoch_excl_s"]),
+            "off_ips_incl": n / _median(result_off["epoch_incl_s"]),
+            "on_ips_incl": n / _median(result_on["epoch_incl_s"]), "augment": augment,
+            "workers": on.train.workers, "off": result_off, "on": result_on}
+
+
+def work_cached(cfg: dict[str, Any]) -> dict[str, Any]:
+    """3. Head-only training of frozen MobileNetV2 (alpha 0.35, 96x96): cached features vs through the model."""
+    import numpy as np
+
+    if not MOBILENET_WEIGHTS.is_file():
+        raise Skip(f"skipped: file not found: {MOBILENET_WEIGHTS}")
+    _tf()
+    from competition import train as T
+
+    n_train, n_val, size = cfg["n_train"], cfg["n_val"], cfg["size"]
+    x_all, y_all = _synthetic(n_train + n_val, size, seed=0)
+    train_rows, val_rows = np.arange(n_train), np.arange(n_train, n_train + n_val)
+    base = ["model.backbone=mobilenetv2", "model.alpha=0.35", f"model.weights={MOBILENET_WEIGHTS}",
+            "model.head.pooling=flatten", "model.head.dense=[256]", "model.head.dropout=0.3",
+            "train.phases.0.trainable=head", "train.phases.0.augment=false"]
+    cached_recipe = _cnn_recipe(cfg["cached_epochs"] + 1, cfg["batch"], size, base)
+    through_recipe = _cnn_recipe(cfg["through_epochs"] + 1, cfg["batch"], size, base)
+    if not T.uses_cached_features(cached_recipe, cached_recipe.train.phases[0]):
+        raise RuntimeError("the recipe does not take the cached-features path")
+
+    # The one-off cost as train_run pays it (competition.train.frozen_features, step by step to time the parts):
+    # build a model, cut off the head, predict every training image through the backbone.
+    import keras
+
+    from competition.backbones import build_model
+
+    start = time.perf_counter()
+    _precision(cached_recipe)
+    extractor, _ = T.split_head(build_model(cached_recipe.model, x_all.shape[1:], len(CLASSES)))
+    build_s = time.perf_counter() - start
+    start = time.perf_counter()
+    features = {"phase0": T.predict_proba_raw(extractor, x_all)}
+    predict_s = time.perf_counter() - start
+    features_s = build_s + predict_s
+    del extractor
+    keras.backend.clear_session()
+    cached = framework_fit(cached_recipe, x_all[train_rows], y_all[train_rows], x_all[val_rows], y_all[val_rows],
+                           features=features, train_rows=train_rows, val_rows=val_rows)
+
+    original = T.uses_cached_features
+    T.uses_cached_features = lambda recipe, phase: False  # the same phase, trained through the frozen backbone
+    try:
+        through = framework_fit(through_recipe, x_all[train_rows], y_all[train_rows], x_all[val_rows],
+                                y_all[val_rows])
+    finally:
+        T.uses_cached_features = original
+    return {"features_s": features_s, "features_build_s": build_s, "features_predict_s": predict_s,
+            "n_features_images": n_train + n_val,
+            "feature_shape": list(features["phase0"].shape[1:]),
+            "cached_epoch_s": _median(cached["epoch_incl_s"]), "through_epoch_s": _median(through["epoch_incl_s"]),
+            "cached_epoch_excl_s": _median(cached["epoch_excl_s"]),
+            "through_epoch_excl_s": _median(through["epoch_excl_s"]), "cached": cached, "through": through}
+
+
+def work_cnn(cfg: dict[str, Any]) -> dict[str, Any]:
+    """4. Framework throughput of the small CNN under this process's TF_ENABLE_ONEDNN_OPTS."""
+    _tf()
+    x, y = _synthetic(cfg["n_train"], cfg["size"], seed=0)
+    x_val, y_val = _synthetic(cfg["n_val"], cfg["size"], seed=1)
+    result = framework_fit(_cnn_recipe(cfg["epochs"] + 1, cfg["batch"], cfg["size"]), x, y, x_val, y_val)
+    n = cfg["n_train"]
+    return {"ips": n / _median(result["epoch_excl_s"]), "ips_incl": n / _median(result["epoch_incl_s"]),
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"), **result}
+
+
+def work_ensemble(cfg: dict[str, Any]) -> dict[str, Any]:
+    """5. caruana ensemble + leaderboard + render(json) + submission over synthetic runs (creation not timed)."""
+    import numpy as np
+    import pandas as pd
+
+    from competition.ensemble import build_ensemble
+    from competition.report import leaderboard, render
+    from competition.runs import Run, save_run
+    from competition.submission import make_submission
+
+    rng = np.random.default_rng(0)
+    n, n_test, k = cfg["n_train"], cfg["n_test"], len(CLASSES)
+    y = rng.integers(0, k, n)
+    folds = rng.permutation(np.arange(n) % cfg["folds"])
+    ids = np.array([f"train{i:06d}" for i in range(n)])
+    test_ids = np.array([f"test{i:06d}" for i in range(n_test)])
+
+    def softmax(z: Any) -> Any:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    with tempfile.TemporaryDirectory(prefix="bench-ensemble-") as tmp:
+        runs_dir = Path(tmp) / "runs"
+        sample = Path(tmp) / "sample_submission.csv"
+        pd.DataFrame({"id": test_ids, "label": CLASSES[2]}).to_csv(sample, index=False)
+        members = []
+        for r in range(cfg["runs"]):
+            strength = 1.0 + 0.2 * r
+            oof = softmax(rng.normal(size=(n, k)) + strength * np.eye(k)[y])
+            test = softmax(rng.normal(size=(n_test, k)))
+            members.append(save_run(runs_dir / f"model{r:02d}", name=f"model{r:02d}", kind="model", classes=CLASSES,
+                                    ids=ids, y=y, folds=folds, oof=oof, test=test, test_ids=test_ids,
+                                    recipe_hash=f"{r:016x}", scheme=f"stratified {cfg['folds']}-fold seed 42",
+                                    extra={"sample_submission": str(sample)}))
+        timings: dict[str, float] = {}
+        start = clock = time.perf_counter()
+        runs = [Run.load(path) for path in members]
+        timings["load"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        ensemble = build_ensemble(runs, "caruana", "ensemble", runs_dir)
+        timings["build_ensemble"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        rows = leaderboard(runs_dir)
+        timings["leaderboard"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        text = render(rows, "json", console=None)
+        timings["render_json"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        out = make_submission(Run.load(ensemble), sample, Path(tmp) / "submission.csv")
+        timings["submission"] = time.perf_counter() - clock
+        total = time.perf_counter() - start
+        if not text or not out.is_file() or len(rows) != cfg["runs"] + 1:
+            raise RuntimeError("ensemble pipeline produced no leaderboard or submission")
+    return {"seconds": total, "timings": timings}
+
+
+def work_audit(cfg: dict[str, Any]) -> dict[str, Any]:
+    """6. run_audit with a cold cache (the parent points COMPETITION_CACHE_DIR at a fresh folder)."""
+    from competition.audit import run_audit
+
+    with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
+        if cfg["source"] == "alzheimer":
+            if not ALZHEIMER.is_dir():
+                raise Skip(f"skipped: folder not found: {ALZHEIMER}")
+            root = ALZHEIMER
+        else:
+            from competition.demo import make_demo
+
+            root = make_demo(Path(tmp) / "demo", seed=0, size=64, scale=cfg["scale"])
+        start = time.perf_counter()
+        result = run_audit(root, Path(tmp) / "audit")
+        seconds = time.perf_counter() - start
+    counts = result.get("counts") or {}
+    return {"seconds": seconds, "source": str(root) if cfg["source"] == "alzheimer" else "demo contest",
+            "timings": result.get("timings", {}), "counts": counts, "cache": os.environ.get("COMPETITION_CACHE_DIR")}
+
+
+def work_decode(cfg: dict[str, Any]) -> dict[str, Any]:
+    """7. load_images of the Alzheimer train set at size x size: cold (decode + write cache) vs warm (cache hit)."""
+    import numpy as np
+
+    from competition.data import index_contest, load_images
+
+    if not ALZHEIMER.is_dir():
+        raise Skip(f"skipped: folder not found: {ALZHEIMER}")
+    paths = index_contest(ALZHEIMER).train["path"].tolist()
+    if cfg["limit"]:
+        paths = paths[: cfg["limit"]]
+    size = (cfg["size"], cfg["size"])
+    start = time.perf_counter()
+    cold = load_images(paths, size, 1)
+    cold_s = time.perf_counter() - start
+    start = time.perf_counter()
+    warm = load_images(paths, size, 1)
+    warm_s = time.perf_counter() - start
+    if not np.array_equal(cold, warm):
+        raise RuntimeError("the cached images differ from the decoded ones")
+    return {"cold_s": cold_s, "warm_s": warm_s, "images": len(paths), "mb": cold.nbytes / 2**20}
+
+
+WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "throughput": work_throughput, "augment": work_augment, "cached": work_cached, "cnn": work_cnn,
+    "ensemble": work_ensemble, "audit": work_audit, "decode": work_decode,
+}
+
+
+def worker_main(name: str, config: str, result_path: str) -> int:
+    try:
+        out = {"ok": True, "result": WORKERS[name](json.loads(config))}
+    except Skip as exc:
+        out = {"ok": False, "skip": str(exc)}
+    except BaseException as exc:  # reported as the benchmark's error row
+        out = {"ok": False, "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+               "traceback": traceback.format_exc()}
+    Path(result_path).write_text(json.dumps(out, default=_jsonable), encoding="utf-8")
+    return 0
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+# ================================================================ parent side
+
+
+class BenchError(Exception):
+    pass
+
+
+def spawn(worker: str, cfg: dict[str, Any], timeout: int, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one worker in a fresh interpreter; its result dict, or Skip / BenchError."""
+    with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
+        result_file = Path(tmp) / "result.json"
+        log = Path(tmp) / "log.txt"
+        environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **(env or {})}
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", worker, "--config", json.dumps(cfg),
+                   "--result", str(result_file)]
+        with open(log, "w", encoding="utf-8") as handle:
+            try:
+                proc = subprocess.run(command, cwd=ROOT, env=environment, stdout=handle, stderr=subprocess.STDOUT,
+                                      timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                raise BenchError(f"timed out after {timeout} s") from None
+        if not result_file.is_file():
+            tail = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+            raise BenchError(f"worker exited with code {proc.returncode}: {tail[-1] if tail else 'no output'}"[:300])
+        out = json.loads(result_file.read_text(encoding="utf-8"))
+    if out.get("skip"):
+        raise Skip(out["skip"])
+    if not out.get("ok"):
+        raise BenchError(out.get("error", "unknown error"))
+    return out["result"]
+
+
+def row(benchmark: str, measured: str, goal: str, status: str, notes: str, **values: Any) -> dict[str, Any]:
+    return {"benchmark": benchmark, "measured": measured, "goal": goal, "status": status, "notes": notes,
+            "values": values}
+
+
+def verdict(ok: bool) -> str:
+    return "pass" if ok else "fail"
+
+
+def bench_throughput(mode: str, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    r = spawn("throughput", cfg, TIMEOUT[mode])
+    excl, incl = r["framework_ips_excl"] / r["plain_ips"], r["framework_ips_incl"] / r["plain_ips"]
+    val = _median(r["val_s"])
+    size = f"{cfg['n_train']} imgs {cfg['size']}x{cfg['size']}x1, batch {cfg['batch']}, cnn {r['params']:,} params"
+    epochs = f"median of {cfg['epochs']} epochs x {cfg['rounds']} round(s) after 1 warm-up epoch, ABBA order"
+    return [
+        row("1. framework / plain Keras, training img/s (excl. validation)", f"{excl:.3f}", ">= 0.97", verdict(excl >= 0.97),
+            f"plain {r['plain_ips']:.0f} img/s, framework {r['framework_ips_excl']:.0f} img/s; {size}; {epochs}; "
+            "validation-prediction time subtracted from each framework epoch",
+            ratio=excl, **{k: r[k] for k in ("plain_ips", "framework_ips_excl", "framework_ips_incl", "params")},
+            plain_epoch_s=r["plain_epoch_s"], framework_epoch_excl_s=r["framework_epoch_excl_s"]),
+        row("1b. framework / plain Keras, img/s (incl. validation)", f"{incl:.3f}", "info", "info",
+            f"framework {r['framework_ips_incl']:.0f} img/s: it also scores macro F1 on {cfg['n_val']} validation "
+            f"images every epoch ({val:.2f} s/epoch), which plain fit does not; "
+            f"whole-call wall (incl. warm-up, compile): plain {min(r['plain_wall_s']):.1f} s, "
+            f"framework {min(r['framework_wall_s']):.1f} s",
+            ratio=incl, framework_epoch_incl_s=r["framework_epoch_incl_s"], val_s=r["val_s"],
+            plain_wall_s=r["plain_wall_s"], framework_wall_s=r["framework_wall_s"]),
+    ]
+
+
+def bench_augment(mode: str, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    r = spawn("augment", cfg, TIMEOUT[mode])
+    ratio = r["on_ips"] / r["off_ips"]
+    steps = ", ".join(next(iter(step)) for step in r["augment"])
+    return [row("2. augmentation on / off, training img/s", f"{ratio:.3f}", ">= 0.90", verdict(ratio >= 0.90),
+                f"off {r['off_ips']:.0f} img/s (plain arrays), on {r['on_ips']:.0f} img/s (PyDataset, "
+                f"{r['workers']} worker threads, albumentations {steps} from {AUGMENT_RECIPE.name}); small cnn, "
+                f"{cfg['n_train']} imgs {cfg['size']}x{cfg['size']}x1, median of {cfg['epochs']} epochs after warm-up, "
+                f"excl. validation (incl.: {r['on_ips_incl'] / r['off_ips_incl']:.3f}); balance none in both",
+                ratio=ratio, off_ips=r["off_ips"], on_ips=r["on_ips"], off=r["off"], on=r["on"])]
+
+
+def bench_cached(mode: str, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    r = spawn("cached", cfg, TIMEOUT[mode])
+    cached, through, feats, n = r["cached_epoch_s"], r["through_epoch_s"], r["features_s"], cfg["amortise"]
+    speedup = through / cached
+    amortised = cached + feats / n
+    speedup_amortised = through / amortised
+    runs_epochs = n * cfg["folds"]
+    speedup_run = through / (cached + feats / runs_epochs)
+    common = (f"MobileNetV2 a0.35 {cfg['size']}x{cfg['size']}x1, frozen, flatten+Dense(256) head, no augment; "
+              f"{cfg['n_train']} train + {cfg['n_val']} val imgs; epochs incl. validation")
+    return [
+        row("3. cached features vs through frozen backbone, per head epoch", f"{speedup:.1f}x", ">= 10x",
+            verdict(speedup >= 10),
+            f"through {through:.2f} s/epoch, cached {cached:.3f} s/epoch (excl. val: {r['through_epoch_excl_s']:.2f} vs "
+            f"{r['cached_epoch_excl_s']:.3f} s); {common}",
+            speedup=speedup, through_epoch_s=through, cached_epoch_s=cached, feature_shape=r["feature_shape"],
+            cached=r["cached"], through=r["through"]),
+        row(f"3b. same, one-off features amortised over {n} epochs", f"{speedup_amortised:.1f}x", ">= 10x",
+            verdict(speedup_amortised >= 10),
+            f"features of {r['n_features_images']} imgs once: {feats:.2f} s (as frozen_features: model build "
+            f"{r['features_build_s']:.2f} s + predict {r['features_predict_s']:.2f} s); "
+            f"cached {amortised:.3f} s/epoch amortised over {n} epochs (one fold's phase 1 of "
+            f"alzheimer-mobilenetv2); over a whole {cfg['folds']}-fold run ({runs_epochs} epochs, features computed "
+            f"once per run): {speedup_run:.1f}x",
+            speedup=speedup_amortised, features_s=feats, features_build_s=r["features_build_s"],
+            features_predict_s=r["features_predict_s"], amortise_epochs=n, speedup_whole_run=speedup_run),
+    ]
+
+
+def bench_onednn(mode: str, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    on = spawn("cnn", cfg, TIMEOUT[mode], env={"TF_ENABLE_ONEDNN_OPTS": "1"})
+    off = spawn("cnn", cfg, TIMEOUT[mode], env={"TF_ENABLE_ONEDNN_OPTS": "0"})
+    ratio = on["ips"] / off["ips"]
+    return [row("4. TF_ENABLE_ONEDNN_OPTS=1 / =0, training img/s", f"{ratio:.3f}", "info", "info",
+                f"=1: {on['ips']:.0f} img/s, =0: {off['ips']:.0f} img/s (framework, small cnn, {cfg['n_train']} imgs "
+                f"{cfg['size']}x{cfg['size']}x1, median of {cfg['epochs']} epochs after warm-up, excl. validation; one "
+                "subprocess each, =1 first); competition.runtime sets 1 by default, claiming 1.1-1.7x",
+                ratio=ratio, on_ips=on["ips"], off_ips=off["ips"], on=on, off=off)]
+
+
+def bench_ensemble(mode: str, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    r = spawn("ensemble", cfg, TIMEOUT[mode])
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items())
+    return [row("5. ensemble (caruana) + leaderboard + render json + submit", f"{r['seconds']:.2f} s", "<= 2 s",
+                verdict(r["seconds"] <= 2.0),
+                f"{cfg['runs']} runs x {cfg['folds']} folds, {cfg['n_train']} train rows, {cfg['n_test']} test rows, "
+                f"4 classes; synthetic runs written first (not timed); seconds: {parts}",
+                seconds=r["seconds"], timings=r["timings"])]
+
+
+def bench_audit(mode: str, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
+        r = spawn("audit", cfg, TIMEOUT[mode], env={"COMPETITION_CACHE_DIR": cache})
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in r["timings"].items() if isinstance(v, (int, float)))
+    what = "../shared/data/alzheimer-mri" if cfg["source"] == "alzheimer" else f"demo contest (scale {cfg.get('scale')})"
+    return [row("6. audit, cold cache", f"{r['seconds']:.1f} s", "<= 60 s", verdict(r["seconds"] <= 60),
+                f"run_audit({what}) with COMPETITION_CACHE_DIR a fresh folder (the OS file cache may be warm); "
+                f"stages (s): {parts}", seconds=r["seconds"], timings=r["timings"])]
+
+
+def bench_decode(mode: str, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
+        r = spawn("decode", cfg, TIMEOUT[mode], env={"COMPETITION_CACHE_DIR": cache})
+    speedup = r["cold_s"] / r["warm_s"] if r["warm_s"] > 0 else float("inf")
+    return [row("7. decode cache: cold / warm", f"{r['cold_s']:.2f} s / {r['warm_s']:.2f} s ({speedup:.0f}x)", "info",
+                "info",
+                f"load_images of {r['images']} Alzheimer train images at {cfg['size']}x{cfg['size']}x1 "
+                f"({r['mb']:.1f} MB): cold = hash + decode + write cache, warm = hash + read cache; "
+                "fresh COMPETITION_CACHE_DIR (the OS file cache may be warm)",
+                cold_s=r["cold_s"], warm_s=r["warm_s"], speedup=speedup, images=r["images"])]
+
+
+BENCHMARKS: dict[str, Callable[[str, dict[str, Any]], list[dict[str, Any]]]] = {
+    "throughput": bench_throughput, "augment": bench_augment, "cached": bench_cached, "onednn": bench_onednn,
+    "ensemble": bench_ensemble, "audit": bench_audit, "decode": bench_decode,
+}
+TITLES = {"throughput": "1. framework / plain Keras throughput", "augment": "2. augmentation on / off",
+          "cached": "3. cached features vs through frozen backbone", "onednn": "4. TF_ENABLE_ONEDNN_OPTS 1 / 0",
+          "ensemble": "5. ensemble + leaderboard + submit", "audit": "6. audit, cold cache",
+          "decode": "7. decode cache cold / warm"}
+GOALS = {"throughput": ">= 0.97", "augment": ">= 0.90", "cached": ">= 10x", "onednn": "info", "ensemble": "<= 2 s",
+         "audit": "<= 60 s", "decode": "info"}
+
+
+def run_one(name: str, mode: str) -> list[dict[str, Any]]:
+    cfg = SIZES[mode][name]
+    start = time.perf_counter()
+    try:
+        rows = BENCHMARKS[name](mode, cfg)
+    except Skip as exc:
+        rows = [row(TITLES[name], "—", GOALS[name], "skipped", str(exc))]
+    except Exception as exc:  # any failure is this benchmark's row, never the end of the others
+        message = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
+        rows = [row(TITLES[name], "—", GOALS[name], "error", f"error: {message}")]
+    for r in rows:
+        r["name"], r["seconds"], r["config"] = name, round(time.perf_counter() - start, 2), cfg
+    return rows
+
+
+# ---------------------------------------------------------------- output
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for label, names in (("tensorflow", ("tensorflow", "tensorflow-cpu", "tensorflow_cpu")), ("keras", ("keras",)),
+                         ("albumentations", ("albumentations",)), ("numpy", ("numpy",))):
+        for name in names:
+            try:
+                out[label] = metadata.version(name)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return out
+
+
+def _load() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    lines = ["# Benchmarks", ""]
+    if meta["mode"] == "quick":
+        lines += ["**QUICK MODE: tiny sizes to check the script runs; these numbers are not the benchmark.**", ""]
+    lines += [f"Mode {meta['mode']}, {meta['started']}, {meta['seconds']:.0f} s in all; {meta['cpus']} CPUs, "
+              f"load average {meta['load_before']} before and {meta['load_after']} after; "
+              + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".", "",
+              "| benchmark | measured | goal | pass/fail | notes |", "|---|---|---|---|---|"]
+    lines += [f"| {_cell(r['benchmark'])} | {_cell(r['measured'])} | {_cell(r['goal'])} | {_cell(r['status'])} | "
+              f"{_cell(r['notes'])} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    colour = {"pass": "green", "fail": "red", "error": "red", "skipped": "yellow", "info": "cyan"}
+    title = "Benchmarks" + (" — QUICK MODE (tiny sizes, numbers not meaningful)" if meta["mode"] == "quick" else "")
+    table = Table(title=title, show_lines=True)
+    for column, style in (("benchmark", "bold"), ("measured", ""), ("goal", ""), ("pass/fail", ""), ("notes", "dim")):
+        table.add_column(column, style=style or None, overflow="fold")
+    for r in rows:
+        table.add_row(r["benchmark"], r["measured"], r["goal"],
+                      f"[{colour.get(r['status'], 'white')}]{r['status']}[/]", r["notes"])
+    console = Console()
+    Console(width=max(console.width, 180)).print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds), to test the script")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks"), help="folder for results.md and results.json")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return worker_main(args.worker, args.config or "{}", args.result)
+
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"--only: unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}")
+    mode = "quick" if args.quick else "full"
+    started, load_before, clock = dt.datetime.now().astimezone(), _load(), time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        print(f"[bench] {name} ({mode}) ...", flush=True)
+        rows += run_one(name, mode)
+    meta = {"mode": mode, "started": started.isoformat(timespec="seconds"), "seconds": time.perf_counter() - clock,
+            "cpus": os.cpu_count(), "load_before": load_before, "load_after": _load(), "versions": _versions(),
+            "host": platform.node(), "machine": platform.machine()}
+
+    from competition.files import write_json, write_text
+
+    out = Path(args.out)
+    write_text(out / "results.md", markdown(meta, rows))
+    write_json(out / "results.json", {**meta, "results": rows})
+    print_table(meta, rows)
+    print(f"written: {out / 'results.md'}, {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,375 @@
+"""Image formats: every file the tests write here is read to the expected pixels or rejected with its path and
+reason. The corpus is generated (no committed binaries); `CASES` is the table of case -> expected outcome."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from competition import data
+from competition.data import UnreadableImage, decode_image, decode_images, load_images
+from competition.errors import CompetitionError
+
+S = 16  # decoded size (S x S) unless a case says otherwise
+
+
+# ---------------------------------------------------------------- writers
+
+
+def _save(image: Image.Image, path: Path, **options: object) -> Path:
+    image.save(path, **options)
+    return path
+
+
+def ramp16(path: Path) -> Path:
+    values = np.tile(np.linspace(1000, 5000, S, dtype=np.uint16), (S, 1))  # 12-bit-ish data in a 16-bit PNG
+    return _save(Image.fromarray(values), path)
+
+
+def rgba(path: Path) -> Path:
+    pixels = np.zeros((S, S, 4), np.uint8)
+    pixels[:, :4] = (255, 0, 0, 0)  # fully transparent red -> black
+    pixels[:, 4:8] = (0, 255, 0, 255)  # opaque green stays green
+    pixels[:, 8:] = (255, 255, 255, 128)  # half-transparent white -> mid grey
+    return _save(Image.fromarray(pixels), path)
+
+
+def gray_alpha(path: Path) -> Path:
+    pixels = np.zeros((S, S, 2), np.uint8)
+    pixels[..., 0], pixels[:, :8, 1], pixels[:, 8:, 1] = 200, 0, 255
+    return _save(Image.fromarray(pixels), path)
+
+
+def palette(path: Path, transparent: bool = False) -> Path:
+    image = Image.new("P", (S, S))
+    image.putpalette([255, 0, 0, 0, 0, 255, 10, 200, 30] + [0] * (256 - 3) * 3)
+    pixels = np.zeros((S, S), np.uint8)
+    pixels[:, 8:] = 1
+    pixels[:4] = 2
+    image.putdata(pixels.ravel().tolist())
+    return _save(image, path, **({"transparency": 1} if transparent else {}))
+
+
+def cmyk_jpeg(path: Path) -> Path:
+    return _save(Image.new("CMYK", (S, S), (0, 255, 255, 0)), path, quality=100)  # pure red in CMYK
+
+
+def jpeg(path: Path) -> Path:
+    return _save(Image.new("RGB", (S, S), (30, 120, 220)), path, quality=100)
+
+
+def corrupt_jpeg(path: Path) -> Path:
+    buffer = io.BytesIO()
+    Image.fromarray(np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))).save(buffer, "JPEG")
+    raw = bytearray(buffer.getvalue())
+    table = raw.find(b"\xff\xc4")  # zero the Huffman tables: the entropy-coded data cannot be decoded
+    raw[table + 4:table + 40] = bytes(36)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def truncated_png(path: Path) -> Path:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(buffer, "PNG")
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    return path
+
+
+def zero_bytes(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def text_as_jpeg(path: Path) -> Path:
+    path.write_text("id,label\nthis is a CSV file, not a JPEG\n")
+    return path
+
+
+def text_as_dicom(path: Path) -> Path:
+    path.write_text("not a DICOM file either\n")
+    return path
+
+
+def bmp(path: Path) -> Path:
+    return _save(Image.new("RGB", (S, S), (10, 20, 30)), path)
+
+
+def tiff16(path: Path) -> Path:
+    values = np.tile(np.linspace(0, 65535, S).astype(np.uint16), (S, 1))
+    return _save(Image.fromarray(values), path)
+
+
+def tiff_float(path: Path) -> Path:
+    return _save(Image.fromarray(np.tile(np.linspace(-1.0, 1.0, S, dtype=np.float32), (S, 1))), path)
+
+
+def multipage_tiff(path: Path) -> Path:
+    first, second = Image.new("L", (S, S), 40), Image.new("L", (S, S), 220)
+    return _save(first, path, save_all=True, append_images=[second])
+
+
+def one_pixel(path: Path) -> Path:
+    return _save(Image.new("L", (1, 1), 77), path)
+
+
+def exif_rotated(path: Path) -> Path:
+    pixels = np.zeros((S, 2 * S), np.uint8)  # 16 high, 32 wide, left half bright
+    pixels[:, :S] = 255
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    return _save(image, path, exif=exif)
+
+
+def large_gray(path: Path) -> Path:
+    pixels = np.zeros((6000, 6000), np.uint8)  # 36 Mpx: under Pillow's default 89.5 Mpx limit
+    pixels[:, 3000:] = 255
+    return _save(Image.fromarray(pixels), path, compress_level=1)
+
+
+def spaces_and_unicode(path: Path) -> Path:
+    return _save(Image.new("L", (S, S), 99), path)
+
+
+def dicom(path: Path, raw: np.ndarray, *, photometric: str = "MONOCHROME2", preamble: bool = True,
+          **tags: object) -> Path:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CT"
+    frames = raw.shape[0] if raw.ndim == 3 and photometric != "RGB" else 1
+    rows, cols = raw.shape[-3:-1] if photometric == "RGB" else raw.shape[-2:]
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel = 3 if photometric == "RGB" else 1
+    ds.PhotometricInterpretation = photometric
+    if photometric == "RGB":
+        ds.PlanarConfiguration = 0
+    ds.BitsAllocated = raw.dtype.itemsize * 8
+    ds.BitsStored = ds.BitsAllocated
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    for key, value in tags.items():
+        setattr(ds, key, value)
+    ds.PixelData = np.ascontiguousarray(raw).tobytes()
+    ds.save_as(path, enforce_file_format=preamble)
+    return path
+
+
+def ct_windowed(path: Path) -> Path:
+    # stored values 0..1023; HU = 2 * stored - 1024; window centre 0 HU, width 400 HU -> -200..200 HU
+    raw = np.tile(np.linspace(0, 1023, S).astype(np.uint16), (S, 1))
+    raw[0, :4] = (412, 512, 612, 300)  # -200 HU, 0 HU, 200 HU, -424 HU
+    return dicom(path, raw, RescaleSlope=2, RescaleIntercept=-1024, WindowCenter=0, WindowWidth=400)
+
+
+def ct_multi_window(path: Path) -> Path:
+    # first window 0..200 HU puts 100 HU mid-grey; the second (0..80 HU) would make it white
+    raw = np.full((S, S), 512, np.uint16)  # 0 HU
+    raw[0, 0] = 562  # 100 HU
+    return dicom(path, raw, RescaleSlope=2, RescaleIntercept=-1024, WindowCenter=[100, 40], WindowWidth=[200, 80])
+
+
+def mono1(path: Path) -> Path:
+    raw = np.tile(np.linspace(0, 4000, S).astype(np.uint16), (S, 1))  # no window: min-max, then inverted
+    return dicom(path, raw, photometric="MONOCHROME1")
+
+
+def dicom_frames(path: Path) -> Path:
+    raw = np.stack([np.full((S, S), 100, np.uint16), np.full((S, S), 900, np.uint16)])
+    raw[0, :, :8] = 300  # frame 0: left half 300, right half 100 -> min-max gives 255 | 0
+    return dicom(path, raw)
+
+
+def dicom_rgb(path: Path) -> Path:
+    raw = np.zeros((S, S, 3), np.uint8)
+    raw[...] = (200, 50, 25)
+    return dicom(path, raw, photometric="RGB")
+
+
+def dicom_no_extension(path: Path) -> Path:
+    raw = np.tile(np.linspace(0, 255, S).astype(np.uint8), (S, 1))
+    return dicom(path, raw)
+
+
+def dicom_bare(path: Path) -> Path:
+    """No preamble and no file meta (older files): read by its .dcm extension, encoding guessed."""
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = S, S, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = np.tile(np.arange(S, dtype=np.uint16) * 100, (S, 1)).tobytes()
+    ds.save_as(path, implicit_vr=True, little_endian=True)
+    return path
+
+
+# ---------------------------------------------------------------- checks on the decoded pixels
+
+
+def _close(a: object, b: object, tol: float = 3) -> bool:
+    return bool(np.all(np.abs(np.asarray(a, np.int32) - np.asarray(b, np.int32)) <= tol))
+
+
+def check_ramp16(x: np.ndarray) -> bool:
+    row = x[0, :, 0].astype(int)  # min-max per image: 1000 -> 0, 5000 -> 255, linear between
+    return row[0] == 0 and row[-1] == 255 and _close(row, np.linspace(0, 255, S), 2)
+
+
+def check_rgba(x: np.ndarray) -> bool:
+    return _close(x[0, 1], (0, 0, 0), 0) and _close(x[0, 5], (0, 255, 0), 0) and _close(x[0, 12], (128, 128, 128), 1)
+
+
+def check_gray_alpha(x: np.ndarray) -> bool:
+    return x[5, 2, 0] == 0 and x[5, 12, 0] == 200
+
+
+def check_palette(x: np.ndarray) -> bool:
+    return _close(x[8, 2], (255, 0, 0), 0) and _close(x[8, 12], (0, 0, 255), 0) and _close(x[1, 1], (10, 200, 30), 0)
+
+
+def check_palette_transparent(x: np.ndarray) -> bool:
+    return _close(x[8, 2], (255, 0, 0), 0) and _close(x[8, 12], (0, 0, 0), 0)
+
+
+def check_windowed(x: np.ndarray) -> bool:
+    first = x[0, :4, 0].astype(int).tolist()  # -200 HU -> 0, 0 HU -> mid, 200 HU -> 255, below window -> 0
+    return first[0] == 0 and abs(first[1] - 128) <= 1 and first[2] == 255 and first[3] == 0
+
+
+def check_mono1(x: np.ndarray) -> bool:
+    row = x[0, :, 0].astype(int)  # lowest stored value is brightest
+    return row[0] == 255 and row[-1] == 0 and bool(np.all(np.diff(row) <= 0))
+
+
+def check_exif(x: np.ndarray) -> bool:
+    # 16x32 landscape rotated to 32x16 portrait (decoded at 32 high, 16 wide): bright half is now the top
+    return x.shape == (2 * S, S, 1) and x[: S - 1].min() == 255 and x[S + 1:].max() == 0
+
+
+def check_large(x: np.ndarray) -> bool:
+    return x[:, : S // 2].max() == 0 and x[:, S // 2:].min() == 255
+
+
+Check = Callable[[np.ndarray], bool]
+# name -> (writer, file name, decode (size, channels), expected: a check on the pixels, or the reason's words)
+CASES: dict[str, tuple[Callable[[Path], Path], str, tuple[tuple[int, int], int], Check | str]] = {
+    "RGB JPEG": (jpeg, "photo.jpg", ((S, S), 3), lambda x: _close(x[8, 8], (30, 120, 220), 4)),
+    "RGB JPEG as 1 channel (luma)": (jpeg, "photo.jpg", ((S, S), 1), lambda x: _close(x[8, 8, 0], 102, 3)),
+    "CMYK JPEG": (cmyk_jpeg, "cmyk.jpg", ((S, S), 3), lambda x: _close(x[8, 8], (255, 0, 0), 3)),
+    "corrupt JPEG": (corrupt_jpeg, "corrupt.jpg", ((S, S), 1), "broken data stream"),
+    "truncated PNG": (truncated_png, "truncated.png", ((S, S), 1), "truncated"),
+    "zero-byte file": (zero_bytes, "empty.png", ((S, S), 1), "empty file"),
+    "text file named .jpg": (text_as_jpeg, "notes.jpg", ((S, S), 1), "cannot identify image file"),
+    "text file named .dcm": (text_as_dicom, "notes.dcm", ((S, S), 1), "DICOM file has no pixel data"),
+    "RGBA PNG (on black)": (rgba, "rgba.png", ((S, S), 3), check_rgba),
+    "grey+alpha PNG (on black)": (gray_alpha, "la.png", ((S, S), 1), check_gray_alpha),
+    "16-bit PNG (min-max)": (ramp16, "ramp16.png", ((S, S), 1), check_ramp16),
+    "palette PNG": (palette, "palette.png", ((S, S), 3), check_palette),
+    "palette PNG, transparent index": (lambda p: palette(p, True), "palette_t.png", ((S, S), 3),
+                                       check_palette_transparent),
+    "BMP": (bmp, "plain.bmp", ((S, S), 3), lambda x: _close(x[3, 3], (10, 20, 30), 0)),
+    "16-bit TIFF (min-max)": (tiff16, "ramp16.tif", ((S, S), 1), lambda x: x[0, 0, 0] == 0 and x[0, -1, 0] == 255),
+    "float TIFF (min-max)": (tiff_float, "float.tiff", ((S, S), 1), lambda x: x[0, 0, 0] == 0 and x[0, -1, 0] == 255),
+    "multi-page TIFF (first page)": (multipage_tiff, "pages.tif", ((S, S), 1), lambda x: bool(np.all(x == 40))),
+    "1x1 image": (one_pixel, "dot.png", ((S, S), 3), lambda x: bool(np.all(x == 77))),
+    "EXIF orientation 6": (exif_rotated, "rotated.png", ((2 * S, S), 1), check_exif),
+    "6000x6000 greyscale PNG": (large_gray, "large.png", ((S, S), 1), check_large),
+    "name with spaces and non-ASCII": (spaces_and_unicode, "Röntgen Bild ü 1.png", ((S, S), 1),
+                                       lambda x: bool(np.all(x == 99))),
+    "DICOM MONOCHROME2, rescale + window": (ct_windowed, "ct.dcm", ((S, S), 1), check_windowed),
+    "DICOM multi-valued window (first)": (ct_multi_window, "ct2.dicom", ((S, S), 1),
+                                          lambda x: abs(int(x[0, 0, 0]) - 128) <= 1 and x[5, 5, 0] == 0),  # 2nd: 255
+    "DICOM MONOCHROME1 (inverted)": (mono1, "mono1.dcm", ((S, S), 1), check_mono1),
+    "DICOM multi-frame (first frame)": (dicom_frames, "frames.dcm", ((S, S), 1),
+                                        lambda x: x[0, 0, 0] == 255 and x[0, -1, 0] == 0),
+    "DICOM RGB": (dicom_rgb, "colour.dcm", ((S, S), 3), lambda x: _close(x[4, 4], (200, 50, 25), 0)),
+    "DICOM RGB as 1 channel": (dicom_rgb, "colour.dcm", ((S, S), 1),
+                               lambda x: _close(x[4, 4, 0], round(0.299 * 200 + 0.587 * 50 + 0.114 * 25), 1)),
+    "DICOM without preamble or file meta (.dcm)": (dicom_bare, "old.dcm", ((S, S), 1),
+                                                   lambda x: x[0, 0, 0] == 0 and x[0, -1, 0] == 255),
+    "DICOM without extension (DICM preamble)": (dicom_no_extension, "IM000001", ((S, S), 3),
+                                                lambda x: x[0, 0, 0] == 0 and x[0, -1, 0] == 255 and x.shape[-1] == 3),
+}
+
+
+def run_case(name: str, folder: Path) -> tuple[bool, str]:
+    """(as expected, outcome in words) for one case."""
+    writer, file_name, (size, channels), expected = CASES[name]
+    path = writer(folder / file_name)
+    try:
+        x = decode_image(path, size, channels)
+    except UnreadableImage as exc:
+        named = str(path) in str(exc)
+        ok = isinstance(expected, str) and expected in exc.reason and named
+        return ok, f"rejected: {exc.reason}"
+    if isinstance(expected, str):
+        return False, f"read, but expected rejection ({expected})"
+    assert x.dtype == np.uint8 and x.shape == (*size, channels)
+    return bool(expected(x)), f"read {x.shape[0]}x{x.shape[1]}x{x.shape[2]}, pixels checked"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_format(name: str, tmp_path: Path) -> None:
+    ok, outcome = run_case(name, tmp_path)
+    assert ok, f"{name}: {outcome}"
+
+
+def test_decompression_bomb_guard_names_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+    for side in (1500, 2000):  # over the limit (Pillow would warn), and over twice the limit (Pillow raises)
+        path = _save(Image.new("L", (side, side)), tmp_path / f"bomb{side}.png")
+        with pytest.raises(UnreadableImage, match="above the 1,000,000-pixel limit") as caught:
+            decode_image(path, (S, S), 1)
+        assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+    big = dicom(tmp_path / "big.dcm", np.zeros((1100, 1000), np.uint8))
+    with pytest.raises(UnreadableImage, match="1000x1100 = 1,100,000 pixels"):
+        decode_image(big, (S, S), 1)
+
+
+def test_unreadable_files_are_listed_together_on_one_line(tmp_path: Path) -> None:
+    good = [jpeg(tmp_path / "good.jpg"), bmp(tmp_path / "good.bmp")]
+    bad = [zero_bytes(tmp_path / f"empty{i}.png") for i in range(6)] + [text_as_jpeg(tmp_path / "text.jpg")]
+    with pytest.raises(CompetitionError) as caught:
+        load_images([good[0], *bad, good[1]], (S, S), 1)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("7 unreadable images: ")
+    assert f"{bad[0]} (empty file)" in message and message.endswith("; and 2 more")
+
+
+def test_bad_files_are_cached_with_the_good_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = [jpeg(tmp_path / "a.jpg"), zero_bytes(tmp_path / "b.png"), bmp(tmp_path / "c.bmp")]
+    images, bad = decode_images(paths, (S, S), 3)
+    assert images.shape == (2, S, S, 3) and bad == [(str(paths[1]), "empty file")]
+
+    def no_decoding(*args: object, **options: object) -> np.ndarray:
+        raise AssertionError("decoded again despite the cache")
+
+    monkeypatch.setattr(data, "decode_image", no_decoding)
+    again, bad_again = decode_images(paths, (S, S), 3)
+    np.testing.assert_array_equal(again, images)
+    assert bad_again == bad
+
+
+if __name__ == "__main__":  # the case table: python tests/test_formats.py
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        rows = [(name, *run_case(name, Path(folder))) for name in CASES]
+    width = max(len(name) for name, *_ in rows)
+    for name, ok, outcome in rows:
+        print(f"{name:<{width}}  {'as expected' if ok else 'UNEXPECTED'}  {outcome}")
+    print(f"{len(rows)} cases, {sum(ok for _, ok, _ in rows)} as expected")
