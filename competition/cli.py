@@ -47,7 +47,7 @@ def train(
     name: Annotated[str | None, typer.Option("--name", help="Run name (default: the recipe's name; one recipe only).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run of a different recipe.")] = False,
     deterministic: Annotated[bool, typer.Option(help="Seed everything and use deterministic TF ops (same OOF twice).")] = False,
-    executor: Annotated[str, typer.Option("--executor", help="Where folds train: local (this process) or ray (one Ray task per fold).")] = "local",
+    executor: Annotated[str, typer.Option("--executor", help="Where folds train: process (each fold in a fresh process, memory does not grow), local (this process) or ray (one Ray task per fold).")] = "process",
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster for --executor ray: 'auto' or ray://HEAD:10001; default: a local Ray runtime.")] = None,
 ) -> None:
     """Train one model per fold; keep out-of-fold and test probabilities in runs/<name>/."""

@@ -1,7 +1,8 @@
 """Executors: where the pending folds of a prepared run are trained.
 
 `run_folds(prepared, "local")` trains them one after another in this process (frozen-backbone features are
-computed once and shared). `run_folds(prepared, "ray", address=...)` submits one Ray task per pending fold to a
+computed once and shared); "process" (the command line's default) trains each fold in a fresh process, so
+memory does not grow from fold to fold. `run_folds(prepared, "ray", address=...)` submits one Ray task per pending fold to a
 local Ray runtime started on demand or to a cluster (`address="auto"` or `"ray://head:10001"`). A task rebuilds
 the run from its folder (`load_prepared`) and writes the fold's files there, done.json last, exactly as the
 local loop does: the run folder, the contest folder and the decode cache (COMPETITION_CACHE_DIR) must be at the
@@ -43,7 +44,7 @@ def executor_named(name: str, address: str | None = None) -> Callable[..., None]
     """The executor called `name`; a wrong name, or an address for the local executor, is a one-line error."""
     if name not in EXECUTORS:
         raise CompetitionError(f"--executor: unknown executor {name!r}; known: {', '.join(EXECUTORS)}")
-    if address is not None and name == "local":
+    if address is not None and name != "ray":
         raise CompetitionError("--address: a Ray cluster address needs --executor ray")
     return EXECUTORS[name]
 
@@ -79,6 +80,94 @@ def run_local(prepared: Any, *, address: str | None = None, console: Any = None,
             del fitted
             if bar is not None:
                 bar.update(progress.fold_task, advance=1)
+
+
+# ---------------------------------------------------------------- one process per fold
+
+
+def run_process(prepared: Any, *, address: str | None = None, console: Any = None, resources: Any = None) -> None:
+    """One fold after another, each in a fresh process: TensorFlow's memory (allocator arenas, traced
+    functions) goes back to the system with the process, so memory does not grow from fold to fold. The child
+    rebuilds the run from its folder and the decode cache and reports epochs to the live progress bar."""
+    import multiprocessing
+    import queue as queues
+
+    from competition.train import Progress, _progress, _say
+
+    pending = prepared.pending()
+    _reused(prepared, pending, console)
+    context = multiprocessing.get_context("spawn")
+    with _progress(console) as bar:
+        progress = Progress(bar=bar)
+        if bar is not None:
+            progress.fold_task = bar.add_task(f"{prepared.run_dir.name}: folds", total=len(pending))
+            progress.epoch_task = bar.add_task("epochs", total=None)
+        for k in pending:
+            progress.fold, progress.best = k, float("-inf")
+            messages = context.Queue()
+            child = context.Process(target=_process_fold, args=(str(prepared.run_dir), k, prepared.deterministic,
+                                                                os.getcwd(), messages), daemon=True)
+            child.start()
+            outcome: tuple[Any, ...] | None = None
+            try:
+                while outcome is None:
+                    try:
+                        message = messages.get(timeout=0.5)
+                    except queues.Empty:
+                        if not child.is_alive():
+                            break
+                        continue
+                    if message[0] == "epoch":
+                        progress.epoch(*message[1:])
+                    else:
+                        outcome = message
+                child.join()
+            except BaseException:  # Ctrl-C or an error here: the fold's process goes too
+                child.kill()
+                child.join()
+                raise
+            if outcome is None or outcome[0] != "done":
+                reason = outcome[1] if outcome is not None else f"its process ended with exit code {child.exitcode}"
+                raise CompetitionError(f"fold {k + 1} failed: {reason}; finished folds are kept, rerun to resume")
+            _, best_epoch, best_f1, seconds, rss = outcome
+            _say(console, f"fold {k + 1}: best epoch {best_epoch}, val macro F1 {best_f1:.4f} "
+                          f"({seconds:.0f} s, RSS {rss:.0f} MB in its own process)")
+            if bar is not None:
+                bar.update(progress.fold_task, advance=1)
+
+
+def _process_fold(run_dir: str, fold: int, deterministic: bool, workdir: str, messages: Any) -> None:
+    """The child of run_process: train one fold, send epochs and the outcome back through `messages`."""
+    _die_with_parent()
+    os.chdir(workdir)
+    from competition.train import Progress, _rss_mb, load_prepared, train_fold
+
+    class Forward(Progress):
+        def epoch(self, epoch: int, total: int, f1: float) -> None:
+            messages.put(("epoch", epoch, total, f1))
+
+    t0 = time.perf_counter()
+    try:
+        fitted = train_fold(load_prepared(run_dir, deterministic=deterministic), fold, Forward())
+        messages.put(("done", int(fitted.best_epoch), float(fitted.best_macro_f1), time.perf_counter() - t0, _rss_mb()))
+    except KeyboardInterrupt:
+        os._exit(130)
+    except CompetitionError as exc:
+        messages.put(("error", str(exc)))
+    except Exception as exc:  # reported by the parent as one line; the fold stays unfinished
+        messages.put(("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+    messages.close()
+    messages.join_thread()
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this process when its parent dies (a SIGKILLed driver leaves no orphan)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 # ---------------------------------------------------------------- Ray
@@ -302,4 +391,4 @@ def train_recipes(recipes: list[Any], runs_dir: str | Path = "runs", *, data_roo
     return finished
 
 
-EXECUTORS: dict[str, Callable[..., None]] = {"local": run_local, "ray": run_ray}
+EXECUTORS: dict[str, Callable[..., None]] = {"local": run_local, "process": run_process, "ray": run_ray}

@@ -93,7 +93,7 @@ def test_a_fold_asking_more_than_the_runtime_has_fails_at_once(ray_runtime: obje
 
 def test_executor_names_and_address_are_checked_before_anything_is_written(tiny_contest: Path, tmp_path: Path) -> None:
     recipe = load_recipe(None, BASE)
-    with pytest.raises(CompetitionError, match=r"--executor: unknown executor 'dask'; known: local, ray"):
+    with pytest.raises(CompetitionError, match=r"--executor: unknown executor 'dask'; known: local, process, ray"):
         train_run(recipe, tmp_path, data_root=tiny_contest, executor="dask")
     with pytest.raises(CompetitionError, match=r"--address: a Ray cluster address needs --executor ray"):
         train_run(recipe, tmp_path, data_root=tiny_contest, address="auto")
