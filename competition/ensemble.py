@@ -122,8 +122,15 @@ class GeometricEnsembler(Ensembler):
         return _normalise_rows(np.exp(logs.mean(axis=0)))
 
 
+class BlendEnsembler(Ensembler):
+    """An ensembler whose fit learns `weights_` for a weighted mean of the members' probabilities."""
+
+    def predict_proba(self, P: np.ndarray) -> np.ndarray:
+        return blend(self.weights_, P)
+
+
 @register("weighted")
-class WeightedEnsembler(Ensembler):
+class WeightedEnsembler(BlendEnsembler):
     """Non-negative weights summing to 1, by coordinate search on a grid from the uniform mean.
 
     Macro F1 is piecewise constant in the weights, so gradient optimisers stall; a grid search per
@@ -164,12 +171,9 @@ class WeightedEnsembler(Ensembler):
         self.score_ = best
         return self
 
-    def predict_proba(self, P: np.ndarray) -> np.ndarray:
-        return blend(self.weights_, P)
-
 
 @register("caruana")
-class CaruanaEnsembler(Ensembler):
+class CaruanaEnsembler(BlendEnsembler):
     """Caruana et al. (2004): greedy forward selection with replacement, from the best single member.
 
     Each step adds the member whose inclusion scores best (even if worse than now, to escape
@@ -202,9 +206,6 @@ class CaruanaEnsembler(Ensembler):
         self.weights_ = best_counts / best_counts.sum()
         self.score_ = best
         return self
-
-    def predict_proba(self, P: np.ndarray) -> np.ndarray:
-        return blend(self.weights_, P)
 
 
 @register("stacking")
