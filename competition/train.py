@@ -1,10 +1,12 @@
 """Training: k fold models per recipe, each kept at its best validation macro F1, OOF and test probabilities kept.
 
-`train_run` is the whole stage: index the contest, decode once, split, then per fold `fit_fold`, which is
-build + one `fit_phase` per recipe phase (the notebook's freeze-then-fine-tune is two phases). A phase that
-trains only the head of a frozen backbone without augmentation trains on backbone features computed once per
-image. Each fold is written atomically with done.json last, so a rerun skips finished folds and a killed run
-never leaves a fold that looks complete.
+`train_run` is the whole stage: `prepare_run` (index the contest, decode once, split, check the model), then
+`train_fold` for each pending fold (in this process, a fresh process or a Ray task: competition.executors),
+then `finish_run` (gather the folds' OOF and test probabilities). A fold is `fit_fold`: build, then one
+`fit_phase` per recipe phase (the notebook's freeze-then-fine-tune is two phases). A phase that trains only the
+head of a frozen backbone without augmentation trains on backbone features computed once per image (per run in
+this process, per fold in a fold's own process). Each fold is written atomically with done.json last, so a
+rerun skips finished folds and a killed run never leaves a fold that looks complete.
 """
 
 from __future__ import annotations
