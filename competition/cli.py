@@ -29,13 +29,13 @@ def demo(
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty folder.")] = False,
 ) -> None:
     """Write a small synthetic 4-class brain-MRI contest (train/, test/, sample_submission.csv)."""
-    from competition.data import class_counts, index_contest
+    from competition.data import index_contest, print_class_counts
     from competition.demo import make_demo
 
     path = make_demo(out, seed=seed, size=size, scale=scale, overwrite=overwrite)
     contest = index_contest(path)
     console.print(f"demo contest written to {path}: {len(contest.train)} train, {len(contest.test)} test images")
-    _print_counts(class_counts(contest))
+    print_class_counts(contest, console)
 
 
 @app.command()
@@ -51,15 +51,11 @@ def train(
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster for --executor ray: 'auto' or ray://HEAD:10001; default: a local Ray runtime.")] = None,
 ) -> None:
     """Train one model per fold; keep out-of-fold and test probabilities in runs/<name>/."""
-    from competition.data import class_counts, index_contest
     from competition.executors import train_recipes
     from competition.recipe import load_recipe
     from competition.report import leaderboard_for
 
     loaded = [load_recipe(path, set_ or []) for path in recipes]
-    for root in dict.fromkeys(data or r.data.root for r in loaded):
-        if root is not None:
-            _print_counts(class_counts(index_contest(root)))
     try:
         run_dirs = train_recipes(loaded, runs, data_root=data, name=name, overwrite=overwrite,
                                  deterministic=deterministic, console=console, executor=executor, address=address)
@@ -196,17 +192,6 @@ def audit(
 
     print_audit(run_audit(data, out, n_folds=folds, seed=seed, threshold=threshold), console)
     console.print(f"audit written to {out / 'audit.json'}")
-
-
-def _print_counts(counts: object) -> None:
-    from rich.table import Table
-
-    table = Table(title="training images per class")
-    for column in ("class", "images", "share"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for row in counts.itertuples(index=False):  # type: ignore[attr-defined]
-        table.add_row(str(row[0]), str(row[1]), f"{row[2]:.1%}")
-    console.print(table)
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -283,6 +283,18 @@ def class_counts(contest: Contest) -> pd.DataFrame:
     return pd.DataFrame({"class": counts.index, "images": counts.to_numpy(), "share": counts.to_numpy() / counts.sum()})
 
 
+def print_class_counts(contest: Contest, console: Any) -> None:
+    """The training images per class as a rich table (imbalance is the first thing to look at)."""
+    from rich.table import Table
+
+    table = Table(title="training images per class")
+    for column in ("class", "images", "share"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in class_counts(contest).itertuples(index=False):
+        table.add_row(str(row[0]), str(row[1]), f"{row[2]:.1%}")
+    console.print(table)
+
+
 # ---------------------------------------------------------------- decoding one file
 
 

@@ -375,7 +375,7 @@ def train_recipes(recipes: list[Any], runs_dir: str | Path = "runs", *, data_roo
     connect_ray(address)  # an unreachable cluster fails before any run folder is written
     prepared_runs = []
     for recipe in recipes:
-        prepared = prepare_run(recipe, runs_dir, data_root=data_root, name=name, overwrite=overwrite,
+        prepared = prepare_run(recipe, runs_dir, data_root=data_root, name=name, overwrite=overwrite, console=console,
                                deterministic=deterministic)
         prepared.x = prepared.x_test = None  # the workers read the pixels from the decode cache; free them here
         prepared_runs.append(prepared)

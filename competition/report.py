@@ -16,7 +16,7 @@ from competition.runs import Run, list_runs
 FORMATS = ("table", "md", "csv", "json")
 
 
-def run_row(run: Run, members: dict[str, float] | None = None) -> dict[str, Any]:
+def run_row(run: Run) -> dict[str, Any]:
     """Everything the leaderboard shows for one run (the JSON row; the other formats flatten it)."""
     scores = score(run.y, run.oof, run.classes)
     row: dict[str, Any] = {
@@ -33,12 +33,6 @@ def run_row(run: Run, members: dict[str, float] | None = None) -> dict[str, Any]
     per_fold = fold_scores(run.y, run.oof, run.folds)
     row["fold_macro_f1"] = per_fold
     row["fold_std"] = float(np.std(per_fold))
-    if run.kind == "ensemble" and members:
-        names = [m for m in run.meta.get("members", []) if m in members]
-        if names:
-            best = max(names, key=lambda m: members[m])
-            row["best_member"] = best
-            row["vs_best_member"] = row["macro_f1"] - members[best]
     return row
 
 
@@ -47,8 +41,13 @@ def leaderboard(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
     runs = list_runs(runs_dir)
     if not runs:
         raise CompetitionError(f"{runs_dir}: no finished runs")
-    plain = {r.name: score(r.y, r.oof, r.classes)["macro_f1"] for r in runs}
-    rows = [run_row(r, plain) for r in runs]
+    rows = [run_row(r) for r in runs]
+    scores = {row["run"]: row["macro_f1"] for row in rows}
+    for row, run in zip(rows, runs, strict=True):
+        members = [m for m in run.meta.get("members", []) if m in scores]
+        if run.kind == "ensemble" and members:
+            best = max(members, key=scores.__getitem__)
+            row["best_member"], row["vs_best_member"] = best, row["macro_f1"] - scores[best]
     return sorted(rows, key=lambda r: r["macro_f1"], reverse=True)
 
 

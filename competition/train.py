@@ -405,10 +405,11 @@ class PreparedRun:
 
 
 def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str | Path | None = None,
-                name: str | None = None, overwrite: bool = False, deterministic: bool = False) -> PreparedRun:
+                name: str | None = None, overwrite: bool = False, deterministic: bool = False,
+                console: Any = None) -> PreparedRun:
     """Validate, index, split and decode; everything that can fail on the user's input fails before the run
     folder exists. Then the folder gets the resolved recipe, its hash and the fold of every image."""
-    from competition.data import load_contest, write_skipped
+    from competition.data import load_contest, print_class_counts, write_skipped
     from competition.folds import make_folds
     from competition.predict import check_tta
 
@@ -422,6 +423,8 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     check_tta(recipe.tta, recipe.data.image_size)
     size, channels = recipe.data.image_size, recipe.data.channels
     contest, x, x_test, skipped = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image)
+    if console is not None:
+        print_class_counts(contest, console)
     labels = contest.train["label"].to_numpy()
     folds = make_folds(labels, recipe.cv.folds, recipe.cv.seed, groups=_groups(recipe, contest))
     _check_model(recipe, x.shape[1:], len(contest.classes), deterministic)
@@ -440,18 +443,23 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     return PreparedRun(recipe, recipe_hash, run_dir, contest, folds, x, x_test, deterministic)
 
 
-def _check_model(recipe: Recipe, input_shape: tuple[int, ...], n_classes: int, deterministic: bool) -> None:
-    """Build the model once: missing or unloadable weights fail here, not at fold 1."""
+def _setup_tensorflow(deterministic: bool) -> None:
     from competition.runtime import import_tensorflow
 
     import_tensorflow()
-    import keras
     import tensorflow as tf
-
-    from competition.backbones import build_model
 
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+def _check_model(recipe: Recipe, input_shape: tuple[int, ...], n_classes: int, deterministic: bool) -> None:
+    """Build the model once: missing or unloadable weights fail here, not at fold 1."""
+    _setup_tensorflow(deterministic)
+    import keras
+
+    from competition.backbones import build_model
+
     build_model(recipe.model, input_shape, n_classes)
     keras.backend.clear_session()
 
@@ -485,7 +493,7 @@ def load_prepared(run_dir: str | Path, *, deterministic: bool = False) -> Prepar
     assignment = pd.read_csv(run_dir / "fold_assignment.csv", dtype={"id": str})
     if assignment["id"].tolist() != contest.train["id"].tolist():
         raise CompetitionError(f"{run_dir}: fold assignment does not match the images in {recipe.data.root}")
-    _check_model(recipe, x.shape[1:], len(contest.classes), deterministic)
+    _setup_tensorflow(deterministic)  # the model was checked when the run was prepared
     stored_hash = (run_dir / "recipe.hash").read_text().strip()
     return PreparedRun(recipe, stored_hash, run_dir, contest, assignment["fold"].to_numpy(), x, x_test, deterministic)
 
@@ -544,7 +552,7 @@ def train_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str |
     executor_named(executor, address)  # a wrong name fails before the run folder exists
     started = time.perf_counter()
     prepared = prepare_run(recipe, runs_dir, data_root=data_root, name=name, overwrite=overwrite,
-                           deterministic=deterministic)
+                           deterministic=deterministic, console=console)
     run_folds(prepared, executor, address=address, console=console)
     return finish_run(prepared, started, console)
 
