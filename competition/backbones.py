@@ -187,8 +187,11 @@ def build_model(config: Any, input_shape: tuple[int, int, int], n_classes: int) 
 
     inputs = keras.Input(input_shape, name="image")
     x = Preprocess(spec.preprocess, to_rgb=spec.pretrained and channels == 1, name="preprocess")(inputs)
-    # Pretrained backbones keep BatchNorm in inference mode, also when unfrozen for fine-tuning.
-    x = backbone(x, training=False) if config.weights != "none" and spec.pretrained else backbone(x)
+    # A pretrained backbone's BatchNorm layers stay in inference mode, also when it is unfrozen for
+    # fine-tuning: set_trainable(..., keep_batchnorm_frozen=True) makes them non-trainable, which Keras 3
+    # honours (BatchNormalization uses batch statistics only when `training and self.trainable`). The
+    # `training=False` of the functional call is not enough: Keras 3 passes the outer training flag on.
+    x = backbone(x, training=False) if pretrained_backbone(config) else backbone(x)
     head = config.head
     if head.pooling == "flatten":
         x = layers.Flatten(name="head_flatten")(x)
@@ -206,6 +209,12 @@ def build_model(config: Any, input_shape: tuple[int, int, int], n_classes: int) 
     return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
 
 
+def pretrained_backbone(config: Any) -> bool:
+    """True when the recipe's backbone starts from pretrained weights (ImageNet or a file): its BatchNorm
+    statistics are kept, never re-estimated on the contest's small batches."""
+    return config.weights != "none"
+
+
 def backbone_of(model: Any) -> Any:
     """The backbone sub-model inside a classifier built by build_model."""
     import keras
@@ -213,19 +222,36 @@ def backbone_of(model: Any) -> Any:
     return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
-def set_trainable(model: Any, trainable: str) -> None:
-    """`all`, `head` (backbone frozen), or the name of a backbone layer from which on layers train."""
+def set_trainable(model: Any, trainable: str, *, keep_batchnorm_frozen: bool = False) -> None:
+    """What trains in the next phase: `all`, `head` (backbone frozen), or the name of a backbone layer from
+    which on layers train. With `keep_batchnorm_frozen` (pretrained backbones), every BatchNormalization layer
+    of the backbone stays non-trainable, so it keeps its moving statistics and runs in inference mode even
+    under `training=True` (Keras 3 semantics; the Keras transfer-learning guide's advice for fine-tuning).
+
+    Raises CompetitionError when `trainable` names no layer of the backbone."""
+    import keras
+
     backbone = backbone_of(model)
-    if trainable == "all":
+    if trainable in ("all", "head"):
+        backbone.trainable = trainable == "all"
+    else:
+        names = [layer.name for layer in backbone.layers]
+        if trainable not in names:
+            raise CompetitionError(f"recipe.train.phases.trainable: no layer {trainable!r} in backbone '{backbone.name}'")
         backbone.trainable = True
-        return
-    if trainable == "head":
-        backbone.trainable = False
-        return
-    names = [layer.name for layer in backbone.layers]
-    if trainable not in names:
-        raise CompetitionError(f"recipe.train.phases.trainable: no layer {trainable!r} in backbone '{backbone.name}'")
-    backbone.trainable = True
-    start = names.index(trainable)
-    for i, layer in enumerate(backbone.layers):
-        layer.trainable = i >= start
+        start = names.index(trainable)
+        for i, layer in enumerate(backbone.layers):
+            layer.trainable = i >= start
+    if keep_batchnorm_frozen:
+        for layer in _all_layers(backbone):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+
+
+def _all_layers(model: Any) -> list[Any]:
+    """Every layer of a model, those of nested models included."""
+    found = []
+    for layer in getattr(model, "layers", []):
+        found.append(layer)
+        found.extend(_all_layers(layer))
+    return found

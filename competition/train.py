@@ -224,12 +224,12 @@ def fit_phase(model: Any, context: FoldContext, phase_index: int) -> None:
     import keras
 
     from competition.augment import build_pipeline
-    from competition.backbones import set_trainable
+    from competition.backbones import pretrained_backbone, set_trainable
     from competition.balance import make_balance
     from competition.predict import predict_proba
 
     recipe, phase = context.recipe, context.recipe.train.phases[phase_index]
-    set_trainable(model, phase.trainable)
+    set_trainable(model, phase.trainable, keep_batchnorm_frozen=pretrained_backbone(recipe.model))
     balance = make_balance(recipe.balance, context.y, context.classes)
     pipeline = build_pipeline(recipe.augment, seed=context.seed) if phase.augment else None
     trained, x, x_val = model, context.x, context.x_val
