@@ -343,6 +343,8 @@ def _rss_mb() -> float:
 
 
 def save_fold(run_dir: Path, fold: int, result: FoldResult, recipe_hash: str, seconds: float) -> None:
+    from competition.runtime import thread_settings
+
     folder = fold_dir(run_dir, fold)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "done.json").unlink(missing_ok=True)
@@ -354,7 +356,7 @@ def save_fold(run_dir: Path, fold: int, result: FoldResult, recipe_hash: str, se
     tmp_model.replace(folder / "model.keras")
     write_json(folder / "done.json", {"recipe_hash": recipe_hash, "best_epoch": result.best_epoch,
                                       "best_macro_f1": result.best_macro_f1, "seconds": round(seconds, 2),
-                                      "rss_mb": round(_rss_mb(), 1),
+                                      "rss_mb": round(_rss_mb(), 1), "threads": thread_settings(),
                                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
 
 
@@ -444,8 +446,10 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
 
 
 def _setup_tensorflow(deterministic: bool) -> None:
-    from competition.runtime import import_tensorflow
+    from competition.runtime import import_tensorflow, pin_threads_for_determinism
 
+    if deterministic:
+        pin_threads_for_determinism()
     import_tensorflow()
     import tensorflow as tf
 
@@ -537,6 +541,7 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
                "sample_submission": str(prepared.contest.sample_path),
                "fold_seconds": [d.get("seconds") for d in done], "fold_rss_mb": [d.get("rss_mb") for d in done],
                "wall_seconds": round(time.perf_counter() - started, 2), "deterministic": prepared.deterministic,
+               "fold_threads": [d.get("threads") for d in done],
                "tta": tta},
     )
 

@@ -5,6 +5,7 @@ with scaling out: resources (not in the hash), mixed precision and jit_compile."
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +35,21 @@ def ray_runtime() -> object:
 
 
 @pytest.fixture(scope="module")
-def local_oof(tiny_contest: Path, tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+def local_run(tiny_contest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs = tmp_path_factory.mktemp("local")
-    return Run.load(train_run(load_recipe(None, BASE), runs, data_root=tiny_contest, deterministic=True)).oof
+    return train_run(load_recipe(None, BASE), runs, data_root=tiny_contest, deterministic=True)
+
+
+@pytest.fixture(scope="module")
+def local_oof(local_run: Path) -> np.ndarray:
+    return Run.load(local_run).oof
+
+
+def _fold_threads(run_dir: Path) -> list[dict]:
+    """Each fold's recorded thread settings, less OMP_NUM_THREADS: Ray sets it to 1 in its workers, and it
+    changed no value of a deterministic run (measured; see competition.runtime.THREADS_ENV)."""
+    done = [json.loads((run_dir / f"fold_{k}" / "done.json").read_text())["threads"] for k in range(2)]
+    return [{key: value for key, value in threads.items() if key != "omp_num_threads"} for threads in done]
 
 
 def _console() -> tuple[Console, io.StringIO]:
@@ -54,6 +67,32 @@ def test_ray_folds_equal_local_folds_even_after_a_killed_worker(
     assert (run_dir / ".test-killed-fold2").read_text().strip() == "1"  # killed once, then retried by Ray
     assert "fold 2: best epoch" in out.getvalue() and "failed" not in out.getvalue()
     np.testing.assert_array_equal(Run.load(run_dir).oof, local_oof)
+
+
+def test_every_executor_runs_a_deterministic_fold_with_the_same_threads(
+        ray_runtime: object, local_run: Path, tiny_contest: Path, tmp_path: Path) -> None:
+    """The thread count changes float sums, so a deterministic run pins it in the driver and every fold's
+    process or Ray worker (where Ray sets OMP_NUM_THREADS=1) uses the same; done.json records it."""
+    from competition.runtime import usable_cpus
+
+    expected = _fold_threads(local_run)
+    assert expected[0]["intra_op"] == usable_cpus() and expected[0] == expected[1]
+    for executor in ("process", "ray"):
+        run_dir = train_run(load_recipe(None, BASE), tmp_path / executor, data_root=tiny_contest,
+                            deterministic=True, executor=executor)
+        assert _fold_threads(run_dir) == expected, executor
+        recorded = json.loads((run_dir / "run.json").read_text())["fold_threads"]
+        assert [t["intra_op"] for t in recorded] == [expected[0]["intra_op"]] * 2
+        np.testing.assert_array_equal(Run.load(run_dir).oof, Run.load(local_run).oof)
+
+
+def test_the_pinned_thread_count_reaches_ray_workers(ray_runtime: object, tiny_contest: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """COMPETITION_THREADS set by the user (here 1, unlike this machine's CPU count) is what the worker uses."""
+    monkeypatch.setenv("COMPETITION_THREADS", "1")
+    run_dir = train_run(load_recipe(None, [*BASE, "cv.folds=2"]), tmp_path, data_root=tiny_contest,
+                        deterministic=True, executor="ray")
+    assert {t["intra_op"] for t in _fold_threads(run_dir)} == {1}
 
 
 def test_a_fold_failing_every_attempt_is_reported_and_a_rerun_trains_only_it(
