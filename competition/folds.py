@@ -8,7 +8,7 @@ twin in the training folds. ``recipe.cv.group_by`` keeps such images together in
     column:<name>            a train.csv column (e.g. a patient id)
     regex:<pattern>          applied to the file name (basename of path, else the id); the group is
                              the first capture group if the pattern has one, else the whole match
-    near_duplicates          groups from image similarity (see competition.audit): connected
+    near_duplicates          groups from image similarity (see competition.data.similarity): connected
                              components of the pairs whose signature distance is <= the threshold
     near_duplicates:<float>  the same with an explicit threshold
 """
@@ -112,8 +112,8 @@ def resolve_groups(
     """Group id (int) per training row for `group_by`, or None for plain stratified folds.
 
     near_duplicates uses `signatures` (row order of `train`) when given, else computes them from the
-    image paths (cached, see competition.audit.train_signatures); `threshold` defaults to the one in
-    the group_by string, else competition.audit.DEFAULT_THRESHOLD.
+    image paths (cached, see competition.data.similarity.train_signatures); `threshold` defaults to the one in
+    the group_by string, else competition.data.similarity.DEFAULT_THRESHOLD.
     """
     kind, arg = parse_group_by(group_by)
     if kind == "none":
@@ -132,15 +132,15 @@ def resolve_groups(
         return pd.factorize(values.astype(str))[0].astype(np.int64)
     if kind == "regex":
         return _regex_groups(arg, _file_names(train), _ids(train))
-    from competition import audit
+    from competition.data import similarity
 
     if threshold is None:
-        threshold = float(arg) if arg else audit.DEFAULT_THRESHOLD
+        threshold = float(arg) if arg else similarity.DEFAULT_THRESHOLD
     if signatures is None:
-        signatures = audit.train_signatures(train)
+        signatures = similarity.train_signatures(train)
     if len(signatures) != len(train):
         raise CompetitionError(f"{KEY}: {len(signatures)} image signatures for {len(train)} training rows")
-    return audit.cached_groups(signatures, threshold)
+    return similarity.cached_groups(signatures, threshold)
 
 
 def describe_scheme(n_folds: int, seed: int, group_by: str | None, threshold: float | None = None) -> str:
@@ -154,7 +154,7 @@ def describe_scheme(n_folds: int, seed: int, group_by: str | None, threshold: fl
         return f"stratified {n_folds}-fold, seed {seed}"
     if kind == NEAR:
         if threshold is None:
-            from competition.audit import DEFAULT_THRESHOLD
+            from competition.data.similarity import DEFAULT_THRESHOLD
 
             threshold = float(arg) if arg else DEFAULT_THRESHOLD
         return f"grouped ({NEAR}, threshold {threshold:g}) {n_folds}-fold, seed {seed}"

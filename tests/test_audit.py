@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 from competition import audit
+from competition.data import similarity
 from competition.folds import make_folds
 
-THR = audit.DEFAULT_THRESHOLD
+THR = similarity.DEFAULT_THRESHOLD
 
 
 def _copy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -73,21 +74,21 @@ def _planted_pairs(groups: np.ndarray) -> set[tuple[int, int]]:
 def test_signatures_are_unit_vectors_invariant_to_brightness_and_contrast() -> None:
     rng = np.random.default_rng(1)
     images = rng.integers(0, 200, size=(5, 40, 24), dtype=np.uint8)  # any size, not a multiple of 16
-    sigs = audit.signatures(images)
+    sigs = similarity.signatures(images)
     assert sigs.shape == (5, 256) and sigs.dtype == np.float32
     assert np.allclose(np.linalg.norm(sigs, axis=1), 1, atol=1e-5)
     brighter = (images.astype(np.float64) * 1.2 + 10).astype(np.float32)
-    assert np.all(audit.distance(audit.signatures(brighter), sigs) < 1e-6)
+    assert np.all(similarity.distance(similarity.signatures(brighter), sigs) < 1e-6)
     rgb = np.repeat(images[..., None], 3, axis=3)
-    assert np.allclose(audit.signatures(rgb), sigs, atol=1e-6)
+    assert np.allclose(similarity.signatures(rgb), sigs, atol=1e-6)
     gray1 = images[..., None]
-    assert np.allclose(audit.signatures(gray1), sigs, atol=1e-6)
+    assert np.allclose(similarity.signatures(gray1), sigs, atol=1e-6)
 
 
 def test_unrelated_images_are_far_and_copies_near() -> None:
     p = _planted()
-    sigs = audit.signatures(p.train_images)
-    _, nearest = audit.nearest(sigs)
+    sigs = similarity.signatures(p.train_images)
+    _, nearest = similarity.nearest(sigs)
     copied = np.bincount(p.train_groups)[p.train_groups] > 1
     assert nearest[copied].max() < THR / 2
     assert nearest[~copied].min() > 0.5
@@ -98,18 +99,18 @@ def test_unrelated_images_are_far_and_copies_near() -> None:
 
 def test_near_pairs_find_every_planted_pair_and_no_other() -> None:
     p = _planted()
-    sigs = audit.signatures(p.train_images)
-    i, j, d = audit.near_pairs(sigs, threshold=THR)
+    sigs = similarity.signatures(p.train_images)
+    i, j, d = similarity.near_pairs(sigs, threshold=THR)
     assert set(zip(i.tolist(), j.tolist())) == _planted_pairs(p.train_groups)
     assert np.all(np.diff(d) >= 0) and np.all(d <= THR)
-    ti, tj, _ = audit.near_pairs(audit.signatures(p.test_images), sigs, threshold=THR)
+    ti, tj, _ = similarity.near_pairs(similarity.signatures(p.test_images), sigs, threshold=THR)
     expected = {(t, k) for t, g in p.test_twins.items() for k in np.flatnonzero(p.train_groups == g)}
     assert set(zip(ti.tolist(), tj.tolist())) == expected
 
 
 def test_groups_are_the_planted_groups() -> None:
     p = _planted()
-    groups = audit.near_duplicate_groups(audit.signatures(p.train_images), THR)
+    groups = similarity.near_duplicate_groups(similarity.signatures(p.train_images), THR)
     # same partition: a one-to-one map between found and planted group ids
     assert len(set(zip(groups, p.train_groups))) == len(set(groups)) == len(set(p.train_groups))
 
@@ -118,27 +119,27 @@ def test_groups_chain_through_neighbours() -> None:
     angles = np.array([0.0, 0.08, 0.16, 1.5])  # a~b and b~c are near, a and c are not
     sigs = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
     t = 1 - np.cos(0.1)
-    assert audit.distance(sigs[0], sigs[2]) > t
-    groups = audit.near_duplicate_groups(sigs, t)
+    assert similarity.distance(sigs[0], sigs[2]) > t
+    groups = similarity.near_duplicate_groups(sigs, t)
     assert groups[0] == groups[1] == groups[2] != groups[3]
 
 
 def test_blockwise_search_matches_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(audit, "BLOCK", 7)
+    monkeypatch.setattr(similarity, "BLOCK", 7)
     rng = np.random.default_rng(3)
-    sigs = audit.signatures(rng.integers(0, 256, size=(30, 16, 16), dtype=np.uint8))
-    sigs = np.vstack([sigs, sigs[:10] + 0.05 * audit.signatures(rng.integers(0, 256, size=(10, 16, 16)))])
+    sigs = similarity.signatures(rng.integers(0, 256, size=(30, 16, 16), dtype=np.uint8))
+    sigs = np.vstack([sigs, sigs[:10] + 0.05 * similarity.signatures(rng.integers(0, 256, size=(10, 16, 16)))])
     sigs /= np.linalg.norm(sigs, axis=1, keepdims=True)
     full = 1 - sigs.astype(np.float64) @ sigs.T.astype(np.float64)
     np.fill_diagonal(full, np.inf)
     t = 0.01
-    i, j, _ = audit.near_pairs(sigs, threshold=t)
+    i, j, _ = similarity.near_pairs(sigs, threshold=t)
     assert set(zip(i.tolist(), j.tolist())) == {(a, b) for a, b in zip(*np.nonzero(full <= t)) if a < b}
-    index, dist = audit.nearest(sigs)
+    index, dist = similarity.nearest(sigs)
     assert np.array_equal(index, full.argmin(axis=1)) and np.allclose(dist, full.min(axis=1), atol=1e-5)
     folds = np.arange(len(sigs)) % 4
     masked = np.where(folds[:, None] == folds[None, :], np.inf, full)
-    assert np.allclose(audit.nearest_in_other_fold(sigs, folds), masked.min(axis=1), atol=1e-5)
+    assert np.allclose(similarity.nearest_in_other_fold(sigs, folds), masked.min(axis=1), atol=1e-5)
 
 
 def test_leak_share_is_exact_on_a_hand_built_case() -> None:
@@ -146,20 +147,20 @@ def test_leak_share_is_exact_on_a_hand_built_case() -> None:
     near = lambda a, b: (a + 0.01 * b) / np.linalg.norm(a + 0.01 * b)  # noqa: E731  distance 5e-5
     sigs = np.stack([e[0], near(e[0], e[1]), e[1], near(e[1], e[2]), e[2], e[3]]).astype(np.float32)
     # image 0 (fold 0) and its twin 1 (fold 1) leak; twins 2 and 3 share fold 0; 4 and 5 have no twin
-    assert audit.leak_share(sigs, np.array([0, 1, 0, 0, 1, 1]), THR) == pytest.approx(2 / 6)
-    assert audit.leak_share(sigs, np.array([0, 1, 2, 3, 4, 5]), THR) == pytest.approx(4 / 6)
-    assert audit.leak_share(sigs, np.array([0, 0, 1, 1, 2, 2]), THR) == 0.0
-    assert audit.leak_share(sigs[:0], np.array([], dtype=int), THR) == 0.0
+    assert similarity.leak_share(sigs, np.array([0, 1, 0, 0, 1, 1]), THR) == pytest.approx(2 / 6)
+    assert similarity.leak_share(sigs, np.array([0, 1, 2, 3, 4, 5]), THR) == pytest.approx(4 / 6)
+    assert similarity.leak_share(sigs, np.array([0, 0, 1, 1, 2, 2]), THR) == 0.0
+    assert similarity.leak_share(sigs[:0], np.array([], dtype=int), THR) == 0.0
 
 
 def test_grouped_folds_remove_the_planted_leak() -> None:
     p = _planted()
-    sigs = audit.signatures(p.train_images)
+    sigs = similarity.signatures(p.train_images)
     labels = p.train["label"].to_numpy()
     stratified = make_folds(labels, 3, 0)
-    grouped = make_folds(labels, 3, 0, audit.near_duplicate_groups(sigs, THR))
-    assert audit.leak_share(sigs, stratified, THR) > 0
-    assert audit.leak_share(sigs, grouped, THR) == 0.0
+    grouped = make_folds(labels, 3, 0, similarity.near_duplicate_groups(sigs, THR))
+    assert similarity.leak_share(sigs, stratified, THR) > 0
+    assert similarity.leak_share(sigs, grouped, THR) == 0.0
 
 
 # ---------------------------------------------------------------- adversarial validation
@@ -246,6 +247,7 @@ def test_run_audit_writes_json_and_png(tmp_path: Path, monkeypatch: pytest.Monke
     fake.index_contest = lambda root: contest  # type: ignore[attr-defined]
     fake.load_images = load_images  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "competition.data", fake)
+    monkeypatch.setattr("competition.data.cache.load_images", load_images)  # what signatures decode with
 
     out = tmp_path / "audit"
     result = audit.run_audit(tmp_path / "contest", out, n_folds=3, seed=0)
@@ -264,5 +266,5 @@ def test_run_audit_writes_json_and_png(tmp_path: Path, monkeypatch: pytest.Monke
 
     # the training signatures are cached: near_duplicates grouping decodes nothing
     decoded.clear()
-    sigs = audit.train_signatures(train)
-    assert decoded == [] and np.allclose(sigs, audit.signatures(p.train_images), atol=1e-6)
+    sigs = similarity.train_signatures(train)
+    assert decoded == [] and np.allclose(sigs, similarity.signatures(p.train_images), atol=1e-6)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from competition import data
+from competition.data import cache
 from competition.data import index_contest, load_images
 from competition.errors import CompetitionError
 
@@ -80,7 +80,7 @@ def test_decoded_once_then_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     def no_decoding(*args: object, **options: object) -> np.ndarray:
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(data, "decode_image", no_decoding)
+    monkeypatch.setattr(cache, "decode_image", no_decoding)
     np.testing.assert_array_equal(load_images(paths, (8, 8), 1), first)
     with pytest.raises(AssertionError, match="decoded again"):
         load_images(paths, (9, 9), 1)  # another size is another cache entry

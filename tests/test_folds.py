@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition import audit
+from competition.data import similarity
 from competition.errors import CompetitionError
 from competition.folds import describe_scheme, make_folds, parse_group_by, resolve_groups
 
@@ -169,7 +169,7 @@ def test_unknown_group_by_syntax() -> None:
 
 def test_near_duplicate_grouping_from_signatures() -> None:
     rng = np.random.default_rng(0)
-    base = audit.signatures(rng.integers(0, 256, (6, 32, 32), dtype=np.uint8))
+    base = similarity.signatures(rng.integers(0, 256, (6, 32, 32), dtype=np.uint8))
     sigs = np.vstack([base, base[:2]])  # rows 6, 7 copy rows 0, 1
     train = _train([f"{k}.jpg" for k in range(8)])
     groups = resolve_groups("near_duplicates", train, signatures=sigs)
@@ -187,7 +187,7 @@ def test_near_duplicate_grouping_from_signatures() -> None:
 def test_describe_scheme() -> None:
     assert describe_scheme(5, 42, None) == "stratified 5-fold, seed 42"
     assert describe_scheme(5, 42, "near_duplicates") == (
-        f"grouped (near_duplicates, threshold {audit.DEFAULT_THRESHOLD:g}) 5-fold, seed 42"
+        f"grouped (near_duplicates, threshold {similarity.DEFAULT_THRESHOLD:g}) 5-fold, seed 42"
     )
     assert describe_scheme(3, 1, "near_duplicates", 0.01) == "grouped (near_duplicates, threshold 0.01) 3-fold, seed 1"
     assert describe_scheme(3, 1, "near_duplicates:0.02") == "grouped (near_duplicates, threshold 0.02) 3-fold, seed 1"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from competition import data
+from competition.data import cache
 from competition.data import UnreadableImage, decode_image, decode_images, load_images
 from competition.errors import CompetitionError
 
@@ -358,7 +358,7 @@ def test_bad_files_are_cached_with_the_good_ones(tmp_path: Path, monkeypatch: py
     def no_decoding(*args: object, **options: object) -> np.ndarray:
         raise AssertionError("decoded again despite the cache")
 
-    monkeypatch.setattr(data, "decode_image", no_decoding)
+    monkeypatch.setattr(cache, "decode_image", no_decoding)
     again, bad_again = decode_images(paths, (S, S), 3)
     np.testing.assert_array_equal(again, images)
     assert bad_again == bad

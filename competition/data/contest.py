@@ -1,39 +1,17 @@
-"""Contest data: index the folder, check it, decode each image once, cache the decoded pixels on disk.
+"""The contest folder: index it, check its layout, and load its images (decoded once, through the cache).
 
 A contest folder holds ``train/<Class>/<image>`` (or ``train.csv`` with ``id,label`` and the images in
 ``train/``), ``test/<image>`` and ``sample_submission.csv``. `index_contest` checks the layout before anything
 is decoded (each problem one line naming the path); `load_contest` then decodes every image once (the
-preflight) and reports every unreadable file together. Images of any size and mode are resized to the
-recipe's size and channel count; the result is cached keyed by the images' bytes, size and channels, so
-every fold, epoch and later run at that size reuses it. Input files are only ever opened for reading.
-
-Formats and how each becomes pixels (then converted to the recipe's channels, 1: ITU-R 601 luma, 3: grey
-replicated):
-
-- JPEG (CMYK JPEGs converted to RGB), PNG, BMP, TIFF, GIF, WebP through Pillow; multi-frame files
-  (GIF, TIFF) give their first frame. EXIF orientation is applied; a broken EXIF block is ignored.
-- 16-bit and 32-bit grey (PNG ``I;16``, TIFF ``I``/``F``): scaled min-max per image to 0..255.
-- Alpha (RGBA, LA, palette with transparency): composited on black, so transparent pixels are 0.
-- Palette images: their palette colours.
-- DICOM (``.dcm``/``.dicom`` or any file with the ``DICM`` preamble) through pydicom: rescale slope and
-  intercept applied; then the window (first WindowCenter/WindowWidth value when multi-valued; linear from
-  centre - width/2 to centre + width/2) or, without a window, min-max per image; MONOCHROME1 inverted so
-  that high values are bright; multi-frame files give their first frame; RGB, YBR and palette-colour
-  DICOM give colour. Compressed transfer syntaxes need pydicom's optional decoders (pylibjpeg, gdcm).
-- Size limit: an image with more pixels than Pillow's ``PIL.Image.MAX_IMAGE_PIXELS`` (89,478,485 by
-  default, about 9459 x 9459) is rejected as a possible decompression bomb, DICOM included. Raise that
-  setting to allow larger images.
+preflight, competition.data.cache) and reports every unreadable file together. Input files are only ever
+opened for reading.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import re
 import unicodedata
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -41,13 +19,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from competition.data.cache import decode_images, unreadable_message
+from competition.data.decode import IMAGE_EXTENSIONS
 from competition.errors import CompetitionError
-from competition.files import atomic_write, write_text
+from competition.files import write_text
 
-DICOM_EXTENSIONS = {".dcm", ".dicom"}
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"} | DICOM_EXTENSIONS
-SHOW = 5  # files named in one message before "and N more"
-CACHE_VERSION = "v2"  # bump when decoding changes what pixels a file gives
+
 
 
 @dataclass
@@ -61,6 +38,7 @@ class Contest:
     def y(self) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes)}
         return self.train["label"].map(index).to_numpy(dtype=np.int64)
+
 
 
 # ---------------------------------------------------------------- finding images
@@ -295,252 +273,8 @@ def print_class_counts(contest: Contest, console: Any) -> None:
     console.print(table)
 
 
-# ---------------------------------------------------------------- decoding one file
 
-
-class UnreadableImage(CompetitionError):
-    """One file that cannot be decoded; `reason` is a short phrase without the path."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        super().__init__(f"{path}: cannot read image ({reason})")
-        self.path, self.reason = str(path), reason
-
-
-def _reason(exc: BaseException, path: str | Path | None) -> str:
-    text = " ".join(str(exc).split())
-    for shown in (repr(str(path)), str(path)) if path else ():
-        text = text.replace(shown, "").replace("  ", " ")
-    text = re.sub(r"<_io\.\w+ name=[^>]*>", "", text).replace("  ", " ").strip(" :") or type(exc).__name__
-    if not isinstance(exc, (OSError, ValueError)):
-        text = f"{type(exc).__name__}: {text}"
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
-def _check_pixels(width: int, height: int) -> None:
-    from PIL import Image
-
-    limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and width * height > limit:
-        raise _Bad(f"{width}x{height} = {width * height:,} pixels, above the {limit:,}-pixel limit "
-                   "(PIL.Image.MAX_IMAGE_PIXELS, a decompression-bomb guard)")
-
-
-class _Bad(Exception):
-    """A decoding failure with a reason already worded for the user."""
-
-
-def _scale_min_max(array: np.ndarray) -> np.ndarray:
-    array = array.astype(np.float64)
-    low, high = float(np.nanmin(array)), float(np.nanmax(array))
-    return ((np.nan_to_num(array, nan=low) - low) / (high - low or 1.0) * 255.0).round().astype(np.uint8)
-
-
-_BOMB_WARNING_OFF = False
-
-
-def _pil_pixels(handle: Any) -> Any:
-    """A Pillow image (frame 0) as mode L or RGB, fully loaded."""
-    import warnings
-
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    global _BOMB_WARNING_OFF
-    if not _BOMB_WARNING_OFF:
-        # Pillow warns between MAX_IMAGE_PIXELS and twice that; _check_pixels makes the whole range an error, so
-        # the warning would only add a second line (a filter, not catch_warnings, which threads would race on).
-        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-        _BOMB_WARNING_OFF = True
-    try:
-        image = Image.open(handle)
-    except UnidentifiedImageError:
-        raise _Bad("cannot identify image file: not an image, or a format Pillow does not read") from None
-    except Image.DecompressionBombError as exc:
-        found = re.search(r"\((\d+) pixels\)", str(exc))
-        size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
-        raise _Bad(f"{size}, above the {Image.MAX_IMAGE_PIXELS:,}-pixel limit "
-                   "(PIL.Image.MAX_IMAGE_PIXELS, a decompression-bomb guard)") from None
-    with image:
-        _check_pixels(image.width, image.height)
-        image.load()
-        try:
-            image = ImageOps.exif_transpose(image)  # a new image either way
-        except Exception:  # a broken EXIF block never makes the pixels unreadable
-            image = image.copy()
-        mode = image.mode
-        if mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
-            return Image.fromarray(_scale_min_max(np.asarray(image)))
-        if mode == "P" and "transparency" in image.info:
-            image, mode = image.convert("RGBA"), "RGBA"
-        if mode in {"RGBA", "LA", "PA", "RGBa", "La"}:
-            rgba = image.convert("RGBA")
-            black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-            return Image.alpha_composite(black, rgba).convert("L" if mode in {"LA", "La"} else "RGB")
-        if mode in {"L", "RGB"}:
-            return image
-        if mode == "1":
-            return image.convert("L")
-        return image.convert("RGB")  # P, CMYK (Adobe-inverted CMYK handled by Pillow), YCbCr, HSV, ...
-
-
-def _dicom_pixels(handle: Any) -> Any:
-    """A DICOM file's first frame as a Pillow image: rescaled, windowed (or min-max), MONOCHROME1 inverted."""
-    import pydicom
-    from PIL import Image
-    from pydicom.pixels import apply_color_lut, pixel_array
-    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-
-    try:
-        ds = pydicom.dcmread(handle, force=True)
-    except Exception as exc:
-        raise _Bad(f"not a readable DICOM file ({_reason(exc, None)})") from None
-    if "PixelData" not in ds:
-        raise _Bad("DICOM file has no pixel data")
-    try:
-        _check_pixels(int(ds.Columns), int(ds.Rows))
-    except AttributeError:
-        raise _Bad("DICOM file has no Rows/Columns") from None
-    if not ds.file_meta.get("TransferSyntaxUID"):  # a bare dataset without file meta: guess its encoding
-        implicit = ds.original_encoding[0] if ds.original_encoding[0] is not None else True
-        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
-    array = pixel_array(ds, index=0)  # only the first frame of a multi-frame file
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if photometric == "PALETTE COLOR":
-        array = apply_color_lut(array, ds)
-        bits = 16 if array.dtype.itemsize > 1 else 8
-        return Image.fromarray((array.astype(np.float64) / (2**bits - 1) * 255).round().astype(np.uint8))
-    if array.ndim == 3:  # RGB (YBR already converted to RGB by pydicom)
-        if array.dtype != np.uint8:
-            bits = int(ds.get("BitsStored", 8 * array.dtype.itemsize))
-            array = np.clip(array.astype(np.float64) / (2**bits - 1) * 255, 0, 255).round()
-        return Image.fromarray(array.astype(np.uint8))
-    values = array.astype(np.float64) * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
-    center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
-    if center is not None and width is not None and width > 0:
-        low = center - width / 2
-        pixels = (np.clip((values - low) / width, 0.0, 1.0) * 255).round().astype(np.uint8)
-    else:
-        pixels = _scale_min_max(values)
-    if photometric == "MONOCHROME1":
-        pixels = 255 - pixels
-    return Image.fromarray(pixels)
-
-
-def _first(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = value[0] if len(value) else None
-    try:
-        return float(value) if value is not None and value != "" else None
-    except (TypeError, ValueError):
-        return None
-
-
-def decode_image(path: str | Path, size: tuple[int, int], channels: int) -> np.ndarray:
-    """One file as uint8 (h, w, channels), read-only; raises UnreadableImage naming the path and the reason.
-    See the module docstring for how each format becomes pixels; resized with an area filter when shrinking,
-    bilinear when growing."""
-    from PIL import Image
-
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
-            if not head:
-                raise _Bad("empty file")
-            handle.seek(0)
-            if Path(path).suffix.lower() in DICOM_EXTENSIONS or head[128:132] == b"DICM":
-                image = _dicom_pixels(handle)
-            else:
-                image = _pil_pixels(handle)
-        image = image.convert("L" if channels == 1 else "RGB")
-        shrink = image.width >= size[1]
-        image = image.resize((size[1], size[0]), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR)
-        array = np.asarray(image, dtype=np.uint8)
-    except _Bad as exc:
-        raise UnreadableImage(path, str(exc)) from None
-    except OSError as exc:
-        if exc.filename is not None and exc.strerror:  # the file itself: missing, permission denied, ...
-            raise UnreadableImage(path, exc.strerror.lower()) from None
-        raise UnreadableImage(path, _reason(exc, path)) from None
-    except MemoryError:
-        raise UnreadableImage(path, "out of memory while decoding") from None
-    except Exception as exc:  # any other failure inside a decoder is a property of this file
-        raise UnreadableImage(path, _reason(exc, path)) from None
-    return array.reshape(size[0], size[1], channels)
-
-
-# ---------------------------------------------------------------- decoding many, the cache, the preflight
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("COMPETITION_CACHE_DIR", Path.home() / ".cache" / "competition"))
-
-
-def _content_key(paths: Sequence[str | Path], size: tuple[int, int], channels: int) -> str:
-    digest = hashlib.sha256(f"{CACHE_VERSION}|{size[0]}x{size[1]}x{channels}|".encode())
-    for path in paths:
-        try:
-            digest.update(hashlib.sha1(Path(path).read_bytes()).digest())
-        except OSError as exc:  # the decoder reports it; the key just has to differ from a readable file's
-            digest.update(f"unreadable:{path}:{exc.errno}".encode())
-    return digest.hexdigest()[:32]
-
-
-def decode_images(
-    paths: Sequence[str | Path], size: tuple[int, int], channels: int, *, cache: bool = True, workers: int = 4
-) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """Every image decoded once (or read from the cache): the readable ones as one uint8 array
-    (n_readable, h, w, channels) in the order given, and (path, reason) for each unreadable file.
-
-    The cache entry covers the whole list, unreadable files included, so a later call with the same
-    files neither decodes again nor forgets which were bad."""
-    size = (int(size[0]), int(size[1]))
-    target = cache_dir() / "decoded" / f"{_content_key(paths, size, channels)}.npy" if cache else None
-    bad_file = target.with_suffix(".bad.json") if target is not None else None
-    if target is not None and target.is_file():
-        bad = [tuple(b) for b in json.loads(bad_file.read_text())] if bad_file.is_file() else []
-        cached = np.load(target, mmap_mode="r", allow_pickle=False)
-        if cached.shape == (len(paths) - len(bad), size[0], size[1], channels):
-            return np.ascontiguousarray(cached), bad  # type: ignore[return-value]
-    out = np.empty((len(paths), size[0], size[1], channels), dtype=np.uint8)
-    reasons: list[str | None] = [None] * len(paths)
-
-    def fill(i: int) -> None:
-        try:
-            out[i] = decode_image(paths[i], size, channels)
-        except UnreadableImage as exc:
-            reasons[i] = exc.reason
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(fill, range(len(paths))))
-    bad = [(str(p), r) for p, r in zip(paths, reasons) if r is not None]
-    if bad:
-        out = out[[r is None for r in reasons]]
-    if target is not None:
-        if bad:
-            write_text(bad_file, json.dumps(bad) + "\n")
-        with atomic_write(target, "wb") as handle:  # last: the array marks the entry complete
-            np.save(handle, out, allow_pickle=False)
-    return out, bad  # type: ignore[return-value]
-
-
-def unreadable_message(bad: Sequence[tuple[str, str]], kind: str = "") -> str:
-    """One line: '3 unreadable training images: a.jpg (empty file); b.png (...); ... and N more'."""
-    noun = "image" if len(bad) == 1 else "images"
-    listed = "; ".join(f"{path} ({reason})" for path, reason in bad[:SHOW])
-    more = f"; and {len(bad) - SHOW} more" if len(bad) > SHOW else ""
-    return f"{len(bad)} unreadable {kind + ' ' if kind else ''}{noun}: {listed}{more}"
-
-
-def load_images(
-    paths: Sequence[str | Path], size: tuple[int, int], channels: int, *, cache: bool = True, workers: int = 4
-) -> np.ndarray:
-    """All images as one uint8 array (n, h, w, channels), decoded once and then read from the cache; any
-    unreadable file raises one CompetitionError listing every unreadable file with its reason."""
-    images, bad = decode_images(paths, size, channels, cache=cache, workers=workers)
-    if bad:
-        raise CompetitionError(unreadable_message(bad))
-    return images
+# ---------------------------------------------------------------- loading
 
 
 OnBad = Literal["error", "skip"]
@@ -581,3 +315,4 @@ def load_contest(root: str | Path, size: tuple[int, int], channels: int, *, on_b
 def write_skipped(path: str | Path, skipped: Sequence[tuple[str, str]]) -> None:
     """skipped_images.csv: one row per skipped image, columns path and reason."""
     write_text(path, pd.DataFrame(list(skipped), columns=["path", "reason"]).to_csv(index=False))
+
