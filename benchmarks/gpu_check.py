@@ -5,7 +5,7 @@
     python benchmarks/gpu_check.py --size 32 --batch 8 --steps 3     # seconds on a CPU: checks the script runs
 
 Prints TensorFlow's devices (a CUDA build that finds no GPU shows only the CPU here), then the throughput of
-`model.fit` steps (Adam, sparse cross-entropy, the framework's own classifier from competition.backbones with
+`model.fit` steps (Adam, sparse cross-entropy, the framework's own classifier from competition.model.backbones with
 random weights: no download) and of `model.predict`, each timed on a second pass so graph tracing and XLA
 compilation are excluded. Synthetic uint8 images, fed from host memory as training does. The last line is
 the result as JSON.
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     import numpy as np
     import tensorflow as tf
 
-    from competition.backbones import build_model
+    from competition.model.backbones import build_model
     from competition.recipe import ModelConfig
 
     devices = tf.config.list_physical_devices()

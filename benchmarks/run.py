@@ -14,8 +14,9 @@ OUT/results.json (both written atomically), and the table printed.
 
 Timing conventions. Training throughput is images per second over the epochs after the first (the first
 epoch traces the graph), taken as the median epoch. "Excluding validation" subtracts the time the
-framework's macro-F1 monitor spends predicting the validation images at the end of each epoch (timed by
-wrapping competition.predict.predict_proba); plain `model.fit` does no validation at all.
+framework's macro-F1 callback (ValidationScore) spends predicting the validation images at the end of each
+epoch (timed by wrapping competition.engine.fold.predict_proba, the name it calls); plain `model.fit` does no
+validation at all.
 """
 
 from __future__ import annotations
@@ -107,28 +108,28 @@ def _median(values: list[float]) -> float:
 
 
 def _precision(recipe: Any) -> None:
-    """The dtype policy fit_fold sets before building (competition.train.set_precision, where it exists)."""
-    from competition import train as T
+    """The dtype policy fit_fold sets before building (competition.engine.features.set_precision)."""
+    from competition.engine.features import set_precision
 
-    if hasattr(T, "set_precision"):
-        T.set_precision(recipe)
+    set_precision(recipe)
 
 
 def framework_fit(recipe: Any, x: Any, y: Any, x_val: Any, y_val: Any, *, features: dict | None = None,
                   train_rows: Any = None, val_rows: Any = None) -> dict[str, Any]:
-    """One competition.train.fit_phase call (phase 0) with a FoldContext built as fit_fold builds it; per-epoch
-    times from the monitor's history ('seconds': epoch start to after validation), validation time measured
-    by wrapping predict_proba. The first epoch (tracing) is left out of the per-epoch figures."""
+    """One competition.engine.fold.fit_phase call (phase 0) with a FoldData built as fit_fold builds it; per-epoch
+    times from the fold's history (EpochLog's 'seconds': epoch start to after validation), validation time
+    measured by wrapping the predict_proba that fit_phase's ValidationScore calls (the name bound in
+    competition.engine.fold). The first epoch (tracing) is left out of the per-epoch figures."""
     import gc
 
     import keras
 
-    import competition.predict as predict_module
-    from competition import train as T
-    from competition.backbones import build_model
+    import competition.engine.fold as fold_module
+    from competition.console import Progress
+    from competition.model.backbones import build_model
 
     val_seconds: list[float] = []
-    original = predict_module.predict_proba
+    original = fold_module.predict_proba
 
     def timed(model: Any, images: Any, batch_size: int = 256) -> Any:
         start = time.perf_counter()
@@ -139,17 +140,17 @@ def framework_fit(recipe: Any, x: Any, y: Any, x_val: Any, y_val: Any, *, featur
     seed = 1000
     keras.utils.set_random_seed(seed)
     _precision(recipe)
-    context = T.FoldContext(recipe, CLASSES, x, y, x_val, y_val, seed, False, T.Progress(),
-                            train_rows=train_rows, val_rows=val_rows, features=features)
+    data = fold_module.FoldData(recipe, CLASSES, x, y, x_val, y_val, seed,
+                                train_rows=train_rows, val_rows=val_rows, features=features)
     model = build_model(recipe.model, x.shape[1:], len(CLASSES))
-    predict_module.predict_proba = timed
+    fold_module.predict_proba = timed
     try:
         start = time.perf_counter()
-        T.fit_phase(model, context, 0)
+        fold_module.fit_phase(model, data, 0, Progress())
         wall = time.perf_counter() - start
     finally:
-        predict_module.predict_proba = original
-    history = context.state["history"]
+        fold_module.predict_proba = original
+    history = data.state.history
     epochs = len(history)
     if epochs != recipe.train.phases[0].epochs or len(val_seconds) != epochs:
         raise RuntimeError(f"expected {recipe.train.phases[0].epochs} epochs, history has {epochs} "
@@ -157,7 +158,7 @@ def framework_fit(recipe: Any, x: Any, y: Any, x_val: Any, y_val: Any, *, featur
     incl = [float(row["seconds"]) for row in history[1:]]
     val = val_seconds[1:]
     excl = [a - b for a, b in zip(incl, val, strict=True)]
-    del model, context
+    del model, data
     keras.backend.clear_session()
     gc.collect()
     return {"wall_s": wall, "first_epoch_s": float(history[0]["seconds"]), "epoch_incl_s": incl,
@@ -171,8 +172,8 @@ def plain_fit(recipe: Any, x: Any, y: Any) -> dict[str, Any]:
 
     import keras
 
-    from competition.backbones import build_model
-    from competition.train import make_optimizer
+    from competition.engine.fold import make_optimizer
+    from competition.model.backbones import build_model
 
     class EpochClock(keras.callbacks.Callback):
         def __init__(self) -> None:
@@ -189,7 +190,8 @@ def plain_fit(recipe: Any, x: Any, y: Any) -> dict[str, Any]:
     keras.utils.set_random_seed(1000)
     _precision(recipe)
     model = build_model(recipe.model, x.shape[1:], len(CLASSES))
-    model.compile(optimizer=make_optimizer(phase), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+    model.compile(optimizer=make_optimizer(phase.optimizer, phase.learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=getattr(recipe.train, "jit_compile", "auto"))
     clock = EpochClock()
     start = time.perf_counter()
@@ -231,7 +233,7 @@ def work_throughput(cfg: dict[str, Any]) -> dict[str, Any]:
 def _params(recipe: Any) -> int:
     import keras
 
-    from competition.backbones import build_model
+    from competition.model.backbones import build_model
 
     size = recipe.data.image_size
     model = build_model(recipe.model, (size[0], size[1], recipe.data.channels), len(CLASSES))
@@ -269,7 +271,8 @@ def work_cached(cfg: dict[str, Any]) -> dict[str, Any]:
     if backbone == "mobilenetv2" and not MOBILENET_WEIGHTS.is_file():
         raise Skip(f"skipped: file not found: {MOBILENET_WEIGHTS}")
     _tf()
-    from competition import train as T
+    import competition.engine.fold as fold_module
+    from competition.engine.features import extract, split_head, uses_cached_features
 
     n_train, n_val, size = cfg["n_train"], cfg["n_val"], cfg["size"]
     x_all, y_all = _synthetic(n_train + n_val, size, seed=0)
@@ -283,21 +286,21 @@ def work_cached(cfg: dict[str, Any]) -> dict[str, Any]:
             "train.phases.0.trainable=head", "train.phases.0.augment=false"]
     cached_recipe = _cnn_recipe(cfg["cached_epochs"] + 1, cfg["batch"], size, base)
     through_recipe = _cnn_recipe(cfg["through_epochs"] + 1, cfg["batch"], size, base)
-    if not T.uses_cached_features(cached_recipe, cached_recipe.train.phases[0]):
+    if not uses_cached_features(cached_recipe, cached_recipe.train.phases[0]):
         raise RuntimeError("the recipe does not take the cached-features path")
 
-    # The one-off cost as train_run pays it (competition.train.frozen_features, step by step to time the parts):
-    # build a model, cut off the head, predict every training image through the backbone.
+    # The one-off cost as train_run pays it (competition.engine.features.frozen_features, step by step to time
+    # the parts): build a model, cut off the head, predict every training image through the backbone.
     import keras
 
-    from competition.backbones import build_model
+    from competition.model.backbones import build_model
 
     start = time.perf_counter()
     _precision(cached_recipe)
-    extractor, _ = T.split_head(build_model(cached_recipe.model, x_all.shape[1:], len(CLASSES)))
+    extractor, _ = split_head(build_model(cached_recipe.model, x_all.shape[1:], len(CLASSES)))
     build_s = time.perf_counter() - start
     start = time.perf_counter()
-    features = {"phase0": T.predict_proba_raw(extractor, x_all)}
+    features = {"phase0": extract(extractor, x_all)}
     predict_s = time.perf_counter() - start
     features_s = build_s + predict_s
     del extractor
@@ -305,13 +308,15 @@ def work_cached(cfg: dict[str, Any]) -> dict[str, Any]:
     cached = framework_fit(cached_recipe, x_all[train_rows], y_all[train_rows], x_all[val_rows], y_all[val_rows],
                            features=features, train_rows=train_rows, val_rows=val_rows)
 
-    original = T.uses_cached_features
-    T.uses_cached_features = lambda recipe, phase: False  # the same phase, trained through the frozen backbone
+    # The same phase, trained through the frozen backbone: fit_phase looks uses_cached_features up in
+    # competition.engine.fold, so that is the name to replace.
+    original = fold_module.uses_cached_features
+    fold_module.uses_cached_features = lambda recipe, phase: False
     try:
         through = framework_fit(through_recipe, x_all[train_rows], y_all[train_rows], x_all[val_rows],
                                 y_all[val_rows])
     finally:
-        T.uses_cached_features = original
+        fold_module.uses_cached_features = original
     return {"features_s": features_s, "features_build_s": build_s, "features_predict_s": predict_s,
             "n_features_images": n_train + n_val,
             "feature_shape": list(features["phase0"].shape[1:]),

@@ -1,3 +1,54 @@
-"""competition: win image-classification contests, medical imaging first."""
+"""competition: win image-classification contests from Python as from the command line.
+
+The public API, for a notebook or a script (each name is loaded on first use, so `import competition` does not
+import TensorFlow)::
+
+    import competition
+
+    recipe = competition.load_recipe("recipes/demo.yaml", ["cv.folds=3"])
+    run_dir = competition.train(recipe, "runs", data_root="demo-data", executor="local")
+    competition.leaderboard("runs")                      # a pandas DataFrame, best first
+    run = competition.Run.load(run_dir)                  # OOF and test probabilities as numpy arrays
+    path, tuning = competition.submit(run_dir.name, "runs", tune=True)
+
+Errors the user can fix are CompetitionError (OptionError names a bad argument), one line each.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from competition.errors import CompetitionError, OptionError
 
 __version__ = "0.1.0"
+
+# public name -> (module, attribute)
+_API = {
+    "Recipe": ("competition.recipe", "Recipe"),
+    "load_recipe": ("competition.recipe", "load_recipe"),
+    "load_contest": ("competition.data", "load_contest"),
+    "index_contest": ("competition.data", "index_contest"),
+    "train": ("competition.training", "train_run"),
+    "train_many": ("competition.training", "train_recipes"),
+    "Run": ("competition.runs", "Run"),
+    "list_runs": ("competition.runs", "list_runs"),
+    "ensemble_runs": ("competition.ensemble", "ensemble_runs"),
+    "submit": ("competition.submission", "submit_run"),
+    "validate_submission": ("competition.submission", "validate_file"),
+    "leaderboard": ("competition.report.leaderboard", "leaderboard_frame"),
+    "run_audit": ("competition.audit", "run_audit"),
+    "write_report": ("competition.report.plots", "write_report"),
+    "make_demo": ("competition.demo", "make_demo"),
+}
+
+__all__ = ["CompetitionError", "OptionError", "__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        module, attribute = _API[name]
+        value = getattr(import_module(module), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'competition' has no attribute {name!r}")

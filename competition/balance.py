@@ -82,7 +82,7 @@ def oversample(config: Any, y: np.ndarray, classes: list[str]) -> Balance:
 @register("focal")
 def focal(config: Any, y: np.ndarray, classes: list[str]) -> Balance:
     """Focal loss (Lin et al. 2017): -alpha_y (1 - p_y)^gamma log p_y; alpha per class, given or balanced."""
-    from competition.layers import SparseFocalLoss
+    from competition.model.layers import SparseFocalLoss
 
     alpha = _per_class(config.alpha, y, classes, "alpha")
     return Balance(loss=SparseFocalLoss(gamma=config.gamma, alpha=[float(a) for a in alpha]))

@@ -10,12 +10,17 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from competition.errors import CompetitionError
+from competition.errors import CompetitionError, OptionError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Win image-classification contests: recipes, k-fold OOF training, leaderboards, submissions.")
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
+
+# Library parameters by their command-line flags: an OptionError names the flag the user typed.
+FLAGS = {"data_root": "--data", "data": "--data", "name": "--name", "executor": "--executor", "address": "--address",
+         "fmt": "--format", "method": "--method", "metric": "--metric", "out": "--out", "sample": "--sample",
+         "per_class": "--per-class", "runs_dir": "--runs"}
 
 RunsOption = Annotated[Path, typer.Option("--runs", help="Folder of runs.")]
 
@@ -51,7 +56,7 @@ def train(
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster for --executor ray: 'auto' or ray://HEAD:10001; default: a local Ray runtime.")] = None,
 ) -> None:
     """Train one model per fold; keep out-of-fold and test probabilities in runs/<name>/."""
-    from competition.executors import train_recipes
+    from competition.training import train_recipes
     from competition.recipe import load_recipe
     from competition.report import leaderboard_for
 
@@ -142,7 +147,7 @@ def report(
     out: Annotated[Path | None, typer.Option("--out", help="Report folder (default <run>/report).")] = None,
 ) -> None:
     """PNG plots and one HTML page: curves per fold, confusion matrix, per-class bars, confident mistakes."""
-    from competition.plots import write_report
+    from competition.report.plots import write_report
     from competition.runs import resolve_run
 
     page = write_report(resolve_run(run, runs), out)
@@ -172,7 +177,7 @@ def augment_preview(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """A PNG grid per class: the original training image, then augmented draws of it."""
-    from competition.augment import preview
+    from competition.report.previews import preview
     from competition.recipe import load_recipe
 
     path = preview(load_recipe(recipe), out, per_class=per_class, data=data, seed=seed)
@@ -203,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
     try:
         app(args=argv, standalone_mode=True)
+    except OptionError as exc:
+        _fail(f"{FLAGS.get(exc.option, exc.option)}: {exc.message}", 2)
     except CompetitionError as exc:
         _fail(str(exc), 2)
     except OSError as exc:  # the machine, not the code: disk full, permissions, a vanished file

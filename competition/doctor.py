@@ -12,24 +12,6 @@ from typing import Any
 
 from competition.errors import CompetitionError
 
-# Keras verifies these cache files against a hash (keras/src/applications/*.py); a file whose hash differs is
-# re-downloaded, and when that download fails (offline) Keras deletes the file. MobileNet/MobileNetV2 files
-# are not hash-checked.
-KERAS_HASHES: dict[str, str] = {
-    "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5": "6d6bbae143d832006294945121d1f1fc",
-    "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5": "fac2f116257151a9d068a22e544a4917",
-    "efficientnetb0_notop.h5": "50bc09e76180e00e4465e1a485ddc09d",
-    "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5": "30ee3e1110167f948a6b9946edeeb738",
-    "convnext_tiny_notop.h5": "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1",
-}
-
-# Width multipliers Keras publishes ImageNet weights for.
-IMAGENET_ALPHAS: dict[str, tuple[float, ...]] = {
-    "mobilenet": (0.25, 0.5, 0.75, 1.0),
-    "mobilenetv2": (0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
-}
-
-
 @dataclass
 class Check:
     recipe: str  # the recipe file as given
@@ -91,7 +73,7 @@ def _check_data(name: str, root: Path) -> Check:
 
 
 def _check_weights(name: str, recipe: Any) -> Check:
-    from competition.backbones import BACKBONES, find_imagenet_file, imagenet_file
+    from competition.model.backbones import BACKBONES, find_imagenet_file, imagenet_file
 
     model = recipe.model
     spec = BACKBONES[model.backbone]
@@ -102,12 +84,6 @@ def _check_weights(name: str, recipe: Any) -> Check:
         if not spec.pretrained:
             return Check(name, "weights", False,
                          f"recipe.model.weights: backbone '{spec.name}' has no ImageNet weights; use 'none'")
-        alphas = IMAGENET_ALPHAS.get(spec.name)
-        alpha = model.alpha if model.alpha is not None else 1.0
-        if alphas is not None and alpha not in alphas:
-            return Check(name, "weights", False,
-                         f"recipe.model.alpha: Keras has ImageNet weights for '{spec.name}' only at alpha "
-                         f"{', '.join(f'{a:g}' for a in alphas)}, got {alpha:g}")
         shape = (*recipe.data.image_size, 3)
         expected = imagenet_file(model, shape)
         if expected is None:
@@ -120,7 +96,7 @@ def _check_weights(name: str, recipe: Any) -> Check:
                          f"imagenet: {expected} not found; place {expected.name}{other} in {expected.parent} "
                          f"(Keras downloads it only with network access), or set weights to a local file")
         expected = found
-        expected_hash = KERAS_HASHES.get(expected.name)
+        expected_hash = spec.weights_hash
         if expected_hash is not None and not _hash_matches(expected, expected_hash):
             return Check(name, "weights", False,
                          f"imagenet: {expected} does not match the hash Keras checks ({expected_hash}); "

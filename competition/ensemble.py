@@ -18,16 +18,15 @@ from typing import ClassVar
 import numpy as np
 import yaml
 from scipy.stats import rankdata
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from competition.errors import CompetitionError
-from competition.files import write_text
-from competition.metrics import fast_macro_f1, macro_f1
-from competition.runs import RUN_FILE, Run, check_same_folds, save_run
+from competition.metrics import EPS, cross_fit_predict, fast_macro_f1, log_proba, macro_f1
+from competition.runs import Run, check_same_folds, save_run
+from competition.runs.folder import is_finished, read_meta, run_name_problem, write_recipe
 
-EPS = 1e-7
 METRICS = ("macro_f1", "log_loss")
 
 
@@ -36,7 +35,7 @@ def ensemble_score(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
     if metric == "macro_f1":
         return lambda y, proba: fast_macro_f1(y, proba.argmax(axis=1), proba.shape[1])
     if metric == "log_loss":
-        return lambda y, proba: float(np.log(np.clip(proba[np.arange(len(y)), y], EPS, 1.0)).mean())
+        return lambda y, proba: float(log_proba(proba[np.arange(len(y)), y]).mean())
     raise CompetitionError(f"ensemble metric: unknown '{metric}'; known: {', '.join(METRICS)}")
 
 
@@ -118,7 +117,7 @@ class GeometricEnsembler(Ensembler):
         self.eps = eps
 
     def predict_proba(self, P: np.ndarray) -> np.ndarray:
-        logs = np.log(np.clip(np.asarray(P, dtype=np.float64), self.eps, 1.0))
+        logs = np.log(np.clip(np.asarray(P, dtype=np.float64), self.eps, 1.0))  # eps is a parameter here
         return _normalise_rows(np.exp(logs.mean(axis=0)))
 
 
@@ -224,7 +223,7 @@ class StackingEnsembler(Ensembler):
         self.eps = eps
 
     def _features(self, P: np.ndarray) -> np.ndarray:
-        logs = np.log(np.clip(np.asarray(P, dtype=np.float64), self.eps, 1.0))
+        logs = np.log(np.clip(np.asarray(P, dtype=np.float64), self.eps, 1.0))  # eps is a parameter here
         return logs.transpose(1, 0, 2).reshape(logs.shape[1], -1)  # (n, m * k)
 
     def fit(self, P: np.ndarray, y: np.ndarray) -> StackingEnsembler:
@@ -241,20 +240,16 @@ class StackingEnsembler(Ensembler):
 
 
 def cross_val_oof(estimator: Ensembler, P: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
-    """Honest OOF for a fitted method: each fold's rows predicted by a clone fitted on the other folds."""
-    y, folds = np.asarray(y), np.asarray(folds)
-    out = np.zeros(np.shape(P)[1:], dtype=np.float64)
-    for f in np.unique(folds):
-        held = folds == f
-        model = clone(estimator).fit(P[:, ~held], y[~held])
-        out[held] = model.predict_proba(P[:, held])
-    return out
+    """Honest OOF for a fitted method (P: float (n_members, n, k)): each fold's rows predicted by a clone
+    fitted on the other folds (metrics.cross_fit_predict)."""
+    return cross_fit_predict(estimator, P, y, folds, sample_axis=1).astype(np.float64)
 
 
 def _ensemble_dir(runs_dir: str | Path, name: str) -> Path:
     """runs_dir/name, refusing any name that would land elsewhere."""
-    if not name or "/" in name or "\\" in name or ".." in name or Path(name).is_absolute() or name == ".":
-        raise CompetitionError(f"ensemble name '{name}': expected a plain folder name (no '/', '..' or absolute path)")
+    problem = run_name_problem(name)
+    if problem:
+        raise CompetitionError(f"ensemble name: {problem}")
     root = Path(runs_dir).resolve()
     out = (root / name).resolve()
     if out.parent != root:
@@ -275,7 +270,7 @@ def build_ensemble(
         raise CompetitionError(f"ensemble '{name}': a run is listed twice in {members}")
     if name in members:
         raise CompetitionError(f"ensemble '{name}': has the same name as one of its members")
-    if (out / RUN_FILE).is_file() and json.loads((out / RUN_FILE).read_text(encoding="utf-8")).get("kind") != "ensemble":
+    if is_finished(out) and read_meta(out).get("kind") != "ensemble":
         raise CompetitionError(f"ensemble '{name}': {out} already holds a model run; pick another name")
     check_same_folds(runs)
 
@@ -299,7 +294,7 @@ def build_ensemble(
         "members": [{"name": r.name, "recipe_hash": r.recipe_hash} for r in runs],
     }
     recipe_hash = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-    write_text(out / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
+    write_recipe(out, yaml.safe_dump(recipe, sort_keys=False))
     return save_run(
         out,
         name=name,

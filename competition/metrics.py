@@ -5,7 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+EPS = 1e-7  # probabilities are clipped to [EPS, 1] before a log
+
+
+def log_proba(proba: np.ndarray) -> np.ndarray:
+    """float64 log of probabilities clipped to [EPS, 1] (no -inf for a zero)."""
+    return np.log(np.clip(np.asarray(proba, dtype=np.float64), EPS, 1.0))
+
+
+def cross_fit_predict(estimator: Any, X: np.ndarray, y: np.ndarray, folds: np.ndarray, *,
+                      method: str = "predict_proba", sample_axis: int = 0) -> np.ndarray:
+    """Honest out-of-fold output of a fitted method (as sklearn's cross_val_predict, on given folds): the
+    rows of each fold are predicted by a clone of `estimator` fitted on the other folds' rows. Rows are
+    along `sample_axis` of X (1 for a stack of members' predictions (n_members, n, k)); y and folds have
+    one entry per row."""
+    y, folds = np.asarray(y), np.asarray(folds)
+    out: np.ndarray | None = None
+    for f in np.unique(folds):
+        held = folds == f
+        fitted = clone(estimator).fit(np.compress(~held, X, axis=sample_axis), y[~held])
+        part = np.asarray(getattr(fitted, method)(np.compress(held, X, axis=sample_axis)))
+        if out is None:
+            out = np.zeros((len(y), *part.shape[1:]), dtype=part.dtype)
+        out[held] = part
+    assert out is not None
+    return out
 
 
 def macro_f1(y: np.ndarray, proba_or_pred: np.ndarray) -> float:

@@ -17,13 +17,16 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
                       model_validator)
 
 from competition.errors import CompetitionError
+from competition.registry import check_name
+
+
+# Optimizers by recipe name: the keras.optimizers class each names.
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "adamax": "Adamax", "sgd": "SGD", "rmsprop": "RMSprop"}
 
 
 def _registered(value: str, registry: dict[str, Any], what: str) -> str:
     """A name the recipe gives must be in its registry (backbones, balancers, ...)."""
-    if value not in registry:
-        raise ValueError(f"unknown {what} {value!r}; known: {', '.join(sorted(registry))}")
-    return value
+    return check_name(value, registry, what)
 
 
 class Section(BaseModel):
@@ -75,7 +78,7 @@ class ModelConfig(Section):
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, value: str) -> str:
-        from competition.backbones import BACKBONES
+        from competition.model.backbones import BACKBONES
 
         return _registered(value, BACKBONES, "backbone")
 
@@ -97,10 +100,15 @@ class BalanceConfig(Section):
 
 class PhaseConfig(Section):
     epochs: Annotated[int, Field(ge=1)] = 10
-    optimizer: Literal["adam", "adamw", "adamax", "sgd", "rmsprop"] = "adam"
+    optimizer: str = "adam"  # a name in OPTIMIZERS
     learning_rate: Annotated[float, Field(gt=0)] = 1e-3
     trainable: str = "all"  # "all", "head" (backbone frozen) or a backbone layer name from which on to train
     augment: bool = True  # apply the recipe's augment list in this phase
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        return _registered(value, OPTIMIZERS, "optimizer")
 
 
 class ReduceLRConfig(Section):
@@ -125,6 +133,18 @@ class CVConfig(Section):
     group_by: str | None = None  # None, "column:<name>", "regex:<pattern>" or "near_duplicates"
     near_duplicate_threshold: Annotated[float, Field(gt=0)] | None = None
 
+    @field_validator("group_by")
+    @classmethod
+    def _known_group_by(cls, value: str | None) -> str | None:
+        # Checked here, so a typo fails in `doctor` and before `train` decodes any image.
+        from competition.folds import KEY, parse_group_by
+
+        try:
+            parse_group_by(value)
+        except CompetitionError as exc:
+            raise ValueError(str(exc).removeprefix(f"{KEY}: ")) from None
+        return value
+
 
 class ResourcesConfig(Section):
     """What one fold asks of a Ray cluster (`--executor ray`); ignored by the local executor."""
@@ -147,15 +167,20 @@ class Recipe(Section):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not value or "/" in value or "\\" in value or value.startswith(".") or value != value.strip():
-            raise ValueError(f"a run name is a plain folder name, got {value!r}")
+        from competition.runs.folder import run_name_problem
+
+        problem = run_name_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
     def _check_augment(self) -> Recipe:
         from competition.augment import check_pipeline
+        from competition.model.backbones import check_config
 
         check_pipeline(self.augment)
+        check_config(self.model, self.data.image_size)
         return self
 
     def resolved(self) -> dict[str, Any]:

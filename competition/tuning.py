@@ -12,13 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 
-from competition.metrics import fast_macro_f1
-
-EPS = 1e-7
-
-
-def _log(proba: np.ndarray) -> np.ndarray:
-    return np.log(np.clip(np.asarray(proba, dtype=np.float64), EPS, 1.0))
+from competition.metrics import cross_fit_predict, fast_macro_f1, log_proba
 
 
 class DecisionTuner(BaseEstimator):
@@ -36,7 +30,7 @@ class DecisionTuner(BaseEstimator):
         self.n_passes = n_passes
 
     def fit(self, proba: np.ndarray, y: np.ndarray) -> DecisionTuner:
-        logp = _log(proba)
+        logp = log_proba(proba)
         y = np.asarray(y, dtype=np.int64)
         n, k = logp.shape
         grid = np.union1d(np.round(np.linspace(self.low, self.high, self.n_steps), 10), [0.0])
@@ -64,7 +58,7 @@ class DecisionTuner(BaseEstimator):
         return self
 
     def decision_function(self, proba: np.ndarray) -> np.ndarray:
-        return _log(proba) + self.offsets_
+        return log_proba(proba) + self.offsets_
 
     def predict(self, proba: np.ndarray) -> np.ndarray:
         return self.decision_function(proba).argmax(axis=1)
@@ -80,10 +74,7 @@ def nested_cv_gain(
     base = fast_macro_f1(y, proba.argmax(axis=1), k)
     full = clone(tuner).fit(proba, y)
     in_sample = fast_macro_f1(y, full.predict(proba), k)
-    nested_pred = np.empty(len(y), dtype=np.int64)
-    for f in np.unique(folds):
-        held = folds == f
-        nested_pred[held] = clone(tuner).fit(proba[~held], y[~held]).predict(proba[held])
+    nested_pred = cross_fit_predict(tuner, proba, y, folds, method="predict")
     nested = fast_macro_f1(y, nested_pred, k)
     return {
         "base_macro_f1": base,

@@ -63,7 +63,7 @@ def _imbalanced_contest(root: Path) -> Path:
 
 def test_balancing_raises_rare_class_recall(tmp_path: Path) -> None:
     from competition.runs import Run
-    from competition.train import train_run
+    from competition.training import train_run
 
     contest = _imbalanced_contest(tmp_path / "contest")
     recall = {}

@@ -94,6 +94,9 @@ def _empty_class(contest: Path, tmp_path: Path) -> Path:
         ("bad augment", ["--set", "augment=[{Rotate: {limit: ten}}]"], "recipe.augment[0].limit: expected a number, got 'ten'"),
         ("missing data", ["--data", "{tmp}/nowhere"], "nowhere: contest folder not found"),
         ("empty class", ["--data", "{broken}"], "MildDemented: class folder holds no images"),
+        ("bad executor", ["--executor", "dask"], "--executor: unknown executor 'dask'; known: local, process, ray"),
+        ("address without ray", ["--address", "auto"], "--address: a Ray cluster address needs the ray executor"),
+        ("group_by typo", ["--set", "cv.group_by=near_duplicate"], "recipe.cv.group_by: 'near_duplicate' is not one of"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(case: str, args: list[str], expected: str, tiny_contest: Path,

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from competition import train as train_module
 from competition.recipe import load_recipe
 from competition.runs import Run
-from competition.train import train_run
+from competition.training import train_run
 
 BASE = ["data.image_size=32", "model.filters=[8, 16]", "model.head.dense=[16]", "train.phases.0.epochs=2", "cv.folds=3"]
 
@@ -34,7 +33,7 @@ def test_tta_predictions_are_kept_with_and_without(tiny_contest: Path, tmp_path:
 
 def test_head_phase_trains_on_features_computed_once(tiny_contest: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from competition.backbones import backbone_of, build_model
+    from competition.model.backbones import backbone_of, build_model
 
     # A "pretrained" backbone: weights saved by the test, loaded from a local file.
     weights = tmp_path / "backbone.weights.h5"
@@ -42,23 +41,27 @@ def test_head_phase_trains_on_features_computed_once(tiny_contest: Path, tmp_pat
     backbone_of(build_model(source.model, (32, 32, 1), 4)).save_weights(weights)
     recipe = load_recipe(None, ["name=frozen", *BASE, f"model.weights={weights}", "train.phases.0.trainable=head"])
 
+    import keras
+
+    from competition.engine import features, fold
+
     calls = []
-    real = train_module.predict_proba_raw
-    monkeypatch.setattr(train_module, "predict_proba_raw", lambda m, x, *a: calls.append(len(x)) or real(m, x, *a))
-    saved = []
-    real_save = train_module.save_fold
-    monkeypatch.setattr(train_module, "save_fold", lambda d, k, r, h, s: saved.append(r.model) or real_save(d, k, r, h, s))
-    train_run(recipe, tmp_path / "runs", data_root=tiny_contest)
+    real = features.extract
+    counting = lambda m, x, *a: calls.append(len(x)) or real(m, x, *a)  # noqa: E731
+    monkeypatch.setattr(features, "extract", counting)  # frozen_features (once per run)
+    monkeypatch.setattr(fold, "extract", counting)  # fit_phase (per fold, when not shared)
+    run_dir = train_run(recipe, tmp_path / "runs", data_root=tiny_contest)
 
     n_train = sum(1 for _ in (tiny_contest / "train").rglob("*.png"))
     assert calls == [n_train]  # every training image through the backbone once, for all three folds
+    saved = [keras.saving.load_model(run_dir / f"fold_{k}" / "model.keras") for k in range(3)]
     for model in saved:  # the frozen backbone kept the file's weights; the head trained
         for got, expected in zip(backbone_of(model).get_weights(), _file_weights(weights, source), strict=True):
             np.testing.assert_array_equal(got, expected)
 
 
 def _file_weights(path: Path, recipe: object) -> list[np.ndarray]:
-    from competition.backbones import backbone_of, build_model
+    from competition.model.backbones import backbone_of, build_model
 
     model = build_model(recipe.model, (32, 32, 1), 4)  # type: ignore[attr-defined]
     backbone_of(model).load_weights(path)

@@ -13,10 +13,11 @@ import pytest
 from rich.console import Console
 
 from competition.errors import CompetitionError
-from competition.executors import TEST_KILL_ENV, train_recipes
+from competition.executors.common import TEST_KILL_ENV
 from competition.recipe import load_recipe
 from competition.runs import Run
-from competition.train import fold_is_done, train_run
+from competition.runs.folder import fold_is_done
+from competition.training import train_recipes, train_run
 
 BASE = ["name=tiny", "data.image_size=32", "model.filters=[8, 16]", "model.head.dense=[16]",
         "train.phases.0.epochs=2", "cv.folds=2", "cv.seed=1", "augment=[{HorizontalFlip: {p: 0.5}}]"]
@@ -132,13 +133,13 @@ def test_a_fold_asking_more_than_the_runtime_has_fails_at_once(ray_runtime: obje
 
 def test_executor_names_and_address_are_checked_before_anything_is_written(tiny_contest: Path, tmp_path: Path) -> None:
     recipe = load_recipe(None, BASE)
-    with pytest.raises(CompetitionError, match=r"--executor: unknown executor 'dask'; known: local, process, ray"):
+    with pytest.raises(CompetitionError, match=r"^executor: unknown executor 'dask'; known: local, process, ray$"):
         train_run(recipe, tmp_path, data_root=tiny_contest, executor="dask")
-    with pytest.raises(CompetitionError, match=r"--address: a Ray cluster address needs --executor ray"):
+    with pytest.raises(CompetitionError, match=r"^address: a Ray cluster address needs the ray executor$"):
         train_run(recipe, tmp_path, data_root=tiny_contest, address="auto")
     with pytest.raises(CompetitionError, match=r"recipes share the run name tiny; give each recipe its own name"):
         train_recipes([recipe, recipe], tmp_path, data_root=tiny_contest, executor="ray")
-    with pytest.raises(CompetitionError, match=r"--name: only with one recipe"):
+    with pytest.raises(CompetitionError, match=r"^name: only with one recipe"):
         train_recipes([recipe, load_recipe(None, [*BASE, "name=b"])], tmp_path, name="x", data_root=tiny_contest)
     assert not any(tmp_path.iterdir())
 

@@ -1,7 +1,7 @@
 import pytest
 from PIL import Image
 
-from competition.augment import PREVIEW_CELL_IN, PREVIEW_DPI, PREVIEW_TITLE_IN, preview
+from competition.report.previews import PREVIEW_CELL_IN, PREVIEW_DPI, PREVIEW_TITLE_IN, preview
 from competition.data import index_contest
 from competition.errors import CompetitionError
 from competition.recipe import load_recipe

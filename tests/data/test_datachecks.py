@@ -211,7 +211,7 @@ def test_non_utf8_file_name(tmp_path: Path) -> None:
 
 
 def test_dicom_without_extension_keeps_its_whole_name(tmp_path: Path) -> None:
-    from test_formats import dicom_no_extension
+    from corpus import dicom_no_extension
 
     root = contest(tmp_path / "c", sample="id,label\nt0,a\n1.2.840.113619.2.55,a\n")
     (root / "test" / "t1.png").unlink()

@@ -1,19 +1,8 @@
-"""The run folder: what a training run or an ensemble leaves behind, and how to read it back.
-
-Layout of ``runs/<name>/`` (ensembles use the same files, so every later stage treats them alike)::
-
-    run.json        name, kind ("model" | "ensemble"), classes, recipe_hash, scheme, members, timings
-    recipe.yaml     the resolved recipe (ensembles: their method and members)
-    folds.csv       id,label,fold[,path]: one row per training image; row order == OOF row order
-    oof.npy         float32 (n_train, n_classes) out-of-fold probabilities
-    test.npy        float32 (n_test, n_classes) test probabilities (mean of the fold models)
-    test_ids.csv    id: row order of test.npy
-    fold_<k>/       per-fold model.keras, history.csv, oof.npy (rows = that fold's val rows), test.npy, done.json
-"""
+"""A run (or ensemble) read back from its folder (layout: competition.runs.folder): what scoring,
+ensembling, submitting and reports need."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +11,7 @@ import numpy as np
 import pandas as pd
 
 from competition.errors import CompetitionError
-from competition.files import read_npy, write_json, write_npy, write_text
-
-RUN_FILE = "run.json"
+from competition.runs import folder
 
 
 @dataclass
@@ -48,15 +35,12 @@ class Run:
 
     @classmethod
     def load(cls, path: str | Path) -> Run:
+        """Read a finished run; CompetitionError when `path` holds none."""
         path = Path(path)
-        meta_file = path / RUN_FILE
-        if not meta_file.is_file():
-            raise CompetitionError(f"{path}: not a finished run (no {RUN_FILE})")
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        files = folder.read_run_files(path)
+        meta, folds, test_ids = files["meta"], files["folds"], files["test_ids"]
         classes = list(meta["classes"])
-        folds = pd.read_csv(path / "folds.csv", dtype={"id": str, "label": str})
         index = {c: i for i, c in enumerate(classes)}
-        test_ids = pd.read_csv(path / "test_ids.csv", dtype={"id": str})["id"].to_numpy()
         return cls(
             path=path,
             name=meta.get("name", path.name),
@@ -65,8 +49,8 @@ class Run:
             ids=folds["id"].to_numpy(),
             y=folds["label"].map(index).to_numpy(dtype=np.int64),
             folds=folds["fold"].to_numpy(dtype=np.int64),
-            oof=read_npy(path / "oof.npy"),
-            test=read_npy(path / "test.npy"),
+            oof=files["oof"],
+            test=files["test"],
             test_ids=test_ids,
             recipe_hash=meta.get("recipe_hash", ""),
             scheme=meta.get("scheme", ""),
@@ -91,31 +75,34 @@ def save_run(
     scheme: str = "",
     paths: np.ndarray | None = None,
     extra: dict[str, Any] | None = None,
+    oof_plain: np.ndarray | None = None,
+    test_plain: np.ndarray | None = None,
 ) -> Path:
-    """Write a run's shared files; run.json goes last, so its presence means the run is complete."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    """Write a run's shared files (y: int class index per row; oof, test: float probabilities); run.json
+    goes last, so its presence means the run is complete."""
+    meta = {"name": name, "kind": kind, "classes": list(classes), "recipe_hash": recipe_hash, "scheme": scheme}
+    meta.update(extra or {})
+    return folder.write_run_files(Path(path), folds=folds_frame(classes, ids, y, folds, paths), oof=oof, test=test,
+                                  test_ids=test_ids, meta=meta, oof_plain=oof_plain, test_plain=test_plain)
+
+
+def folds_frame(classes: list[str], ids: np.ndarray, y: np.ndarray, folds: np.ndarray,
+                paths: np.ndarray | None = None) -> pd.DataFrame:
+    """The folds.csv frame: id, label (class name), fold[, path]."""
     labels = np.asarray(classes, dtype=object)[np.asarray(y)]
     frame = pd.DataFrame({"id": ids, "label": labels, "fold": np.asarray(folds, dtype=np.int64)})
     if paths is not None:
         frame["path"] = [str(p) for p in paths]
-    write_text(path / "folds.csv", frame.to_csv(index=False))
-    write_text(path / "test_ids.csv", pd.DataFrame({"id": test_ids}).to_csv(index=False))
-    write_npy(path / "oof.npy", np.asarray(oof, dtype=np.float32))
-    write_npy(path / "test.npy", np.asarray(test, dtype=np.float32))
-    meta = {"name": name, "kind": kind, "classes": list(classes), "recipe_hash": recipe_hash, "scheme": scheme}
-    meta.update(extra or {})
-    write_json(path / RUN_FILE, meta)
-    return path
+    return frame
 
 
 def resolve_run(run: str | Path, runs_dir: str | Path = "runs") -> Path:
     """A run given by name (looked up under runs_dir) or by path."""
     candidate = Path(run)
-    if (candidate / RUN_FILE).is_file():
+    if folder.is_finished(candidate):
         return candidate
     named = Path(runs_dir) / str(run)
-    if (named / RUN_FILE).is_file():
+    if folder.is_finished(named):
         return named
     raise CompetitionError(f"run '{run}': no finished run at {candidate} or {named}")
 
@@ -125,7 +112,7 @@ def list_runs(runs_dir: str | Path = "runs") -> list[Run]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise CompetitionError(f"{runs_dir}: runs folder not found")
-    return [Run.load(p.parent) for p in sorted(runs_dir.glob(f"*/{RUN_FILE}"))]
+    return [Run.load(p) for p in folder.run_json_files(runs_dir)]
 
 
 def check_same_folds(runs: list[Run]) -> None:

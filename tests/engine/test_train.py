@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from competition import train as train_module
 from competition.errors import CompetitionError
 from competition.recipe import load_recipe
 from competition.runs import Run
-from competition.train import train_run
+from competition.training import train_run
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +45,13 @@ def test_run_folder_holds_oof_and_test_probabilities(trained: tuple[Path, Path],
 def test_rerun_reuses_finished_folds(trained: tuple[Path, Path], tiny_contest: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = Run.load(trained[0]).oof.copy()
 
-    def must_not_train(*args: object, **options: object) -> None:
-        raise AssertionError("a finished fold was trained again")
+    import keras
 
-    monkeypatch.setattr(train_module, "fit_fold", must_not_train)
-    train_run(load_recipe(trained[1]), trained[0].parent, data_root=tiny_contest)
+    class MustNotTrain(keras.callbacks.Callback):
+        def on_train_begin(self, logs: object = None) -> None:
+            raise AssertionError("a finished fold was trained again")
+
+    train_run(load_recipe(trained[1]), trained[0].parent, data_root=tiny_contest, callbacks=[MustNotTrain()])
     np.testing.assert_array_equal(Run.load(trained[0]).oof, before)
 
 
@@ -70,7 +71,7 @@ def test_missing_weights_file_fails_before_the_run_folder(tiny_contest: Path, tm
 def test_local_weights_file_is_loaded(tmp_path: Path) -> None:
     import keras
 
-    from competition.backbones import backbone_of, build_model
+    from competition.model.backbones import backbone_of, build_model
 
     recipe = load_recipe(None, ["model.filters=[4]", "model.head.dense=[]"])
     source = build_model(recipe.model, (16, 16, 1), 3)
@@ -85,7 +86,7 @@ def test_local_weights_file_is_loaded(tmp_path: Path) -> None:
 def test_imagenet_offline_names_the_file_to_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
 
-    from competition.backbones import build_model
+    from competition.model.backbones import build_model
 
     def offline(*args: object, **options: object) -> None:
         raise OSError("no network")  # what keras.utils.get_file raises without a connection

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from competition.errors import CompetitionError
+from competition.errors import CompetitionError, OptionError
 from competition.metrics import bootstrap_ci, fold_scores, score
 from competition.runs import Run, list_runs
 
@@ -51,6 +51,12 @@ def leaderboard(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["macro_f1"], reverse=True)
 
 
+def leaderboard_frame(runs_dir: str | Path = "runs") -> pd.DataFrame:
+    """The leaderboard as a DataFrame, best first: one row per finished run or ensemble with its OOF macro
+    F1 (and 95% bootstrap interval ci_low, ci_high), accuracy, fold scheme and per-class F1 (`f1:<class>`)."""
+    return flat(leaderboard(runs_dir))
+
+
 def flat(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """One column per figure, per-class F1 as `f1:<class>` (for CSV and Markdown)."""
     records = []
@@ -67,7 +73,7 @@ def flat(rows: list[dict[str, Any]]) -> pd.DataFrame:
 def render(rows: list[dict[str, Any]], fmt: str, console: Any) -> str | None:
     """Table goes to the console; md/csv/json are returned as text."""
     if fmt not in FORMATS:
-        raise CompetitionError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise OptionError("fmt", f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
     if fmt == "json":
         return json.dumps(rows, indent=2)
     frame = flat(rows)

@@ -3,10 +3,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import competition.plots
+import competition.report.plots
 from competition.errors import CompetitionError
 from competition.metrics import score
-from competition.plots import most_confident_wrong, read_histories, write_report, wrong_section
+from competition.report.plots import most_confident_wrong, write_report, wrong_section
+from competition.runs.folder import read_histories
 from competition.runs import Run, save_run
 
 CLASSES = ["normal", "mild <b>&", "severe"]  # markup in a name: the page must escape it
@@ -58,7 +59,7 @@ def _png_size(path):
 @pytest.fixture
 def low_dpi(monkeypatch):
     """Tests that only check what the page says render small PNGs (rendering dominates test time)."""
-    monkeypatch.setattr(competition.plots, "PNG_DPI", 30)
+    monkeypatch.setattr(competition.report.plots, "PNG_DPI", 30)
 
 
 def test_model_report(tmp_path):

@@ -41,9 +41,10 @@ def _read_only(root: Path, on: bool) -> None:
 
 def test_training_leaves_the_contest_folder_untouched(tiny_contest: Path, tiny_recipe: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from test_formats import ct_windowed
+    from corpus import ct_windowed
 
-    from competition.train import load_prepared, train_run
+    from competition.runs.prepare import load_prepared
+    from competition.training import train_run
 
     root = tmp_path / "contest"
     shutil.copytree(tiny_contest, root)
@@ -68,7 +69,7 @@ def test_training_leaves_the_contest_folder_untouched(tiny_contest: Path, tiny_r
     skipped = pd.read_csv(run_dir / "skipped_images.csv")
     assert skipped.to_dict("records") == [{"path": str(bad), "reason": "empty file"}]
     assert "skipped 1 unreadable training image" in capsys.readouterr().err
-    ids = pd.read_csv(run_dir / "fold_assignment.csv", dtype={"id": str})["id"].tolist()
+    ids = pd.read_csv(run_dir / "folds.csv", dtype={"id": str})["id"].tolist()  # the fold assignment
     assert "unreadable" not in ids and {"scan", "Röntgen Bild ü"} <= set(ids)
     reloaded = load_prepared(run_dir)  # a worker rebuilding the run skips the same images
     assert reloaded.contest.train["id"].tolist() == ids and len(reloaded.x) == len(ids)

@@ -18,11 +18,19 @@ from competition.errors import CompetitionError
 
 @dataclass(frozen=True)
 class BackboneSpec:
+    """A backbone by name, with its pretrained-weights record (as timm's pretrained_cfg): what `doctor`,
+    recipe validation and `build_model` all read."""
+
     name: str
     build: Callable[..., Any]  # (input_shape, config) -> keras.Model from images to feature maps
     preprocess: str  # "scale01" | "tf" | "torch" | "caffe" | "raw" (the model expects 0-255)
     pretrained: bool  # has ImageNet weights in keras.applications
     weights_file: Callable[..., str] | None = None  # Keras cache file name for the no-top ImageNet weights
+    # Keras verifies its cache file against this hash (md5, or sha256 when 64 hex digits; keras/src/applications):
+    # a file whose hash differs is re-downloaded and, offline, deleted. None: not hash-checked.
+    weights_hash: str | None = None
+    alphas: tuple[float, ...] | None = None  # width multipliers Keras publishes ImageNet weights for
+    min_size: int = 1  # smallest input side in pixels
 
 
 BACKBONES: dict[str, BackboneSpec] = {}
@@ -85,16 +93,42 @@ def _mobilenetv2_file(config: Any, shape: tuple[int, ...]) -> str:
     return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{_size_name(shape, (96, 128, 160, 192, 224))}_no_top.h5"
 
 
-for _name, _ctor, _pre, _file in (
-    ("vgg16", "VGG16", "caffe", lambda c, r: "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    ("resnet50v2", "ResNet50V2", "tf", lambda c, r: "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    ("efficientnetb0", "EfficientNetB0", "raw", lambda c, r: "efficientnetb0_notop.h5"),
-    ("mobilenet", "MobileNet", "tf", _mobilenet_file),
-    ("mobilenetv2", "MobileNetV2", "tf", _mobilenetv2_file),
-    ("densenet121", "DenseNet121", "torch", lambda c, r: "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    ("convnext_tiny", "ConvNeXtTiny", "raw", lambda c, r: "convnext_tiny_notop.h5"),
+for _name, _ctor, _pre, _file, _hash, _alphas in (
+    ("vgg16", "VGG16", "caffe", lambda c, r: "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+     "6d6bbae143d832006294945121d1f1fc", None),
+    ("resnet50v2", "ResNet50V2", "tf", lambda c, r: "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+     "fac2f116257151a9d068a22e544a4917", None),
+    ("efficientnetb0", "EfficientNetB0", "raw", lambda c, r: "efficientnetb0_notop.h5",
+     "50bc09e76180e00e4465e1a485ddc09d", None),
+    ("mobilenet", "MobileNet", "tf", _mobilenet_file, None, (0.25, 0.5, 0.75, 1.0)),
+    ("mobilenetv2", "MobileNetV2", "tf", _mobilenetv2_file, None, (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)),
+    ("densenet121", "DenseNet121", "torch", lambda c, r: "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+     "30ee3e1110167f948a6b9946edeeb738", None),
+    ("convnext_tiny", "ConvNeXtTiny", "raw", lambda c, r: "convnext_tiny_notop.h5",
+     "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1", None),
 ):
-    register(BackboneSpec(_name, _app(_ctor), preprocess=_pre, pretrained=True, weights_file=_file))
+    register(BackboneSpec(_name, _app(_ctor), preprocess=_pre, pretrained=True, weights_file=_file,
+                          weights_hash=_hash, alphas=_alphas, min_size=32))
+
+
+def check_config(config: Any, image_size: tuple[int, int]) -> None:
+    """Checks of a recipe's model section that need no file: the input size against the backbone's minimum,
+    ImageNet weights for a backbone that has them, at a published width. Run when a recipe is validated, so
+    `doctor` and `train` fail at the same place, before any decoding.
+
+    Raises CompetitionError naming the recipe key and value."""
+    spec = BACKBONES[config.backbone]
+    if min(image_size) < spec.min_size:
+        raise CompetitionError(f"recipe.data.image_size: backbone '{spec.name}' needs at least {spec.min_size} px, "
+                               f"got {list(image_size)}")
+    if config.weights != "imagenet":
+        return
+    if not spec.pretrained:
+        raise CompetitionError(f"recipe.model.weights: backbone '{spec.name}' has no ImageNet weights; use 'none'")
+    alpha = config.alpha if config.alpha is not None else 1.0
+    if spec.alphas is not None and alpha not in spec.alphas:
+        raise CompetitionError(f"recipe.model.alpha: Keras has ImageNet weights for '{spec.name}' only at alpha "
+                               f"{', '.join(f'{a:g}' for a in spec.alphas)}, got {alpha:g}")
 
 
 # ---------------------------------------------------------------- weights
@@ -149,8 +183,7 @@ def _build_backbone(config: Any, input_shape: tuple[int, int, int]) -> Any:
         if weights is not None:
             _load_local(backbone, weights)
         return backbone
-    if min(input_shape[:2]) < 32:
-        raise CompetitionError(f"recipe.data.image_size: backbone '{spec.name}' needs at least 32 px, got {list(input_shape[:2])}")
+    check_config(config, input_shape[:2])
     try:
         return spec.build(input_shape, config, weights)
     except Exception as exc:  # Keras raises URL/HTTP/OS/Value errors when the download or the file fails
@@ -178,7 +211,7 @@ def build_model(config: Any, input_shape: tuple[int, int, int], n_classes: int) 
     import keras
     from keras import layers
 
-    from competition.layers import Preprocess
+    from competition.model.layers import Preprocess
 
     spec = BACKBONES[config.backbone]
     channels = input_shape[-1]

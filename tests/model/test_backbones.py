@@ -17,7 +17,7 @@ def _pretrained_file(tmp_path: Path) -> Path:
     """MobileNetV2 0.35 weights with non-trivial BatchNorm statistics, saved by the test (no download)."""
     import keras
 
-    from competition.backbones import backbone_of, build_model
+    from competition.model.backbones import backbone_of, build_model
 
     recipe = load_recipe(None, ["model.backbone=mobilenetv2", "model.alpha=0.35"])
     keras.utils.set_random_seed(5)
@@ -35,7 +35,7 @@ def _pretrained_file(tmp_path: Path) -> Path:
 def _batchnorm_stats(model: object) -> list[np.ndarray]:
     import keras
 
-    from competition.backbones import backbone_of
+    from competition.model.backbones import backbone_of
 
     return [np.array(w) for layer in backbone_of(model).layers if isinstance(layer, keras.layers.BatchNormalization)
             for w in (layer.moving_mean, layer.moving_variance)]
@@ -48,8 +48,8 @@ def images() -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_finetuning_keeps_batchnorm_statistics_and_inference_mode(tmp_path: Path, images: tuple) -> None:
-    from competition.backbones import build_model
-    from competition.train import FoldContext, Progress, fit_phase
+    from competition.model.backbones import build_model
+    from competition.engine.fold import FoldData, fit_phase
 
     x, y = images
     weights = _pretrained_file(tmp_path)
@@ -59,8 +59,7 @@ def test_finetuning_keeps_batchnorm_statistics_and_inference_mode(tmp_path: Path
     model = build_model(recipe.model, (SIZE, SIZE, 1), 4)
     before = _batchnorm_stats(model)
     conv_before = [np.array(w) for w in model.trainable_weights]
-    context = FoldContext(recipe, list("abcd"), x, y, x[:8], y[:8], seed=1, deterministic=False, progress=Progress())
-    fit_phase(model, context, 0)
+    fit_phase(model, FoldData(recipe, list("abcd"), x, y, x[:8], y[:8], seed=1), 0)
 
     for got, expected in zip(_batchnorm_stats(model), before, strict=True):
         np.testing.assert_array_equal(got, expected)  # moving mean and variance untouched by fine-tuning
@@ -71,15 +70,15 @@ def test_finetuning_keeps_batchnorm_statistics_and_inference_mode(tmp_path: Path
 
 def test_phase_boundary_full_model_in_training_mode_reproduces_the_cached_feature_head(tmp_path: Path,
                                                                                       images: tuple) -> None:
-    from competition.backbones import build_model, set_trainable
-    from competition.train import predict_proba_raw, split_head
+    from competition.model.backbones import build_model, set_trainable
+    from competition.engine.features import extract, split_head
 
     x, _ = images
     recipe = load_recipe(None, ["model.backbone=mobilenetv2", "model.alpha=0.35",
                                 f"model.weights={_pretrained_file(tmp_path)}", "model.head.dropout=0"])
     model = build_model(recipe.model, (SIZE, SIZE, 1), 4)
     extractor, head = split_head(model)
-    from_features = np.asarray(head(predict_proba_raw(extractor, x[:16])))  # what the head phase trained on
+    from_features = np.asarray(head(extract(extractor, x[:16])))  # what the head phase trained on
     set_trainable(model, "all", keep_batchnorm_frozen=True)  # the start of the fine-tuning phase
     full = np.asarray(model(x[:16], training=True))
     assert np.max(np.abs(full - from_features)) <= 1e-4

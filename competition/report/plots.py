@@ -24,6 +24,7 @@ from competition.errors import CompetitionError
 from competition.files import atomic_write, write_text
 from competition.metrics import confusion_counts, fold_scores, score
 from competition.runs import Run
+from competition.runs.folder import read_histories, read_recipe_text
 
 REPORT_DIR = "report"
 PNG_DPI = 100
@@ -64,26 +65,6 @@ def _colour(i: int) -> str:
 
 
 # ---------------------------------------------------------------- training curves
-
-
-def read_histories(run_dir: Path) -> dict[int, pd.DataFrame]:
-    """fold index -> history.csv frame, for every ``fold_<k>/history.csv`` present (fold order)."""
-    out: dict[int, pd.DataFrame] = {}
-    folders = [p for p in run_dir.glob("fold_*") if p.is_dir() and p.name[5:].isdigit()]
-    for folder in sorted(folders, key=lambda p: int(p.name[5:])):
-        file = folder / "history.csv"
-        if not file.is_file():
-            continue
-        try:
-            frame = pd.read_csv(file)
-        except (OSError, ValueError) as exc:
-            raise CompetitionError(f"{file}: unreadable history ({exc})") from None
-        if frame.empty:
-            continue
-        if "epoch" not in frame:
-            frame["epoch"] = np.arange(1, len(frame) + 1)
-        out[int(folder.name[5:])] = frame
-    return out
 
 
 def best_epoch(frame: pd.DataFrame) -> tuple[int, float] | None:
@@ -359,9 +340,6 @@ def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16) 
     run = Run.load(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    if run.oof.shape != (len(run.y), len(run.classes)):
-        raise CompetitionError(f"{run_dir / 'oof.npy'}: shape {run.oof.shape}, expected "
-                               f"({len(run.y)}, {len(run.classes)}) from folds.csv and run.json")
 
     scores = score(run.y, run.oof, run.classes)
     per_fold = fold_scores(run.y, run.oof, run.folds)
@@ -378,7 +356,7 @@ def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16) 
         curves.notes.append("Ensemble run: no per-fold training, so no training curves.")
         drop("curves.png")
     elif not histories:
-        curves.notes.append(f"No fold_<k>/history.csv found in {run_dir}: training curves skipped.")
+        curves.notes.append(f"No fold histories found in {run_dir}: training curves skipped.")
         drop("curves.png")
     else:
         plot_curves(histories, out_dir / "curves.png")
@@ -397,8 +375,7 @@ def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16) 
     # d. most confidently wrong images
     sections.append(wrong_section(run, out_dir, n_wrong))
 
-    recipe_file = run_dir / "recipe.yaml"
-    recipe_text = recipe_file.read_text(encoding="utf-8") if recipe_file.is_file() else None
+    recipe_text = read_recipe_text(run_dir)
     page = out_dir / "index.html"
     write_text(page, render_html(run, scores, per_fold, histories, sections, recipe_text))
     return page

@@ -1,0 +1,1 @@
+"""The training engine (Keras): batches, callbacks, frozen-backbone features, and one fold's phases."""

@@ -1,0 +1,57 @@
+"""Training batches: shuffled or class-resampled, augmented on the fly in worker threads."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+
+from competition.augment import augment_batch
+
+
+class TrainBatches(keras.utils.PyDataset):
+    """Batches of (uint8 images (b, h, w, c), int labels (b,)[, float32 sample weights (b,)]).
+
+    Each epoch's row order is a permutation of the rows, or `resample(rng)` (balance.oversample). Each batch
+    seeds its own augmentation from (seed, epoch, index), so results do not depend on thread scheduling; each
+    worker thread has its own copy of the pipeline, since albumentations transforms hold random state."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, pipeline: Any,
+                 resample: Callable[[np.random.Generator], np.ndarray] | None,
+                 class_weight: dict[int, float] | None, seed: int, workers: int) -> None:
+        super().__init__(workers=workers, use_multiprocessing=False)
+        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.pipeline, self.resample, self.rng = pipeline, resample, np.random.default_rng(seed)
+        self.local = threading.local()
+        self.weights = None
+        if class_weight:
+            self.weights = np.array([class_weight.get(int(c), 1.0) for c in y], dtype=np.float32)
+        self.epoch = -1
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.order) / self.batch_size))
+
+    def _pipeline(self) -> Any:
+        if not hasattr(self.local, "pipeline"):
+            self.local.pipeline = copy.deepcopy(self.pipeline)
+        return self.local.pipeline
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
+        rows = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        images = self.x[rows]
+        if self.pipeline is not None:
+            pipeline = self._pipeline()
+            pipeline.set_random_seed(int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0]))
+            images = augment_batch(pipeline, images)
+        if self.weights is not None:
+            return images, self.y[rows], self.weights[rows]
+        return images, self.y[rows]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self.resample(self.rng) if self.resample else self.rng.permutation(len(self.y))

@@ -1,0 +1,119 @@
+"""Keras callbacks of a fold's training, each with one job. In the order fit_phase passes them:
+
+`ValidationScore` writes `val_macro_f1` (the contest metric) and `val_loss` into the epoch's logs, so that
+stock callbacks after it (`keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max")`,
+`ReduceLROnPlateau`) and the user's own callbacks can use them; `DivergenceGuard` stops a NaN loss with a
+message naming the learning rate; `EpochLog` appends the epoch to the fold's history; `KeepBest` snapshots the
+whole classifier at its best validation macro F1 across all phases; `EpochProgress` reports to the progress bar.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from competition.errors import CompetitionError
+from competition.metrics import EPS, macro_f1
+
+
+@dataclass
+class FoldState:
+    """What the phases of one fold share: the epoch count across phases, the history rows, and the best
+    epoch's score, number and weights (a list of numpy arrays of the whole classifier)."""
+
+    epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_f1: float = -1.0
+    best_epoch: int = 0
+    best_weights: list[np.ndarray] | None = None
+
+
+class ValidationScore(keras.callbacks.Callback):
+    """At each epoch end, predict the validation images (`predict_val()`: float (n_val, n_classes)) and put
+    `val_macro_f1` and `val_loss` (cross-entropy, probabilities clipped at metrics.EPS) into the logs."""
+
+    def __init__(self, predict_val: Callable[[], np.ndarray], y_val: np.ndarray) -> None:
+        super().__init__()
+        self.predict_val, self.y_val = predict_val, y_val
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        proba = self.predict_val()
+        if logs is not None:
+            logs["val_macro_f1"] = macro_f1(self.y_val, proba)
+            picked = proba[np.arange(len(self.y_val)), self.y_val]
+            logs["val_loss"] = float(-np.mean(np.log(np.clip(picked, EPS, 1))))
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops training with a CompetitionError naming the phase's learning rate when the loss is not finite."""
+
+    def __init__(self, fold: int, phase: int, learning_rate: float) -> None:
+        super().__init__()
+        self.fold, self.phase, self.learning_rate = fold, phase, learning_rate
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss", 0.0)
+        if not np.isfinite(loss):
+            raise CompetitionError(
+                f"training diverged (loss is {loss}) in fold {self.fold + 1}, phase {self.phase + 1}; lower "
+                f"recipe.train.phases[{self.phase}].learning_rate ({self.learning_rate})")
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Appends one row per epoch to `state.history`: phase, epoch (counted across phases), the logs, seconds
+    and the learning rate the epoch trained with."""
+
+    def __init__(self, state: FoldState, phase: int) -> None:
+        super().__init__()
+        self.state, self.phase, self.started = state, phase, time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        self.state.epoch += 1
+        trained = {k: float(v) for k, v in logs.items() if k not in ("val_loss", "val_macro_f1")}
+        self.state.history.append({
+            "phase": self.phase, "epoch": self.state.epoch, **trained, "val_loss": logs.get("val_loss", np.nan),
+            "val_macro_f1": logs.get("val_macro_f1", np.nan), "seconds": time.perf_counter() - self.started,
+            "learning_rate": float(np.asarray(self.model.optimizer.learning_rate))})
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Snapshots `classifier`'s weights into `state` whenever validation macro F1 beats the best so far in
+    the fold (all phases; the classifier may differ from the model being fitted: a head on cached features
+    trains the classifier's own head layers)."""
+
+    def __init__(self, state: FoldState, classifier: Any) -> None:
+        super().__init__()
+        self.state, self.classifier = state, classifier
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        f1 = (logs or {}).get("val_macro_f1")
+        if f1 is not None and f1 > self.state.best_f1:
+            self.state.best_f1, self.state.best_epoch = f1, self.state.epoch
+            self.state.best_weights = self.classifier.get_weights()
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """Reports each epoch (1-based, of `epochs`) and its validation macro F1 to a console.Progress."""
+
+    def __init__(self, progress: Any, epochs: int) -> None:
+        super().__init__()
+        self.progress, self.epochs = progress, epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.progress.epoch(epoch + 1, self.epochs, float((logs or {}).get("val_macro_f1", np.nan)))
+
+
+def early_stopping(patience: int, state: FoldState) -> keras.callbacks.EarlyStopping:
+    """Stock EarlyStopping on validation macro F1. In a later phase the fold's best so far is the baseline,
+    so an epoch counts as progress only when it beats every earlier phase too."""
+    return keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max", patience=patience,
+                                         baseline=state.best_f1 if state.epoch else None, verbose=0)

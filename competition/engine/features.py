@@ -1,0 +1,57 @@
+"""Frozen-backbone features: a head phase on a frozen backbone without augmentation sees each image the same
+way every epoch, so the backbone runs once per image and the head trains on its outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+from competition.model.backbones import backbone_of, build_model
+from competition.recipe import PhaseConfig, Recipe
+
+
+def uses_cached_features(recipe: Recipe, phase: PhaseConfig) -> bool:
+    """A frozen backbone without augmentation sees the same image the same way every epoch."""
+    return phase.trainable == "head" and not (recipe.augment and phase.augment)
+
+
+def split_head(model: Any) -> tuple[Any, Any]:
+    """(feature extractor: image -> backbone output, head: backbone output -> probabilities), made of the
+    classifier's own layers, so training the head model trains the classifier's head."""
+    cut = model.layers.index(backbone_of(model))
+    image = keras.Input(model.input_shape[1:])
+    x = image
+    for layer in model.layers[1 : cut + 1]:  # preprocessing and backbone
+        x = layer(x)
+    extractor = keras.Model(image, x)
+    features = keras.Input(x.shape[1:])
+    x = features
+    for layer in model.layers[cut + 1 :]:  # pooling, dense, dropout, softmax: a plain chain
+        x = layer(x)
+    return extractor, keras.Model(features, x)
+
+
+def extract(model: Any, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Any model's outputs (backbone features here) for uint8 images (n, h, w, c), batched, as float32."""
+    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def set_precision(recipe: Recipe) -> None:
+    """Mixed float16 compute when the recipe asks (the classifier's last Dense stays float32), else float32;
+    set for every model built, since the policy is global to the process."""
+    keras.mixed_precision.set_global_policy("mixed_float16" if recipe.train.mixed_precision else "float32")
+
+
+def frozen_features(recipe: Recipe, x: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+    """{"phase0": float32 (n, *feature shape)}: every training image through the initial pretrained backbone,
+    computed once per run when the first phase trains only the head without augmentation (every fold starts
+    from the same backbone); {} otherwise."""
+    if recipe.model.weights == "none" or not uses_cached_features(recipe, recipe.train.phases[0]):
+        return {}
+    set_precision(recipe)
+    extractor, _ = split_head(build_model(recipe.model, x.shape[1:], n_classes))
+    features = {"phase0": extract(extractor, x)}
+    keras.backend.clear_session()
+    return features

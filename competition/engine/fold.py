@@ -1,0 +1,127 @@
+"""One fold model: build it, train it phase by phase, keep it at its best validation macro F1.
+
+`fit_fold` is build + one `fit_phase` per recipe phase + predict (fastai's fine_tune is the two-phase case:
+freeze, fit, unfreeze, fit). A phase sets what trains, compiles with the phase's optimizer and the balance's
+loss, and fits with the callbacks of competition.engine.callbacks plus any the caller passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from competition.augment import build_pipeline
+from competition.balance import make_balance
+from competition.console import Progress
+from competition.engine.batches import TrainBatches
+from competition.engine.callbacks import (DivergenceGuard, EpochLog, EpochProgress, FoldState, KeepBest,
+                                          ValidationScore, early_stopping)
+from competition.engine.features import extract, set_precision, split_head, uses_cached_features
+from competition.model.backbones import build_model, pretrained_backbone, set_trainable
+from competition.predict import predict_proba, predict_tta
+from competition.recipe import OPTIMIZERS, Recipe
+
+
+@dataclass
+class FoldResult:
+    """A trained fold: float32 probabilities for its validation rows and the test images, with TTA when the
+    recipe declares it (oof, test) and without (oof_plain, test_plain); its history; the kept epoch."""
+
+    oof: np.ndarray
+    test: np.ndarray
+    oof_plain: np.ndarray
+    test_plain: np.ndarray
+    history: pd.DataFrame
+    best_epoch: int
+    best_macro_f1: float
+    model: Any = None
+
+
+@dataclass
+class FoldData:
+    """What every phase of one fold trains and validates on (uint8 images, int labels)."""
+
+    recipe: Recipe
+    classes: list[str]
+    x: np.ndarray
+    y: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    seed: int
+    fold: int = 0
+    train_rows: np.ndarray | None = None  # rows of the whole training set, to pick shared cached features
+    val_rows: np.ndarray | None = None
+    features: dict[str, np.ndarray] | None = None  # frozen-backbone features of the whole training set
+    state: FoldState = field(default_factory=FoldState)
+
+
+def make_optimizer(name: str, learning_rate: float) -> Any:
+    """A Keras optimizer by its recipe name (recipe.OPTIMIZERS)."""
+    return getattr(keras.optimizers, OPTIMIZERS[name])(learning_rate=learning_rate)
+
+
+def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress | None = None,
+              callbacks: Sequence[keras.callbacks.Callback] = ()) -> None:
+    """Train `model` through one recipe phase; `data.state` keeps the best weights across phases."""
+    recipe, phase = data.recipe, data.recipe.train.phases[phase_index]
+    set_trainable(model, phase.trainable, keep_batchnorm_frozen=pretrained_backbone(recipe.model))
+    balance = make_balance(recipe.balance, data.y, data.classes)
+    pipeline = build_pipeline(recipe.augment, seed=data.seed) if phase.augment else None
+    trained, x, x_val = model, data.x, data.x_val
+    if uses_cached_features(recipe, phase):
+        extractor, trained = split_head(model)
+        shared = data.features if phase_index == 0 and recipe.model.weights != "none" else None
+        if shared and "phase0" in shared:
+            x, x_val = shared["phase0"][data.train_rows], shared["phase0"][data.val_rows]
+        else:
+            x, x_val = extract(extractor, data.x), extract(extractor, data.x_val)
+    trained.compile(optimizer=make_optimizer(phase.optimizer, phase.learning_rate), loss=balance.loss,
+                    metrics=["accuracy"], jit_compile=recipe.train.jit_compile)
+    state = data.state
+    steps: list[Any] = [ValidationScore(lambda: predict_proba(trained, x_val), data.y_val),
+                        DivergenceGuard(data.fold, phase_index, phase.learning_rate),
+                        EpochLog(state, phase_index), KeepBest(state, model)]
+    if recipe.train.patience is not None:
+        steps.append(early_stopping(recipe.train.patience, state))
+    if recipe.train.reduce_lr is not None:
+        r = recipe.train.reduce_lr
+        steps.append(keras.callbacks.ReduceLROnPlateau(monitor="val_macro_f1", mode="max", factor=r.factor,
+                                                       patience=r.patience, min_lr=r.min_lr, verbose=0))
+    steps += [EpochProgress(progress or Progress(), phase.epochs), *callbacks]
+    if pipeline is None and balance.resample is None:
+        # Plain arrays: Keras's fastest path (no Python per batch).
+        trained.fit(x, data.y, batch_size=recipe.train.batch_size, epochs=phase.epochs, shuffle=True,
+                    class_weight=balance.class_weight, callbacks=steps, verbose=0)
+    else:
+        batches = TrainBatches(x, data.y, recipe.train.batch_size, pipeline, balance.resample,
+                               balance.class_weight, data.seed, workers=recipe.train.workers)
+        trained.fit(batches, epochs=phase.epochs, callbacks=steps, verbose=0)
+
+
+def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_test: np.ndarray,
+             classes: list[str], fold: int, progress: Progress | None = None, *,
+             features: dict[str, np.ndarray] | None = None,
+             callbacks: Sequence[keras.callbacks.Callback] = ()) -> FoldResult:
+    """Train fold `fold` (validation rows `val` of uint8 images x (n, h, w, c), int labels y) through all
+    phases; return it at its best validation macro F1 with its OOF and test (x_test) probabilities.
+    `callbacks` are added to every phase's fit (after the engine's own)."""
+    seed = recipe.cv.seed * 1000 + fold
+    keras.utils.set_random_seed(seed)
+    set_precision(recipe)
+    train_rows = np.setdiff1d(np.arange(len(y)), val)
+    data = FoldData(recipe, classes, x[train_rows], y[train_rows], x[val], y[val], seed, fold,
+                    train_rows=train_rows, val_rows=val, features=features)
+    model = build_model(recipe.model, x.shape[1:], len(classes))
+    for phase_index in range(len(recipe.train.phases)):
+        fit_phase(model, data, phase_index, progress, callbacks)
+    model.set_weights(data.state.best_weights)
+    oof_plain, oof = predict_tta(model, x[val], recipe.tta)
+    test_plain, test = predict_tta(model, x_test, recipe.tta)
+    return FoldResult(oof=oof, test=test, oof_plain=oof_plain, test_plain=test_plain,
+                      history=pd.DataFrame(data.state.history), best_epoch=data.state.best_epoch,
+                      best_macro_f1=data.state.best_f1, model=model)
