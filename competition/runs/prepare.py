@@ -1,0 +1,201 @@
+"""A training run from recipe to finished folder: `prepare_run` (validate, index the contest, decode once,
+split, check the model, lay out the folder), `train_fold` for each pending fold (in this process, a fresh
+process or a Ray task: competition.executors), then `finish_run` (gather the folds' OOF and test
+probabilities, run.json last). A worker elsewhere rebuilds the prepared run from its folder with
+`load_prepared`."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from competition.console import Progress, peak_rss_mb, rss_mb, say
+from competition.errors import CompetitionError, OptionError
+from competition.recipe import Recipe
+from competition.runs import folder
+from competition.runs.run import folds_frame, save_run
+
+
+@dataclass
+class PreparedRun:
+    """A validated recipe with its data decoded (uint8 x (n, h, w, c), x_test), folds made (int fold per
+    training row) and run folder ready: what every fold needs."""
+
+    recipe: Recipe
+    recipe_hash: str
+    run_dir: Path
+    contest: Any
+    folds: np.ndarray
+    x: np.ndarray | None
+    x_test: np.ndarray | None
+    deterministic: bool = False
+
+    @property
+    def classes(self) -> list[str]:
+        return self.contest.classes
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.contest.y()
+
+    def pending(self) -> list[int]:
+        """Folds without a finished fold folder of this recipe (0-based)."""
+        return [k for k in range(self.recipe.cv.folds) if not folder.fold_is_done(self.run_dir, k, self.recipe_hash)]
+
+
+def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str | Path | None = None,
+                name: str | None = None, overwrite: bool = False, deterministic: bool = False,
+                console: Any = None) -> PreparedRun:
+    """Validate, index, split and decode; everything that can fail on the user's input fails before the run
+    folder exists. Then the folder gets the resolved recipe, its hash and the fold of every image.
+
+    Raises CompetitionError (OptionError for `name`, `data_root`) naming the bad value."""
+    from competition.data import load_contest, print_class_counts, write_skipped
+    from competition.folds import make_folds, resolve_groups
+    from competition.predict import check_tta
+
+    if data_root is not None:
+        recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"root": Path(data_root)})})
+    if recipe.data.root is None:
+        raise OptionError("data_root", "no contest folder; set recipe.data.root or give a contest folder")
+    name = name or recipe.name
+    problem = folder.run_name_problem(name)
+    if problem:
+        raise OptionError("name", problem)
+    check_tta(recipe.tta, recipe.data.image_size)
+    size, channels = recipe.data.image_size, recipe.data.channels
+    contest, x, x_test, skipped = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image)
+    if console is not None:
+        print_class_counts(contest, console)
+    labels = contest.train["label"].to_numpy()
+    groups = resolve_groups(recipe.cv.group_by, contest.train, threshold=recipe.cv.near_duplicate_threshold)
+    folds = make_folds(labels, recipe.cv.folds, recipe.cv.seed, groups=groups)
+    check_model(recipe, x.shape[1:], len(contest.classes), deterministic)
+
+    recipe_hash = recipe.hash()
+    run_dir = Path(runs_dir) / name
+    folder.prepare_folder(run_dir, recipe_hash, overwrite)
+    folder.write_recipe(run_dir, recipe.to_yaml(), recipe_hash)
+    folder.write_folds(run_dir, folds_frame(contest.classes, contest.train["id"].to_numpy(), contest.y(), folds,
+                                            contest.train["path"].to_numpy()))
+    folder.skipped_file(run_dir).unlink(missing_ok=True)
+    if skipped:
+        write_skipped(folder.skipped_file(run_dir), skipped)
+        print(f"note: skipped {len(skipped)} unreadable training image(s) (data.on_bad_image: skip); "
+              f"listed in {folder.skipped_file(run_dir)}", file=sys.stderr)
+    return PreparedRun(recipe, recipe_hash, run_dir, contest, folds, x, x_test, deterministic)
+
+
+def setup_tensorflow(deterministic: bool) -> None:
+    """TensorFlow imported and set up for this process; deterministic ops and pinned threads when asked."""
+    from competition.runtime import import_tensorflow, pin_threads_for_determinism
+
+    if deterministic:
+        pin_threads_for_determinism()
+    import_tensorflow()
+    import tensorflow as tf
+
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def check_model(recipe: Recipe, input_shape: tuple[int, ...], n_classes: int, deterministic: bool) -> None:
+    """Build the model once: missing or unloadable weights fail here, not at fold 1."""
+    setup_tensorflow(deterministic)
+    import keras
+
+    from competition.model.backbones import build_model
+
+    build_model(recipe.model, input_shape, n_classes)
+    keras.backend.clear_session()
+
+
+def train_fold(prepared: PreparedRun, k: int, progress: Progress | None = None,
+               features: dict[str, np.ndarray] | None = None, callbacks: tuple[Any, ...] = ()) -> Any:
+    """Train and save fold k of a prepared run (fold files written atomically, done.json last); returns the
+    engine's FoldResult."""
+    import keras
+
+    from competition.engine.fold import fit_fold
+    from competition.runtime import thread_settings
+
+    t0 = time.perf_counter()
+    val = np.flatnonzero(prepared.folds == k)
+    fitted = fit_fold(prepared.recipe, prepared.x, prepared.y, val, prepared.x_test, prepared.classes, k, progress,
+                      features=features, callbacks=callbacks)
+    folder.save_fold(prepared.run_dir, k, arrays={name: getattr(fitted, name) for name in folder.ARRAYS},
+                     history=fitted.history, model=fitted.model,
+                     info={"recipe_hash": prepared.recipe_hash, "best_epoch": fitted.best_epoch,
+                           "best_macro_f1": fitted.best_macro_f1, "seconds": round(time.perf_counter() - t0, 2),
+                           "rss_mb": round(rss_mb(), 1), "threads": thread_settings(),
+                           "peak_rss_mb": round(peak_rss_mb(), 1)})
+    keras.backend.clear_session()
+    gc.collect()
+    return fitted
+
+
+def load_prepared(run_dir: str | Path, *, deterministic: bool = False) -> PreparedRun:
+    """A prepared run rebuilt from its folder (for a worker on another process or machine): the recipe and
+    fold assignment come from the folder, the pixels from the decode cache."""
+    from competition.data import load_contest
+
+    run_dir = Path(run_dir)
+    recipe = Recipe.model_validate(yaml.safe_load(folder.read_recipe_text(run_dir) or ""))
+    size, channels = recipe.data.image_size, recipe.data.channels
+    contest, x, x_test, _ = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image)
+    assignment = folder.read_folds(run_dir)
+    if assignment["id"].tolist() != contest.train["id"].tolist():
+        raise CompetitionError(f"{run_dir}: fold assignment does not match the images in {recipe.data.root}")
+    setup_tensorflow(deterministic)  # the model was checked when the run was prepared
+    return PreparedRun(recipe, folder.stored_hash(run_dir) or "", run_dir, contest,
+                       assignment["fold"].to_numpy(), x, x_test, deterministic)
+
+
+def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Path:
+    """Gather every fold's files into the run's OOF and test probabilities; run.json last.
+
+    Raises CompetitionError naming the folds that did not finish."""
+    from competition.folds import describe_scheme
+    from competition.metrics import macro_f1
+
+    recipe, folds, y = prepared.recipe, prepared.folds, prepared.y
+    missing = prepared.pending()
+    if missing:
+        raise CompetitionError(f"{prepared.run_dir}: fold(s) {', '.join(str(k + 1) for k in missing)} did not finish; "
+                               "rerun the same command to train only those")
+    shape = (len(y), len(prepared.classes))
+    out = {"oof": np.zeros(shape, np.float32), "oof_plain": np.zeros(shape, np.float32)}
+    tests: dict[str, list[np.ndarray]] = {"test": [], "test_plain": []}
+    for k in range(recipe.cv.folds):
+        files = folder.load_fold(prepared.run_dir, k)
+        val = folds == k
+        out["oof"][val], out["oof_plain"][val] = files["oof"], files["oof_plain"]
+        tests["test"].append(files["test"])
+        tests["test_plain"].append(files["test_plain"])
+    tta = {"transforms": list(recipe.tta), "oof_macro_f1_plain": macro_f1(y, out["oof_plain"]),
+           "oof_macro_f1_tta": macro_f1(y, out["oof"])}
+    if recipe.tta:
+        say(console, f"TTA {recipe.tta}: OOF macro F1 {tta['oof_macro_f1_plain']:.4f} without, "
+                     f"{tta['oof_macro_f1_tta']:.4f} with")
+    done = [folder.read_fold_info(prepared.run_dir, k) for k in range(recipe.cv.folds)]
+    return save_run(
+        prepared.run_dir, name=prepared.run_dir.name, kind="model", classes=prepared.classes,
+        ids=prepared.contest.train["id"].to_numpy(), y=y, folds=folds, oof=out["oof"],
+        test=np.mean(tests["test"], axis=0), test_ids=prepared.contest.test["id"].to_numpy(),
+        oof_plain=out["oof_plain"], test_plain=np.mean(tests["test_plain"], axis=0),
+        recipe_hash=prepared.recipe_hash,
+        scheme=describe_scheme(recipe.cv.folds, recipe.cv.seed, recipe.cv.group_by, recipe.cv.near_duplicate_threshold),
+        paths=prepared.contest.train["path"].to_numpy(),
+        extra={"recipe": recipe.name, "data_root": str(recipe.data.root),
+               "sample_submission": str(prepared.contest.sample_path),
+               "fold_seconds": [d.get("seconds") for d in done], "fold_rss_mb": [d.get("rss_mb") for d in done],
+               "wall_seconds": round(time.perf_counter() - started, 2), "deterministic": prepared.deterministic,
+               "fold_threads": [d.get("threads") for d in done], "tta": tta},
+    )
