@@ -30,7 +30,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("COMPETITION_CACHE_DIR") or Path.home() / ".cache" / "competition")
 
 
-def _content_key(paths: Sequence[str | Path], size: tuple[int, int], channels: int) -> str:
+def content_key(paths: Sequence[str | Path], size: tuple[int, int], channels: int) -> str:
     digest = hashlib.sha256(f"{CACHE_VERSION}|{size[0]}x{size[1]}x{channels}|".encode())
     for path in paths:
         try:
@@ -49,7 +49,7 @@ def decode_images(
     The cache entry covers the whole list, unreadable files included, so a later call with the same
     files neither decodes again nor forgets which were bad."""
     size = (int(size[0]), int(size[1]))
-    target = cache_dir() / "decoded" / f"{_content_key(paths, size, channels)}.npy" if cache else None
+    target = cache_dir() / "decoded" / f"{content_key(paths, size, channels)}.npy" if cache else None
     bad_file = target.with_suffix(".bad.json") if target is not None else None
     if target is not None and target.is_file():
         bad = [tuple(b) for b in json.loads(bad_file.read_text())] if bad_file.is_file() else []
