@@ -452,6 +452,7 @@ def print_audit(result: dict[str, Any], console: Any = None) -> None:
 
 
 def load_audit(out_dir: str | Path) -> dict[str, Any]:
+    """The audit.json a previous `run_audit` wrote into out_dir, as a dict."""
     path = Path(out_dir) / "audit.json"
     if not path.is_file():
         raise CompetitionError(f"{path}: no audit found")

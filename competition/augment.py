@@ -11,6 +11,18 @@ import numpy as np
 from competition.errors import CompetitionError
 
 
+def _shown(value: Any) -> str:
+    """A value as an error echoes it: a short repr (a few items, a few levels), never a huge one."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 60
+    short.maxlist = short.maxtuple = short.maxdict = 6
+    short.maxlevel = 3
+    text = short.repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 def _transform_class(name: str, where: str) -> type:
     import albumentations as A
 
@@ -21,7 +33,7 @@ def _transform_class(name: str, where: str) -> type:
         known = [n for n in dir(A) if isinstance(getattr(A, n), type) and issubclass(getattr(A, n), A.BasicTransform)]
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise CompetitionError(f"{where}: unknown albumentations transform {name!r}{hint}")
+        raise CompetitionError(f"{where}: unknown albumentations transform {_shown(name)}{hint}")
     return cls
 
 
@@ -38,7 +50,7 @@ def build_transform(step: dict[str, dict[str, Any]], index: int) -> Any:
     """One `{Name: {param: value}}` item as an albumentations transform; errors name the item and param."""
     where = f"recipe.augment[{index}]"
     if not isinstance(step, dict) or len(step) != 1:
-        raise CompetitionError(f"{where}: expected one `TransformName: {{params}}` mapping, got {step!r}")
+        raise CompetitionError(f"{where}: expected one `TransformName: {{params}}` mapping, got {_shown(step)}")
     (name, params), = step.items()
     params = dict(params or {})
     cls = _transform_class(name, where)
@@ -49,25 +61,101 @@ def build_transform(step: dict[str, dict[str, Any]], index: int) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return cls(**params)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # pydantic's ValidationError (a ValueError) names the parameter; others their cause
         cause = exc.__cause__ or exc
         errors = getattr(cause, "errors", None)
         if callable(errors):
             first = errors()[0]
-            param = next((str(p) for p in first["loc"] if str(p) in params), str(first["loc"][0]))
+            fallback = str(first["loc"][0]) if first["loc"] else name
+            param = next((str(p) for p in first["loc"] if str(p) in params), fallback)
             got = params.get(param, first.get("input"))
             message = first["msg"].removeprefix("Value error, ")
             if first["type"] in {"float_parsing", "float_type", "int_parsing", "int_type"} or any(
                 e["type"] in {"float_parsing", "float_type"} for e in errors()
             ):
                 message = "expected a number"
-            raise CompetitionError(f"{where}.{param}: {message}, got {got!r}") from None
-        raise CompetitionError(f"{where}: {name}: {str(exc).splitlines()[0]}") from None
+            raise CompetitionError(f"{where}.{param[:60]}: {message}, got {_shown(got)}") from None
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CompetitionError(f"{where}: {name}: {first_line[:200]}") from None
 
 
-def check_pipeline(steps: list[dict[str, dict[str, Any]]]) -> None:
-    for index, step in enumerate(steps):
-        build_transform(step, index)
+CHECK_DRAWS = 8  # random draws of each transform tried on the check image
+
+
+def check_pipeline(steps: list[dict[str, dict[str, Any]]], image_size: tuple[int, int] | None = None,
+                   channels: int = 1) -> None:
+    """Every step builds (albumentations checks its parameters) and, given the recipe's image size and
+    channels, runs: the transforms are applied in order, each always (p=1) and CHECK_DRAWS times with different
+    seeds, to a test image of that shape, and the pipeline must give back uint8 pixels of the same shape (what
+    training needs; a step may change the shape if a later one restores it). Raises CompetitionError naming
+    the step (`recipe.augment[i]`), the transform and why."""
+    transforms = [build_transform(step, index) for index, step in enumerate(steps)]
+    if image_size is None or not transforms:
+        return
+    shape = (int(image_size[0]), int(image_size[1]), int(channels))
+    ramp = np.add.outer(np.arange(shape[0]), np.arange(shape[1])) * 255 // max(shape[0] + shape[1] - 2, 1)
+    image = np.repeat(ramp.astype(np.uint8)[:, :, None], channels, axis=2)
+    reshaped = retyped = None  # the last step that changed the shape, the pixel type
+    for index, (step, transform) in enumerate(zip(steps, transforms)):
+        (name, params), = step.items()
+        if "p" in _accepted(type(transform)):
+            transform = build_transform({name: {**(params or {}), "p": 1.0}}, index)
+        where = f"recipe.augment[{index}]"
+        for draw in range(CHECK_DRAWS):
+            out = _run_once(transform, image, draw, where, name, shape)
+        if out.shape != image.shape:
+            reshaped = (where, name, out.shape)
+        if out.dtype != image.dtype:
+            retyped = (where, name, out.dtype)
+        image = out  # the next step sees what this one gives, as in training
+    if image.shape != shape and reshaped is not None:
+        where, name, got = reshaped
+        size = "x".join(map(str, got))
+        raise CompetitionError(f"{where}: {name} turns the recipe's {shape[0]}x{shape[1]}x{shape[2]} images into "
+                               f"{size}, and no later step gives back data.image_size {shape[0]}x{shape[1]} "
+                               f"with data.channels {shape[2]}, the shape training needs")
+    if image.dtype != np.uint8 and retyped is not None:
+        where, name, dtype = retyped
+        raise CompetitionError(f"{where}: {name} gives {dtype} pixels; training needs uint8 pixels (0..255), "
+                               "the model scales them itself")
+
+
+def _run_once(transform: Any, image: np.ndarray, seed: int, where: str, name: str,
+              shape: tuple[int, int, int]) -> np.ndarray:
+    import albumentations as A
+
+    h, w = image.shape[:2]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = A.Compose([transform], seed=seed)(image=image)["image"]
+    except Exception as exc:  # albumentations' own check (a crop larger than the image, a bad channel count, ...)
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if "exceeds image dimensions" in text or "smaller than image sizes" in text:
+            size = _size_of(transform)
+            asked = f" {size[0]}x{size[1]}" if size else ""
+            what = "data.image_size" if (h, w) == shape[:2] else "the image it gets from the step before"
+            raise CompetitionError(f"{where}: {name}{asked} is larger than {what} {h}x{w}") from None
+        text = text if len(text) <= 160 else text[:157] + "..."
+        raise CompetitionError(f"{where}: {name} cannot run on the recipe's {shape[0]}x{shape[1]}x{shape[2]} images "
+                               f"(data.image_size, data.channels): {text}") from None
+    out = np.asarray(out)
+    return out[:, :, None] if out.ndim == 2 else out
+
+
+def _size_of(transform: Any) -> tuple[int, int] | None:
+    """The (height, width) a crop transform asks for, when it says."""
+    height, width = getattr(transform, "height", None), getattr(transform, "width", None)
+    if height is None and width is None:
+        size = getattr(transform, "size", None)
+        if isinstance(size, (tuple, list)) and len(size) == 2:
+            height, width = size
+    if height is None or width is None:
+        crop = [getattr(transform, k, None) for k in ("x_min", "y_min", "x_max", "y_max")]
+        if all(isinstance(v, int) for v in crop):
+            return crop[3] - crop[1], crop[2] - crop[0]
+        return None
+    return int(height), int(width)
 
 
 def build_pipeline(steps: list[dict[str, dict[str, Any]]], seed: int | None = None) -> Any | None:

@@ -35,15 +35,42 @@ def register(name: str) -> Callable[[Balancer], Balancer]:
     return wrap
 
 
+# The balance fields that give a value per class, by name: each must name exactly the contest's classes.
+PER_CLASS = ("weights", "alpha")
+
+
+def check_classes(config: Any, classes: list[str]) -> None:
+    """The per-class values a recipe gives (`balance.weights`, `balance.alpha`) name every class of the contest
+    and no other; checked before a run folder exists (competition.recipe.check_with_contest).
+
+    Raises CompetitionError naming the key and the class, with the closest class name for a typo."""
+    for key in PER_CLASS:
+        given = getattr(config, key, None)
+        if given is not None:
+            _check_given(given, classes, key)
+
+
+def _check_given(given: dict[str, float], classes: list[str], key: str) -> None:
+    from competition.registry import unknown_name
+
+    for name in given:
+        problem = unknown_name(name, classes, "class")
+        if problem:  # "unknown class 'x'; did you mean 'y'?; known: ..."
+            hint = problem.removeprefix(f"unknown class {name!r}").partition("; known: ")[0]
+            listed = ", ".join(classes[:10]) + (f", and {len(classes) - 10} more" if len(classes) > 10 else "")
+            hint += f"; classes: {listed}"
+            raise CompetitionError(f"recipe.balance.{key}: {name[:60]!r} is not a class{hint}")
+    missing = [c for c in classes if c not in given]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CompetitionError(f"recipe.balance.{key}: no value for class {missing[0]!r}{more}; "
+                               "give one for every class")
+
+
 def _per_class(given: dict[str, float] | None, y: np.ndarray, classes: list[str], key: str) -> np.ndarray:
     """Given per-class values (every class named), or sklearn's 'balanced' n / (k * count)."""
     if given is not None:
-        unknown = sorted(set(given) - set(classes))
-        if unknown:
-            raise CompetitionError(f"recipe.balance.{key}: {unknown[0]!r} is not a class ({', '.join(classes)})")
-        missing = [c for c in classes if c not in given]
-        if missing:
-            raise CompetitionError(f"recipe.balance.{key}: no value for class {missing[0]!r}")
+        _check_given(given, classes, key)
         return np.array([given[c] for c in classes], dtype=np.float64)
     present = np.unique(y)
     values = np.ones(len(classes))

@@ -199,9 +199,87 @@ def audit(
     console.print(f"audit written to {out / 'audit.json'}")
 
 
+@app.command()
+def predict(
+    run: Annotated[str, typer.Argument(help="Run or blend ensemble name (under --runs) or folder.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files, folders of images, or a contest folder (its test/).")],
+    runs: RunsOption = Path("runs"),
+    out: Annotated[Path, typer.Option("--out", help="CSV to write: id,label[,class probabilities].")] = Path("predictions.csv"),
+    probabilities: Annotated[bool, typer.Option("--probabilities", help="Add one probability column per class.")] = False,
+) -> None:
+    """Predict new images with a trained run: every fold model, the run's TTA and its saved decisions."""
+    from competition.inference import predict_run
+
+    result = predict_run(run, images, runs, out=out, probabilities=probabilities)
+    console.print(f"{len(result.ids)} predictions written to {out}")
+
+
+@app.command()
+def explain(
+    run: Annotated[str, typer.Argument(help="Run name (under --runs) or folder.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files, folders of images, or a contest folder (its test/).")],
+    runs: RunsOption = Path("runs"),
+    out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("explain.png"),
+) -> None:
+    """Grad-CAM heat maps: where the run's fold models looked for the class they predict (64 images at most)."""
+    from competition.report.explain import explain_run
+
+    console.print(f"Grad-CAM grid written to {explain_run(run, images, runs, out=out)}")
+
+
+@app.command()
+def export(
+    run: Annotated[str, typer.Argument(help="Run name (under --runs) or folder.")],
+    runs: RunsOption = Path("runs"),
+    fmt: Annotated[str, typer.Option("--format", help="keras, savedmodel or tflite.")] = "keras",
+    out: Annotated[Path | None, typer.Option("--out", help="Folder to write (default exports/<run>-<format>).")] = None,
+) -> None:
+    """One deployable model (the mean of the fold models) with its classes, input size and a README."""
+    from competition.export import export_run
+
+    folder, difference = export_run(run, runs, fmt=fmt, out=out)
+    console.print(f"{fmt} export written to {folder} (largest difference from the run: {difference:.1e})")
+
+
 def _fail(message: str, code: int) -> NoReturn:
     err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(code)
+
+
+def _culprit(exc: BaseException) -> str | None:
+    """The file an OSError is about: its own filename, else one named by the errors it came from (a library
+    that wraps the OSError of a write, such as a model save, keeps it as the cause or context)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.filename:
+            return str(current.filename)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _which_folder(path: str) -> str:
+    """' (the decode cache; COMPETITION_CACHE_DIR moves it)' when `path` is in the cache, else ''."""
+    import os
+
+    from competition.data.cache import cache_dir
+
+    try:
+        inside = os.path.commonpath([os.path.abspath(path), os.path.abspath(cache_dir())]) == os.path.abspath(cache_dir())
+    except ValueError:
+        inside = False
+    return " (the decode cache; COMPETITION_CACHE_DIR moves it)" if inside else ""
+
+
+def _os_error_message(exc: OSError) -> tuple[str, int]:
+    where = _culprit(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = f"{where}{_which_folder(where)}" if where else "a file (which one the system did not say)"
+        return (f"disk full while writing {what}; outputs are written whole or not at all, so rerun after "
+                "freeing space (finished folds are kept)", 28)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return (f"{where}: {reason}" if where else reason), 2
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -211,13 +289,16 @@ def main(argv: list[str] | None = None) -> None:
     except OptionError as exc:
         _fail(f"{FLAGS.get(exc.option, exc.option)}: {exc.message}", 2)
     except CompetitionError as exc:
-        _fail(str(exc), 2)
+        _fail(" ".join(str(exc).split("\n")), 2)
     except OSError as exc:  # the machine, not the code: disk full, permissions, a vanished file
-        where = exc.filename or "a file"
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            _fail(f"disk full while writing {where}; outputs are written whole or not at all, so rerun after "
-                  "freeing space (finished folds are kept)", 28)
-        _fail(f"{where}: {exc.strerror or exc}", 2)
+        _fail(*_os_error_message(exc))
+    except Exception as exc:  # a library wrapping a disk-full OSError (a model save): still name the file
+        cause = exc.__cause__ or exc.__context__
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            _fail(*_os_error_message(cause))
+        raise
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
-"""Pre-flight checks for recipes: does each one validate, does its contest folder index, and can its weights be
-had on this machine (offline)? Every problem is one failed check with a one-line detail naming the path or key.
+"""Pre-flight checks for recipes: does each one validate, does its contest folder index and fit the recipe (the
+class names in balance.weights / balance.alpha, the folds' checks: the same checks `train` makes before its run
+folder exists), and can its weights be had on this machine (offline)? Every problem is one failed check with a
+one-line detail naming the path or key.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def _check_one(path: Path, data: Path | None) -> list[Check]:
     if root is None:
         checks.append(Check(name, "data", False, "recipe.data.root: no contest folder; set it in the recipe or pass --data DIR"))
     else:
-        checks.append(_check_data(name, root))
+        checks.append(_check_data(name, root, recipe))
     checks.append(_check_weights(name, recipe))
     return checks
 
@@ -56,7 +58,8 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def _check_data(name: str, root: Path) -> Check:
+def _check_data(name: str, root: Path, recipe: Any = None) -> Check:
+    """The contest folder indexes; with a recipe, it also fits the recipe (recipe.check_with_contest)."""
     from competition.data import index_contest
 
     try:
@@ -68,6 +71,11 @@ def _check_data(name: str, root: Path) -> Check:
         return Check(name, "data", False, detail)
     except OSError as exc:  # unreadable folder, broken CSV file, ...
         return Check(name, "data", False, f"{root}: cannot read ({exc.strerror or exc})")
+    if recipe is not None:
+        try:
+            recipe.check_with_contest(contest)
+        except CompetitionError as exc:
+            return Check(name, "data", False, _one_line(exc))
     return Check(name, "data", True,
                  f"{root}: {len(contest.train)} train images in {len(contest.classes)} classes, {len(contest.test)} test images")
 

@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from competition.errors import CompetitionError
 from competition.metrics import EPS, cross_fit_predict, fast_macro_f1, log_proba, macro_f1
 from competition.runs import Run, check_same_folds, save_run
-from competition.runs.folder import is_finished, read_meta, run_name_problem, write_recipe
+from competition.runs.folder import building, holds, lock_holder, run_name_problem, write_recipe
 
 METRICS = ("macro_f1", "log_loss")
 
@@ -65,6 +65,7 @@ ENSEMBLERS: dict[str, type[Ensembler]] = {}
 
 
 def register(name: str) -> Callable[[type[Ensembler]], type[Ensembler]]:
+    """Class decorator: add an Ensembler to the registry under `name` (`ensemble --method name`)."""
     def decorate(cls: type[Ensembler]) -> type[Ensembler]:
         ENSEMBLERS[name] = cls
         return cls
@@ -270,8 +271,7 @@ def build_ensemble(
         raise CompetitionError(f"ensemble '{name}': a run is listed twice in {members}")
     if name in members:
         raise CompetitionError(f"ensemble '{name}': has the same name as one of its members")
-    if is_finished(out) and read_meta(out).get("kind") != "ensemble":
-        raise CompetitionError(f"ensemble '{name}': {out} already holds a model run; pick another name")
+    _check_replaceable(name, out)
     check_same_folds(runs)
 
     first = runs[0]
@@ -294,7 +294,29 @@ def build_ensemble(
         "members": [{"name": r.name, "recipe_hash": r.recipe_hash} for r in runs],
     }
     recipe_hash = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-    write_recipe(out, yaml.safe_dump(recipe, sort_keys=False))
+    _check_replaceable(name, out)  # again: a train may have begun there meanwhile
+    with building(out) as new:  # built whole aside, then put in place of any earlier ensemble of this name
+        write_recipe(new, yaml.safe_dump(recipe, sort_keys=False))
+        _save_ensemble(new, name, method, metric, runs, oof, test, recipe_hash, weights, in_sample, oof_is)
+    return out
+
+
+def _check_replaceable(name: str, out: Path) -> None:
+    """An ensemble may only replace nothing or an earlier ensemble: never a model run (finished or not),
+    nor a folder a train is working in."""
+    holder = lock_holder(out)
+    if holder is not None:
+        raise CompetitionError(f"ensemble '{name}': {out} is in use by a train ({holder}); pick another name")
+    what = holds(out)
+    if what not in (None, "an ensemble"):
+        raise CompetitionError(f"ensemble '{name}': {out} already holds {what}; pick another name")
+
+
+def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Run], oof: np.ndarray,
+                   test: np.ndarray, recipe_hash: str, weights: np.ndarray | None, in_sample: np.ndarray,
+                   oof_is: str) -> Path:
+    first = runs[0]
+    members = [r.name for r in runs]
     return save_run(
         out,
         name=name,

@@ -19,6 +19,8 @@ TTA: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def check_tta(names: Sequence[str], image_size: tuple[int, int]) -> None:
+    """Raises CompetitionError when a declared transform cannot apply to images of `image_size` (h, w):
+    rotations by 90/270 degrees and transpose need square images."""
     from competition.errors import CompetitionError
 
     square_only = {"rot90", "rot270", "transpose"} & set(names)

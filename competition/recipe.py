@@ -1,7 +1,13 @@
 """Recipes: one YAML file declares a whole experiment; validated strictly, every field defaulted.
 
 Errors name the key and echo the value (``recipe.train.batch_size: expected an integer, got 'big'``), and an
-unknown key is rejected with a suggestion, so a typo never silently falls back to a default.
+unknown key is rejected with a suggestion, so a typo never silently falls back to a default. Every number has
+its range in the schema; the YAML is read strictly (a key given twice, aliases that expand past
+MAX_YAML_VALUES values, or a file above MAX_RECIPE_BYTES are errors) and an error echoes at most a short,
+cut-down form of the value it names. What can be checked without the contest is checked when the recipe is
+validated (the augment pipeline is run once on an image of the recipe's size and channels); what needs the
+contest (its classes, its files' names) is `check_with_contest`, run by `train` before the run folder is made
+and by `doctor`.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,6 +30,14 @@ from competition.registry import check_name
 # Optimizers by recipe name: the keras.optimizers class each names.
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "adamax": "Adamax", "sgd": "SGD", "rmsprop": "RMSprop"}
 
+MAX_IMAGE_SIZE = 4096  # px per side: larger inputs do not fit a training batch on any accelerator
+MAX_UNITS = 16384  # conv filters or dense units in one layer
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few hundred bytes; a megabyte is not a recipe
+MAX_YAML_VALUES = 100_000  # values a recipe's YAML may hold once its aliases are expanded
+MAX_YAML_DEPTH = 64  # nesting of YAML collections
+MAX_ECHO = 60  # characters of a value an error echoes
+MAX_LINE = 400  # characters of one error line
+
 
 def _registered(value: str, registry: dict[str, Any], what: str) -> str:
     """A name the recipe gives must be in its registry (backbones, balancers, ...)."""
@@ -30,7 +45,8 @@ def _registered(value: str, registry: dict[str, Any], what: str) -> str:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `.inf` or `.nan` is never a valid number in a recipe
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(Section):
@@ -40,13 +56,22 @@ class DataConfig(Section):
     # An unreadable training image: "error" stops before training and lists every unreadable file; "skip"
     # trains without them (listed in the run's skipped_images.csv). An unreadable test image is always an error.
     on_bad_image: Literal["error", "skip"] = "error"
+    # How the values of grey images of more than 8 bits become 0..255, the same for every image of the contest,
+    # train and test: None maps the bit depth's full range (16-bit: 0..65535; DICOM files keep their own window),
+    # [low, high] maps low..high, values outside clipped (DICOM: in its rescaled units, instead of the file's
+    # window). Part of the decode-cache key (competition.data.decode, competition.data.cache).
+    intensity_window: tuple[float, float] | None = None
 
     @model_serializer(mode="wrap")
-    def _omit_default_on_bad_image(self, handler: Any) -> Any:
-        # Left out while it is the default, so recipes (and run hashes) from before the field existed are unchanged.
+    def _omit_defaults_of_later_fields(self, handler: Any) -> Any:
+        # Left out while they are the default, so recipes (and run hashes) from before the fields existed are
+        # unchanged.
         dumped = handler(self)
-        if isinstance(dumped, dict) and dumped.get("on_bad_image") == "error":
-            dumped.pop("on_bad_image")
+        if isinstance(dumped, dict):
+            if dumped.get("on_bad_image") == "error":
+                dumped.pop("on_bad_image")
+            if dumped.get("intensity_window", 0) is None:
+                dumped.pop("intensity_window")
         return dumped
 
     @field_validator("image_size", mode="before")
@@ -58,21 +83,30 @@ class DataConfig(Section):
     @classmethod
     def _min_size(cls, value: tuple[int, int]) -> tuple[int, int]:
         if min(value) < 8:
-            raise ValueError(f"images must be at least 8 px, got {list(value)}")
+            raise ValueError(f"images must be at least 8 px, got {shown(list(value))}")
+        if max(value) > MAX_IMAGE_SIZE:
+            raise ValueError(f"images must be at most {MAX_IMAGE_SIZE} px a side, got {shown(list(value))}")
+        return value
+
+    @field_validator("intensity_window")
+    @classmethod
+    def _window(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not value[0] < value[1]:
+            raise ValueError(f"expected [low, high] with low < high, got {shown(list(value))}")
         return value
 
 
 class HeadConfig(Section):
     pooling: Literal["flatten", "avg", "max"] = "avg"
-    dense: list[Annotated[int, Field(gt=0)]] = [128]
+    dense: list[Annotated[int, Field(gt=0, le=MAX_UNITS)]] = [128]
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.3
 
 
 class ModelConfig(Section):
     backbone: str = "cnn"
     weights: str = "none"  # "none", "imagenet", or a path to a weights file
-    alpha: float | None = None  # width multiplier for MobileNets
-    filters: list[Annotated[int, Field(gt=0)]] = [32, 64, 128]  # the small CNN's conv blocks
+    alpha: Annotated[float, Field(gt=0, le=4)] | None = None  # width multiplier for MobileNets
+    filters: list[Annotated[int, Field(gt=0, le=MAX_UNITS)]] = [32, 64, 128]  # the small CNN's conv blocks
     head: HeadConfig = HeadConfig()
 
     @field_validator("backbone")
@@ -85,10 +119,12 @@ class ModelConfig(Section):
 
 class BalanceConfig(Section):
     method: str = "none"  # see competition.balance.BALANCERS
-    weights: dict[str, Annotated[float, Field(gt=0)]] | None = None  # class_weight: given per class (else balanced)
+    # class_weight: given per class (else balanced); every class named, checked against the contest by
+    # check_with_contest
+    weights: dict[str, Annotated[float, Field(gt=0, le=1e6)]] | None = None
     power: Annotated[float, Field(ge=0, le=1)] = 0.0  # oversample: class share ~ count**power (0 = balanced)
-    gamma: Annotated[float, Field(ge=0)] = 2.0  # focal: down-weights easy examples
-    alpha: dict[str, Annotated[float, Field(gt=0)]] | None = None  # focal: per-class factor (else balanced)
+    gamma: Annotated[float, Field(ge=0, le=10)] = 2.0  # focal: down-weights easy examples
+    alpha: dict[str, Annotated[float, Field(gt=0, le=1e6)]] | None = None  # focal: per-class factor (else balanced)
 
     @field_validator("method")
     @classmethod
@@ -97,11 +133,23 @@ class BalanceConfig(Section):
 
         return _registered(value, BALANCERS, "balance method")
 
+    @model_validator(mode="after")
+    def _used_by_the_method(self) -> BalanceConfig:
+        # A field another method reads would be ignored without a word: refused (defaults are not "given", so a
+        # resolved recipe, which lists them all, validates again).
+        used_by = {"weights": "class_weight", "alpha": "focal", "gamma": "focal", "power": "oversample"}
+        for key, method in used_by.items():
+            value = getattr(self, key)
+            if method != self.method and value is not None and value != type(self).model_fields[key].default:
+                raise CompetitionError(f"recipe.balance.{key}: used only by method {method!r}, "
+                                       f"not by {self.method!r}; remove it or set balance.method: {method}")
+        return self
+
 
 class PhaseConfig(Section):
-    epochs: Annotated[int, Field(ge=1)] = 10
+    epochs: Annotated[int, Field(ge=1, le=100_000)] = 10
     optimizer: str = "adam"  # a name in OPTIMIZERS
-    learning_rate: Annotated[float, Field(gt=0)] = 1e-3
+    learning_rate: Annotated[float, Field(gt=0, le=10)] = 1e-3
     trainable: str = "all"  # "all", "head" (backbone frozen) or a backbone layer name from which on to train
     augment: bool = True  # apply the recipe's augment list in this phase
 
@@ -113,25 +161,27 @@ class PhaseConfig(Section):
 
 class ReduceLRConfig(Section):
     factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
-    patience: Annotated[int, Field(ge=1)] = 2
-    min_lr: Annotated[float, Field(ge=0)] = 1e-6
+    patience: Annotated[int, Field(ge=1, le=100_000)] = 2
+    min_lr: Annotated[float, Field(ge=0, le=10)] = 1e-6
 
 
 class TrainConfig(Section):
-    batch_size: Annotated[int, Field(ge=1)] = 32
-    phases: list[PhaseConfig] = Field(default_factory=lambda: [PhaseConfig()], min_length=1)
-    patience: Annotated[int, Field(ge=1)] | None = None  # early stop after this many epochs without a better F1
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 32
+    phases: list[PhaseConfig] = Field(default_factory=lambda: [PhaseConfig()], min_length=1, max_length=100)
+    # early stop after this many epochs without a better F1
+    patience: Annotated[int, Field(ge=1, le=100_000)] | None = None
     reduce_lr: ReduceLRConfig | None = None  # lower the learning rate when validation macro F1 stalls
-    workers: Annotated[int, Field(ge=1)] = 2  # threads preparing augmented batches
+    workers: Annotated[int, Field(ge=1, le=256)] = 2  # threads preparing augmented batches
     mixed_precision: bool = False  # float16 compute, float32 weights and outputs (a GPU speed-up; slow on CPU)
     jit_compile: bool | Literal["auto"] = "auto"  # XLA; "auto" is Keras's choice (on with a GPU, off on CPU)
 
 
 class CVConfig(Section):
-    folds: Annotated[int, Field(ge=2)] = 5
-    seed: int = 42
+    folds: Annotated[int, Field(ge=2, le=1000)] = 5
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42  # numpy's and scikit-learn's seed range
     group_by: str | None = None  # None, "column:<name>", "regex:<pattern>" or "near_duplicates"
-    near_duplicate_threshold: Annotated[float, Field(gt=0)] | None = None
+    # a distance 1 - cosine similarity, so at most 2
+    near_duplicate_threshold: Annotated[float, Field(gt=0, le=2)] | None = None
 
     @field_validator("group_by")
     @classmethod
@@ -140,24 +190,32 @@ class CVConfig(Section):
         from competition.folds import KEY, parse_group_by
 
         try:
-            parse_group_by(value)
+            kind, arg = parse_group_by(value)
         except CompetitionError as exc:
             raise ValueError(str(exc).removeprefix(f"{KEY}: ")) from None
+        if kind == "regex":
+            import re
+
+            try:
+                re.compile(arg)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {shown(arg)}: {exc}") from None
         return value
 
 
 class ResourcesConfig(Section):
     """What one fold asks of a Ray cluster (`--executor ray`); ignored by the local executor."""
 
-    cpus_per_fold: Annotated[float, Field(gt=0)] = 1
-    gpus_per_fold: Annotated[float, Field(ge=0)] = 0  # 0.5: two folds share a GPU
+    cpus_per_fold: Annotated[float, Field(gt=0, le=1024)] = 1
+    gpus_per_fold: Annotated[float, Field(ge=0, le=64)] = 0  # 0.5: two folds share a GPU
 
 
 class Recipe(Section):
     name: str = "run"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
-    augment: list[dict[str, dict[str, Any]]] = []  # albumentations transforms: [{Name: {param: value}}]
+    # albumentations transforms: [{Name: {param: value}}]
+    augment: list[dict[str, dict[str, Any]]] = Field(default=[], max_length=100)
     balance: BalanceConfig = BalanceConfig()
     train: TrainConfig = TrainConfig()
     cv: CVConfig = CVConfig()
@@ -176,12 +234,19 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _check_augment(self) -> Recipe:
+        # Checks across sections, run on every validation so `doctor` and `train` fail alike, before decoding.
         from competition.augment import check_pipeline
         from competition.model.backbones import check_config
+        from competition.predict import check_tta
 
-        check_pipeline(self.augment)
+        check_pipeline(self.augment, self.data.image_size, self.data.channels)
         check_config(self.model, self.data.image_size)
+        check_tta(self.tta, self.data.image_size)
         return self
+
+    def check_with_contest(self, contest: Any, console: Any = None) -> None:
+        """See the module function check_with_contest."""
+        check_with_contest(self, contest, console)
 
     def resolved(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -197,7 +262,120 @@ class Recipe(Section):
         return yaml.safe_dump(self.resolved(), sort_keys=False)
 
 
+# ---------------------------------------------------------------- checks that need the contest
+
+
+def check_with_contest(recipe: Recipe, contest: Any, console: Any = None) -> None:
+    """The recipe's checks that need the contest (its classes, its train.csv columns, its images per class): run
+    by `train` once the contest is loaded, before the run folder is made, and by `doctor`. With a console, also
+    says how the contest's grey images of more than 8 bits were mapped to 0..255 (known once they are decoded).
+
+    Raises CompetitionError naming the recipe key and value."""
+    from competition.balance import check_classes
+    from competition.folds import make_folds, parse_group_by, resolve_groups
+
+    check_classes(recipe.balance, list(contest.classes))
+    # The folds' checks (images per class, a group_by column or regex against the files) without decoding;
+    # near-duplicate groups need the pixels and are checked when the folds are made.
+    kind, _ = parse_group_by(recipe.cv.group_by)
+    groups = resolve_groups(recipe.cv.group_by, contest.train) if kind in ("column", "regex") else None
+    make_folds(contest.train["label"].to_numpy(), recipe.cv.folds, recipe.cv.seed, groups=groups)
+    if console is not None:
+        from competition.data.cache import intensity_note
+
+        paths = [*contest.train["path"].tolist(), *contest.test["path"].tolist()]
+        note = intensity_note(paths, recipe.data.intensity_window)
+        if note:
+            console.print(note, markup=False, highlight=False)
+
+
 # ---------------------------------------------------------------- loading and errors
+
+
+class _YAMLProblem(Exception):
+    """A YAML document the recipe loader refuses; the message names the problem and its line."""
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, strict: a key given twice in one mapping is an error (the first would be dropped
+    silently), and so is a document whose aliases would expand past MAX_YAML_VALUES values (an "alias bomb")
+    or whose collections nest deeper than MAX_YAML_DEPTH."""
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        _expanded_size(node, {}, 0)
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue
+                line = key_node.start_mark.line + 1
+                if first is not None:
+                    raise _YAMLProblem(f"key {shown(key)} appears twice (line {line}; first on line {first})")
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _expanded_size(node: Any, sizes: dict[int, int], depth: int) -> int:
+    """How many values `node` stands for once aliases are expanded (shared nodes counted once per use,
+    computed once each); raises _YAMLProblem past MAX_YAML_VALUES, MAX_YAML_DEPTH or an alias inside itself."""
+    key = id(node)
+    if key in sizes:
+        if sizes[key] < 0:
+            raise _YAMLProblem(f"an alias refers to the collection that holds it (line {node.start_mark.line + 1})")
+        return sizes[key]
+    if depth > MAX_YAML_DEPTH:
+        raise _YAMLProblem(f"collections nested more than {MAX_YAML_DEPTH} deep (line {node.start_mark.line + 1})")
+    size = 1
+    if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)):
+        sizes[key] = -1
+        children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+        for child in children:
+            size += _expanded_size(child, sizes, depth + 1)
+            if size > MAX_YAML_VALUES:
+                raise _YAMLProblem(f"aliases expand to more than {MAX_YAML_VALUES:,} values "
+                                   f"(line {node.start_mark.line + 1}); a recipe needs far fewer")
+    sizes[key] = size
+    return size
+
+
+def _yaml_load(text: str) -> Any:
+    """`text` read by the strict loader; raises _YAMLProblem or yaml.YAMLError."""
+    loader = _RecipeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = MAX_ECHO
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+_REPR.maxlevel = 3
+
+
+def shown(value: Any) -> str:
+    """`value` as an error echoes it: its repr, cut down (a few items, a few levels, MAX_ECHO characters of a
+    string), so a huge or deeply shared value never makes a huge message."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # a value whose repr fails is named by its type
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 2 * MAX_ECHO else text[: 2 * MAX_ECHO - 3] + "..."
+
+
+def _one_line(message: str) -> str:
+    """A message as one line of at most MAX_LINE characters."""
+    text = " ".join(message.split())
+    return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -253,24 +431,27 @@ def format_error(error: ValidationError, source: str = "") -> str:
     prefix = f"{source}: " if source else ""
     kind = first["type"]
     if kind == "extra_forbidden":
-        key = str(first["loc"][-1])
+        key = str(first["loc"][-1])[:MAX_ECHO]
         close = difflib.get_close_matches(key, _fields_at(first["loc"]), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"{prefix}{where}: unknown key{hint}"
-    got = first.get("input")
+        return _one_line(f"{prefix}{where}: unknown key{hint}")
+    got = shown(first.get("input"))
     if kind in _EXPECTED:
-        return f"{prefix}{where}: {_EXPECTED[kind]}, got {got!r}"
+        return _one_line(f"{prefix}{where}: {_EXPECTED[kind]}, got {got}")
     message = first["msg"].removeprefix("Value error, ")
     if kind == "value_error":
-        return f"{prefix}{where}: {message}"
-    return f"{prefix}{where}: {message[:1].lower() + message[1:]}, got {got!r}"
+        return _one_line(f"{prefix}{where}: {message}")
+    return _one_line(f"{prefix}{where}: {message[:1].lower() + message[1:]}, got {got}")
 
 
 def parse_value(text: str) -> Any:
-    """A --set value is YAML: `3` is an int, `1e-3` a float, `[1, 2]` a list, `none` stays a string."""
+    """A --set value is YAML: `3` is an int, `1e-3` a float, `[1, 2]` a list, `none` stays a string.
+    Raises CompetitionError for YAML the recipe loader refuses (a key twice, an alias bomb)."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return _yaml_load(text)
+    except _YAMLProblem as exc:
+        raise CompetitionError(f"--set value {shown(text)}: {exc}") from None
+    except (yaml.YAMLError, RecursionError):
         return text
 
 
@@ -278,14 +459,16 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     """Apply `key.sub=value` (list items by index: `train.phases.0.epochs=3`) to the raw recipe dict."""
     key, sep, value = assignment.partition("=")
     if not sep or not key.strip():
-        raise CompetitionError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.batch_size=64")
+        raise CompetitionError(f"--set {shown(assignment)}: expected KEY=VALUE, e.g. train.batch_size=64")
+    if len(key) > 200:
+        raise CompetitionError(f"--set {shown(key)}: not a recipe key")
     parts = key.strip().split(".")
     node: Any = raw
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise CompetitionError(f"--set {key}: '{part}' is not an index of a list of {len(node)}")
+                raise CompetitionError(f"--set {key}: {shown(part)} is not an index of a list of {len(node)}")
             if last:
                 node[int(part)] = parse_value(value)
             else:
@@ -320,8 +503,15 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
         path = Path(path)
         if not path.is_file():
             raise CompetitionError(f"{path}: recipe file not found")
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise CompetitionError(f"{path}: {path.stat().st_size:,} bytes, not a recipe "
+                                   f"(at most {MAX_RECIPE_BYTES:,} bytes)")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            loaded = _yaml_load(path.read_text(encoding="utf-8"))
+        except _YAMLProblem as exc:
+            raise CompetitionError(f"{path}: {exc}") from None
+        except RecursionError:
+            raise CompetitionError(f"{path}: collections nested too deeply") from None
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -339,4 +529,4 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
     except ValidationError as exc:
         raise CompetitionError(format_error(exc, source)) from None
     except CompetitionError as exc:  # raised by checks that validate against other libraries
-        raise CompetitionError(f"{source}: {exc}") from None
+        raise CompetitionError(_one_line(f"{source}: {exc}")) from None

@@ -1,8 +1,11 @@
 """Submissions: write a run's test predictions in exactly the sample's format, validated first.
 
-Two sample formats: one label column (``id,label``: the class name per row) or one column per
-class (``id,<class 1>,...``: probabilities). Row numbers in messages count data rows from 1
-(the header is not a row), as a spreadsheet user would after freezing the header.
+Three sample formats: one label column (``id,label``: the class name per row), one column per
+class (``id,<class 1>,...``: probabilities), or, in a two-class contest, one column of numbers
+(``id,target`` with ``0.5``: the positive class's probability; competition.data.contest.sample_format
+tells them apart, positive_class names the class). Every CSV is read as literal text. Row numbers in
+messages count data rows from 1 (the header is not a row), as a spreadsheet user would after freezing
+the header.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from competition.data.contest import positive_class, sample_format
 from competition.errors import CompetitionError
-from competition.files import write_text
+from competition.files import CsvShapeError, read_string_csv, write_text
 from competition.metrics import macro_f1
 from competition.runs import Run
 from competition.tuning import DecisionTuner
@@ -39,11 +43,6 @@ def _is_empty(column: pd.Series) -> np.ndarray:
     return (column.isna() | column.astype(str).str.strip().eq("")).to_numpy()
 
 
-def is_probability_format(sample: pd.DataFrame) -> bool:
-    """One column per class (probabilities) rather than a single label column after the id."""
-    return len(sample.columns) > 2
-
-
 def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list[str] | None = None) -> list[str]:
     """Every way `frame` differs from what the sample's format demands; empty list means valid.
 
@@ -55,7 +54,9 @@ def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list
     missing = [c for c in expected if c not in got]
     extra = [c for c in got if c not in expected]
     if missing:
-        problems.append(f"missing columns {missing} (sample columns: {expected})")
+        alike = [f"{e!r} as {g!r}" for e in missing for g in extra if e.strip().lower() == g.strip().lower()]
+        hint = f"; the submission writes {', '.join(alike)} (names are compared as written)" if alike else ""
+        problems.append(f"missing columns {missing} (sample columns: {expected}){hint}")
     if extra:
         problems.append(f"extra columns {extra} (sample columns: {expected})")
     if not missing and not extra and got != expected:
@@ -91,7 +92,8 @@ def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list
             )
 
     value_columns = [c for c in expected[1:] if c in got]
-    if is_probability_format(sample):
+    kind = sample_format(sample, classes)
+    if kind != "labels":
         values = {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64) for c in value_columns}
         for c, v in values.items():
             bad = np.flatnonzero(np.isnan(v) & ~_is_empty(frame[c]))
@@ -100,10 +102,11 @@ def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list
             outside = np.flatnonzero((v < 0) | (v > 1))
             if len(outside):
                 problems.append(f"column '{c}': outside [0, 1] at {_rows(outside, [f'{x:g}' for x in v[outside]])}")
-        if values and not missing:
+        if values and not missing and kind == "probabilities":
             matrix = np.column_stack(list(values.values()))
-            sums = matrix.sum(axis=1)
-            off = np.flatnonzero(~np.isnan(sums) & (np.abs(sums - 1.0) > SUM_TOLERANCE))
+            with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: reported above, not warned about
+                sums = matrix.sum(axis=1)
+                off = np.flatnonzero(np.isfinite(sums) & (np.abs(sums - 1.0) > SUM_TOLERANCE))
             if len(off):
                 problems.append(
                     f"probabilities do not sum to 1 (±{SUM_TOLERANCE:g}) at {_rows(off, [f'sum {s:.6g}' for s in sums[off]])}"
@@ -122,21 +125,22 @@ def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list
 
 
 def read_csv_strings(path: str | Path) -> pd.DataFrame:
-    """A CSV as text cells, empty cells kept as '' (not NaN), so validation sees what the grader sees."""
-    path = Path(path)
-    if not path.is_file():
-        raise CompetitionError(f"{path}: file not found")
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
-        reason = " ".join(str(err).split())
-        raise CompetitionError(f"{path}: cannot read as CSV ({reason})") from err
+    """A CSV as literal text cells ('NA', 'None', '007' as written; empty cells ''), each row checked against
+    the header, so validation sees what the grader sees (competition.files.read_string_csv)."""
+    return read_string_csv(path)
 
 
 def validate_file(
     submission_path: str | Path, sample_path: str | Path, classes: list[str] | None = None
 ) -> list[str]:
-    return validate_submission(read_csv_strings(submission_path), read_csv_strings(sample_path), classes)
+    """A submission whose rows do not fit its own header (a field too many or too few) has that one problem:
+    everything else would be read shifted and reported wrongly. A bad sample is an error, not a problem."""
+    sample = read_csv_strings(sample_path)
+    try:
+        frame = read_csv_strings(submission_path)
+    except CsvShapeError as err:
+        return [err.problem]
+    return validate_submission(frame, sample, classes)
 
 
 def _format_probability(x: float) -> str:
@@ -164,7 +168,13 @@ def make_submission(
     test = np.asarray(run.test, dtype=np.float64)[[position[i] for i in sample_ids]]
 
     rows: dict[str, object] = {id_column: sample_ids}
-    if is_probability_format(sample):
+    kind = sample_format(sample, run.classes)
+    if kind == "binary":
+        if tuner is not None:
+            raise CompetitionError(f"{sample_path}: a decision tuner applies to label submissions, not probabilities")
+        positive = positive_class(value_columns[0], run.classes, sample_path)
+        rows[value_columns[0]] = [_format_probability(x) for x in test[:, run.classes.index(positive)]]
+    elif kind == "probabilities":
         if tuner is not None:
             raise CompetitionError(f"{sample_path}: a decision tuner applies to label submissions, not probabilities")
         unknown = [c for c in value_columns if c not in run.classes]
@@ -185,7 +195,7 @@ def make_submission(
 
     if log_path is not None:
         log_path = Path(log_path)
-        log = pd.read_csv(log_path, dtype=str, keep_default_na=False) if log_path.is_file() else pd.DataFrame(columns=LOG_COLUMNS)
+        log = read_string_csv(log_path) if log_path.is_file() else pd.DataFrame(columns=LOG_COLUMNS)
         entry = {
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "file": str(out_path),

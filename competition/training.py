@@ -33,8 +33,11 @@ def train_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str |
     started = time.perf_counter()
     prepared = prepare_run(recipe, runs_dir, data_root=data_root, name=name, overwrite=overwrite,
                            deterministic=deterministic, console=console)
-    run_folds(prepared, executor, address=address, console=console, callbacks=tuple(callbacks))
-    return finish_run(prepared, started, console)
+    try:  # the run folder is locked by this process until it is finished (or this fails)
+        run_folds(prepared, executor, address=address, console=console, callbacks=tuple(callbacks))
+        return finish_run(prepared, started, console)
+    finally:
+        prepared.release()
 
 
 def train_recipes(recipes: list[Recipe], runs_dir: str | Path = "runs", *, data_root: str | Path | None = None,
@@ -59,13 +62,17 @@ def train_recipes(recipes: list[Recipe], runs_dir: str | Path = "runs", *, data_
     started = time.perf_counter()
     connect_ray(address)  # an unreachable cluster fails before any run folder is written
     prepared_runs = []
-    for recipe in recipes:
-        prepared = prepare_run(recipe, runs_dir, data_root=data_root, name=name, overwrite=overwrite, console=console,
-                               deterministic=deterministic)
-        prepared.x = prepared.x_test = None  # the workers read the pixels from the decode cache; free them here
-        prepared_runs.append(prepared)
-    failed = submit_ray(prepared_runs, address=address, console=console)
-    finished = [finish_run(p, started, console) for i, p in enumerate(prepared_runs) if i not in failed]
+    try:  # each run folder is locked by this process until its runs are finished (or this fails)
+        for recipe in recipes:
+            prepared = prepare_run(recipe, runs_dir, data_root=data_root, name=name, overwrite=overwrite,
+                                   console=console, deterministic=deterministic)
+            prepared.x = prepared.x_test = None  # the workers read the pixels from the decode cache; free them
+            prepared_runs.append(prepared)
+        failed = submit_ray(prepared_runs, address=address, console=console)
+        finished = [finish_run(p, started, console) for i, p in enumerate(prepared_runs) if i not in failed]
+    finally:
+        for prepared in prepared_runs:
+            prepared.release()
     if failed:
         if len(prepared_runs) == 1:
             raise CompetitionError(failed_line(failed[0]))

@@ -10,6 +10,7 @@ opened for reading.
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -22,7 +23,7 @@ import pandas as pd
 from competition.data.cache import decode_images, unreadable_message
 from competition.data.decode import IMAGE_EXTENSIONS
 from competition.errors import CompetitionError
-from competition.files import write_text
+from competition.files import read_string_csv, write_text
 
 
 
@@ -65,9 +66,28 @@ def image_id(path: Path) -> str:
     return path.stem if path.suffix.lower() in IMAGE_EXTENSIONS else path.name
 
 
+# Folders that operating systems and archivers leave beside the data: never classes, never images.
+SYSTEM_FOLDERS = frozenset({"__MACOSX", "@eaDir", "$RECYCLE.BIN", "System Volume Information"})
+
+
 def _visible(folder: Path) -> list[Path]:
-    """A folder's entries, sorted, without hidden ones (``.DS_Store``, ``._x.png`` AppleDouble files, ...)."""
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    """A folder's entries, sorted, without hidden ones (``.DS_Store``, ``._x.png`` AppleDouble files, ...) and
+    without the system folders a Mac zip or a NAS adds (``__MACOSX``, ``@eaDir``, ...). A broken symbolic link
+    among them stops here, named as one: it is neither an image nor a folder, and would otherwise be
+    reported as something it is not (or silently dropped)."""
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.name not in SYSTEM_FOLDERS)
+    for path in entries:
+        if path.is_symlink() and not path.exists():
+            raise CompetitionError(f"{path}: broken symbolic link (it points to {_link_target(path)!r}, which "
+                                   "does not exist or loops); fix the link or replace it with the file")
+    return entries
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -98,12 +118,9 @@ def _duplicate_ids(images: list[Path], ids: list[str], where: Path) -> None:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except UnicodeDecodeError:
-        raise CompetitionError(f"{path}: not UTF-8 text; save it as UTF-8") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
-        raise CompetitionError(f"{path}: cannot read as CSV ({' '.join(str(exc).split())})") from None
+    """Every cell as the literal text written ('NA', 'None', 'null', '007' stay as they are), rows checked
+    against the header (competition.files.read_string_csv)."""
+    return read_string_csv(path)
 
 
 def _count(n: int, noun: str, plural: str | None = None) -> str:
@@ -118,14 +135,14 @@ def index_contest(root: str | Path) -> Contest:
     problem is a CompetitionError of one line naming the offending path. Nothing is written."""
     root = Path(root)
     if not root.is_dir():
-        raise CompetitionError(f"{root}: contest folder not found")
+        raise CompetitionError(f"{root}: contest folder not found{_why_missing(root, 'a folder')}")
     train_dir, test_dir, sample_path = root / "train", root / "test", root / "sample_submission.csv"
     if not train_dir.is_dir():
-        raise CompetitionError(f"{train_dir}: train folder not found")
+        raise CompetitionError(f"{train_dir}: train folder not found{_why_missing(train_dir, 'a folder')}")
     if not test_dir.is_dir():
-        raise CompetitionError(f"{test_dir}: test folder not found")
+        raise CompetitionError(f"{test_dir}: test folder not found{_why_missing(test_dir, 'a folder')}")
     if not sample_path.is_file():
-        raise CompetitionError(f"{sample_path}: sample submission not found")
+        raise CompetitionError(f"{sample_path}: sample submission not found{_why_missing(sample_path, 'a file')}")
     sample = _read_csv(sample_path)
     if len(sample.columns) < 2:
         raise CompetitionError(f"{sample_path}: needs an id column and at least one value column "
@@ -133,12 +150,88 @@ def index_contest(root: str | Path) -> Contest:
 
     train_csv = root / "train.csv"
     train = _train_from_csv(train_csv, train_dir) if train_csv.is_file() else _train_from_folders(train_dir)
+    source = train_csv if train_csv.is_file() else train_dir
+    _check_look_alike_labels(train, source, from_csv=train_csv.is_file())
     classes = sorted(train["label"].unique())
     if len(classes) < 2:
         raise CompetitionError(f"{train_dir}: only one class ({classes[0]}); a classifier needs at least two")
-    _check_sample_classes(sample, sample_path, train, classes, train_csv if train_csv.is_file() else train_dir)
+    _check_sample_classes(sample, sample_path, train, classes, source)
     test = _test_images(test_dir, sample, sample_path)
     return Contest(root=root, train=train, test=test, classes=classes, sample_path=sample_path)
+
+
+def _why_missing(path: Path, wanted: str) -> str:
+    """Why a path the layout needs is not there: a broken link, or something of the other kind."""
+    if path.is_symlink() and not path.exists():
+        return f" (a broken symbolic link to {_link_target(path)!r})"
+    if path.exists():
+        return f" ({'a file' if wanted == 'a folder' else 'a folder'} is there, {wanted} is needed)"
+    return ""
+
+
+def _near_miss(name: str, candidates: Sequence[str], what: str) -> str:
+    """A hint when `name` is not among `candidates` but one of them differs from it only in a way that is
+    easy to miss: surrounding whitespace, upper/lower case, leading zeros a spreadsheet dropped."""
+    stripped = name.strip()
+    if stripped != name and stripped in candidates:
+        return f" ({what} {stripped!r} exists: {name!r} has surrounding whitespace, and ids are compared as written)"
+    for other in candidates:
+        if other.strip() == stripped and other != name:
+            return f" ({what} {other!r} exists: it differs only by surrounding whitespace)"
+    lowered = name.lower()
+    for other in candidates:
+        if other.lower() == lowered:
+            return f" ({what} {other!r} exists: it differs only in upper/lower case)"
+    if stripped.isdigit():
+        for other in candidates:
+            if other.isdigit() and int(other) == int(stripped):
+                return f" ({what} {other!r} exists: leading zeros differ; was the file through a spreadsheet?)"
+    return ""
+
+
+def _label_key(label: str) -> str:
+    """What a label looks like on screen: Unicode form unified, invisible characters dropped, whitespace runs
+    collapsed and trimmed. Two labels with one key would print alike in every table."""
+    text = "".join(c for c in unicodedata.normalize("NFKC", label) if unicodedata.category(c) != "Cf")
+    return " ".join(text.split())
+
+
+def _rows_with_ids(frame: pd.DataFrame, mask: np.ndarray, *, rows: bool) -> str:
+    """'rows 5, 6, 7 (ids a4, a5, a6) and 2 more' (rows count from 1 after the header) or 'ids a4, a5'."""
+    positions = np.flatnonzero(mask)
+    shown = positions[:5]
+    more = f" and {len(positions) - 5} more" if len(positions) > 5 else ""
+    ids = ", ".join(str(frame["id"].iloc[p]) for p in shown)
+    if not rows:
+        return f"{'id' if len(positions) == 1 else 'ids'} {ids}{more}"
+    numbers = ", ".join(str(p + 1) for p in shown)
+    return f"{'row' if len(positions) == 1 else 'rows'} {numbers} ({'id' if len(shown) == 1 else 'ids'} {ids}){more}"
+
+
+def _check_look_alike_labels(train: pd.DataFrame, source: Path, *, from_csv: bool) -> None:
+    """Labels are compared as written, so 'Alpha ' and 'Alpha' would be two classes that print alike: stop
+    and name the rows (or class folders) whose label differs from another only by whitespace or invisible
+    characters."""
+    labels = train["label"].astype(str)
+    groups: dict[str, list[str]] = {}
+    for label in labels.unique():
+        groups.setdefault(_label_key(label), []).append(label)
+    for key, variants in groups.items():
+        if len(variants) < 2:
+            continue
+        counts = {v: int((labels == v).sum()) for v in variants}
+        main = key if key in counts else max(variants, key=lambda v: (counts[v], v == v.strip()))
+        odd = next(v for v in variants if v != main)
+        how = ("only by surrounding whitespace" if odd.strip() == main.strip()
+               else "only by whitespace or invisible characters (Unicode form)")
+        where = _rows_with_ids(train, (labels == odd).to_numpy(), rows=from_csv)
+        if from_csv:
+            raise CompetitionError(f"{source}: label {odd!r} on {where} differs from label {main!r} "
+                                   f"({counts[main]} rows) {how}; labels are compared as written, so it would be a "
+                                   "class of its own: write them the same")
+        raise CompetitionError(f"{source}: class folders {odd!r} ({where}) and {main!r} differ {how}; labels are "
+                               "compared as written, so they would be two classes that print alike: merge or "
+                               "rename them")
 
 
 def _train_from_folders(train_dir: Path) -> pd.DataFrame:
@@ -174,7 +267,9 @@ def _train_from_csv(train_csv: Path, image_dir: Path) -> pd.DataFrame:
     frame = _read_csv(train_csv)
     for column in ("id", "label"):
         if column not in frame.columns:
-            raise CompetitionError(f"{train_csv}: missing column '{column}' (columns: {', '.join(frame.columns)})")
+            hint = _near_miss(column, list(frame.columns), "a column")
+            raise CompetitionError(f"{train_csv}: missing column '{column}' (columns: {', '.join(map(repr, frame.columns))})"
+                                   f"{hint}")
     repeated = frame.index[frame["id"].duplicated()]
     if len(repeated):
         raise CompetitionError(f"{train_csv}: id {frame['id'][repeated[0]]!r} appears more than once "
@@ -186,7 +281,9 @@ def _train_from_csv(train_csv: Path, image_dir: Path) -> pd.DataFrame:
             by_id.setdefault(key, []).append(path)
     missing = [i for i in frame["id"] if i not in by_id]
     if missing:
-        raise CompetitionError(f"{train_csv}: no image in {image_dir} for id {missing[0]!r} ({len(missing)} missing)")
+        hint = _near_miss(missing[0], list(by_id), "an image named")
+        raise CompetitionError(f"{train_csv}: no image in {image_dir} for id {missing[0]!r} ({len(missing)} "
+                               f"missing){hint}")
     ambiguous = [i for i in frame["id"] if len(by_id[i]) > 1]
     if ambiguous:
         files = by_id[ambiguous[0]]
@@ -202,18 +299,73 @@ def _train_from_csv(train_csv: Path, image_dir: Path) -> pd.DataFrame:
     return frame
 
 
+SampleFormat = Literal["labels", "probabilities", "binary"]
+NEGATIVE_NAMES = frozenset({"0", "no", "false", "negative", "neg", "normal", "benign", "healthy", "absent",
+                            "control", "nonmalignant", "non-malignant", "clean", "ok"})
+
+
+def sample_format(sample: pd.DataFrame, classes: Sequence[str] | None = None) -> SampleFormat:
+    """What a sample submission asks for: "probabilities" (one column per class), "labels" (one column of
+    class names) or "binary" (one column of numbers: the positive class's probability in a two-class contest).
+
+    One value column is "binary" when its placeholders are numbers that are not class names: numbers with a
+    fraction ('0.5') always; whole numbers ('0') only when `classes` is given and none of them is a class (a
+    contest whose classes are '0' and '1' keeps labels)."""
+    if len(sample.columns) > 2:
+        return "probabilities"
+    if len(sample.columns) < 2 or not len(sample):
+        return "labels"
+    values = sample[sample.columns[1]].astype(str).str.strip()
+    if classes is not None and values.isin(list(classes)).any():
+        return "labels"
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.isna().any():
+        return "labels"
+    if not values.str.fullmatch(r"[+-]?\d+").all():
+        return "binary"
+    return "binary" if classes is not None else "labels"
+
+
+def positive_class(column: str, classes: Sequence[str], sample_path: str | Path = "the sample") -> str:
+    """The class whose probability a one-column ("binary") sample wants: the class the column is named
+    after ('malignant', 'is_malignant'), else the one that is not a 'negative' name (normal, benign, no, 0,
+    ...), else the second of the two sorted classes (as 0/1 encodings sort). Refused unless two classes."""
+    classes = sorted(classes)
+    if len(classes) != 2:
+        raise CompetitionError(f"{sample_path}: its one value column {column!r} holds numbers (a two-class "
+                               f"contest's positive-class probability), but there are {len(classes)} classes "
+                               f"({', '.join(classes[:10])}); the sample's numbers cannot be mapped to them")
+    if column in classes:
+        return column
+    tokens = {t for t in re.split(r"[^0-9a-z]+", column.lower()) if t}
+    named = [c for c in classes if c.lower() in tokens or c.lower() == column.lower()]
+    if len(named) == 1:
+        return named[0]
+    negative = [c for c in classes if c.strip().lower() in NEGATIVE_NAMES]
+    if len(negative) == 1:
+        return next(c for c in classes if c != negative[0])
+    return classes[1]
+
+
 def _check_sample_classes(sample: pd.DataFrame, sample_path: Path, train: pd.DataFrame, classes: list[str],
                           source: Path) -> None:
-    """A probability-format sample (one column per class) must name exactly the training classes; a
-    label-format sample's placeholder labels are no vocabulary, so it is not checked."""
-    if len(sample.columns) <= 2:
+    """A probability-format sample (one column per class) must name exactly the training classes; a one-column
+    sample of probabilities needs two classes; a label-format sample's placeholder labels are no vocabulary, so
+    it is not checked."""
+    kind = sample_format(sample, classes)
+    if kind == "binary":
+        positive_class(sample.columns[1], classes, sample_path)  # refuses unless two classes
+        return
+    if kind == "labels":
         return
     columns = list(sample.columns[1:])
     unknown = [c for c in classes if c not in columns]
     if unknown:
         count = int((train["label"] == unknown[0]).sum())
+        hint = _near_miss(unknown[0], columns, "a column")
         raise CompetitionError(f"{source}: label {unknown[0]!r} ({_count(count, 'image')}) is not a column of "
-                               f"{sample_path} ({_count(len(unknown), 'such label')}; sample columns: {', '.join(columns)})")
+                               f"{sample_path} ({_count(len(unknown), 'such label')}; sample columns: "
+                               f"{', '.join(map(repr, columns))}){hint}")
     absent = [c for c in columns if c not in classes]
     if absent:
         raise CompetitionError(f"{sample_path}: column {absent[0]!r} has no training images in {source} "
@@ -245,8 +397,9 @@ def _test_images(test_dir: Path, sample: pd.DataFrame, sample_path: Path) -> pd.
     if absent or extra:
         parts = []
         if absent:
-            others = sorted(p.name for p in entries if p.stem == absent[0] and not _is_image(p))
-            hint = f" (found {others[0]}, not a supported image type)" if others else ""
+            others = sorted(p.name for p in entries if p.stem == absent[0] and not _is_image(p) and p.is_file())
+            hint = (f" (found {others[0]}, not a supported image type)" if others
+                    else _near_miss(absent[0], sorted(present), "a test image with id"))
             have = "has" if len(absent) == 1 else "have"
             parts.append(f"{_count(len(absent), 'sample id')} {have} no image in {test_dir}, e.g. {absent[0]!r}{hint}")
         if extra:
@@ -281,7 +434,8 @@ OnBad = Literal["error", "skip"]
 
 
 def load_contest(root: str | Path, size: tuple[int, int], channels: int, *, on_bad: OnBad = "error",
-                 cache: bool = True) -> tuple[Contest, np.ndarray, np.ndarray, list[tuple[str, str]]]:
+                 cache: bool = True, window: tuple[float, float] | None = None,
+                 ) -> tuple[Contest, np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Index and check the contest, then decode every train and test image once (the preflight).
 
     Returns (contest, train images, test images, skipped). With on_bad="error" any unreadable image raises
@@ -291,8 +445,9 @@ def load_contest(root: str | Path, size: tuple[int, int], channels: int, *, on_b
     if on_bad not in ("error", "skip"):
         raise CompetitionError(f"recipe.data.on_bad_image: expected 'error' or 'skip', got {on_bad!r}")
     contest = index_contest(root)
-    x, bad_train = decode_images(contest.train["path"].tolist(), size, channels, cache=cache)
-    x_test, bad_test = decode_images(contest.test["path"].tolist(), size, channels, cache=cache)
+    # one intensity mapping for train and test (`window`: the recipe's data.intensity_window)
+    x, bad_train = decode_images(contest.train["path"].tolist(), size, channels, cache=cache, window=window)
+    x_test, bad_test = decode_images(contest.test["path"].tolist(), size, channels, cache=cache, window=window)
     if bad_test:
         also = (f" (and {len(bad_train)} unreadable training images)" if bad_train and on_bad == "error" else "")
         raise CompetitionError(f"{unreadable_message(bad_test, 'test')}{also}; test images cannot be skipped, the "
@@ -316,3 +471,7 @@ def write_skipped(path: str | Path, skipped: Sequence[tuple[str, str]]) -> None:
     """skipped_images.csv: one row per skipped image, columns path and reason."""
     write_text(path, pd.DataFrame(list(skipped), columns=["path", "reason"]).to_csv(index=False))
 
+
+def is_image(path: Path) -> bool:
+    """True for an image file the tool reads: by extension, or a DICOM file by its preamble."""
+    return _is_image(Path(path))

@@ -5,11 +5,17 @@ replicated):
 
 - JPEG (CMYK JPEGs converted to RGB), PNG, BMP, TIFF, GIF, WebP through Pillow; multi-frame files
   (GIF, TIFF) give their first frame. EXIF orientation is applied; a broken EXIF block is ignored.
-- 16-bit and 32-bit grey (PNG ``I;16``, TIFF ``I``/``F``): scaled min-max per image to 0..255.
+- Grey images of more than 8 bits (PNG ``I;16``, TIFF ``I;16``/``I``/``F``) are mapped to 0..255 in one way for
+  the whole contest, train and test alike (never by each image's own minimum and maximum, which would erase
+  the brightness differences between images): by default the bit depth's full range (16-bit:
+  value / 65535 * 255; signed 16-bit: -32768..32767; 32-bit integers: their full signed or unsigned range;
+  32-bit float: 0.0..1.0), or, when the recipe declares ``data.intensity_window: [low, high]``, low..high
+  (values outside clipped). `train` says which mapping it used (competition.data.cache.intensity_note).
 - Alpha (RGBA, LA, palette with transparency): composited on black, so transparent pixels are 0.
 - Palette images: their palette colours.
 - DICOM (``.dcm``/``.dicom`` or any file with the ``DICM`` preamble) through pydicom: rescale slope and
-  intercept applied; then the window (first WindowCenter/WindowWidth value when multi-valued; linear from
+  intercept applied; then the recipe's ``data.intensity_window`` when declared (in the rescaled units, e.g.
+  HU), else the file's window (first WindowCenter/WindowWidth value when multi-valued; linear from
   centre - width/2 to centre + width/2) or, without a window, min-max per image; MONOCHROME1 inverted so
   that high values are bright; multi-frame files give their first frame; RGB, YBR and palette-colour
   DICOM give colour. Compressed transfer syntaxes need pydicom's optional decoders (pylibjpeg, gdcm).
@@ -21,6 +27,8 @@ replicated):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,17 +73,68 @@ class _Bad(Exception):
     """A decoding failure with a reason already worded for the user."""
 
 
+Window = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How one grey image of more than 8 bits became 0..255: its kind ("16-bit", "32-bit float", "DICOM", ...),
+    the range mapped to 0..255 (`how`: "full range", "recipe window", "DICOM window" or "min-max per image"),
+    and the lowest and highest value the image holds."""
+
+    kind: str
+    how: str
+    low: float
+    high: float
+    min_value: float
+    max_value: float
+
+
 def _scale_min_max(array: np.ndarray) -> np.ndarray:
     array = array.astype(np.float64)
     low, high = float(np.nanmin(array)), float(np.nanmax(array))
     return ((np.nan_to_num(array, nan=low) - low) / (high - low or 1.0) * 255.0).round().astype(np.uint8)
 
 
+def _scale_window(array: np.ndarray, low: float, high: float) -> np.ndarray:
+    """low..high to 0..255 linearly, values outside clipped, NaN as low."""
+    array = np.nan_to_num(array.astype(np.float64), nan=low, posinf=high, neginf=low)
+    return (np.clip((array - low) / (high - low), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def _value_range(array: np.ndarray) -> tuple[float, float]:
+    finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
+    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+
+
+def _depth(image: Any) -> tuple[str, float, float]:
+    """A grey image of more than 8 bits: its kind and the full range of its bit depth."""
+    mode = image.mode
+    if mode.startswith("I;16"):
+        return ("16-bit signed", -32768.0, 32767.0) if mode.endswith("S") else ("16-bit", 0.0, 65535.0)
+    if mode == "F":
+        return "32-bit float", 0.0, 1.0  # float images hold 0.0..1.0 by convention
+    tags = getattr(image, "tag_v2", None) or {}
+    bits, sample_format = tags.get(258, (32,)), tags.get(339, (1,))
+    bits = int(bits[0] if isinstance(bits, tuple) else bits)
+    signed = int(sample_format[0] if isinstance(sample_format, tuple) else sample_format) == 2
+    if image.format == "PNG" or bits <= 16:  # Pillow's "I" holds 16-bit PNGs and TIFFs too
+        return ("16-bit signed", -32768.0, 32767.0) if signed else ("16-bit", 0.0, 65535.0)
+    return ("32-bit signed", -(2.0**31), 2.0**31 - 1) if signed else ("32-bit", 0.0, 2.0**32 - 1)
+
+
+def _map_grey(array: np.ndarray, kind: str, full: Window, window: Window | None) -> tuple[np.ndarray, Mapping]:
+    low, high = window if window is not None else full
+    how = "recipe window" if window is not None else "full range"
+    return _scale_window(array, low, high), Mapping(kind, how, low, high, *_value_range(array))
+
+
 _BOMB_WARNING_OFF = False
 
 
-def _pil_pixels(handle: Any) -> Any:
-    """A Pillow image (frame 0) as mode L or RGB, fully loaded."""
+def _pil_pixels(handle: Any, window: Window | None = None) -> tuple[Any, Mapping | None]:
+    """A Pillow image (frame 0) as mode L or RGB, fully loaded, and how its grey values were mapped when it has
+    more than 8 bits."""
     import warnings
 
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -103,23 +162,26 @@ def _pil_pixels(handle: Any) -> Any:
         except Exception:  # a broken EXIF block never makes the pixels unreadable
             image = image.copy()
         mode = image.mode
-        if mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
-            return Image.fromarray(_scale_min_max(np.asarray(image)))
+        if mode.startswith("I") or mode == "F":
+            kind, low, high = _depth(image)
+            pixels, mapping = _map_grey(np.asarray(image), kind, (low, high), window)
+            return Image.fromarray(pixels), mapping
         if mode == "P" and "transparency" in image.info:
             image, mode = image.convert("RGBA"), "RGBA"
         if mode in {"RGBA", "LA", "PA", "RGBa", "La"}:
             rgba = image.convert("RGBA")
             black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-            return Image.alpha_composite(black, rgba).convert("L" if mode in {"LA", "La"} else "RGB")
+            return Image.alpha_composite(black, rgba).convert("L" if mode in {"LA", "La"} else "RGB"), None
         if mode in {"L", "RGB"}:
-            return image
+            return image, None
         if mode == "1":
-            return image.convert("L")
-        return image.convert("RGB")  # P, CMYK (Adobe-inverted CMYK handled by Pillow), YCbCr, HSV, ...
+            return image.convert("L"), None
+        return image.convert("RGB"), None  # P, CMYK (Adobe-inverted CMYK handled by Pillow), YCbCr, HSV, ...
 
 
-def _dicom_pixels(handle: Any) -> Any:
-    """A DICOM file's first frame as a Pillow image: rescaled, windowed (or min-max), MONOCHROME1 inverted."""
+def _dicom_pixels(handle: Any, window: Window | None = None) -> tuple[Any, Mapping | None]:
+    """A DICOM file's first frame as a Pillow image: rescaled, windowed (the recipe's window, else the file's,
+    else min-max), MONOCHROME1 inverted; and how its grey values were mapped (None for colour)."""
     import pydicom
     from PIL import Image
     from pydicom.pixels import apply_color_lut, pixel_array
@@ -143,22 +205,28 @@ def _dicom_pixels(handle: Any) -> Any:
     if photometric == "PALETTE COLOR":
         array = apply_color_lut(array, ds)
         bits = 16 if array.dtype.itemsize > 1 else 8
-        return Image.fromarray((array.astype(np.float64) / (2**bits - 1) * 255).round().astype(np.uint8))
+        return Image.fromarray((array.astype(np.float64) / (2**bits - 1) * 255).round().astype(np.uint8)), None
     if array.ndim == 3:  # RGB (YBR already converted to RGB by pydicom)
         if array.dtype != np.uint8:
             bits = int(ds.get("BitsStored", 8 * array.dtype.itemsize))
             array = np.clip(array.astype(np.float64) / (2**bits - 1) * 255, 0, 255).round()
-        return Image.fromarray(array.astype(np.uint8))
+        return Image.fromarray(array.astype(np.uint8)), None
     values = array.astype(np.float64) * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
     center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
-    if center is not None and width is not None and width > 0:
+    value_range = _value_range(values)
+    if window is not None:
+        pixels = _scale_window(values, *window)
+        mapping = Mapping("DICOM", "recipe window", *window, *value_range)
+    elif center is not None and width is not None and width > 0:
         low = center - width / 2
         pixels = (np.clip((values - low) / width, 0.0, 1.0) * 255).round().astype(np.uint8)
+        mapping = Mapping("DICOM", "DICOM window", low, low + width, *value_range)
     else:
         pixels = _scale_min_max(values)
+        mapping = Mapping("DICOM", "min-max per image", *value_range, *value_range)
     if photometric == "MONOCHROME1":
         pixels = 255 - pixels
-    return Image.fromarray(pixels)
+    return Image.fromarray(pixels), mapping
 
 
 def _first(value: Any) -> float | None:
@@ -172,10 +240,12 @@ def _first(value: Any) -> float | None:
         return None
 
 
-def decode_image(path: str | Path, size: tuple[int, int], channels: int) -> np.ndarray:
+def decode_image(path: str | Path, size: tuple[int, int], channels: int, window: Window | None = None,
+                 on_mapping: Callable[[Mapping], None] | None = None) -> np.ndarray:
     """One file as uint8 (h, w, channels), read-only; raises UnreadableImage naming the path and the reason.
-    See the module docstring for how each format becomes pixels; resized with an area filter when shrinking,
-    bilinear when growing."""
+    See the module docstring for how each format becomes pixels (`window`: the recipe's
+    data.intensity_window); resized with an area filter when shrinking, bilinear when growing. For a grey
+    image of more than 8 bits, `on_mapping` is called with how its values were mapped to 0..255."""
     from PIL import Image
 
     try:
@@ -185,9 +255,9 @@ def decode_image(path: str | Path, size: tuple[int, int], channels: int) -> np.n
                 raise _Bad("empty file")
             handle.seek(0)
             if Path(path).suffix.lower() in DICOM_EXTENSIONS or head[128:132] == b"DICM":
-                image = _dicom_pixels(handle)
+                image, mapping = _dicom_pixels(handle, window)
             else:
-                image = _pil_pixels(handle)
+                image, mapping = _pil_pixels(handle, window)
         image = image.convert("L" if channels == 1 else "RGB")
         shrink = image.width >= size[1]
         image = image.resize((size[1], size[0]), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR)
@@ -202,5 +272,7 @@ def decode_image(path: str | Path, size: tuple[int, int], channels: int) -> np.n
         raise UnreadableImage(path, "out of memory while decoding") from None
     except Exception as exc:  # any other failure inside a decoder is a property of this file
         raise UnreadableImage(path, _reason(exc, path)) from None
+    if mapping is not None and on_mapping is not None:
+        on_mapping(mapping)
     return array.reshape(size[0], size[1], channels)
 

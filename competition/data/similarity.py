@@ -62,6 +62,7 @@ def area_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 
 def grayscale(images: np.ndarray) -> np.ndarray:
+    """float32 (n, h, w): the channel mean of images (n, h, w[, c]); CompetitionError for other shapes."""
     images = np.asarray(images)
     if images.ndim == 4:
         return images.astype(np.float32).mean(axis=3)
@@ -205,6 +206,8 @@ def near_duplicate_groups(signatures: np.ndarray, threshold: float = DEFAULT_THR
 
 
 def connected_groups(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """int64 (n,) group id per item: connected components of the graph with edges (i[k], j[k])
+    (scipy.sparse.csgraph.connected_components)."""
     graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     return labels.astype(np.int64)
@@ -238,6 +241,7 @@ def _key(*parts: object) -> str:
 
 
 def load_for_signatures(paths: Sequence[str | Path]) -> np.ndarray:
+    """uint8 (n, 64, 64, 1): the images decoded (through the decode cache) at the size signatures use."""
     from competition.data.cache import load_images
 
     return load_images([Path(p) for p in paths], LOAD_SIZE, 1)

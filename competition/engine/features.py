@@ -3,6 +3,8 @@ way every epoch, so the backbone runs once per image and the head trains on its 
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -44,14 +46,44 @@ def set_precision(recipe: Recipe) -> None:
     keras.mixed_precision.set_global_policy("mixed_float16" if recipe.train.mixed_precision else "float32")
 
 
-def frozen_features(recipe: Recipe, x: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
-    """{"phase0": float32 (n, *feature shape)}: every training image through the initial pretrained backbone,
-    computed once per run when the first phase trains only the head without augmentation (every fold starts
-    from the same backbone); {} otherwise."""
+def frozen_features(recipe: Recipe, x: np.ndarray, n_classes: int, *, store: bool = True) -> dict[str, np.ndarray]:
+    """{"phase0": float32 (n, *feature shape)}: every training image (uint8 x (n, h, w, c)) through the initial
+    pretrained backbone, when the first phase trains only the head without augmentation (every fold starts
+    from the same backbone); {} otherwise.
+
+    The feature store: features are kept in the cache folder (competition.data.cache_dir()/features), keyed
+    by the pixels' bytes, the backbone, its options, the weights file's bytes and the compute precision, so
+    every fold (in any process or on any Ray node sharing the cache), every later run and every recipe with
+    another head reuse them: the backbone runs once per contest."""
     if recipe.model.weights == "none" or not uses_cached_features(recipe, recipe.train.phases[0]):
         return {}
+    path = _store_path(recipe, x) if store else None
+    if path is not None and path.is_file():
+        try:
+            return {"phase0": np.load(path, allow_pickle=False)}
+        except (OSError, ValueError):  # a damaged entry is a miss: computed again and replaced
+            pass
     set_precision(recipe)
     extractor, _ = split_head(build_model(recipe.model, x.shape[1:], n_classes))
     features = {"phase0": extract(extractor, x)}
     keras.backend.clear_session()
+    if path is not None:
+        from competition.files import write_npy
+
+        write_npy(path, features["phase0"])
     return features
+
+
+def _store_path(recipe: Recipe, x: np.ndarray) -> Path:
+    from competition.data import cache_dir
+    from competition.model.backbones import resolve_weights
+
+    weights = resolve_weights(recipe.model, (*x.shape[1:3], 3))
+    digest = hashlib.sha256(f"features-v1|{recipe.model.backbone}|{recipe.model.alpha}|{recipe.model.filters}|"
+                            f"{x.shape}|{recipe.train.mixed_precision}|".encode())
+    digest.update(hashlib.sha1(np.ascontiguousarray(x).data).digest())
+    if weights is not None and Path(weights).is_file():
+        digest.update(hashlib.sha1(Path(weights).read_bytes()).digest())
+    else:
+        digest.update(str(weights).encode())
+    return cache_dir() / "features" / f"{digest.hexdigest()[:32]}.npy"

@@ -21,7 +21,7 @@ from competition.console import Progress
 from competition.engine.batches import TrainBatches
 from competition.engine.callbacks import (DivergenceGuard, EpochLog, EpochProgress, FoldState, KeepBest,
                                           ValidationScore, early_stopping)
-from competition.engine.features import extract, set_precision, split_head, uses_cached_features
+from competition.engine.features import extract, frozen_features, set_precision, split_head, uses_cached_features
 from competition.model.backbones import build_model, pretrained_backbone, set_trainable
 from competition.predict import predict_proba, predict_tta
 from competition.recipe import OPTIMIZERS, Recipe
@@ -109,7 +109,11 @@ def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_te
              callbacks: Sequence[keras.callbacks.Callback] = ()) -> FoldResult:
     """Train fold `fold` (validation rows `val` of uint8 images x (n, h, w, c), int labels y) through all
     phases; return it at its best validation macro F1 with its OOF and test (x_test) probabilities.
+    `features` are the frozen-backbone features of all of x (engine.features.frozen_features; read from the
+    feature store when not given).
     `callbacks` are added to every phase's fit (after the engine's own)."""
+    if features is None:  # a fold in its own process or on Ray: frozen features from the feature store
+        features = frozen_features(recipe, x, len(classes))
     seed = recipe.cv.seed * 1000 + fold
     keras.utils.set_random_seed(seed)
     set_precision(recipe)
@@ -120,6 +124,9 @@ def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_te
     for phase_index in range(len(recipe.train.phases)):
         fit_phase(model, data, phase_index, progress, callbacks)
     model.set_weights(data.state.best_weights)
+    # The same layers as an uncompiled model: saved without the training loss (the focal loss is ours), so a
+    # fold model loads with plain keras.saving.load_model in a Python without this package.
+    model = keras.Model(model.inputs[0], model.outputs[0], name=model.name)
     oof_plain, oof = predict_tta(model, x[val], recipe.tta)
     test_plain, test = predict_tta(model, x_test, recipe.tta)
     return FoldResult(oof=oof, test=test, oof_plain=oof_plain, test_plain=test_plain,

@@ -193,6 +193,7 @@ def submit_ray(prepared_runs: list[Any], *, address: str | None = None, console:
 
 
 def failed_line(failed: dict[int, str]) -> str:
+    """One line naming the failed folds ({fold: reason}, 0-based) and why, ending with how to resume."""
     folds = ", ".join(str(k + 1) for k in sorted(failed))
     reasons = sorted(set(failed.values()))
     reason = reasons[0] if len(reasons) == 1 else "; ".join(f"fold {k + 1}: {r}" for k, r in sorted(failed.items()))

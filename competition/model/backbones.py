@@ -37,6 +37,7 @@ BACKBONES: dict[str, BackboneSpec] = {}
 
 
 def register(spec: BackboneSpec) -> BackboneSpec:
+    """Add a backbone to the registry under spec.name (recipes name it in model.backbone); returns spec."""
     BACKBONES[spec.name] = spec
     return spec
 
@@ -135,6 +136,7 @@ def check_config(config: Any, image_size: tuple[int, int]) -> None:
 
 
 def keras_cache_dir() -> Path:
+    """Where Keras caches downloaded weights: $KERAS_HOME/models (default ~/.keras/models)."""
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
 
@@ -207,11 +209,13 @@ def _load_local(model: Any, path: str) -> None:
 
 
 def build_model(config: Any, input_shape: tuple[int, int, int], n_classes: int) -> Any:
-    """Preprocessing + backbone + head (pooling, dense layers, dropout, softmax)."""
+    """Preprocessing + backbone + head (pooling, dense layers, dropout, softmax): a Keras model from uint8-range
+    images (batch, h, w, channels) to float32 probabilities (batch, n_classes). Made of standard Keras layers
+    only, so a saved fold model loads with plain `keras.saving.load_model` without this package."""
     import keras
     from keras import layers
 
-    from competition.model.layers import Preprocess
+    from competition.model.layers import preprocessing
 
     spec = BACKBONES[config.backbone]
     channels = input_shape[-1]
@@ -219,7 +223,7 @@ def build_model(config: Any, input_shape: tuple[int, int, int], n_classes: int) 
     backbone = _build_backbone(config, backbone_shape)
 
     inputs = keras.Input(input_shape, name="image")
-    x = Preprocess(spec.preprocess, to_rgb=spec.pretrained and channels == 1, name="preprocess")(inputs)
+    x = preprocessing(spec.preprocess, input_shape, to_rgb=spec.pretrained and channels == 1)(inputs)
     # A pretrained backbone's BatchNorm layers stay in inference mode, also when it is unfrozen for
     # fine-tuning: set_trainable(..., keep_batchnorm_frozen=True) makes them non-trainable, which Keras 3
     # honours (BatchNormalization uses batch statistics only when `training and self.trainable`). The
@@ -249,10 +253,11 @@ def pretrained_backbone(config: Any) -> bool:
 
 
 def backbone_of(model: Any) -> Any:
-    """The backbone sub-model inside a classifier built by build_model."""
+    """The backbone sub-model inside a classifier built by build_model (the nested model that is not the
+    preprocessing)."""
     import keras
 
-    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name != "preprocess")
 
 
 def set_trainable(model: Any, trainable: str, *, keep_batchnorm_frozen: bool = False) -> None:

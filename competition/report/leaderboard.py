@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,8 @@ import pandas as pd
 
 from competition.errors import CompetitionError, OptionError
 from competition.metrics import bootstrap_ci, fold_scores, score
-from competition.runs import Run, list_runs
+from competition.runs import Run
+from competition.runs.run import load_runs
 
 FORMATS = ("table", "md", "csv", "json")
 
@@ -37,9 +40,10 @@ def run_row(run: Run) -> dict[str, Any]:
 
 
 def leaderboard(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
-    """One row per run and ensemble, best OOF macro F1 first."""
-    runs = list_runs(runs_dir)
-    if not runs:
+    """One row per run and ensemble, best OOF macro F1 first; then one row per damaged run, unscored:
+    {"run": name, "damaged": the one-line problem naming the bad file} (`damaged_rows` picks them out)."""
+    runs, damaged = load_runs(runs_dir)
+    if not runs and not damaged:
         raise CompetitionError(f"{runs_dir}: no finished runs")
     rows = [run_row(r) for r in runs]
     scores = {row["run"]: row["macro_f1"] for row in rows}
@@ -48,19 +52,33 @@ def leaderboard(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
         if run.kind == "ensemble" and members:
             best = max(members, key=scores.__getitem__)
             row["best_member"], row["vs_best_member"] = best, row["macro_f1"] - scores[best]
-    return sorted(rows, key=lambda r: r["macro_f1"], reverse=True)
+    return (sorted(rows, key=lambda r: r["macro_f1"], reverse=True)
+            + [{"run": name, "damaged": problem} for name, problem in damaged])
+
+
+def damaged_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the scored rows, the damaged runs' rows) of a leaderboard."""
+    return [r for r in rows if "damaged" not in r], [r for r in rows if "damaged" in r]
+
+
+def damaged_note(row: dict[str, Any]) -> str:
+    return f"run {row['run']} left out: {row['damaged']}"
 
 
 def leaderboard_frame(runs_dir: str | Path = "runs") -> pd.DataFrame:
     """The leaderboard as a DataFrame, best first: one row per finished run or ensemble with its OOF macro
-    F1 (and 95% bootstrap interval ci_low, ci_high), accuracy, fold scheme and per-class F1 (`f1:<class>`)."""
-    return flat(leaderboard(runs_dir))
+    F1 (and 95% bootstrap interval ci_low, ci_high), accuracy, fold scheme and per-class F1 (`f1:<class>`).
+    A damaged run is left out with a warning naming its bad file."""
+    rows, damaged = damaged_rows(leaderboard(runs_dir))
+    for row in damaged:
+        warnings.warn(damaged_note(row), stacklevel=2)
+    return flat(rows)
 
 
 def flat(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """One column per figure, per-class F1 as `f1:<class>` (for CSV and Markdown)."""
+    """One column per figure, per-class F1 as `f1:<class>` (for CSV and Markdown); damaged runs left out."""
     records = []
-    for row in rows:
+    for row in damaged_rows(rows)[0]:
         record = {k: v for k, v in row.items() if k not in {"per_class", "fold_macro_f1", "macro_f1_ci"}}
         if "macro_f1_ci" in row:
             record["ci_low"], record["ci_high"] = row["macro_f1_ci"]
@@ -71,9 +89,14 @@ def flat(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def render(rows: list[dict[str, Any]], fmt: str, console: Any) -> str | None:
-    """Table goes to the console; md/csv/json are returned as text."""
+    """Table goes to the console; md/csv/json are returned as text. A damaged run is a note naming its bad
+    file: after the tables, or on stderr for md/csv/json (so that their text stays one table)."""
     if fmt not in FORMATS:
         raise OptionError("fmt", f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    rows, damaged = damaged_rows(rows)
+    if fmt != "table":
+        for row in damaged:
+            print(f"warning: {damaged_note(row)}", file=sys.stderr)
     if fmt == "json":
         return json.dumps(rows, indent=2)
     frame = flat(rows)
@@ -81,9 +104,12 @@ def render(rows: list[dict[str, Any]], fmt: str, console: Any) -> str | None:
         return frame.to_csv(index=False, float_format="%.4f")
     if fmt == "md":
         return _markdown(frame)
-    console.print(_rich_table(rows))
+    if rows:
+        console.print(_rich_table(rows))
     for row in rows:
         console.print(_per_class_table(row))
+    for row in damaged:
+        console.print(damaged_note(row), markup=False, highlight=False, soft_wrap=True)
     return None
 
 

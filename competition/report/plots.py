@@ -279,6 +279,8 @@ pre { background: #f7f7f7; border: 1px solid #ddd; padding: 0.8em; overflow-x: a
 
 def render_html(run: Run, scores: dict[str, Any], per_fold: list[float], histories: dict[int, pd.DataFrame],
                 sections: list[Section], recipe_text: str | None) -> str:
+    """The report's index.html as text: headline figures, per-fold scores, each section's plot and notes,
+    and the recipe (all values escaped)."""
     e = html.escape
     headline = [
         ["OOF macro F1", f"{scores['macro_f1']:.4f}"],

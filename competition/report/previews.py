@@ -44,7 +44,7 @@ def preview(recipe: Recipe, out_png: Path, per_class: int = 6, data: Path | None
     axes = fig.subplots(rows, cols, squeeze=False)
     for r, label in enumerate(contest.classes):
         paths = contest.train.loc[contest.train["label"] == label, "path"].to_numpy()
-        original = decode_image(paths[rng.integers(len(paths))], size, channels)
+        original = decode_image(paths[rng.integers(len(paths))], size, channels, recipe.data.intensity_window)
         views = [original] + [pipeline(image=original)["image"] for _ in range(per_class)]
         for c, (ax, image) in enumerate(zip(axes[r], views)):
             image = np.asarray(image)

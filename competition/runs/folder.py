@@ -17,13 +17,31 @@ Layout of ``runs/<name>/`` (ensembles use the same files, so every later stage t
     test_ids.csv      id: row order of test.npy
     skipped_images.csv  training images left out as unreadable (data.on_bad_image: skip)
     fold_<k>/         k = 0 .. folds-1: model.keras, history.csv, oof.npy (rows = that fold's validation
-                      rows), test.npy, their *_plain twins, and done.json (written last)
+                      rows), test.npy, their *_plain twins, and done.json (written last: the recipe hash and
+                      what the fold saw, see `fold_problem`)
+    train.lock        while a `train` works on the folder: flock'ed by that process (pid, host, since inside)
+
+A model run is finished only when its run.json is there: preparing a run removes run.json first, and
+finishing writes it last, so a crash in between leaves an unfinished run, never a run.json that disagrees with
+its arrays. An ensemble is built whole in a hidden sibling folder (`.<name>.building-*`) and then swapped into
+place (`building`). Every reader goes through `read_run_files`, which checks the files against each other.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import ctypes
+import errno
+import fcntl
+import io
 import json
+import os
+import secrets
 import shutil
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +60,11 @@ SKIPPED_FILE = "skipped_images.csv"
 DONE_FILE = "done.json"
 HISTORY_FILE = "history.csv"
 MODEL_FILE = "model.keras"
+DECISIONS_FILE = "decisions.json"  # per-class offsets chosen by `submit --tune`, with the gain that justified them
+LOCK_FILE = "train.lock"
 ARRAYS = ("oof", "test", "oof_plain", "test_plain")  # each saved as <name>.npy, per fold and per run
 FOLD_FILES = (*(f"{name}.npy" for name in ARRAYS), HISTORY_FILE, MODEL_FILE)
+SLACK = 1e-3  # how far outside [0, 1] a stored probability may stray (float rounding) before it is damage
 
 
 # ---------------------------------------------------------------- the run as a whole
@@ -63,31 +84,158 @@ def is_finished(run_dir: str | Path) -> bool:
 
 
 def run_json_files(runs_dir: Path) -> list[Path]:
-    """The finished runs under runs_dir, by name."""
-    return [p.parent for p in sorted(runs_dir.glob(f"*/{RUN_FILE}"))]
+    """The finished runs under runs_dir, by name (hidden folders, such as ensembles being built, left out)."""
+    return [p.parent for p in sorted(Path(runs_dir).glob(f"*/{RUN_FILE}")) if not p.parent.name.startswith(".")]
+
+
+def _damaged(path: Path, problem: str) -> CompetitionError:
+    return CompetitionError(f"{path}: damaged ({problem})")
 
 
 def read_meta(run_dir: str | Path) -> dict[str, Any]:
-    """run.json as a dict; CompetitionError when it is missing."""
+    """run.json as a dict, checked: a JSON object whose `classes` are two or more distinct names.
+    CompetitionError naming run.json when it is missing or damaged."""
     meta_file = Path(run_dir) / RUN_FILE
     if not meta_file.is_file():
         raise CompetitionError(f"{run_dir}: not a finished run (no {RUN_FILE})")
-    return json.loads(meta_file.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _damaged(meta_file, f"not JSON: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise CompetitionError(f"{meta_file}: unreadable ({exc.strerror or exc})") from None
+    if not isinstance(meta, dict):
+        raise _damaged(meta_file, f"a JSON object expected, found {type(meta).__name__}")
+    classes = meta.get("classes")
+    if (not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes)
+            or len(set(classes)) != len(classes)):
+        raise _damaged(meta_file, f"'classes' must list two or more distinct class names, found {str(classes)[:80]}")
+    if meta.get("kind", "model") not in ("model", "ensemble"):
+        raise _damaged(meta_file, f"'kind' must be model or ensemble, found {str(meta.get('kind'))[:40]!r}")
+    return meta
+
+
+def read_text_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A run folder's CSV file with every cell a literal string ('NA', 'None', 'null', '007' stay as written),
+    checked: whole (ends with a line end), with a header holding `columns` and every row as many fields as
+    the header. CompetitionError naming the file otherwise."""
+    if not path.is_file():
+        raise CompetitionError(f"{path}: missing")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise _damaged(path, "not UTF-8 text") from None
+    except OSError as exc:
+        raise CompetitionError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    if not text.strip():
+        raise _damaged(path, "empty file")
+    if not text.endswith("\n"):  # every writer ends its last line: a file without is cut short
+        raise _damaged(path, "cut short: its last line is incomplete")
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
+    except csv.Error as exc:
+        raise _damaged(path, f"not CSV: {' '.join(str(exc).split())}") from None
+    header, data = rows[0], rows[1:]
+    missing = [c for c in columns if c not in header]
+    if missing or len(set(header)) != len(header):
+        raise _damaged(path, f"header {','.join(header)[:80]!r}, expected the columns {','.join(columns)}")
+    for r, row in enumerate(data, start=1):
+        if len(row) != len(header):
+            raise _damaged(path, f"row {r} has {len(row)} fields, the header {len(header)}")
+    return pd.DataFrame(data, columns=header, dtype=str) if data else pd.DataFrame(columns=header, dtype=str)
+
+
+def read_folds(run_dir: Path) -> pd.DataFrame:
+    """folds.csv, checked: id, label (literal strings), fold (an int per row), [path]; at least one row,
+    ids distinct and not empty. CompetitionError naming folds.csv otherwise."""
+    file = Path(run_dir) / FOLDS_FILE
+    frame = read_text_csv(file, ("id", "label", "fold"))
+    if frame.empty:
+        raise _damaged(file, "no rows")
+    bad = np.flatnonzero(~frame["fold"].str.fullmatch(r"\d{1,6}").to_numpy(dtype=bool))
+    if len(bad):
+        raise _damaged(file, f"row {bad[0] + 1}: fold {frame['fold'].iloc[bad[0]]!r} is not a fold number")
+    frame["fold"] = frame["fold"].astype(np.int64)
+    _check_ids(file, frame["id"])
+    return frame
+
+
+def read_test_ids(run_dir: Path) -> np.ndarray:
+    """test_ids.csv's ids (literal strings, distinct, not empty), in test.npy's row order."""
+    file = Path(run_dir) / TEST_IDS_FILE
+    ids = read_text_csv(file, ("id",))["id"]
+    _check_ids(file, ids)
+    return ids.to_numpy(dtype=object)
+
+
+def _check_ids(file: Path, ids: pd.Series) -> None:
+    empty = np.flatnonzero((ids == "").to_numpy())
+    if len(empty):
+        raise _damaged(file, f"row {empty[0] + 1} has an empty id")
+    repeated = ids[ids.duplicated()]
+    if len(repeated):
+        raise _damaged(file, f"id {repeated.iloc[0]!r} appears twice")
+
+
+def _read_probabilities(path: Path, n_classes: int) -> np.ndarray:
+    """A (rows, n_classes) float array of probabilities (finite, within [0, 1]); CompetitionError naming the
+    file when it is missing, unreadable or of another shape or kind."""
+    if not path.is_file():
+        raise CompetitionError(f"{path}: missing")
+    try:
+        array = read_npy(path)
+    except (ValueError, OSError, EOFError) as exc:
+        raise _damaged(path, f"not a whole .npy array: {' '.join(str(exc).split())[:120]}") from None
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating):
+        raise _damaged(path, f"{array.dtype} array of shape {array.shape}, expected float (rows, {n_classes})")
+    if array.shape[1] != n_classes:
+        raise _damaged(path, f"{array.shape[1]} columns, but {RUN_FILE} has {n_classes} classes")
+    if array.size and not np.isfinite(array).all():
+        raise _damaged(path, "holds NaN or infinite values")
+    if array.size and (array.min() < -SLACK or array.max() > 1 + SLACK):
+        raise _damaged(path, f"values from {array.min():.3g} to {array.max():.3g}, not probabilities")
+    return array
+
+
+def _array_rows(path: Path) -> int | None:
+    """The row count of an optional array (its header only); None when absent. Damaged: CompetitionError."""
+    if not path.is_file():
+        return None
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise _damaged(path, f"not a whole .npy array: {' '.join(str(exc).split())[:120]}") from None
+    return int(array.shape[0]) if array.ndim == 2 else -1
 
 
 def read_run_files(run_dir: str | Path) -> dict[str, Any]:
-    """A finished run's files: meta (run.json), folds (the folds.csv frame, ids and labels as text), oof,
-    test (float32 arrays) and test_ids."""
+    """A finished run's files, each checked and all checked against each other: meta (run.json: an object
+    with two or more classes), folds (folds.csv: id, label, fold, [path], labels among the classes), oof
+    ((len(folds), n_classes) probabilities), test ((len(test_ids), n_classes)) and test_ids (test_ids.csv);
+    the *_plain twins, where present, of the same shapes. Any problem is one CompetitionError naming the bad
+    file."""
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
-    files = {"meta": meta, "folds": read_folds(run_dir), "oof": read_npy(run_dir / "oof.npy"),
-             "test": read_npy(run_dir / "test.npy"),
-             "test_ids": pd.read_csv(run_dir / TEST_IDS_FILE, dtype={"id": str})["id"].to_numpy()}
-    n_classes = len(meta.get("classes", []))
-    for name, rows, source in (("oof", len(files["folds"]), FOLDS_FILE), ("test", len(files["test_ids"]), TEST_IDS_FILE)):
-        if files[name].shape != (rows, n_classes):
-            raise CompetitionError(f"{run_dir / f'{name}.npy'}: shape {files[name].shape}, expected ({rows}, "
-                                   f"{n_classes}) from {source} and {RUN_FILE}")
+    classes = list(meta["classes"])
+    folds = read_folds(run_dir)
+    unknown = np.flatnonzero(~folds["label"].isin(classes).to_numpy())
+    if len(unknown):
+        raise _damaged(run_dir / FOLDS_FILE, f"row {unknown[0] + 1}: label {folds['label'].iloc[unknown[0]]!r} is "
+                                             f"not one of the classes in {RUN_FILE}")
+    test_ids = read_test_ids(run_dir)
+    files = {"meta": meta, "folds": folds, "test_ids": test_ids}
+    for name, rows, source in (("oof", len(folds), FOLDS_FILE), ("test", len(test_ids), TEST_IDS_FILE)):
+        path = run_dir / f"{name}.npy"
+        array = _read_probabilities(path, len(classes))
+        plain = run_dir / f"{name}_plain.npy"
+        plain_rows = _array_rows(plain)
+        if array.shape[0] != rows:
+            if plain_rows == array.shape[0]:  # two arrays agree against the CSV: the CSV is the odd one out
+                raise _damaged(run_dir / source, f"{rows} rows, but {path.name} and {plain.name} have {array.shape[0]}")
+            raise _damaged(path, f"{array.shape[0]} rows, but {source} has {rows}")
+        if plain_rows is not None and plain_rows != rows:
+            raise _damaged(plain, f"not of shape ({rows}, {len(classes)}) like {path.name}")
+        files[name] = array
     return files
 
 
@@ -96,37 +244,140 @@ def write_folds(run_dir: Path, frame: pd.DataFrame) -> None:
     write_text(run_dir / FOLDS_FILE, frame.to_csv(index=False))
 
 
-def read_folds(run_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(Path(run_dir) / FOLDS_FILE, dtype={"id": str, "label": str})
-
-
 def write_run_files(run_dir: Path, *, folds: pd.DataFrame, oof: np.ndarray, test: np.ndarray, test_ids: np.ndarray,
                     meta: dict[str, Any], oof_plain: np.ndarray | None = None,
                     test_plain: np.ndarray | None = None) -> Path:
-    """Write a run's shared files; run.json goes last, so its presence means the run is complete."""
+    """Write a run's shared files; run.json goes last, so its presence means the run is complete (an
+    earlier run.json is removed first)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    mark_unfinished(run_dir)
     write_folds(run_dir, folds)
     write_text(run_dir / TEST_IDS_FILE, pd.DataFrame({"id": test_ids}).to_csv(index=False))
     for name, array in (("oof", oof), ("test", test), ("oof_plain", oof_plain), ("test_plain", test_plain)):
         if array is not None:
             write_npy(run_dir / f"{name}.npy", np.asarray(array, dtype=np.float32))
+        else:
+            (run_dir / f"{name}.npy").unlink(missing_ok=True)  # never a stale twin from an earlier run
     write_json(run_dir / RUN_FILE, meta)
     return run_dir
 
 
+def mark_unfinished(run_dir: Path) -> None:
+    """Remove run.json: until it is written again the folder is an unfinished run that readers leave alone."""
+    (Path(run_dir) / RUN_FILE).unlink(missing_ok=True)
+
+
+def holds(run_dir: str | Path) -> str | None:
+    """What a folder holds, in words: None (no folder, or an empty one), "an ensemble", "a model run",
+    "an unfinished model run" or "files that are not a run"."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return None
+    if not run_dir.is_dir():
+        return "a file, not a folder"
+    entries = [p for p in run_dir.iterdir() if p.name != LOCK_FILE]
+    if not entries:
+        return None
+    if (run_dir / HASH_FILE).exists() or any(p.name.startswith("fold_") for p in entries):
+        return "a model run" if is_finished(run_dir) else "an unfinished model run"
+    try:
+        return "an ensemble" if json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))["kind"] == "ensemble" \
+            else "a model run"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    import yaml
+
+    try:
+        recipe = yaml.safe_load(read_recipe_text(run_dir) or "")
+    except (OSError, ValueError, yaml.YAMLError):
+        recipe = None
+    if isinstance(recipe, dict) and recipe.get("kind") == "ensemble":
+        return "an ensemble"
+    return "files that are not a run"
+
+
+@contextlib.contextmanager
+def building(run_dir: Path) -> Iterator[Path]:
+    """Build a run whole in a hidden sibling folder (yielded), then put it in place of `run_dir` in one step
+    (an atomic exchange where the system has one): readers see the old run or the new one, never a mix, and a
+    crash leaves the old run as it was (and a hidden folder that the next build of this name removes)."""
+    run_dir = Path(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_builds(run_dir)
+    tmp = run_dir.parent / f".{run_dir.name}.building-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if run_dir.exists():
+            if _exchange(tmp, run_dir):
+                shutil.rmtree(tmp, ignore_errors=True)  # now the old run
+            else:
+                aside = tmp.with_name(tmp.name.replace(".building-", ".replaced-"))
+                os.rename(run_dir, aside)
+                os.rename(tmp, run_dir)
+                shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.rename(tmp, run_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders atomically (Linux renameat2 RENAME_EXCHANGE); False where that is not available."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _remove_dead_builds(run_dir: Path) -> None:
+    """Hidden build folders of `run_dir` left by processes of this host that are gone (killed mid-build)."""
+    host = socket.gethostname()
+    for kind in ("building", "replaced"):
+        for leftover in run_dir.parent.glob(f".{run_dir.name}.{kind}-*"):
+            who, _, _ = leftover.name[len(f".{run_dir.name}.{kind}-"):].rpartition("-")
+            where, _, pid = who.rpartition("-")
+            if where == host and pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def prepare_folder(run_dir: Path, recipe_hash: str, overwrite: bool) -> None:
-    """Reuse a folder of the same recipe (resume); never mix with another recipe's folds.
+    """Reuse a folder of the same recipe (resume); never mix with another recipe's folds. The run is marked
+    unfinished (no run.json) until finish writes it again.
 
     Raises CompetitionError when the folder holds another recipe's run and `overwrite` is false."""
-    if run_dir.exists() and any(run_dir.iterdir()):
+    entries = [p for p in run_dir.iterdir() if p.name != LOCK_FILE] if run_dir.is_dir() else []
+    if entries:
         stored = stored_hash(run_dir)
         if stored != recipe_hash:
             if not overwrite:
-                raise CompetitionError(
-                    f"{run_dir}: holds a run of a different recipe (hash {stored}, now {recipe_hash}); "
-                    "give the run another name or overwrite it")
-            shutil.rmtree(run_dir)
+                what = f"a run of a different recipe (hash {stored}, now {recipe_hash})" if stored else holds(run_dir)
+                raise CompetitionError(f"{run_dir}: holds {what}; give the run another name or overwrite it")
+            for entry in entries:  # everything but the lock this process holds
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
+    mark_unfinished(run_dir)
 
 
 def write_recipe(run_dir: Path, recipe_yaml: str, recipe_hash: str | None = None) -> None:
@@ -150,6 +401,104 @@ def skipped_file(run_dir: Path) -> Path:
     return Path(run_dir) / SKIPPED_FILE
 
 
+# ---------------------------------------------------------------- the lock of a run being trained
+
+
+class RunLock:
+    """An exclusive flock on `<run>/train.lock`, held by the process that trains the run (its fold workers,
+    other processes or Ray tasks, do not take it). Released by `release` or when the process ends; taking it
+    again in the same process shares it (counted)."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self.fd, self.count = path, fd, 1
+
+    def release(self) -> None:
+        self.count -= 1
+        if self.count > 0 or self.fd < 0:
+            return
+        _HELD.pop(str(self.path), None)
+        with contextlib.suppress(OSError):  # removed while still held: a waiter then retries on a fresh file
+            if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                os.unlink(self.path)
+        os.close(self.fd)
+        self.fd = -1
+
+
+_HELD: dict[str, RunLock] = {}
+
+
+def lock_run(run_dir: Path) -> RunLock:
+    """Lock the run folder (made if missing) for this process, at once or not at all: CompetitionError of
+    one line naming the holder (pid, host, since when) when another process trains it."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = Path(os.path.realpath(run_dir)) / LOCK_FILE
+    held = _HELD.get(str(path))
+    if held is not None and held.fd >= 0:
+        held.count += 1
+        return held
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder_text(fd)
+            os.close(fd)
+            raise _in_use(run_dir, holder) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # its holder removed it as we opened it: take the lock on the new file
+            os.close(fd)
+            continue
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+        with contextlib.suppress(OSError):  # the lock is the flock; the text only says who holds it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}).encode(), 0)
+        lock = _HELD[str(path)] = RunLock(path, fd)
+        return lock
+
+
+def refuse_if_locked(run_dir: Path) -> None:
+    """CompetitionError naming the holder when another process holds the run folder's lock (nothing is
+    taken: `lock_run` takes it once the input is checked)."""
+    holder = lock_holder(run_dir)
+    if holder is not None and "(this process)" not in holder:
+        raise _in_use(run_dir, holder)
+
+
+def _in_use(run_dir: Path, holder: str) -> CompetitionError:
+    return CompetitionError(f"{run_dir}: in use, locked by another train ({holder}); wait for it to end, or "
+                            "give this run another name")
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """Who holds the run folder's lock ("pid 12 on host, since ..."), or None when nobody does."""
+    path = Path(run_dir) / LOCK_FILE
+    if str(Path(os.path.realpath(run_dir)) / LOCK_FILE) in _HELD:
+        return f"pid {os.getpid()} (this process)"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder_text(fd)
+    finally:
+        os.close(fd)
+    return None
+
+
+def _holder_text(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        return f"pid {info['pid']} on {info['host']}, since {info['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that has not yet said who it is"
+
+
 # ---------------------------------------------------------------- folds
 
 
@@ -158,23 +507,27 @@ def fold_dir(run_dir: Path, fold: int) -> Path:
 
 
 def fold_is_done(run_dir: Path, fold: int, recipe_hash: str) -> bool:
-    """Complete only with done.json (written last) of this recipe's hash and every file present."""
+    """Complete only with done.json (written last) of this recipe's hash and every file present. Whether
+    it saw the data of now is the caller's question (done.json's "data", see PreparedRun.fold_problem)."""
     try:
         info = read_fold_info(run_dir, fold)
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return False
-    return info.get("recipe_hash") == recipe_hash and all((fold_dir(run_dir, fold) / f).is_file() for f in FOLD_FILES)
+    return (isinstance(info, dict) and info.get("recipe_hash") == recipe_hash
+            and all((fold_dir(run_dir, fold) / f).is_file() for f in FOLD_FILES))
 
 
 def read_fold_info(run_dir: Path, fold: int) -> dict[str, Any]:
-    """A finished fold's done.json (best epoch, scores, seconds, memory, threads)."""
+    """A finished fold's done.json (recipe hash, the data it saw, best epoch, scores, seconds, memory,
+    threads)."""
     return json.loads((fold_dir(run_dir, fold) / DONE_FILE).read_text(encoding="utf-8"))
 
 
 def save_fold(run_dir: Path, fold: int, *, arrays: dict[str, np.ndarray], history: pd.DataFrame, model: Any,
               info: dict[str, Any]) -> None:
     """Write fold `fold`'s files atomically, done.json (`info`) last: a killed run never leaves a fold that
-    looks complete. `arrays` holds the ARRAYS by name; `model` is a Keras model."""
+    looks complete, and a failed save (disk full) leaves no temporary model file. `arrays` holds the ARRAYS
+    by name; `model` is a Keras model."""
     folder = fold_dir(run_dir, fold)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / DONE_FILE).unlink(missing_ok=True)
@@ -182,8 +535,15 @@ def save_fold(run_dir: Path, fold: int, *, arrays: dict[str, np.ndarray], histor
         write_npy(folder / f"{name}.npy", arrays[name])
     write_text(folder / HISTORY_FILE, history.to_csv(index=False))
     tmp_model = folder / f".{MODEL_FILE}.tmp.keras"
-    model.save(tmp_model)
-    tmp_model.replace(folder / MODEL_FILE)
+    try:
+        model.save(tmp_model)
+        tmp_model.replace(folder / MODEL_FILE)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp_model.unlink()
+        if isinstance(exc, OSError) and (exc.filename is None or str(exc.filename) == str(tmp_model)):
+            exc.filename, exc.filename2 = str(folder / MODEL_FILE), None  # the file the user knows
+        raise
     write_json(folder / DONE_FILE, info)
 
 
@@ -211,3 +571,26 @@ def read_histories(run_dir: Path) -> dict[int, pd.DataFrame]:
             frame["epoch"] = np.arange(1, len(frame) + 1)
         out[int(folder.name[5:])] = frame
     return out
+
+
+def fold_model_path(run_dir: Path, fold: int) -> Path:
+    """Fold `fold`'s saved Keras model (loads with plain keras.saving.load_model)."""
+    return fold_dir(run_dir, fold) / MODEL_FILE
+
+
+def write_decisions(run_dir: Path, decisions: dict[str, Any]) -> None:
+    """Save the run's decisions: {"offsets": [float per class], ...figures}; `predict` and `submit` use them."""
+    write_json(Path(run_dir) / DECISIONS_FILE, decisions)
+
+
+def read_decisions(run_dir: Path) -> dict[str, Any] | None:
+    """The run's saved decisions, or None when it has none (plain argmax)."""
+    path = Path(run_dir) / DECISIONS_FILE
+    if not path.is_file():
+        return None
+    try:
+        decisions = json.loads(path.read_text(encoding="utf-8"))
+        offsets = [float(v) for v in decisions["offsets"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CompetitionError(f"{path}: damaged decisions file; delete it or rerun submit --tune") from None
+    return {**decisions, "offsets": offsets}

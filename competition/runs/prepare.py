@@ -7,6 +7,8 @@ probabilities, run.json last). A worker elsewhere rebuilds the prepared run from
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -23,10 +25,33 @@ from competition.runs import folder
 from competition.runs.run import folds_frame, save_run
 
 
+# What a fold saw, recorded in its done.json ("data"): a fold is reused only when every part is as now.
+DATA_PARTS = {"train_ids": "training ids", "train_labels": "training labels", "folds": "fold assignment",
+              "train_images": "training images", "test_ids": "test ids", "test_images": "test images"}
+
+
+def data_record(contest: Any, folds: np.ndarray, size: tuple[int, int], channels: int) -> dict[str, Any]:
+    """The data a fold of this run trains and predicts on, as hashes (DATA_PARTS): training ids, their labels
+    and fold assignment, the decoded images' content key (competition.data.cache.content_key: the files'
+    bytes, size and channels) for train and for test, and the test ids in test.npy's row order."""
+    from competition.data.cache import content_key
+
+    def digest(values: Any) -> str:
+        return hashlib.sha256(json.dumps([str(v) for v in values]).encode()).hexdigest()[:16]
+
+    train, test = contest.train, contest.test
+    return {"train_ids": digest(train["id"]), "train_labels": digest(train["label"]),
+            "folds": digest([f"{i}:{int(k)}" for i, k in zip(train["id"], folds, strict=True)]),
+            "train_images": content_key(train["path"].tolist(), size, channels), "test_ids": digest(test["id"]),
+            "test_images": content_key(test["path"].tolist(), size, channels),
+            "n_train": len(train), "n_test": len(test)}
+
+
 @dataclass
 class PreparedRun:
     """A validated recipe with its data decoded (uint8 x (n, h, w, c), x_test), folds made (int fold per
-    training row) and run folder ready: what every fold needs."""
+    training row) and run folder ready: what every fold needs. `data` is what the folds see (data_record);
+    `lock` the run folder's lock when this process trains the run (released by `release`)."""
 
     recipe: Recipe
     recipe_hash: str
@@ -36,6 +61,8 @@ class PreparedRun:
     x: np.ndarray | None
     x_test: np.ndarray | None
     deterministic: bool = False
+    data: dict[str, Any] | None = None
+    lock: Any = None
 
     @property
     def classes(self) -> list[str]:
@@ -45,9 +72,32 @@ class PreparedRun:
     def y(self) -> np.ndarray:
         return self.contest.y()
 
+    def fold_problem(self, k: int) -> str | None:
+        """Why fold k (0-based) must be trained: "not finished" (no complete fold folder of this recipe) or
+        "data changed (test images, ...)" (its done.json saw other data than now); None when it can be reused."""
+        if not folder.fold_is_done(self.run_dir, k, self.recipe_hash):
+            return "not finished"
+        if self.data is None:
+            return None
+        try:
+            seen = folder.read_fold_info(self.run_dir, k).get("data")
+        except (OSError, ValueError, AttributeError):
+            return "not finished"
+        if not isinstance(seen, dict):
+            return "data changed (what it was trained on is not recorded: an earlier version trained it)"
+        changed = [words for key, words in DATA_PARTS.items() if seen.get(key) != self.data.get(key)]
+        return f"data changed ({', '.join(changed)})" if changed else None
+
     def pending(self) -> list[int]:
-        """Folds without a finished fold folder of this recipe (0-based)."""
-        return [k for k in range(self.recipe.cv.folds) if not folder.fold_is_done(self.run_dir, k, self.recipe_hash)]
+        """Folds to train (0-based): without a finished fold folder of this recipe, or trained on other data
+        than now (training ids, labels, fold assignment, images; test ids, images)."""
+        return [k for k in range(self.recipe.cv.folds) if self.fold_problem(k) is not None]
+
+    def release(self) -> None:
+        """Release the run folder's lock (if this process holds it)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str | Path | None = None,
@@ -70,8 +120,12 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     if problem:
         raise OptionError("name", problem)
     check_tta(recipe.tta, recipe.data.image_size)
+    run_dir = Path(runs_dir) / name
+    folder.refuse_if_locked(run_dir)  # another process trains it: refuse at once, before decoding
     size, channels = recipe.data.image_size, recipe.data.channels
-    contest, x, x_test, skipped = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image)
+    contest, x, x_test, skipped = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image,
+                                                 window=recipe.data.intensity_window)
+    recipe.check_with_contest(contest, console)  # balance weights per class, folds' checks; the 16-bit mapping
     if console is not None:
         print_class_counts(contest, console)
     labels = contest.train["label"].to_numpy()
@@ -80,17 +134,27 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     check_model(recipe, x.shape[1:], len(contest.classes), deterministic)
 
     recipe_hash = recipe.hash()
-    run_dir = Path(runs_dir) / name
-    folder.prepare_folder(run_dir, recipe_hash, overwrite)
-    folder.write_recipe(run_dir, recipe.to_yaml(), recipe_hash)
-    folder.write_folds(run_dir, folds_frame(contest.classes, contest.train["id"].to_numpy(), contest.y(), folds,
-                                            contest.train["path"].to_numpy()))
-    folder.skipped_file(run_dir).unlink(missing_ok=True)
-    if skipped:
-        write_skipped(folder.skipped_file(run_dir), skipped)
-        print(f"note: skipped {len(skipped)} unreadable training image(s) (data.on_bad_image: skip); "
-              f"listed in {folder.skipped_file(run_dir)}", file=sys.stderr)
-    return PreparedRun(recipe, recipe_hash, run_dir, contest, folds, x, x_test, deterministic)
+    data = data_record(contest, folds, size, channels)
+    lock = folder.lock_run(run_dir)  # held until train_run ends (or this process does)
+    try:
+        folder.prepare_folder(run_dir, recipe_hash, overwrite)
+        folder.write_recipe(run_dir, recipe.to_yaml(), recipe_hash)
+        folder.write_folds(run_dir, folds_frame(contest.classes, contest.train["id"].to_numpy(), contest.y(), folds,
+                                                contest.train["path"].to_numpy()))
+        folder.skipped_file(run_dir).unlink(missing_ok=True)
+        if skipped:
+            write_skipped(folder.skipped_file(run_dir), skipped)
+            print(f"note: skipped {len(skipped)} unreadable training image(s) (data.on_bad_image: skip); "
+                  f"listed in {folder.skipped_file(run_dir)}", file=sys.stderr)
+    except BaseException:
+        lock.release()
+        raise
+    prepared = PreparedRun(recipe, recipe_hash, run_dir, contest, folds, x, x_test, deterministic, data, lock)
+    for k in range(recipe.cv.folds):
+        problem = prepared.fold_problem(k)
+        if problem is not None and problem.startswith("data changed"):
+            say(console, f"fold {k + 1}: {problem}, trained again")
+    return prepared
 
 
 def setup_tensorflow(deterministic: bool) -> None:
@@ -132,7 +196,7 @@ def train_fold(prepared: PreparedRun, k: int, progress: Progress | None = None,
                       features=features, callbacks=callbacks)
     folder.save_fold(prepared.run_dir, k, arrays={name: getattr(fitted, name) for name in folder.ARRAYS},
                      history=fitted.history, model=fitted.model,
-                     info={"recipe_hash": prepared.recipe_hash, "best_epoch": fitted.best_epoch,
+                     info={"recipe_hash": prepared.recipe_hash, "data": prepared.data, "best_epoch": fitted.best_epoch,
                            "best_macro_f1": fitted.best_macro_f1, "seconds": round(time.perf_counter() - t0, 2),
                            "rss_mb": round(rss_mb(), 1), "threads": thread_settings(),
                            "peak_rss_mb": round(peak_rss_mb(), 1)})
@@ -149,13 +213,15 @@ def load_prepared(run_dir: str | Path, *, deterministic: bool = False) -> Prepar
     run_dir = Path(run_dir)
     recipe = Recipe.model_validate(yaml.safe_load(folder.read_recipe_text(run_dir) or ""))
     size, channels = recipe.data.image_size, recipe.data.channels
-    contest, x, x_test, _ = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image)
+    contest, x, x_test, _ = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image,
+                                                 window=recipe.data.intensity_window)
     assignment = folder.read_folds(run_dir)
     if assignment["id"].tolist() != contest.train["id"].tolist():
         raise CompetitionError(f"{run_dir}: fold assignment does not match the images in {recipe.data.root}")
+    folds = assignment["fold"].to_numpy(dtype=np.int64)
     setup_tensorflow(deterministic)  # the model was checked when the run was prepared
-    return PreparedRun(recipe, folder.stored_hash(run_dir) or "", run_dir, contest,
-                       assignment["fold"].to_numpy(), x, x_test, deterministic)
+    return PreparedRun(recipe, folder.stored_hash(run_dir) or "", run_dir, contest, folds, x, x_test, deterministic,
+                       data_record(contest, folds, size, channels))
 
 
 def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Path:

@@ -35,7 +35,8 @@ class Run:
 
     @classmethod
     def load(cls, path: str | Path) -> Run:
-        """Read a finished run; CompetitionError when `path` holds none."""
+        """Read a finished run, every file checked against the others (competition.runs.folder.read_run_files);
+        CompetitionError of one line naming the bad file when `path` holds no finished run or a damaged one."""
         path = Path(path)
         files = folder.read_run_files(path)
         meta, folds, test_ids = files["meta"], files["folds"], files["test_ids"]
@@ -108,11 +109,28 @@ def resolve_run(run: str | Path, runs_dir: str | Path = "runs") -> Path:
 
 
 def list_runs(runs_dir: str | Path = "runs") -> list[Run]:
-    """Every finished run and ensemble under runs_dir, by name."""
+    """Every finished run and ensemble under runs_dir, by name; CompetitionError naming the bad file of the
+    first damaged one (`load_runs` keeps going instead)."""
+    runs, damaged = load_runs(runs_dir)
+    if damaged:
+        raise CompetitionError(damaged[0][1])
+    return runs
+
+
+def load_runs(runs_dir: str | Path = "runs") -> tuple[list[Run], list[tuple[str, str]]]:
+    """Every finished run and ensemble under runs_dir, by name, and the damaged ones as (name, the one-line
+    problem naming the bad file): one damaged run does not hide the others."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise CompetitionError(f"{runs_dir}: runs folder not found")
-    return [Run.load(p) for p in folder.run_json_files(runs_dir)]
+    runs: list[Run] = []
+    damaged: list[tuple[str, str]] = []
+    for path in folder.run_json_files(runs_dir):
+        try:
+            runs.append(Run.load(path))
+        except CompetitionError as exc:
+            damaged.append((path.name, str(exc)))
+    return runs, damaged
 
 
 def check_same_folds(runs: list[Run]) -> None:

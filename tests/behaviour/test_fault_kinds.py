@@ -505,7 +505,7 @@ def test_ensemble_refuses_a_folder_holding_an_unfinished_model_run(trained_runs:
     half = runs / "half"  # a model run stopped during its second fold
     shutil.copytree(runs / "m1", half)
     for entry in half.iterdir():
-        if entry.name not in {"recipe.yaml", "recipe.hash", "fold_assignment.csv", "fold_0"}:
+        if entry.name not in {"recipe.yaml", "recipe.hash", "folds.csv", "fold_0"}:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     before = {p.relative_to(half): p.read_bytes() for p in half.rglob("*") if p.is_file()}
 

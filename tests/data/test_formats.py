@@ -26,8 +26,17 @@ def _close(a: object, b: object, tol: float = 3) -> bool:
 
 
 def check_ramp16(x: np.ndarray) -> bool:
-    row = x[0, :, 0].astype(int)  # min-max per image: 1000 -> 0, 5000 -> 255, linear between
-    return row[0] == 0 and row[-1] == 255 and _close(row, np.linspace(0, 255, S), 2)
+    # the full 16-bit range, the same for every image (value / 65535 * 255): 1000 -> 4, 5000 -> 19, linear
+    # between; never stretched to the image's own minimum and maximum
+    row = x[0, :, 0].astype(int)
+    return row[0] == 4 and row[-1] == 19 and _close(row, np.linspace(1000, 5000, S) / 65535 * 255, 1)
+
+
+def check_float_tiff(x: np.ndarray) -> bool:
+    # 32-bit float: 0.0..1.0 -> 0..255, the same for every image; the negative half clipped to 0
+    row = x[0, :, 0].astype(int)
+    expected = np.clip(np.linspace(-1, 1, S), 0, 1) * 255
+    return bool(np.all(row[:S // 2] == 0)) and row[-1] == 255 and _close(row, expected, 1)
 
 
 def check_rgba(x: np.ndarray) -> bool:
@@ -78,13 +87,14 @@ CASES: dict[str, tuple[Callable[[Path], Path], str, tuple[tuple[int, int], int],
     "text file named .dcm": (text_as_dicom, "notes.dcm", ((S, S), 1), "DICOM file has no pixel data"),
     "RGBA PNG (on black)": (rgba, "rgba.png", ((S, S), 3), check_rgba),
     "grey+alpha PNG (on black)": (gray_alpha, "la.png", ((S, S), 1), check_gray_alpha),
-    "16-bit PNG (min-max)": (ramp16, "ramp16.png", ((S, S), 1), check_ramp16),
+    "16-bit PNG (full 16-bit range)": (ramp16, "ramp16.png", ((S, S), 1), check_ramp16),
     "palette PNG": (palette, "palette.png", ((S, S), 3), check_palette),
     "palette PNG, transparent index": (lambda p: palette(p, True), "palette_t.png", ((S, S), 3),
                                        check_palette_transparent),
     "BMP": (bmp, "plain.bmp", ((S, S), 3), lambda x: _close(x[3, 3], (10, 20, 30), 0)),
-    "16-bit TIFF (min-max)": (tiff16, "ramp16.tif", ((S, S), 1), lambda x: x[0, 0, 0] == 0 and x[0, -1, 0] == 255),
-    "float TIFF (min-max)": (tiff_float, "float.tiff", ((S, S), 1), lambda x: x[0, 0, 0] == 0 and x[0, -1, 0] == 255),
+    "16-bit TIFF (full 16-bit range)": (tiff16, "ramp16.tif", ((S, S), 1),
+                                        lambda x: x[0, 0, 0] == 0 and x[0, -1, 0] == 255),
+    "float TIFF (0.0..1.0)": (tiff_float, "float.tiff", ((S, S), 1), check_float_tiff),
     "multi-page TIFF (first page)": (multipage_tiff, "pages.tif", ((S, S), 1), lambda x: bool(np.all(x == 40))),
     "1x1 image": (one_pixel, "dot.png", ((S, S), 3), lambda x: bool(np.all(x == 77))),
     "EXIF orientation 6": (exif_rotated, "rotated.png", ((2 * S, S), 1), check_exif),

@@ -59,6 +59,22 @@ def test_head_phase_trains_on_features_computed_once(tiny_contest: Path, tmp_pat
         for got, expected in zip(backbone_of(model).get_weights(), _file_weights(weights, source), strict=True):
             np.testing.assert_array_equal(got, expected)
 
+    # The feature store: another head on the same backbone and pixels computes no features, in this process
+    # or with each fold in its own process.
+    from competition.data import cache_dir
+
+    stored = sorted((cache_dir() / "features").glob("*.npy"))
+    other_head = load_recipe(None, ["name=frozen2", *BASE, f"model.weights={weights}", "train.phases.0.trainable=head",
+                                    "model.head.dense=[32]"])
+    train_run(other_head, tmp_path / "runs", data_root=tiny_contest)
+    assert calls == [n_train]
+    third = load_recipe(None, ["name=frozen3", *BASE, f"model.weights={weights}", "train.phases.0.trainable=head",
+                               "model.head.pooling=max"])
+    written = {path: path.stat().st_mtime_ns for path in stored}
+    train_run(third, tmp_path / "runs", data_root=tiny_contest, executor="process")
+    after = {path: path.stat().st_mtime_ns for path in sorted((cache_dir() / "features").glob("*.npy"))}
+    assert after == written and written  # read by every fold's process, never computed or written again
+
 
 def _file_weights(path: Path, recipe: object) -> list[np.ndarray]:
     from competition.model.backbones import backbone_of, build_model
