@@ -98,10 +98,12 @@ def submit(
 
     path, tuning = submit_run(run, runs, out=out, sample=sample, tune=tune)
     if tuning is not None:
+        verdict = ("applied, and saved in the run for later submit and predict calls" if tuning["applied"] else
+                   "not applied: the nested-CV gain is not positive, so the offsets would only fit noise")
         console.print(
             f"decision tuning: OOF macro F1 {tuning['base_macro_f1']:.4f} -> {tuning['in_sample_macro_f1']:.4f} "
             f"in-sample ({tuning['in_sample_gain']:+.4f}), {tuning['nested_gain']:+.4f} under nested CV "
-            f"(the honest gain); offsets {[round(o, 2) for o in tuning['offsets']]}"
+            f"(the honest gain); {verdict}"
         )
     console.print(f"submission written to {path}")
 

@@ -212,19 +212,39 @@ def submit_run(run: str | Path, runs_dir: str | Path = "runs", *, out: str | Pat
                sample: str | Path | None = None, tune: bool = False,
                submissions_dir: str | Path = "submissions") -> tuple[Path, dict[str, Any] | None]:
     """`competition submit`: the run's test predictions, validated against the contest's sample, written
-    to submissions/<run>.csv and logged in submissions/log.csv. With `tune`, decisions use per-class offsets
-    fitted on the OOF; the returned figures give the in-sample and the honest (nested-CV) gain."""
+    to submissions/<run>.csv and logged in submissions/log.csv.
+
+    With `tune`, per-class decision offsets are fitted on the OOF and applied only when their nested-CV gain
+    (fit on the other folds, scored on the held-out one) is positive; the applied offsets and the figures
+    that justified them are saved in the run folder (decisions.json), so later `submit` and `predict` calls
+    use the same decisions; when the gain is not positive any saved decisions are removed. Without `tune`,
+    saved decisions are used. The returned dict gives the in-sample and nested gains and "applied"."""
     from competition.runs import resolve_run
+    from competition.runs.folder import read_decisions, remove_decisions, write_decisions
     from competition.tuning import nested_cv_gain
 
-    loaded = Run.load(resolve_run(run, runs_dir))
+    run_dir = resolve_run(run, runs_dir)
+    loaded = Run.load(run_dir)
     tuner, tuning = None, None
     if tune:
         tuning = nested_cv_gain(loaded.oof, loaded.y, loaded.folds)
-        tuner = DecisionTuner().fit(loaded.oof, loaded.y)
+        tuning["applied"] = tuning["nested_gain"] > 0
+        if tuning["applied"]:
+            tuner = DecisionTuner().fit(loaded.oof, loaded.y)
+    else:
+        saved = read_decisions(run_dir)
+        if saved is not None:
+            tuner = DecisionTuner()
+            tuner.offsets_ = np.asarray(saved["offsets"], dtype=np.float64)
     sample_path = Path(sample) if sample is not None else Path(loaded.meta.get("sample_submission", ""))
     if sample is None and not sample_path.is_file():
         raise CompetitionError(f"run '{loaded.name}': its sample submission {sample_path} is gone; pass --sample")
     submissions_dir = Path(submissions_dir)
     out_path = Path(out) if out is not None else submissions_dir / f"{loaded.name}.csv"
-    return make_submission(loaded, sample_path, out_path, tuner=tuner, log_path=submissions_dir / "log.csv"), tuning
+    written = make_submission(loaded, sample_path, out_path, tuner=tuner, log_path=submissions_dir / "log.csv")
+    if tuning is not None and tuner is not None:
+        write_decisions(run_dir, {"offsets": [float(o) for o in tuner.offsets_],
+                                  **{k: float(tuning[k]) for k in ("base_macro_f1", "in_sample_gain", "nested_gain")}})
+    elif tuning is not None:
+        remove_decisions(run_dir)
+    return written, tuning

@@ -169,3 +169,41 @@ def test_make_submission_refuses_missing_id_and_invalid_output(tmp_path):
         make_submission(run, sample, tmp_path / "sub.csv")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "sub.csv").exists()
+
+
+def _run_with_oof(tmp_path, oof, y, name="r"):
+    rng = np.random.default_rng(1)
+    n = len(y)
+    test = rng.dirichlet(np.ones(3), 4).astype(np.float32)
+    sample = tmp_path / "sample_submission.csv"
+    sample.write_text("id,label\n" + "".join(f"{i},cat\n" for i in "abcd"))
+    return save_run(tmp_path / "runs" / name, name=name, kind="model", classes=CLASSES, ids=np.array([f"i{k}" for k in range(n)]),
+                    y=y, folds=np.arange(n) % 5, oof=oof, test=test, test_ids=np.array(list("abcd")),
+                    extra={"sample_submission": str(sample)})
+
+
+def test_tuned_decisions_are_saved_only_when_their_nested_gain_is_positive(tmp_path):
+    from competition.runs.folder import read_decisions
+    from competition.submission import submit_run
+
+    rng = np.random.default_rng(0)
+    y = np.arange(600) % 3
+    truth = np.eye(3)[y] * 2.0 + rng.uniform(0, 1.5, (600, 3))
+    biased = truth * np.array([1.0, 0.55, 1.0])  # 'dog' systematically under-scored: an offset fixes it
+    biased = (biased / biased.sum(axis=1, keepdims=True)).astype(np.float32)
+    run_dir = _run_with_oof(tmp_path, biased, y, "biased")
+    _, tuning = submit_run("biased", tmp_path / "runs", tune=True, submissions_dir=tmp_path / "subs")
+    assert tuning["applied"] and tuning["nested_gain"] > 0
+    saved = read_decisions(run_dir)
+    assert saved is not None and saved["nested_gain"] == pytest.approx(tuning["nested_gain"]) and saved["offsets"][1] > 0
+
+    # a later plain submit uses the saved decisions: same file as the tuned one
+    tuned_file = (tmp_path / "subs" / "biased.csv").read_text()
+    submit_run("biased", tmp_path / "runs", out=tmp_path / "again.csv", submissions_dir=tmp_path / "subs")
+    assert (tmp_path / "again.csv").read_text() == tuned_file
+
+    perfect = np.eye(3, dtype=np.float32)[y] * 0.9 + 0.1 / 3  # already right: nothing to gain
+    run_dir = _run_with_oof(tmp_path, perfect, y, "perfect")
+    (run_dir / "decisions.json").write_text('{"offsets": [5, 0, 0]}')  # stale decisions from an earlier tune
+    _, tuning = submit_run("perfect", tmp_path / "runs", tune=True, submissions_dir=tmp_path / "subs")
+    assert not tuning["applied"] and tuning["nested_gain"] <= 0 and read_decisions(run_dir) is None

@@ -583,6 +583,11 @@ def write_decisions(run_dir: Path, decisions: dict[str, Any]) -> None:
     write_json(Path(run_dir) / DECISIONS_FILE, decisions)
 
 
+def remove_decisions(run_dir: Path) -> None:
+    """Forget the run's saved decisions (plain argmax from now on)."""
+    (Path(run_dir) / DECISIONS_FILE).unlink(missing_ok=True)
+
+
 def read_decisions(run_dir: Path) -> dict[str, Any] | None:
     """The run's saved decisions, or None when it has none (plain argmax)."""
     path = Path(run_dir) / DECISIONS_FILE
