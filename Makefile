@@ -38,7 +38,7 @@ submit: $(COMPETITION) $(if $(filter demo-data,$(DATA)),demo-data/sample_submiss
 	$(COMPETITION) validate submissions/$(FINAL).csv --sample $(DATA)/sample_submission.csv
 
 test: $(COMPETITION)
-	$(BIN)/python -m pytest -q -p no:warnings --durations=15
+	$(BIN)/python -m pytest -q -p no:warnings -rs --durations=15
 
 bench: $(COMPETITION)
 	$(BIN)/python benchmarks/run.py

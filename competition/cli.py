@@ -23,6 +23,7 @@ FLAGS = {"data_root": "--data", "data": "--data", "name": "--name", "executor": 
          "per_class": "--per-class", "runs_dir": "--runs"}
 
 RunsOption = Annotated[Path, typer.Option("--runs", help="Folder of runs.")]
+ImagesArgument = Annotated[list[Path], typer.Argument(help="Image files, folders of images, or a contest folder (its test/).")]
 
 
 @app.command()
@@ -204,7 +205,7 @@ def audit(
 @app.command()
 def predict(
     run: Annotated[str, typer.Argument(help="Run or blend ensemble name (under --runs) or folder.")],
-    images: Annotated[list[Path], typer.Argument(help="Image files, folders of images, or a contest folder (its test/).")],
+    images: ImagesArgument,
     runs: RunsOption = Path("runs"),
     out: Annotated[Path, typer.Option("--out", help="CSV to write: id,label[,class probabilities].")] = Path("predictions.csv"),
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Add one probability column per class.")] = False,
@@ -219,7 +220,7 @@ def predict(
 @app.command()
 def explain(
     run: Annotated[str, typer.Argument(help="Run name (under --runs) or folder.")],
-    images: Annotated[list[Path], typer.Argument(help="Image files, folders of images, or a contest folder (its test/).")],
+    images: ImagesArgument,
     runs: RunsOption = Path("runs"),
     out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("explain.png"),
 ) -> None:

@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import subprocess
-import sys
 import unicodedata
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-_SCRIPT = Path(sys.executable).parent / "competition"
-COMPETITION = str(_SCRIPT) if _SCRIPT.is_file() else (shutil.which("competition") or "competition")
-TINY = ["--set", "cv.folds=2", "--set", "train.phases.0.epochs=1", "--set", "data.image_size=16",
-        "--set", "model.filters=[4]", "--set", "model.head.dense=[4]", "--executor", "local"]
-RECIPE = """\
-name: ft
-data: {image_size: 16, channels: 1}
-model: {backbone: cnn, filters: [4], head: {dense: [4]}}
-train: {batch_size: 8, phases: [{epochs: 1}]}
-cv: {folds: 2, seed: 1}
-"""
+from faultkit import COMPETITION, TINY, tiny_recipe
+
+RECIPE = tiny_recipe("ft")
 
 
 def cli(*args: object, cwd: Path) -> subprocess.CompletedProcess:

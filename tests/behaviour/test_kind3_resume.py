@@ -17,7 +17,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,17 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-_SCRIPT = Path(sys.executable).parent / "competition"
-COMPETITION = str(_SCRIPT) if _SCRIPT.is_file() else (shutil.which("competition") or "competition")
-TINY = ["--set", "cv.folds=2", "--set", "train.phases.0.epochs=1", "--set", "data.image_size=16",
-        "--set", "model.filters=[4]", "--set", "model.head.dense=[4]", "--executor", "local"]
-RECIPE = """\
-name: k3
-data: {image_size: 16, channels: 1}
-model: {backbone: cnn, filters: [4], head: {dense: [4]}}
-train: {batch_size: 8, phases: [{epochs: 1}]}
-cv: {folds: 2, seed: 1}
-"""
+from faultkit import COMPETITION, TINY, tiny_recipe
+
+RECIPE = tiny_recipe("k3")
 
 
 @dataclass

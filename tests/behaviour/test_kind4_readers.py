@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,17 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-_SCRIPT = Path(sys.executable).parent / "competition"
-COMPETITION = str(_SCRIPT) if _SCRIPT.is_file() else (shutil.which("competition") or "competition")
-TINY = ["--set", "cv.folds=2", "--set", "train.phases.0.epochs=1", "--set", "data.image_size=16",
-        "--set", "model.filters=[4]", "--set", "model.head.dense=[4]", "--executor", "local"]
-RECIPE = """\
-name: k4
-data: {image_size: 16, channels: 1}
-model: {backbone: cnn, filters: [4], head: {dense: [4]}}
-train: {batch_size: 8, phases: [{epochs: 1}]}
-cv: {folds: 2, seed: 1}
-"""
+from faultkit import COMPETITION, TINY, tiny_recipe
+
+RECIPE = tiny_recipe("k4")
 
 
 @dataclass

@@ -1,0 +1,76 @@
+"""What the fault tests (tests/behaviour) share: the installed `competition` command, the issue's tiny
+training settings, and a tiny recipe."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+_SCRIPT = Path(sys.executable).parent / "competition"
+COMPETITION = str(_SCRIPT) if _SCRIPT.is_file() else (shutil.which("competition") or "competition")
+
+# The tiny training settings, as command-line overrides (tiny_recipe says the same).
+TINY_SETS = ["--set", "cv.folds=2", "--set", "train.phases.0.epochs=1", "--set", "data.image_size=16",
+             "--set", "model.filters=[4]", "--set", "model.head.dense=[4]"]
+TINY = [*TINY_SETS, "--executor", "local"]
+
+
+def tiny_recipe(name: str) -> str:
+    """A recipe's YAML text: 16 px grey images, a one-block CNN, one epoch, 2 folds."""
+    return f"""\
+name: {name}
+data: {{image_size: 16, channels: 1}}
+model: {{backbone: cnn, filters: [4], head: {{dense: [4]}}}}
+train: {{batch_size: 8, phases: [{{epochs: 1}}]}}
+cv: {{folds: 2, seed: 1}}
+"""
+
+# write(2) and friends fail with ENOSPC on files under $FULL_UNDER whose path contains $FULL_CONTAINS.
+DISK_FULL_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static int full(int fd) {
+    const char *under = getenv("FULL_UNDER"), *contains = getenv("FULL_CONTAINS");
+    char link[64], target[4096];
+    ssize_t n;
+    if (!under) return 0;
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    n = readlink(link, target, sizeof target - 1);
+    if (n <= 0) return 0;
+    target[n] = 0;
+    if (strncmp(target, under, strlen(under)) != 0) return 0;
+    return !contains || strstr(target, contains) != NULL;
+}
+
+#define REAL(name) static __typeof__(name) *real; if (!real) real = dlsym(RTLD_NEXT, #name)
+
+ssize_t write(int fd, const void *buf, size_t count) {
+    REAL(write);
+    if (count && full(fd)) { errno = ENOSPC; return -1; }
+    return real(fd, buf, count);
+}
+ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset) {
+    REAL(pwrite);
+    if (count && full(fd)) { errno = ENOSPC; return -1; }
+    return real(fd, buf, count, offset);
+}
+ssize_t pwrite64(int fd, const void *buf, size_t count, off_t offset) {
+    REAL(pwrite64);
+    if (count && full(fd)) { errno = ENOSPC; return -1; }
+    return real(fd, buf, count, offset);
+}
+ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
+    REAL(writev);
+    if (full(fd)) { errno = ENOSPC; return -1; }
+    return real(fd, iov, iovcnt);
+}
+"""
