@@ -126,6 +126,7 @@ def predict_run(run: str | Path, inputs: Sequence[str | Path], runs_dir: str | P
     atomically. Raises CompetitionError naming the run, path or image at fault; nothing is written then."""
     from competition.data import image_id
     from competition.files import write_text
+    from competition.metrics import log_proba
     from competition.runs import resolve_run
     from competition.runs.folder import read_decisions, read_meta
 
@@ -135,7 +136,7 @@ def predict_run(run: str | Path, inputs: Sequence[str | Path], runs_dir: str | P
     ids = [image_id(p) for p in paths]
     proba = run_probabilities(run_dir, paths)
     decisions = read_decisions(run_dir)
-    scores = np.log(np.clip(proba, 1e-7, 1.0))
+    scores = log_proba(proba)
     if decisions is not None:
         scores = scores + np.asarray(decisions["offsets"], dtype=np.float64)
     labels = [classes[k] for k in scores.argmax(axis=1)]

@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from faultkit import COMPETITION, DISK_FULL_SHIM, TINY, TINY_SETS, tiny_recipe
+from faultkit import COMPETITION, DISK_FULL_SHIM, TINY, TINY_SETS, cli, one_line_error, tiny_recipe
 
 
 
@@ -35,42 +32,6 @@ RECIPE = tiny_recipe("ft")
 # ---------------------------------------------------------------- helpers
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    @property
-    def error_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.strip()]
-
-
-def cli(*args: object, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> Result:
-    """`competition ARGS...` as a user types it (the environment of the test, plus `env`)."""
-    started = time.monotonic()
-    done = subprocess.run([COMPETITION, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
-    return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
-
-
-def one_line_error(result: Result, *expected: str, code: int | None = 2) -> str:
-    """Exit `code` (any non-zero when None), exactly one line on stderr holding every `expected`, no traceback."""
-    assert "Traceback" not in result.output, result.output[-3000:]
-    if code is None:
-        assert result.returncode != 0, result.output[-3000:]
-    else:
-        assert result.returncode == code, f"exit {result.returncode}\n{result.output[-3000:]}"
-    lines = result.error_lines
-    assert len(lines) == 1, result.stderr[-3000:]
-    for part in expected:
-        assert part in lines[0], lines[0]
-    return lines[0]
 
 
 def image(path: Path, pixels: np.ndarray) -> Path:

@@ -4,33 +4,15 @@ alone, tried through the command line as a new user would (tiny contests of 16 p
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
 import unicodedata
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from faultkit import COMPETITION, TINY, tiny_recipe
+from faultkit import TINY, cli, one_line_error, tiny_recipe
 
 RECIPE = tiny_recipe("ft")
-
-
-def cli(*args: object, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([COMPETITION, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ))
-
-
-def one_line_error(done: subprocess.CompletedProcess, *expected: str, code: int = 2) -> str:
-    output = done.stdout + done.stderr
-    assert "Traceback" not in output, output[-3000:]
-    assert done.returncode == code, f"exit {done.returncode}\n{output[-3000:]}"
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, done.stderr[-3000:]
-    for part in expected:
-        assert part in lines[0], lines[0]
-    return lines[0]
 
 
 def image(path: Path, level: int, rng: np.random.Generator) -> None:

@@ -7,48 +7,17 @@ folder, nothing decoded where the check needs no pixels; `doctor` FAIL on the sa
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from faultkit import COMPETITION, TINY, tiny_recipe
+from faultkit import TINY, Result, cli, one_line_error, tiny_recipe
 
 RECIPE = tiny_recipe("k2")
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-def cli(*args: object, cwd: Path, env: dict[str, str] | None = None) -> Result:
-    started = time.monotonic()
-    done = subprocess.run([COMPETITION, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
-    return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
-
-
-def one_line_error(result: Result, *expected: str) -> str:
-    assert "Traceback" not in result.output, result.output[-3000:]
-    assert result.returncode == 2, f"exit {result.returncode}\n{result.output[-3000:]}"
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr[-3000:]
-    for part in expected:
-        assert part in lines[0], lines[0]
-    return lines[0]
 
 
 def doctor_fails(result: Result, *expected: str) -> None:

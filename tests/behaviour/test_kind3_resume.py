@@ -18,27 +18,16 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from faultkit import COMPETITION, TINY, tiny_recipe
+from faultkit import COMPETITION, TINY, cli, tiny_recipe
 
 RECIPE = tiny_recipe("k3")
 
 
-@dataclass
-class Result:
-    returncode: int
-    output: str
-    stdout: str
-
-
-def cli(*args: object, cwd: Path) -> Result:
-    done = subprocess.run([COMPETITION, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
-    return Result(done.returncode, done.stdout + done.stderr, done.stdout)
 
 
 def image(path: Path, pixels: np.ndarray) -> None:

@@ -11,43 +11,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from faultkit import COMPETITION, TINY, tiny_recipe
+from faultkit import TINY, cli, one_line_error, tiny_recipe
 
 RECIPE = tiny_recipe("k4")
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-def cli(*args: object, cwd: Path) -> Result:
-    done = subprocess.run([COMPETITION, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
-    return Result(done.returncode, done.stdout, done.stderr)
-
-
-def one_line(result: Result, *expected: str) -> str:
-    assert "Traceback" not in result.output, result.output[-3000:]
-    assert result.returncode == 2, f"exit {result.returncode}\n{result.output[-3000:]}"
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr[-3000:]
-    for part in expected:
-        assert part in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +89,11 @@ def test_a_damaged_file_is_named_by_every_reader(damage: str, finished: Path, tm
     assert as_json.returncode == 0 and [r["run"] for r in json.loads(as_json.stdout)] == ["m1"], as_json.output
     assert name in as_json.stderr, as_json.stderr
 
-    one_line(cli("submit", "m2", "--runs", runs, "--out", tmp_path / "s.csv", cwd=tmp_path), name)
+    one_line_error(cli("submit", "m2", "--runs", runs, "--out", tmp_path / "s.csv", cwd=tmp_path), name)
     assert not (tmp_path / "s.csv").exists()
-    one_line(cli("ensemble", "m1", "m2", "--name", "e", "--method", "mean", "--runs", runs, cwd=tmp_path), name)
+    one_line_error(cli("ensemble", "m1", "m2", "--name", "e", "--method", "mean", "--runs", runs, cwd=tmp_path), name)
     assert not (runs / "e").exists()
-    one_line(cli("report", "m2", "--runs", runs, "--out", tmp_path / "report", cwd=tmp_path), name)
+    one_line_error(cli("report", "m2", "--runs", runs, "--out", tmp_path / "report", cwd=tmp_path), name)
 
 
 def test_ensemble_never_writes_into_a_folder_of_other_files(finished: Path, tmp_path: Path) -> None:
@@ -128,7 +102,7 @@ def test_ensemble_never_writes_into_a_folder_of_other_files(finished: Path, tmp_
     mine = runs / "notes"
     mine.mkdir()
     (mine / "todo.txt").write_text("try a bigger model\n")
-    one_line(cli("ensemble", "m1", "m2", "--name", "notes", "--method", "mean", "--runs", runs, cwd=tmp_path), "notes")
+    one_line_error(cli("ensemble", "m1", "m2", "--name", "notes", "--method", "mean", "--runs", runs, cwd=tmp_path), "notes")
     assert [p.name for p in mine.iterdir()] == ["todo.txt"]
 
     # What a killed build leaves (a hidden sibling with a complete-looking run) is never listed as a run,

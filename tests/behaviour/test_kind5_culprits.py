@@ -4,7 +4,6 @@ line that names the file, row or value at fault, and no traceback."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,25 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faultkit import COMPETITION, DISK_FULL_SHIM, TINY, tiny_recipe
+from faultkit import DISK_FULL_SHIM, TINY, Result, cli, tiny_recipe
+from faultkit import one_line_error as one_line
 
 RECIPE = tiny_recipe("ft")
 
 
-def cli(*args: object, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([COMPETITION, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
-
-
-def one_line_error(done: subprocess.CompletedProcess, *expected: str, code: int = 2) -> str:
-    output = done.stdout + done.stderr
-    assert "Traceback" not in output and "Warning" not in output, output[-3000:]
-    assert done.returncode == code, f"exit {done.returncode}\n{output[-3000:]}"
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, done.stderr[-3000:]
-    for part in expected:
-        assert part in lines[0], lines[0]
-    return lines[0]
+def one_line_error(done: Result, *expected: str, code: int = 2) -> str:
+    """The shared check, and no warning printed either (messages name the culprit, nothing else)."""
+    assert "Warning" not in done.output, done.output[-3000:]
+    return one_line(done, *expected, code=code)
 
 
 def contest(root: Path, classes: tuple[str, ...] = ("Alpha", "Beta"), n: int = 6) -> Path:
