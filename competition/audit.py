@@ -158,7 +158,7 @@ def audit_arrays(
     Returns the dict that run_audit writes, plus "_closest_test": [(test row, train row, distance)]
     for the PLOT_PAIRS test images nearest to train (for the figure).
     """
-    from competition.folds import describe_scheme, make_folds
+    from competition.folds import choose_scheme, describe_scheme, make_folds
 
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     timings: dict[str, float] = {}
@@ -262,7 +262,13 @@ def audit_arrays(
             entry["leak_share"] = _share(val_nn <= threshold)
             entry["median_nearest_distance"] = _quantiles(val_nn).get("median")
         leak[name] = entry
+    try:  # what cv.scheme auto would make of this contest
+        leak["auto"] = choose_scheme(train, None, n_folds=n_folds, seed=seed, scheme="auto", threshold=threshold,
+                                     train_signatures=train_signatures, test_signatures=test_signatures).record()
+    except CompetitionError as exc:
+        leak["auto"] = {"error": str(exc)}
     result["leak"] = leak
+    result["cv_advice"] = cv_advice(leak["auto"])
     timings["leak"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -278,6 +284,22 @@ def audit_arrays(
     ]
     result["timings"] = {k: round(v, 3) for k, v in timings.items()}
     return result
+
+
+def cv_advice(choice: dict[str, Any]) -> str:
+    """One line: which recipe `cv` setting to train with, from choose_scheme's record for cv.scheme auto."""
+    if "error" in choice:
+        return f"no folds can be made as the recipe would ask: {choice['error']}"
+    test, leak = choice.get("test_twin_share"), choice.get("leak_share")
+    figures = f"validation leak {leak:.1%} against the test's {test:.1%}" if test is not None else (
+        f"validation leak {leak:.1%}; no test images to compare with")
+    if choice.get("warning"):
+        return (f"no near-duplicate grouping gives every class all {choice['folds']} folds, so cv.scheme: auto keeps "
+                f"stratified folds ({figures}); use fewer cv.folds or cv.group_by: column:<patient id> (or regex:<pattern>) for folds like the test")
+    if choice.get("scheme") == "grouped":
+        return (f"use cv.scheme: auto (the default; it picks grouped near_duplicates at threshold "
+                f"{choice['threshold']:g} here: {figures})")
+    return f"use cv.scheme: auto (the default; it keeps stratified folds here: {figures})"
 
 
 def _try_folds(make_folds: Any, labels: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | None
@@ -435,10 +457,15 @@ def print_audit(result: dict[str, Any], console: Any = None) -> None:
         if "leak_share" in entry:
             scheme = entry.get("fallback_scheme", entry["scheme"])
             table.add_row(escape(scheme), f"{entry['leak_share']:.1%}", str(entry["median_nearest_distance"]))
+    chosen = result["leak"].get("auto")
+    if chosen and chosen.get("leak_share") is not None:
+        table.add_row(f"cv.scheme auto: {escape(chosen['name'])}", f"{chosen['leak_share']:.1%}", "")
     ref = result["leak"]["test_reference"]
     table.add_row("[italic]test vs train (what CV should mimic)[/]", f"{ref['share_with_twin_in_train']:.1%}",
                   str(ref["median_nearest_distance"]))
     console.print(table)
+    if result.get("cv_advice"):
+        console.print(f"[bold]Validation:[/] {escape(result['cv_advice'])}")
 
     adv = result["adversarial"]
     if adv.get("auc") is not None:

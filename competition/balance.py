@@ -18,6 +18,9 @@ from competition.errors import CompetitionError
 
 @dataclass
 class Balance:
+    """Per-class loss weights, a resampler of each epoch's rows, and the Keras loss: on integer labels (b,),
+    or on one-hot or soft targets (b, n_classes) when made with soft labels (make_balance)."""
+
     class_weight: dict[int, float] | None = None
     resample: Callable[[np.random.Generator], np.ndarray] | None = None
     loss: Any = "sparse_categorical_crossentropy"
@@ -115,5 +118,33 @@ def focal(config: Any, y: np.ndarray, classes: list[str]) -> Balance:
     return Balance(loss=SparseFocalLoss(gamma=config.gamma, alpha=[float(a) for a in alpha]))
 
 
-def make_balance(config: Any, y: np.ndarray, classes: list[str]) -> Balance:
-    return BALANCERS[config.method](config, y, classes)
+def make_balance(config: Any, y: np.ndarray, classes: list[str], *, soft_labels: bool = False,
+                 label_smoothing: float = 0.0) -> Balance:
+    """The recipe's `balance` section for training labels `y` (int (n,)). With `soft_labels` the loss takes
+    one-hot or soft targets (b, n_classes) (what mixup, cutmix and label smoothing need; soft_loss); without,
+    integer labels, as before those existed."""
+    balance = BALANCERS[config.method](config, y, classes)
+    if soft_labels:
+        balance.loss = soft_loss(balance.loss, label_smoothing)
+    elif label_smoothing:
+        raise ValueError("label smoothing needs soft_labels=True (one-hot targets)")
+    return balance
+
+
+def soft_loss(loss: Any, label_smoothing: float = 0.0) -> Any:
+    """The categorical counterpart of a balancer's loss on integer labels, for one-hot or soft targets
+    (b, n_classes), each target smoothed to t (1 - label_smoothing) + label_smoothing / n_classes (Szegedy et
+    al. 2016): Keras's CategoricalCrossentropy for the plain cross-entropy, Keras's
+    CategoricalFocalCrossentropy with the same gamma and per-class alpha (sum_k -alpha_k t_k (1 - p_k)^gamma
+    log p_k, which is the focal loss on one-hot targets) for SparseFocalLoss. Class weights stay sample
+    weights. Raises ValueError for a loss it does not know."""
+    import keras
+
+    from competition.model.layers import SparseFocalLoss
+
+    if isinstance(loss, str) and loss == "sparse_categorical_crossentropy":
+        return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+    if isinstance(loss, SparseFocalLoss):
+        return keras.losses.CategoricalFocalCrossentropy(alpha=loss.alpha if loss.alpha is not None else 1.0,
+                                                         gamma=loss.gamma, label_smoothing=label_smoothing)
+    raise ValueError(f"no soft-label form of the loss {loss!r}")

@@ -86,7 +86,7 @@ def export_run(run: str | Path, runs_dir: str | Path = "runs", *, fmt: str = "ke
     folds = read_folds(run_dir)
     paths = folds["path"].tolist()[:8] if "path" in folds else []
     images, bad = decode_images(paths, tuple(recipe.data.image_size), recipe.data.channels,
-                                window=recipe.data.intensity_window)
+                                options=recipe.data.decode_options())
     if len(images) == 0 or bad:
         rng = np.random.default_rng(0)
         images = rng.integers(0, 256, (8, *recipe.data.image_size, recipe.data.channels), dtype=np.uint8)

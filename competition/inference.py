@@ -1,7 +1,8 @@
-"""A trained run on new images: `predict_run` decodes the images at the run's size and channels (through the
-decode cache, in chunks, so memory stays bounded), averages every fold model's probabilities with the run's
-TTA, as the run's own test predictions were made, applies the run's saved decisions (`submit --tune`), and
-writes id,label[,one probability column per class]. An ensemble of blend weights (mean, weighted, caruana)
+"""A trained run on new images: `predict_run` decodes the images as the run's models saw theirs (`decode_chunks`:
+its size, channels, intensity window, crop and standardisation, through the decode cache, in chunks, so memory
+stays bounded), averages every fold model's probabilities with the run's TTA, as the run's own test
+predictions were made, applies the run's saved decisions (`submit --tune`), and writes id,label[,one
+probability column per class]. An ensemble of blend weights (mean, weighted, caruana)
 predicts through its members' runs.
 """
 
@@ -79,12 +80,16 @@ def _fold_models(run_dir: Path, n_folds: int) -> list[Any]:
     return models
 
 
-def _chunks(paths: list[Path], size: tuple[int, int], channels: int,
-            window: tuple[float, float] | None) -> Iterator[np.ndarray]:
+def decode_chunks(paths: Sequence[str | Path], recipe: Any) -> Iterator[np.ndarray]:
+    """The image files as the recipe's models see them, CHUNK at a time: uint8 (n <= CHUNK, h, w, channels),
+    decoded at the recipe's size and channels with its decode options (intensity window, crop,
+    standardisation: competition.data.decode.DecodeOptions), through the decode cache, as the run's training
+    and test images were. Raises CompetitionError listing the unreadable files of a chunk."""
     from competition.data import decode_images, unreadable_message
 
+    size, channels, options = tuple(recipe.data.image_size), recipe.data.channels, recipe.data.decode_options()
     for start in range(0, len(paths), CHUNK):
-        images, bad = decode_images(paths[start : start + CHUNK], size, channels, window=window)
+        images, bad = decode_images(paths[start : start + CHUNK], size, channels, options=options)
         if bad:
             raise CompetitionError(unreadable_message(bad))
         yield images
@@ -114,7 +119,7 @@ def run_probabilities(run_dir: Path, paths: list[Path]) -> np.ndarray:
     import_tensorflow()
     models = _fold_models(run_dir, recipe.cv.folds)
     parts = []
-    for images in _chunks(paths, tuple(recipe.data.image_size), recipe.data.channels, recipe.data.intensity_window):
+    for images in decode_chunks(paths, recipe):
         parts.append(np.mean([predict_tta(model, images, recipe.tta)[1] for model in models], axis=0))
     return np.concatenate(parts).astype(np.float32)
 

@@ -61,6 +61,15 @@ class DataConfig(Section):
     # [low, high] maps low..high, values outside clipped (DICOM: in its rescaled units, instead of the file's
     # window). Part of the decode-cache key (competition.data.decode, competition.data.cache).
     intensity_window: tuple[float, float] | None = None
+    # Preprocessing that removes acquisition differences, train and test alike, part of the decode-cache key
+    # (competition.data.decode.DecodeOptions). crop "foreground": crop the full-resolution image to the box of
+    # the pixels above foreground_threshold, each side grown by crop_margin times the box's extent, then to the
+    # aspect of image_size, before the resize (as MONAI's CropForeground). standardize "image": after the
+    # resize, each image's foreground (above foreground_threshold) to mean 128 and std 40, background to 0.
+    crop: Literal["none", "foreground"] = "none"
+    crop_margin: Annotated[float, Field(ge=0, le=1)] = 0.05
+    standardize: Literal["none", "image"] = "none"
+    foreground_threshold: Annotated[int, Field(ge=0, le=254)] = 10  # grey level out of 255, for crop and standardize
 
     @model_serializer(mode="wrap")
     def _omit_defaults_of_later_fields(self, handler: Any) -> Any:
@@ -72,6 +81,9 @@ class DataConfig(Section):
                 dumped.pop("on_bad_image")
             if dumped.get("intensity_window", 0) is None:
                 dumped.pop("intensity_window")
+            for key in ("crop", "crop_margin", "standardize", "foreground_threshold"):
+                if key in dumped and dumped[key] == type(self).model_fields[key].default:
+                    dumped.pop(key)
         return dumped
 
     @field_validator("image_size", mode="before")
@@ -94,6 +106,28 @@ class DataConfig(Section):
         if value is not None and not value[0] < value[1]:
             raise ValueError(f"expected [low, high] with low < high, got {shown(list(value))}")
         return value
+
+    def decode_options(self) -> Any:
+        """competition.data.decode.DecodeOptions of this section: how every image of the recipe is decoded."""
+        from competition.data.decode import DecodeOptions
+
+        return DecodeOptions(window=self.intensity_window, crop=self.crop, standardize=self.standardize,
+                             threshold=self.foreground_threshold, margin=self.crop_margin)
+
+    @model_validator(mode="after")
+    def _used_by_a_step(self) -> DataConfig:
+        # A value no chosen step reads would be ignored without a word: refused (defaults are not "given", as
+        # in BalanceConfig).
+        fields = type(self).model_fields
+        if self.crop == "none" and self.crop_margin != fields["crop_margin"].default:
+            raise CompetitionError(f"recipe.data.crop_margin: {shown(self.crop_margin)} is used only by data.crop: "
+                                   "foreground, and data.crop is 'none'; remove it or set data.crop: foreground")
+        if (self.crop == "none" and self.standardize == "none"
+                and self.foreground_threshold != fields["foreground_threshold"].default):
+            raise CompetitionError(f"recipe.data.foreground_threshold: {shown(self.foreground_threshold)} is used "
+                                   "only by data.crop: foreground and data.standardize: image, and both are "
+                                   "'none'; remove it or set one of them")
+        return self
 
 
 class HeadConfig(Section):
@@ -151,12 +185,38 @@ class PhaseConfig(Section):
     optimizer: str = "adam"  # a name in OPTIMIZERS
     learning_rate: Annotated[float, Field(gt=0, le=10)] = 1e-3
     trainable: str = "all"  # "all", "head" (backbone frozen) or a backbone layer name from which on to train
-    augment: bool = True  # apply the recipe's augment list in this phase
+    augment: bool = True  # apply the recipe's augment list (and train.mixup, train.cutmix) in this phase
+    # Decoupled weight decay (each step: w -= weight_decay * learning rate * w, as AdamW); None: the optimizer's
+    # own default (adamw 0.004, the others none).
+    weight_decay: Annotated[float, Field(ge=0, le=1)] | None = None
+    # The learning rate over the phase's steps (competition.engine.optim): constant; cosine (decay to 0,
+    # after a linear warm-up from 0 over `warmup` of the steps, default none); one_cycle (cosine warm-up from
+    # learning_rate / 25 over `warmup` of the steps, default 0.3, then cosine decay; Smith & Topin 2019).
+    schedule: Literal["constant", "cosine", "one_cycle"] = "constant"
+    warmup: Annotated[float, Field(ge=0, lt=1)] | None = None  # share of the phase's steps; cosine, one_cycle
 
     @field_validator("optimizer")
     @classmethod
     def _known_optimizer(cls, value: str) -> str:
         return _registered(value, OPTIMIZERS, "optimizer")
+
+    @model_serializer(mode="wrap")
+    def _omit_defaults_of_later_fields(self, handler: Any) -> Any:
+        # Left out while they are the default, so recipes (and run hashes) from before they existed are unchanged.
+        dumped = handler(self)
+        if isinstance(dumped, dict):
+            for key in ("weight_decay", "schedule", "warmup"):
+                if key in dumped and dumped[key] == type(self).model_fields[key].default:
+                    dumped.pop(key)
+        return dumped
+
+
+class MixConfig(Section):
+    """Mixing two training images and their labels, per batch (competition.engine.mixing): mixup (Zhang et al.
+    2018) or CutMix (Yun et al. 2019)."""
+
+    alpha: Annotated[float, Field(gt=0, le=100)] = 1.0  # the mixing weight is drawn from Beta(alpha, alpha)
+    p: Annotated[float, Field(gt=0, le=1)] = 1.0  # share of the batches mixed
 
 
 class ReduceLRConfig(Section):
@@ -174,11 +234,45 @@ class TrainConfig(Section):
     workers: Annotated[int, Field(ge=1, le=256)] = 2  # threads preparing augmented batches
     mixed_precision: bool = False  # float16 compute, float32 weights and outputs (a GPU speed-up; slow on CPU)
     jit_compile: bool | Literal["auto"] = "auto"  # XLA; "auto" is Keras's choice (on with a GPU, off on CPU)
+    # Regularisation (competition.engine): targets y (1 - s) + s / n_classes (Szegedy et al. 2016)
+    label_smoothing: Annotated[float, Field(ge=0, lt=0.5)] = 0.0
+    mixup: MixConfig | None = None  # per batch, in phases with augment: true
+    cutmix: MixConfig | None = None  # per batch, in phases with augment: true; with mixup, each batch picks one
+    # Momentum of an exponential moving average of the weights, used for validation, the kept epoch and so
+    # for prediction (Keras's optimizer EMA, restarted at each phase from the weights the phase starts with).
+    ema: Annotated[float, Field(gt=0, lt=1)] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_defaults_of_later_fields(self, handler: Any) -> Any:
+        # Left out while they are the default, so recipes (and run hashes) from before they existed are unchanged.
+        dumped = handler(self)
+        if isinstance(dumped, dict):
+            for key in ("label_smoothing", "mixup", "cutmix", "ema"):
+                if key in dumped and dumped[key] == type(self).model_fields[key].default:
+                    dumped.pop(key)
+        return dumped
+
+    @model_validator(mode="after")
+    def _one_learning_rate_rule(self) -> TrainConfig:
+        # A phase's learning rate follows its schedule or reduce_lr, not both; a warm-up needs a schedule.
+        for index, phase in enumerate(self.phases):
+            if phase.schedule != "constant" and self.reduce_lr is not None:
+                raise CompetitionError(f"recipe.train.reduce_lr: cannot be combined with recipe.train.phases[{index}]"
+                                       f".schedule {phase.schedule!r}; remove one of them")
+            if phase.warmup is not None and phase.schedule == "constant":
+                raise CompetitionError(f"recipe.train.phases[{index}].warmup: {shown(phase.warmup)} is used only by "
+                                       "schedule cosine or one_cycle, and the phase's schedule is 'constant'; "
+                                       "remove it or set a schedule")
+        return self
 
 
 class CVConfig(Section):
     folds: Annotated[int, Field(ge=2, le=1000)] = 5
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42  # numpy's and scikit-learn's seed range
+    # auto: folds whose validation leak (share with a near twin in training) is closest to the test's;
+    # stratified; grouped (group_by, else near-duplicate groups). competition.folds.choose_scheme. Serialised
+    # even at its default, so a run trained on stratified folds never resumes under grouped ones.
+    scheme: Literal["auto", "stratified", "grouped"] = "auto"
     group_by: str | None = None  # None, "column:<name>", "regex:<pattern>" or "near_duplicates"
     # a distance 1 - cosine similarity, so at most 2
     near_duplicate_threshold: Annotated[float, Field(gt=0, le=2)] | None = None
@@ -201,6 +295,17 @@ class CVConfig(Section):
             except re.error as exc:
                 raise ValueError(f"invalid regex {shown(arg)}: {exc}") from None
         return value
+
+    @model_validator(mode="after")
+    def _groups_need_a_grouped_scheme(self) -> CVConfig:
+        if self.scheme == "stratified" and self.group_by is not None:
+            from competition.folds import parse_group_by
+
+            if parse_group_by(self.group_by)[0] != "none":
+                raise CompetitionError(f"recipe.cv.group_by: {shown(self.group_by)} groups the folds, but "
+                                       "recipe.cv.scheme is 'stratified'; remove one (cv.scheme: grouped or auto "
+                                       "folds by the group_by)")
+        return self
 
 
 class ResourcesConfig(Section):

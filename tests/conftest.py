@@ -13,7 +13,7 @@ name: tiny
 data: {image_size: 32, channels: 1}
 model: {backbone: cnn, filters: [8, 16], head: {dense: [16], dropout: 0.1}}
 train: {batch_size: 32, phases: [{epochs: 2}]}
-cv: {folds: 2, seed: 1}
+cv: {folds: 2, seed: 1, scheme: stratified}  # fixed folds; cv.scheme auto has its own tests (test_folds_scheme.py)
 """
 
 

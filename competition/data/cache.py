@@ -1,6 +1,7 @@
 """Decoding many images once: the on-disk decode cache (the one `cache_dir` of the package) and the
 preflight that lists every unreadable file. A cache entry is keyed by the images' bytes, the size, the
-channels and the recipe's data.intensity_window, so every fold, epoch and later run at that size reuses it.
+channels and the recipe's decode options (data.intensity_window, data.crop, data.standardize and the values
+they read: competition.data.decode.DecodeOptions), so every fold, epoch and later run at that size reuses it.
 An entry keeps how the grey values of images of more than 8 bits were mapped, so `intensity_note` can say it
 whether the pixels were decoded now or read back. A damaged entry is a miss: decoded again and replaced.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from competition.data.decode import Mapping, UnreadableImage, Window, decode_image
+from competition.data.decode import DecodeOptions, Mapping, UnreadableImage, Window, decode_image
 from competition.errors import CompetitionError
 from competition.files import atomic_write, write_text
 
@@ -39,10 +40,10 @@ def cache_dir() -> Path:
 
 
 def content_key(paths: Sequence[str | Path], size: tuple[int, int], channels: int,
-                window: Window | None = None) -> str:
-    """The decode-cache key of these files at this size, channels and intensity window (None: the bit depth's
-    full range, keyed as before the window existed)."""
-    shown = f"|window {float(window[0])!r},{float(window[1])!r}" if window is not None else ""
+                options: DecodeOptions | None = None) -> str:
+    """The decode-cache key of these files at this size, channels and decode options (None or the defaults:
+    keyed as before the options existed, so older cache entries stay valid)."""
+    shown = options.key() if options is not None else ""
     digest = hashlib.sha256(f"{CACHE_VERSION}|{size[0]}x{size[1]}x{channels}{shown}|".encode())
     for path in paths:
         try:
@@ -54,19 +55,22 @@ def content_key(paths: Sequence[str | Path], size: tuple[int, int], channels: in
 
 def decode_images(
     paths: Sequence[str | Path], size: tuple[int, int], channels: int, *, cache: bool = True, workers: int = 4,
-    window: Window | None = None,
+    options: DecodeOptions | None = None, window: Window | None = None,
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Every image decoded once (or read from the cache): the readable ones as one uint8 array
-    (n_readable, h, w, channels) in the order given, and (path, reason) for each unreadable file. `window`
-    is the recipe's data.intensity_window (competition.data.decode).
+    (n_readable, h, w, channels) in the order given, and (path, reason) for each unreadable file. `options`
+    are the recipe's decode options (``recipe.data.decode_options()``; None: the defaults); `window`
+    alone is short for DecodeOptions(window=window). Raises ValueError when both are given.
 
     The cache entry covers the whole list, unreadable files included, so a later call with the same
     files neither decodes again nor forgets which were bad. An entry that cannot be read back whole
     (cut short, damaged) is decoded again and replaced."""
     size = (int(size[0]), int(size[1]))
-    window = (float(window[0]), float(window[1])) if window is not None else None
-    remember = (tuple(str(p) for p in paths), window)
-    target = cache_dir() / "decoded" / f"{content_key(paths, size, channels, window)}.npy" if cache else None
+    if window is not None and options is not None:
+        raise ValueError("decode_images: give the window in `options`, not both")
+    options = options if options is not None else DecodeOptions(window=window)
+    remember = (tuple(str(p) for p in paths), options.window)
+    target = cache_dir() / "decoded" / f"{content_key(paths, size, channels, options)}.npy" if cache else None
     if target is not None:
         found = _read_entry(target, (len(paths), size[0], size[1], channels))
         if found is not None:
@@ -79,7 +83,7 @@ def decode_images(
 
     def fill(i: int) -> None:
         try:
-            out[i] = decode_image(paths[i], size, channels, window, on_mapping=lambda m: mapped.__setitem__(i, m))
+            out[i] = decode_image(paths[i], size, channels, options, on_mapping=lambda m: mapped.__setitem__(i, m))
         except UnreadableImage as exc:
             reasons[i] = exc.reason
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from competition.data.cache import decode_images, unreadable_message
-from competition.data.decode import IMAGE_EXTENSIONS
+from competition.data.decode import IMAGE_EXTENSIONS, DecodeOptions
 from competition.errors import CompetitionError
 from competition.files import read_string_csv, write_text
 
@@ -434,9 +434,11 @@ OnBad = Literal["error", "skip"]
 
 
 def load_contest(root: str | Path, size: tuple[int, int], channels: int, *, on_bad: OnBad = "error",
-                 cache: bool = True, window: tuple[float, float] | None = None,
+                 cache: bool = True, options: DecodeOptions | None = None,
                  ) -> tuple[Contest, np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Index and check the contest, then decode every train and test image once (the preflight).
+    """Index and check the contest, then decode every train and test image once (the preflight), train and
+    test alike with `options` (the recipe's decode options, ``recipe.data.decode_options()``; None: the
+    defaults).
 
     Returns (contest, train images, test images, skipped). With on_bad="error" any unreadable image raises
     one CompetitionError listing them all. With on_bad="skip" unreadable training images are dropped from
@@ -445,9 +447,9 @@ def load_contest(root: str | Path, size: tuple[int, int], channels: int, *, on_b
     if on_bad not in ("error", "skip"):
         raise CompetitionError(f"recipe.data.on_bad_image: expected 'error' or 'skip', got {on_bad!r}")
     contest = index_contest(root)
-    # one intensity mapping for train and test (`window`: the recipe's data.intensity_window)
-    x, bad_train = decode_images(contest.train["path"].tolist(), size, channels, cache=cache, window=window)
-    x_test, bad_test = decode_images(contest.test["path"].tolist(), size, channels, cache=cache, window=window)
+    # one intensity mapping, crop and standardisation for train and test
+    x, bad_train = decode_images(contest.train["path"].tolist(), size, channels, cache=cache, options=options)
+    x_test, bad_test = decode_images(contest.test["path"].tolist(), size, channels, cache=cache, options=options)
     if bad_test:
         also = (f" (and {len(bad_train)} unreadable training images)" if bad_train and on_bad == "error" else "")
         raise CompetitionError(f"{unreadable_message(bad_test, 'test')}{also}; test images cannot be skipped, the "

@@ -22,6 +22,11 @@ replicated):
 - Size limit: an image with more pixels than Pillow's ``PIL.Image.MAX_IMAGE_PIXELS`` (89,478,485 by
   default, about 9459 x 9459) is rejected as a possible decompression bomb, DICOM included. Raise that
   setting to allow larger images.
+
+Then, in this order (`DecodeOptions`, from the recipe by ``recipe.data.decode_options()``): the intensity
+mapping above; the foreground crop (``data.crop: foreground``) on the full-resolution 0..255 image; the
+conversion to the recipe's channels and the resize to its size; the per-image standardisation
+(``data.standardize: image``) of the resized pixels. Train, test and new images go through the same steps.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -74,6 +79,125 @@ class _Bad(Exception):
 
 
 Window = tuple[float, float]
+CROPS = ("none", "foreground")
+STANDARDIZES = ("none", "image")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """What the recipe's data section says about turning a file into pixels, beyond size and channels
+    (competition.recipe.DataConfig.decode_options builds it).
+
+    - `window`: data.intensity_window, (low, high) for grey images of more than 8 bits, or None (module
+      docstring).
+    - `crop`: data.crop. "foreground" crops the full-resolution image (after the intensity mapping to 0..255,
+      before the resize) as MONAI's CropForeground does (monai.transforms.CropForeground: the bounding box of
+      the pixels whose value passes a select function, expanded by a margin, clipped to the image): the box
+      of the pixels above `threshold` (the maximum over the channels), each side expanded by `margin` times
+      the box's extent along that axis and clipped to the image; then grown, centred, along its shorter
+      side to the aspect of the target size (a square for a square size), so the resize does not distort
+      the picture, with 0 where the grown box leaves the image. An image without a pixel above `threshold`
+      is left uncropped.
+    - `standardize`: data.standardize. "image" standardises each image after the crop and the resize: the
+      mean and standard deviation of its foreground pixels (the maximum over the channels above
+      `threshold`; every channel of such a pixel counts) give each foreground value
+      clip(round(128 + 40 * z), 0, 255), z = (value - mean) / std; background pixels (<= threshold) become 0;
+      an image whose foreground is flat (std 0) gets 128 there, one without foreground is all 0.
+    - `threshold`: data.foreground_threshold, the grey level 0..254 (of 255) a foreground pixel is above.
+    - `margin`: data.crop_margin, 0..1.
+
+    Raises CompetitionError for a value outside these ranges."""
+
+    window: Window | None = None
+    crop: Literal["none", "foreground"] = "none"
+    standardize: Literal["none", "image"] = "none"
+    threshold: int = 10
+    margin: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.crop not in CROPS:
+            raise CompetitionError(f"DecodeOptions.crop: expected one of {CROPS}, got {self.crop!r}")
+        if self.standardize not in STANDARDIZES:
+            raise CompetitionError(f"DecodeOptions.standardize: expected one of {STANDARDIZES}, "
+                                   f"got {self.standardize!r}")
+        if (isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, np.integer))
+                or not 0 <= self.threshold <= 254):
+            raise CompetitionError(f"DecodeOptions.threshold: expected an integer 0..254, got {self.threshold!r}")
+        if (isinstance(self.margin, bool) or not isinstance(self.margin, (int, float, np.number))
+                or not 0.0 <= float(self.margin) <= 1.0):
+            raise CompetitionError(f"DecodeOptions.margin: expected a number 0..1, got {self.margin!r}")
+        # one spelling per value, so equal options give equal cache keys
+        object.__setattr__(self, "threshold", int(self.threshold))
+        object.__setattr__(self, "margin", float(self.margin))
+        if self.window is not None:
+            object.__setattr__(self, "window", (float(self.window[0]), float(self.window[1])))
+
+    def key(self) -> str:
+        """The part of the decode-cache key these options add: empty for the defaults (so caches from before
+        the options existed stay valid); a value the chosen steps do not read is left out."""
+        parts = ""
+        if self.window is not None:
+            parts += f"|window {self.window[0]!r},{self.window[1]!r}"
+        if self.crop != "none":
+            parts += f"|crop {self.crop} {self.threshold} {self.margin!r}"
+        if self.standardize != "none":
+            parts += f"|standardize {self.standardize} {self.threshold}"
+        return parts
+
+
+def _foreground(array: np.ndarray, threshold: int) -> np.ndarray:
+    """bool (h, w): pixels whose value (the maximum over the channels) is above `threshold`."""
+    return (array.max(axis=-1) if array.ndim == 3 else array) > threshold
+
+
+def foreground_box(array: np.ndarray, threshold: int, margin: float, aspect: float = 1.0
+                   ) -> tuple[int, int, int, int] | None:
+    """The crop box (top, bottom, left, right; bottom and right exclusive) of `array` (uint8 (h, w) or
+    (h, w, c)), as DecodeOptions describes for crop "foreground": `aspect` is the target's height / width.
+    The box may reach outside the image (negative, or past its size) where it was grown to the aspect.
+    None when no pixel is above `threshold`."""
+    mask = _foreground(array, threshold)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    height, width = mask.shape
+    top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    grow_y, grow_x = round(margin * (bottom - top)), round(margin * (right - left))
+    top, bottom = max(top - grow_y, 0), min(bottom + grow_y, height)
+    left, right = max(left - grow_x, 0), min(right + grow_x, width)
+    box_h, box_w = bottom - top, right - left
+    if box_h < box_w * aspect:  # too wide for the target: grow the height, centred
+        new_h = max(round(box_w * aspect), box_h)
+        top -= (new_h - box_h) // 2
+        bottom = top + new_h
+    else:
+        new_w = max(round(box_h / aspect), box_w)
+        left -= (new_w - box_w) // 2
+        right = left + new_w
+    return top, bottom, left, right
+
+
+def _crop(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """array[top:bottom, left:right] with 0 where the box leaves the image."""
+    top, bottom, left, right = box
+    out = np.zeros((bottom - top, right - left, *array.shape[2:]), dtype=array.dtype)
+    y0, y1, x0, x1 = max(top, 0), min(bottom, array.shape[0]), max(left, 0), min(right, array.shape[1])
+    out[y0 - top : y1 - top, x0 - left : x1 - left] = array[y0:y1, x0:x1]
+    return out
+
+
+def standardize_image(array: np.ndarray, threshold: int) -> np.ndarray:
+    """uint8 (h, w, c) standardised per image as DecodeOptions describes for standardize "image"; a new
+    array of the same shape and dtype."""
+    mask = _foreground(array, threshold)
+    out = np.zeros_like(array)
+    if not mask.any():
+        return out
+    values = array[mask].astype(np.float64)
+    std = values.std()
+    z = (values - values.mean()) / std if std > 0 else np.zeros_like(values)
+    out[mask] = np.clip(np.round(128.0 + 40.0 * z), 0, 255).astype(np.uint8)
+    return out
 
 
 @dataclass(frozen=True)
@@ -240,14 +364,16 @@ def _first(value: Any) -> float | None:
         return None
 
 
-def decode_image(path: str | Path, size: tuple[int, int], channels: int, window: Window | None = None,
+def decode_image(path: str | Path, size: tuple[int, int], channels: int, options: DecodeOptions | None = None,
                  on_mapping: Callable[[Mapping], None] | None = None) -> np.ndarray:
     """One file as uint8 (h, w, channels), read-only; raises UnreadableImage naming the path and the reason.
-    See the module docstring for how each format becomes pixels (`window`: the recipe's
-    data.intensity_window); resized with an area filter when shrinking, bilinear when growing. For a grey
-    image of more than 8 bits, `on_mapping` is called with how its values were mapped to 0..255."""
+    See the module docstring for how each format becomes pixels and DecodeOptions for `options`
+    (``recipe.data.decode_options()``; None: the defaults, no crop, no standardisation); resized
+    with an area filter when shrinking, bilinear when growing. For a grey image of more than 8 bits,
+    `on_mapping` is called with how its values were mapped to 0..255."""
     from PIL import Image
 
+    options = options if options is not None else DecodeOptions()
     try:
         with open(path, "rb") as handle:
             head = handle.read(132)
@@ -255,13 +381,20 @@ def decode_image(path: str | Path, size: tuple[int, int], channels: int, window:
                 raise _Bad("empty file")
             handle.seek(0)
             if Path(path).suffix.lower() in DICOM_EXTENSIONS or head[128:132] == b"DICM":
-                image, mapping = _dicom_pixels(handle, window)
+                image, mapping = _dicom_pixels(handle, options.window)
             else:
-                image, mapping = _pil_pixels(handle, window)
+                image, mapping = _pil_pixels(handle, options.window)
+        box = (foreground_box(np.asarray(image), options.threshold, options.margin, size[0] / size[1])
+               if options.crop == "foreground" else None)  # on the picture as decoded, before the channels
         image = image.convert("L" if channels == 1 else "RGB")
+        if box is not None:
+            image = Image.fromarray(_crop(np.asarray(image), box))
         shrink = image.width >= size[1]
         image = image.resize((size[1], size[0]), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR)
-        array = np.asarray(image, dtype=np.uint8)
+        array = np.asarray(image, dtype=np.uint8).reshape(size[0], size[1], channels)
+        if options.standardize == "image":
+            array = standardize_image(array, options.threshold)
+            array.flags.writeable = False
     except _Bad as exc:
         raise UnreadableImage(path, str(exc)) from None
     except OSError as exc:
@@ -274,5 +407,5 @@ def decode_image(path: str | Path, size: tuple[int, int], channels: int, window:
         raise UnreadableImage(path, _reason(exc, path)) from None
     if mapping is not None and on_mapping is not None:
         on_mapping(mapping)
-    return array.reshape(size[0], size[1], channels)
+    return array
 

@@ -205,6 +205,15 @@ def near_duplicate_groups(signatures: np.ndarray, threshold: float = DEFAULT_THR
     return connected_groups(len(signatures), i, j)
 
 
+def groups_at(n: int, i: np.ndarray, j: np.ndarray, d: np.ndarray, threshold: float) -> np.ndarray:
+    """int64 (n,) group id per item: connected components of the pairs (i, j) at distance d <= threshold.
+
+    One pair search at the largest threshold (near_pairs) serves every lower one: the folds' threshold search
+    (competition.folds.choose_scheme) regroups from it without searching again."""
+    keep = np.asarray(d) <= threshold
+    return connected_groups(n, np.asarray(i)[keep], np.asarray(j)[keep])
+
+
 def connected_groups(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """int64 (n,) group id per item: connected components of the graph with edges (i[k], j[k])
     (scipy.sparse.csgraph.connected_components)."""
@@ -267,6 +276,13 @@ def train_signatures(train: pd.DataFrame) -> np.ndarray:
     if "path" not in train.columns:
         raise CompetitionError("recipe.cv.group_by: near_duplicates needs image paths (train has no 'path' column)")
     return image_signatures([Path(p) for p in train["path"]])
+
+
+def signatures_of_test(test: pd.DataFrame) -> np.ndarray:
+    """Signatures of the test images (row order of `test`, needs a `path` column), cached like the training ones."""
+    if "path" not in test.columns:
+        raise CompetitionError("test images: no 'path' column, so their near twins in train cannot be measured")
+    return image_signatures([Path(p) for p in test["path"]])
 
 
 def cached_groups(signatures: np.ndarray, threshold: float) -> np.ndarray:

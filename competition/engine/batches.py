@@ -1,4 +1,4 @@
-"""Training batches: shuffled or class-resampled, augmented on the fly in worker threads."""
+"""Training batches: shuffled or class-resampled, augmented (and mixed) on the fly in worker threads."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from competition.augment import augment_batch
+from competition.engine.mixing import Mixer
 
 
 class TrainBatches(keras.utils.PyDataset):
@@ -18,14 +19,23 @@ class TrainBatches(keras.utils.PyDataset):
 
     Each epoch's row order is a permutation of the rows, or `resample(rng)` (balance.oversample). Each batch
     seeds its own augmentation from (seed, epoch, index), so results do not depend on thread scheduling; each
-    worker thread has its own copy of the pipeline, since albumentations transforms hold random state."""
+    worker thread has its own copy of the pipeline, since albumentations transforms hold random state.
+
+    With `n_classes`, labels are one-hot float32 (b, n_classes) (soft targets, for label smoothing and mixing);
+    with a `mixer` (engine.mixing; needs n_classes) each augmented batch is then mixed, seeded from
+    (seed, epoch, index) too, and images are float32 (b, h, w, c) in 0..255, labels rows of mixed one-hots,
+    sample weights mixed alike."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, pipeline: Any,
                  resample: Callable[[np.random.Generator], np.ndarray] | None,
-                 class_weight: dict[int, float] | None, seed: int, workers: int) -> None:
+                 class_weight: dict[int, float] | None, seed: int, workers: int, *,
+                 n_classes: int | None = None, mixer: Mixer | None = None) -> None:
         super().__init__(workers=workers, use_multiprocessing=False)
+        if mixer is not None and n_classes is None:
+            raise ValueError("mixing batches needs n_classes (one-hot labels)")
         self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
         self.pipeline, self.resample, self.rng = pipeline, resample, np.random.default_rng(seed)
+        self.n_classes, self.mixer = n_classes, mixer
         self.local = threading.local()
         self.weights = None
         if class_weight:
@@ -48,9 +58,18 @@ class TrainBatches(keras.utils.PyDataset):
             pipeline = self._pipeline()
             pipeline.set_random_seed(int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0]))
             images = augment_batch(pipeline, images)
-        if self.weights is not None:
-            return images, self.y[rows], self.weights[rows]
-        return images, self.y[rows]
+        labels = self.y[rows]
+        weights = None if self.weights is None else self.weights[rows]
+        if self.n_classes is not None:
+            labels = np.eye(self.n_classes, dtype=np.float32)[labels]
+        if self.mixer is not None:
+            # Its own stream (spawn key 1), so mixing leaves the augmentation's draws as they were.
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, i], spawn_key=(1,)))
+            mixed = self.mixer(images, labels, weights, rng)
+            images, labels, weights = mixed.images, mixed.labels, mixed.weights
+        if weights is not None:
+            return images, labels, weights
+        return images, labels
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

@@ -5,6 +5,8 @@ stock callbacks after it (`keras.callbacks.EarlyStopping(monitor="val_macro_f1",
 `ReduceLROnPlateau`) and the user's own callbacks can use them; `DivergenceGuard` stops a NaN loss with a
 message naming the learning rate; `EpochLog` appends the epoch to the fold's history; `KeepBest` snapshots the
 whole classifier at its best validation macro F1 across all phases; `EpochProgress` reports to the progress bar.
+With `train.ema`, `ema_callbacks` gives the first and the last of the list: every callback in between, from
+ValidationScore to the user's own, sees the averaged weights at each epoch's end.
 """
 
 from __future__ import annotations
@@ -66,14 +68,16 @@ class DivergenceGuard(keras.callbacks.Callback):
 
 class EpochLog(keras.callbacks.Callback):
     """Appends one row per epoch to `state.history`: phase, epoch (counted across phases), the logs, seconds
-    and the learning rate the epoch trained with."""
+    and the learning rate of the epoch's first step."""
 
     def __init__(self, state: FoldState, phase: int) -> None:
         super().__init__()
-        self.state, self.phase, self.started = state, phase, time.perf_counter()
+        self.state, self.phase, self.started, self.learning_rate = state, phase, time.perf_counter(), np.nan
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.started = time.perf_counter()
+        # The rate of the epoch's first step (a schedule moves it within the epoch; ReduceLROnPlateau between)
+        self.learning_rate = float(np.asarray(self.model.optimizer.learning_rate))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
@@ -82,7 +86,7 @@ class EpochLog(keras.callbacks.Callback):
         self.state.history.append({
             "phase": self.phase, "epoch": self.state.epoch, **trained, "val_loss": logs.get("val_loss", np.nan),
             "val_macro_f1": logs.get("val_macro_f1", np.nan), "seconds": time.perf_counter() - self.started,
-            "learning_rate": float(np.asarray(self.model.optimizer.learning_rate))})
+            "learning_rate": self.learning_rate})
 
 
 class KeepBest(keras.callbacks.Callback):
@@ -110,6 +114,29 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.progress.epoch(epoch + 1, self.epochs, float((logs or {}).get("val_macro_f1", np.nan)))
+
+
+class _EMAWeightsOut(keras.callbacks.Callback):
+    """The last callback of an EMA phase: puts the trained weights back after the others saw the averaged
+    ones (what keras.callbacks.SwapEMAWeights(swap_on_epoch=True) does at the next epoch's start)."""
+
+    def __init__(self, swap: keras.callbacks.SwapEMAWeights) -> None:
+        super().__init__()
+        self.swap = swap
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.swap.on_epoch_begin(epoch, logs)
+
+
+def ema_callbacks() -> tuple[keras.callbacks.Callback, keras.callbacks.Callback]:
+    """(first, last) callbacks of a phase whose optimizer keeps an EMA of the weights (use_ema): the first,
+    keras.callbacks.SwapEMAWeights(swap_on_epoch=True), swaps the averaged weights into the model at each
+    epoch's end, so ValidationScore scores them and KeepBest keeps them; the last swaps the trained weights
+    back, so training goes on from them. When fit returns, Keras's optimizer leaves the averaged weights in
+    the model (finalize_variable_values), so the next phase starts from them. Only trainable weights are
+    averaged (BatchNorm moving statistics are not)."""
+    swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
+    return swap, _EMAWeightsOut(swap)
 
 
 def early_stopping(patience: int, state: FoldState) -> keras.callbacks.EarlyStopping:

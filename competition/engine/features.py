@@ -10,13 +10,15 @@ from typing import Any
 import keras
 import numpy as np
 
+from competition.engine.mixing import mixes_batches
 from competition.model.backbones import backbone_of, build_model
 from competition.recipe import PhaseConfig, Recipe
 
 
 def uses_cached_features(recipe: Recipe, phase: PhaseConfig) -> bool:
-    """A frozen backbone without augmentation sees the same image the same way every epoch."""
-    return phase.trainable == "head" and not (recipe.augment and phase.augment)
+    """A frozen backbone without augmentation (an augment list, mixup or cutmix) sees the same image the same
+    way every epoch."""
+    return phase.trainable == "head" and not ((recipe.augment and phase.augment) or mixes_batches(recipe, phase))
 
 
 def split_head(model: Any) -> tuple[Any, Any]:

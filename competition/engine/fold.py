@@ -1,8 +1,9 @@
 """One fold model: build it, train it phase by phase, keep it at its best validation macro F1.
 
 `fit_fold` is build + one `fit_phase` per recipe phase + predict (fastai's fine_tune is the two-phase case:
-freeze, fit, unfreeze, fit). A phase sets what trains, compiles with the phase's optimizer and the balance's
-loss, and fits with the callbacks of competition.engine.callbacks plus any the caller passes.
+freeze, fit, unfreeze, fit). A phase sets what trains, compiles with the phase's optimizer (engine.optim: weight
+decay, learning-rate schedule, EMA) and the balance's loss, and fits with the callbacks of
+competition.engine.callbacks plus any the caller passes, on batches mixed when the recipe asks (engine.mixing).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from competition.balance import make_balance
 from competition.console import Progress
 from competition.engine.batches import TrainBatches
 from competition.engine.callbacks import (DivergenceGuard, EpochLog, EpochProgress, FoldState, KeepBest,
-                                          ValidationScore, early_stopping)
+                                          ValidationScore, early_stopping, ema_callbacks)
 from competition.engine.features import extract, frozen_features, set_precision, split_head, uses_cached_features
+from competition.engine.mixing import phase_mixer, soft_labels
+from competition.engine.optim import make_optimizer, phase_optimizer  # noqa: F401 (make_optimizer: benchmarks)
 from competition.model.backbones import build_model, pretrained_backbone, set_trainable
 from competition.predict import predict_proba, predict_tta
-from competition.recipe import OPTIMIZERS, Recipe
+from competition.recipe import Recipe
 
 
 @dataclass
@@ -60,18 +63,19 @@ class FoldData:
     state: FoldState = field(default_factory=FoldState)
 
 
-def make_optimizer(name: str, learning_rate: float) -> Any:
-    """A Keras optimizer by its recipe name (recipe.OPTIMIZERS)."""
-    return getattr(keras.optimizers, OPTIMIZERS[name])(learning_rate=learning_rate)
-
-
 def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress | None = None,
               callbacks: Sequence[keras.callbacks.Callback] = ()) -> None:
-    """Train `model` through one recipe phase; `data.state` keeps the best weights across phases."""
+    """Train `model` through one recipe phase; `data.state` keeps the best weights across phases.
+
+    Without label smoothing, mixup or cutmix in the phase, integer labels and the balance's sparse loss;
+    with any of them, one-hot targets and the loss's categorical form, class weights as sample weights."""
     recipe, phase = data.recipe, data.recipe.train.phases[phase_index]
     set_trainable(model, phase.trainable, keep_batchnorm_frozen=pretrained_backbone(recipe.model))
-    balance = make_balance(recipe.balance, data.y, data.classes)
+    soft = soft_labels(recipe, phase)
+    balance = make_balance(recipe.balance, data.y, data.classes, soft_labels=soft,
+                           label_smoothing=recipe.train.label_smoothing)
     pipeline = build_pipeline(recipe.augment, seed=data.seed) if phase.augment else None
+    mixer = phase_mixer(recipe, phase)
     trained, x, x_val = model, data.x, data.x_val
     if uses_cached_features(recipe, phase):
         extractor, trained = split_head(model)
@@ -80,9 +84,16 @@ def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress |
             x, x_val = shared["phase0"][data.train_rows], shared["phase0"][data.val_rows]
         else:
             x, x_val = extract(extractor, data.x), extract(extractor, data.x_val)
-    trained.compile(optimizer=make_optimizer(phase.optimizer, phase.learning_rate), loss=balance.loss,
+    batch_size, n_classes = recipe.train.batch_size, len(data.classes)
+    batches = None
+    if pipeline is not None or balance.resample is not None or mixer is not None:
+        batches = TrainBatches(x, data.y, batch_size, pipeline, balance.resample, balance.class_weight, data.seed,
+                               workers=recipe.train.workers, n_classes=n_classes if soft else None, mixer=mixer)
+    updates = phase.epochs * (len(batches) if batches is not None else -(-len(x) // batch_size))
+    trained.compile(optimizer=phase_optimizer(phase, updates, recipe.train.ema), loss=balance.loss,
                     metrics=["accuracy"], jit_compile=recipe.train.jit_compile)
     state = data.state
+    ema_first, ema_last = ema_callbacks() if recipe.train.ema is not None else (None, None)
     steps: list[Any] = [ValidationScore(lambda: predict_proba(trained, x_val), data.y_val),
                         DivergenceGuard(data.fold, phase_index, phase.learning_rate),
                         EpochLog(state, phase_index), KeepBest(state, model)]
@@ -93,14 +104,20 @@ def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress |
         steps.append(keras.callbacks.ReduceLROnPlateau(monitor="val_macro_f1", mode="max", factor=r.factor,
                                                        patience=r.patience, min_lr=r.min_lr, verbose=0))
     steps += [EpochProgress(progress or Progress(), phase.epochs), *callbacks]
-    if pipeline is None and balance.resample is None:
-        # Plain arrays: Keras's fastest path (no Python per batch).
-        trained.fit(x, data.y, batch_size=recipe.train.batch_size, epochs=phase.epochs, shuffle=True,
-                    class_weight=balance.class_weight, callbacks=steps, verbose=0)
-    else:
-        batches = TrainBatches(x, data.y, recipe.train.batch_size, pipeline, balance.resample,
-                               balance.class_weight, data.seed, workers=recipe.train.workers)
+    if ema_first is not None:  # the averaged weights are what every callback in between sees at an epoch's end
+        steps = [ema_first, *steps, ema_last]
+    if batches is not None:
         trained.fit(batches, epochs=phase.epochs, callbacks=steps, verbose=0)
+    elif soft:
+        weights = None
+        if balance.class_weight:
+            weights = np.array([balance.class_weight.get(int(c), 1.0) for c in data.y], dtype=np.float32)
+        trained.fit(x, np.eye(n_classes, dtype=np.float32)[data.y], sample_weight=weights, batch_size=batch_size,
+                    epochs=phase.epochs, shuffle=True, callbacks=steps, verbose=0)
+    else:
+        # Plain arrays: Keras's fastest path (no Python per batch).
+        trained.fit(x, data.y, batch_size=batch_size, epochs=phase.epochs, shuffle=True,
+                    class_weight=balance.class_weight, callbacks=steps, verbose=0)
 
 
 def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_test: np.ndarray,

@@ -52,9 +52,10 @@ def grad_cam(model: Any, images: np.ndarray, class_index: np.ndarray | None = No
 
 def explain_run(run: str | Path, inputs: Sequence[str | Path], runs_dir: str | Path = "runs", *,
                 out: str | Path = "explain.png", labels: dict[str, str] | None = None) -> Path:
-    """A PNG grid: each image with its Grad-CAM map over it (mean over the run's fold models, for the class
-    the run predicts), titled id, predicted class and probability, and the true class when `labels` ({id:
-    class}) knows it. Raises CompetitionError for an ensemble run, no images, or an unreadable one."""
+    """A PNG grid: each image, decoded as the run's models see it (its crop and standardisation included),
+    with its Grad-CAM map over it (mean over the run's fold models, for the class the run predicts), titled
+    id, predicted class and probability, and the true class when `labels` ({id: class}) knows it. Raises
+    CompetitionError for an ensemble run, no images, or an unreadable one."""
     import keras
     import yaml
 
@@ -73,7 +74,7 @@ def explain_run(run: str | Path, inputs: Sequence[str | Path], runs_dir: str | P
     recipe = Recipe.model_validate(yaml.safe_load(read_recipe_text(run_dir) or "{}"))
     paths = image_files(inputs)[:MAX_IMAGES]
     images, bad = decode_images(paths, tuple(recipe.data.image_size), recipe.data.channels,
-                                window=recipe.data.intensity_window)
+                                options=recipe.data.decode_options())
     if bad:
         raise CompetitionError(unreadable_message(bad))
     import_tensorflow()

@@ -1,7 +1,9 @@
-"""Pictures of what training sees: the augmentation preview (a grid of draws per class)."""
+"""Pictures of what training sees: the augmentation preview (a grid of draws per class, after the recipe's crop
+and standardisation)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +19,18 @@ PREVIEW_TITLE_IN = 0.5  # inches above the grid for the title
 PREVIEW_DPI = 100
 
 
-def preview(recipe: Recipe, out_png: Path, per_class: int = 6, data: Path | None = None, seed: int = 0) -> Path:
-    """A PNG grid of what training sees: one row per class, an original training image (decoded at the recipe's
-    size and channels) in the first column, then `per_class` augmented draws of it. `data` overrides
-    recipe.data.root; `seed` picks the images and seeds the pipeline, so the same call gives the same grid.
-    The PNG is (1 + per_class) * PREVIEW_CELL_IN * PREVIEW_DPI px wide and
-    (n_classes * PREVIEW_CELL_IN + PREVIEW_TITLE_IN) * PREVIEW_DPI px high."""
-    import io
-
-    from matplotlib.figure import Figure
-
-    if not recipe.augment:
+def preview_grid(recipe: Recipe, per_class: int = 6, data: Path | None = None, seed: int = 0
+                 ) -> tuple[list[str], list[tuple[str, list[np.ndarray]]]]:
+    """What `preview` draws: the column titles and, per class, (class, images) with one uint8 image
+    (h, w, channels) per column. The columns: the image as decoded without data.crop and data.standardize
+    ("decoded", only when the recipe crops or standardises), the image as the model sees it (with them),
+    then `per_class` augmented draws of that (none without augment steps). `data` overrides
+    recipe.data.root; `seed` picks the images and seeds the pipeline. Raises CompetitionError when there is
+    nothing to preview (no augment steps, no crop, no standardisation) or for a bad `per_class`, OptionError
+    without a contest folder."""
+    options = recipe.data.decode_options()
+    done = ["cropped"] * (options.crop != "none") + ["standardised"] * (options.standardize != "none")
+    if not recipe.augment and not done:
         raise CompetitionError("recipe.augment: empty, nothing to preview")
     if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
         raise CompetitionError(f"per_class: expected a positive integer, got {per_class!r}")
@@ -36,29 +39,56 @@ def preview(recipe: Recipe, out_png: Path, per_class: int = 6, data: Path | None
         raise OptionError("data", "no contest folder; set recipe.data.root or give a contest folder")
     contest = index_contest(root)
     pipeline = build_pipeline(recipe.augment, seed=seed)
+    draws = per_class if pipeline is not None else 0
     rng = np.random.default_rng(seed)
     size, channels = tuple(recipe.data.image_size), recipe.data.channels
+    plain = replace(options, crop="none", standardize="none")  # the same intensity window, no other step
+    titles = ["decoded", " + ".join(done)] if done else ["original"]
+    titles += [f"draw {k + 1}" for k in range(draws)]
+    rows = []
+    for label in contest.classes:
+        paths = contest.train.loc[contest.train["label"] == label, "path"].to_numpy()
+        path = paths[rng.integers(len(paths))]
+        seen = decode_image(path, size, channels, options)
+        views = [decode_image(path, size, channels, plain)] if done else []
+        views += [seen] + [np.asarray(pipeline(image=seen)["image"]).reshape(seen.shape) for _ in range(draws)]
+        rows.append((str(label), views))
+    return titles, rows
 
-    rows, cols = len(contest.classes), 1 + per_class
+
+def preview(recipe: Recipe, out_png: Path, per_class: int = 6, data: Path | None = None, seed: int = 0) -> Path:
+    """A PNG grid of what training sees (`preview_grid`): one row per class, a training image as the model
+    sees it (decoded at the recipe's size and channels, with its data.crop and data.standardize), then
+    `per_class` augmented draws of it; when the recipe crops or standardises, the image as decoded without
+    those steps comes first ("decoded"), so the grid shows what they did. `data` overrides recipe.data.root;
+    the same `seed` gives the same grid. The PNG is n_columns * PREVIEW_CELL_IN * PREVIEW_DPI px wide
+    (n_columns = 1 + per_class, + 1 for the decoded column; without augment steps 1 or 2) and
+    (n_classes * PREVIEW_CELL_IN + PREVIEW_TITLE_IN) * PREVIEW_DPI px high. Raises CompetitionError
+    (OptionError for `data`) naming the bad value."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    titles, grid = preview_grid(recipe, per_class, data, seed)
+
+    rows, cols = len(grid), len(titles)
     fig = Figure(figsize=(cols * PREVIEW_CELL_IN, rows * PREVIEW_CELL_IN + PREVIEW_TITLE_IN), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
-    for r, label in enumerate(contest.classes):
-        paths = contest.train.loc[contest.train["label"] == label, "path"].to_numpy()
-        original = decode_image(paths[rng.integers(len(paths))], size, channels, recipe.data.intensity_window)
-        views = [original] + [pipeline(image=original)["image"] for _ in range(per_class)]
+    for r, (label, views) in enumerate(grid):
         for c, (ax, image) in enumerate(zip(axes[r], views)):
-            image = np.asarray(image)
-            if image.ndim == 3 and image.shape[-1] == 1:
+            if image.shape[-1] == 1:
                 image = image[..., 0]
             ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title("original" if c == 0 else f"draw {c}", fontsize=8)
+                ax.set_title(titles[c], fontsize=8)
             if c == 0:
-                ax.set_ylabel(str(label)[:24], fontsize=8)
-    steps = ", ".join(next(iter(step)) for step in recipe.augment)
-    fig.suptitle(f"{recipe.name}: {steps}"[:120], fontsize=9)
+                ax.set_ylabel(label[:24], fontsize=8)
+    steps = [f"crop {recipe.data.crop}"] * (recipe.data.crop != "none")
+    steps += [f"standardize {recipe.data.standardize}"] * (recipe.data.standardize != "none")
+    steps += [next(iter(step)) for step in recipe.augment]
+    fig.suptitle(f"{recipe.name}: {', '.join(steps)}"[:120], fontsize=9)
 
     out_png = Path(out_png)
     buffer = io.BytesIO()

@@ -63,6 +63,7 @@ class PreparedRun:
     deterministic: bool = False
     data: dict[str, Any] | None = None
     lock: Any = None
+    cv: dict[str, Any] | None = None  # the folds' choice and leak figures (competition.folds.SchemeChoice.record)
 
     @property
     def classes(self) -> list[str]:
@@ -107,8 +108,10 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     folder exists. Then the folder gets the resolved recipe, its hash and the fold of every image.
 
     Raises CompetitionError (OptionError for `name`, `data_root`) naming the bad value."""
+    from rich.markup import escape as escape_markup
+
     from competition.data import load_contest, print_class_counts, write_skipped
-    from competition.folds import make_folds, resolve_groups
+    from competition.folds import choose_scheme
     from competition.predict import check_tta
 
     if data_root is not None:
@@ -124,13 +127,18 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     folder.refuse_if_locked(run_dir)  # another process trains it: refuse at once, before decoding
     size, channels = recipe.data.image_size, recipe.data.channels
     contest, x, x_test, skipped = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image,
-                                                 window=recipe.data.intensity_window)
+                                                 options=recipe.data.decode_options())
     recipe.check_with_contest(contest, console)  # balance weights per class, folds' checks; the 16-bit mapping
     if console is not None:
         print_class_counts(contest, console)
-    labels = contest.train["label"].to_numpy()
-    groups = resolve_groups(recipe.cv.group_by, contest.train, threshold=recipe.cv.near_duplicate_threshold)
-    folds = make_folds(labels, recipe.cv.folds, recipe.cv.seed, groups=groups)
+    choice = choose_scheme(contest.train, contest.test, n_folds=recipe.cv.folds, seed=recipe.cv.seed,
+                           scheme=recipe.cv.scheme, group_by=recipe.cv.group_by,
+                           threshold=recipe.cv.near_duplicate_threshold)
+    for line in choice.lines():
+        say(console, escape_markup(line))
+    if choice.warning:
+        print(f"warning: {choice.warning}", file=sys.stderr)
+    folds = choice.folds
     check_model(recipe, x.shape[1:], len(contest.classes), deterministic)
 
     recipe_hash = recipe.hash()
@@ -150,6 +158,7 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
         lock.release()
         raise
     prepared = PreparedRun(recipe, recipe_hash, run_dir, contest, folds, x, x_test, deterministic, data, lock)
+    prepared.cv = choice.record()
     for k in range(recipe.cv.folds):
         problem = prepared.fold_problem(k)
         if problem is not None and problem.startswith("data changed"):
@@ -214,7 +223,7 @@ def load_prepared(run_dir: str | Path, *, deterministic: bool = False) -> Prepar
     recipe = Recipe.model_validate(yaml.safe_load(folder.read_recipe_text(run_dir) or ""))
     size, channels = recipe.data.image_size, recipe.data.channels
     contest, x, x_test, _ = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image,
-                                                 window=recipe.data.intensity_window)
+                                                 options=recipe.data.decode_options())
     assignment = folder.read_folds(run_dir)
     if assignment["id"].tolist() != contest.train["id"].tolist():
         raise CompetitionError(f"{run_dir}: fold assignment does not match the images in {recipe.data.root}")
@@ -257,7 +266,9 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
         test=np.mean(tests["test"], axis=0), test_ids=prepared.contest.test["id"].to_numpy(),
         oof_plain=out["oof_plain"], test_plain=np.mean(tests["test_plain"], axis=0),
         recipe_hash=prepared.recipe_hash,
-        scheme=describe_scheme(recipe.cv.folds, recipe.cv.seed, recipe.cv.group_by, recipe.cv.near_duplicate_threshold),
+        scheme=prepared.cv["name"] if prepared.cv else describe_scheme(
+            recipe.cv.folds, recipe.cv.seed, recipe.cv.group_by, recipe.cv.near_duplicate_threshold),
+        cv=prepared.cv,
         paths=prepared.contest.train["path"].to_numpy(),
         extra={"recipe": recipe.name, "data_root": str(recipe.data.root),
                "sample_submission": str(prepared.contest.sample_path),

@@ -32,6 +32,9 @@ class Run:
     scheme: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     paths: np.ndarray | None = None  # absolute image path per training row, when known
+    # how the folds were chosen and how much they leak (competition.folds.SchemeChoice.record); None for runs
+    # trained before cv.scheme existed, and for ensembles (their members' folds)
+    cv: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> Run:
@@ -57,6 +60,7 @@ class Run:
             scheme=meta.get("scheme", ""),
             meta=meta,
             paths=folds["path"].to_numpy() if "path" in folds else None,
+            cv=meta["cv"] if isinstance(meta.get("cv"), dict) else None,
         )
 
 
@@ -78,10 +82,15 @@ def save_run(
     extra: dict[str, Any] | None = None,
     oof_plain: np.ndarray | None = None,
     test_plain: np.ndarray | None = None,
+    cv: dict[str, Any] | None = None,
 ) -> Path:
     """Write a run's shared files (y: int class index per row; oof, test: float probabilities); run.json
-    goes last, so its presence means the run is complete."""
-    meta = {"name": name, "kind": kind, "classes": list(classes), "recipe_hash": recipe_hash, "scheme": scheme}
+    goes last, so its presence means the run is complete. `cv` (SchemeChoice.record(): the fold choice and its
+    leak figures) is kept next to `scheme`."""
+    meta: dict[str, Any] = {"name": name, "kind": kind, "classes": list(classes), "recipe_hash": recipe_hash,
+                            "scheme": scheme}
+    if cv is not None:
+        meta["cv"] = cv
     meta.update(extra or {})
     return folder.write_run_files(Path(path), folds=folds_frame(classes, ids, y, folds, paths), oof=oof, test=test,
                                   test_ids=test_ids, meta=meta, oof_plain=oof_plain, test_plain=test_plain)
