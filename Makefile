@@ -1,5 +1,6 @@
 # `make submit`: from nothing to a validated submission (set-up included). `make test`: the test suite.
-#   make submit                                   the embedded demo: two recipes, Caruana ensemble, tuned decisions
+#   make submit                                   the embedded demo: two recipes, Caruana ensemble, tuned decisions;
+#                                                 submits the best honest candidate to submissions/<contest>.csv
 #   make submit DATA=<contest> RECIPES="a.yaml b.yaml"   another contest (RECIPE=<one.yaml> for a single run)
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +14,10 @@ RECIPES := $(RECIPE)
 endif
 ENSEMBLE ?= ensemble
 NAMES := $(basename $(notdir $(RECIPES)))
-FINAL := $(if $(word 2,$(NAMES)),$(ENSEMBLE),$(NAMES))
+# The candidates `submit` chooses from by honest (nested-CV) OOF macro F1: the runs, and their ensemble if any.
+CANDIDATES := $(strip $(NAMES) $(if $(word 2,$(NAMES)),$(ENSEMBLE)))
+SUBMISSION ?= submissions/$(notdir $(abspath $(DATA))).csv
+MESSAGE ?= make submit: $(CANDIDATES)
 COMPETITION := $(BIN)/competition
 
 .PHONY: setup submit test bench clean
@@ -33,9 +37,9 @@ demo-data/sample_submission.csv: | $(COMPETITION)
 submit: $(COMPETITION) $(if $(filter demo-data,$(DATA)),demo-data/sample_submission.csv)
 	$(foreach r,$(RECIPES),$(COMPETITION) train $(r) --data $(DATA) --runs $(RUNS) --name $(basename $(notdir $(r))) &&) true
 	$(if $(word 2,$(NAMES)),$(COMPETITION) ensemble $(NAMES) --method caruana --name $(ENSEMBLE) --runs $(RUNS))
+	$(COMPETITION) submit $(CANDIDATES) --runs $(RUNS) --tune --out $(SUBMISSION) --message "$(MESSAGE)"
+	$(COMPETITION) validate $(SUBMISSION) --sample $(DATA)/sample_submission.csv
 	$(COMPETITION) leaderboard --runs $(RUNS)
-	$(COMPETITION) submit $(FINAL) --runs $(RUNS) --tune --out submissions/$(FINAL).csv
-	$(COMPETITION) validate submissions/$(FINAL).csv --sample $(DATA)/sample_submission.csv
 
 test: $(COMPETITION)
 	$(BIN)/python -m pytest -q -p no:warnings -rs --durations=15

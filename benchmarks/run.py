@@ -172,7 +172,7 @@ def plain_fit(recipe: Any, x: Any, y: Any) -> dict[str, Any]:
 
     import keras
 
-    from competition.engine.fold import make_optimizer
+    from competition.engine.optim import make_optimizer
     from competition.model.backbones import build_model
 
     class EpochClock(keras.callbacks.Callback):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Literal, NoReturn
 
 import typer
 from rich.console import Console
@@ -13,8 +14,10 @@ from rich.console import Console
 from competition.errors import CompetitionError, OptionError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Win image-classification contests: recipes, k-fold OOF training, leaderboards, submissions.")
-console = Console(width=None if sys.stdout.isatty() else 160)
+# A terminal's own width; piped output honours COLUMNS, else 160 (log files are read wider than a terminal).
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit() else 160)
 err_console = Console(stderr=True)
 
 # Library parameters by their command-line flags: an OptionError names the flag the user typed.
@@ -24,6 +27,34 @@ FLAGS = {"data_root": "--data", "data": "--data", "name": "--name", "executor": 
 
 RunsOption = Annotated[Path, typer.Option("--runs", help="Folder of runs.")]
 ImagesArgument = Annotated[list[Path], typer.Argument(help="Image files, folders of images, or a contest folder (its test/).")]
+# Where a run's contest folder is now, when it moved since `train` (run folders record it; see competition.runs.run).
+MovedDataOption = Annotated[Path | None, typer.Option("--data", help="The run's contest folder, when it moved since training (default: where training found it).")]
+# An image list that may be left out: then the run's contest's test images (MovedDataOption says where).
+OptionalImages = Annotated[list[Path] | None, typer.Argument(help="Image files, folders of images, or a contest folder (its test/); default: the run's contest's test images.")]
+
+# The choices of options, shown in --help. Typer validates nothing (parser=str): the library checks the value
+# against its registry, so an unknown one is the same one-line error, with a "did you mean", from Python and
+# from here; tests/test_cli_help.py checks that these lists equal the registries.
+ExecutorName = Literal["process", "local", "ray"]
+BoardFormat = Literal["table", "md", "csv", "json"]
+EnsembleMethod = Literal["mean", "weighted", "rank", "geometric", "caruana", "stacking"]
+EnsembleMetric = Literal["macro_f1", "log_loss"]
+ExportFormat = Literal["keras", "savedmodel", "tflite", "onnx"]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from competition import __version__
+
+        console.print(f"competition {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Win image-classification contests: recipes, k-fold OOF training, leaderboards, submissions."""
 
 
 @app.command()
@@ -53,7 +84,7 @@ def train(
     name: Annotated[str | None, typer.Option("--name", help="Run name (default: the recipe's name; one recipe only).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run of a different recipe.")] = False,
     deterministic: Annotated[bool, typer.Option(help="Seed everything and use deterministic TF ops (same OOF twice).")] = False,
-    executor: Annotated[str, typer.Option("--executor", help="Where folds train: process (each fold in a fresh process, memory does not grow), local (this process) or ray (one Ray task per fold).")] = "process",
+    executor: Annotated[ExecutorName, typer.Option("--executor", parser=str, help="Where folds train: process (each fold in a fresh process, memory does not grow), local (this process) or ray (one Ray task per fold).")] = "process",
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster for --executor ray: 'auto' or ray://HEAD:10001; default: a local Ray runtime.")] = None,
 ) -> None:
     """Train one model per fold; keep out-of-fold and test probabilities in runs/<name>/."""
@@ -76,45 +107,42 @@ def train(
 @app.command()
 def leaderboard(
     runs: RunsOption = Path("runs"),
-    fmt: Annotated[str, typer.Option("--format", help="table, md, csv or json.")] = "table",
+    fmt: Annotated[BoardFormat, typer.Option("--format", parser=str, help="Output format.")] = "table",
+    per_class: Annotated[bool, typer.Option("--per-class", help="Add a table of per-class F1 (table format).")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every figure in one table, per-class F1 included, whatever the terminal's width.")] = False,
 ) -> None:
     """Score every run and ensemble on its out-of-fold predictions, best first."""
-    from competition.report import leaderboard as board, render
+    from competition.report import show_leaderboard
 
-    text = render(board(runs), fmt, console)
+    text = show_leaderboard(runs, fmt, console, per_class=per_class, wide=wide)
     if text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 @app.command()
 def submit(
-    run: Annotated[str, typer.Argument(help="Run or ensemble name (under --runs) or folder.")],
+    run: Annotated[list[str] | None, typer.Argument(help="Candidate runs or ensembles (names under --runs, or folders): the one with the best honest OOF macro F1 is submitted; default: every finished run.")] = None,
     runs: RunsOption = Path("runs"),
     out: Annotated[Path | None, typer.Option("--out", help="CSV to write (default submissions/<run>.csv).")] = None,
     sample: Annotated[Path | None, typer.Option("--sample", help="sample_submission.csv (default: the run's contest's).")] = None,
-    tune: Annotated[bool, typer.Option("--tune", help="Per-class decision offsets fitted on OOF for macro F1.")] = False,
+    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Fit per-class decision offsets on the OOF for macro F1 (applied only with a positive nested-CV gain).")] = False,
+    data: MovedDataOption = None,
+    message: Annotated[str, typer.Option("--message", "-m", help="A note for the submission log (log.csv beside the file).")] = "",
 ) -> None:
-    """Write the run's test predictions in exactly the sample submission's format, validated first."""
-    from competition.submission import submit_run
+    """Write the best candidate's test predictions in exactly the sample submission's format, validated first,
+    and log them; an ensemble is chosen only when it beats its members under nested CV."""
+    from competition.submission import submit as submit_best
 
-    path, tuning = submit_run(run, runs, out=out, sample=sample, tune=tune)
-    if tuning is not None:
-        verdict = ("applied, and saved in the run for later submit and predict calls" if tuning["applied"] else
-                   "not applied: the nested-CV gain is not positive, so the offsets would only fit noise")
-        console.print(
-            f"decision tuning: OOF macro F1 {tuning['base_macro_f1']:.4f} -> {tuning['in_sample_macro_f1']:.4f} "
-            f"in-sample ({tuning['in_sample_gain']:+.4f}), {tuning['nested_gain']:+.4f} under nested CV "
-            f"(the honest gain); {verdict}"
-        )
-    console.print(f"submission written to {path}")
+    for line in submit_best(run, runs, out=out, sample=sample, tune=tune, message=message, data=data).lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
 def ensemble(
     members: Annotated[list[str], typer.Argument(help="Runs to combine (names under --runs, or folders).")],
     name: Annotated[str, typer.Option("--name", help="Name of the ensemble run.")],
-    method: Annotated[str, typer.Option("--method", help="mean, weighted, rank, geometric, caruana or stacking.")] = "caruana",
-    metric: Annotated[str, typer.Option("--metric", help="What fitted methods optimise: macro_f1 or log_loss.")] = "macro_f1",
+    method: Annotated[EnsembleMethod, typer.Option("--method", parser=str, help="How the members' probabilities are combined.")] = "caruana",
+    metric: Annotated[EnsembleMetric, typer.Option("--metric", parser=str, help="What fitted methods optimise.")] = "macro_f1",
     runs: RunsOption = Path("runs"),
 ) -> None:
     """Combine runs that share folds, fitted and scored on their OOF; stored like a run."""
@@ -130,17 +158,20 @@ def ensemble(
 def validate(
     submission: Annotated[Path, typer.Argument(help="Submission CSV to check.")],
     sample: Annotated[Path, typer.Option("--sample", help="The contest's sample_submission.csv.")],
-    classes: Annotated[str | None, typer.Option("--classes", help="Allowed labels, comma-separated.")] = None,
+    classes: Annotated[str | None, typer.Option("--classes", help="Allowed labels, comma-separated (default: the training classes of the contest the sample is in).")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="Also check the labels against this run's classes (name under --runs, or folder).")] = None,
+    runs: RunsOption = Path("runs"),
 ) -> None:
     """Check a submission against the sample: columns, ids and their order, labels or probabilities, empty cells."""
-    from competition.submission import validate_file
+    from competition.submission import check_file
 
-    problems = validate_file(submission, sample, classes.split(",") if classes else None)
+    problems, checked = check_file(submission, sample, classes=classes.split(",") if classes else None, run=run,
+                                   runs_dir=runs)
     if problems:
         for problem in problems:
             err_console.print(f"{submission}: {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    console.print(f"{submission}: valid against {sample}")
+    console.print(f"{submission}: valid against {sample} ({checked})", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -148,12 +179,13 @@ def report(
     run: Annotated[str, typer.Argument(help="Run or ensemble name (under --runs) or folder.")],
     runs: RunsOption = Path("runs"),
     out: Annotated[Path | None, typer.Option("--out", help="Report folder (default <run>/report).")] = None,
+    data: MovedDataOption = None,
 ) -> None:
     """PNG plots and one HTML page: curves per fold, confusion matrix, per-class bars, confident mistakes."""
     from competition.report.plots import write_report
     from competition.runs import resolve_run
 
-    page = write_report(resolve_run(run, runs), out)
+    page = write_report(resolve_run(run, runs), out, data=data)
     console.print(f"report written to {page}")
 
 
@@ -193,7 +225,7 @@ def audit(
     out: Annotated[Path, typer.Option("--out", help="Folder for audit.json and closest_pairs.png.")] = Path("audit"),
     folds: Annotated[int, typer.Option(help="Folds of the schemes whose leak share is measured.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of those folds.")] = 42,
-    threshold: Annotated[float | None, typer.Option(help="Near-duplicate distance (1 - cosine) threshold.")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Near-duplicate distance (1 - cosine) threshold.", show_default="0.005")] = None,
 ) -> None:
     """Exact and near duplicates, the leak share of fold schemes, class counts, adversarial validation."""
     from competition.audit import print_audit, run_audit
@@ -205,43 +237,115 @@ def audit(
 @app.command()
 def predict(
     run: Annotated[str, typer.Argument(help="Run or blend ensemble name (under --runs) or folder.")],
-    images: ImagesArgument,
+    images: OptionalImages = None,
     runs: RunsOption = Path("runs"),
     out: Annotated[Path, typer.Option("--out", help="CSV to write: id,label[,class probabilities].")] = Path("predictions.csv"),
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Add one probability column per class.")] = False,
+    data: MovedDataOption = None,
 ) -> None:
     """Predict new images with a trained run: every fold model, the run's TTA and its saved decisions."""
     from competition.inference import predict_run
+    from competition.runs import resolve_run
+    from competition.runs.run import contest_folder
 
+    images = images or [contest_folder(resolve_run(run, runs), data)]
     result = predict_run(run, images, runs, out=out, probabilities=probabilities)
+    for note in result.notes:
+        console.print(note, markup=False, highlight=False)
     console.print(f"{len(result.ids)} predictions written to {out}")
 
 
 @app.command()
 def explain(
     run: Annotated[str, typer.Argument(help="Run name (under --runs) or folder.")],
-    images: ImagesArgument,
+    images: OptionalImages = None,
     runs: RunsOption = Path("runs"),
     out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("explain.png"),
+    data: MovedDataOption = None,
 ) -> None:
     """Grad-CAM heat maps: where the run's fold models looked for the class they predict (64 images at most)."""
     from competition.report.explain import explain_run
+    from competition.runs import resolve_run
+    from competition.runs.run import contest_folder
 
-    console.print(f"Grad-CAM grid written to {explain_run(run, images, runs, out=out)}")
+    images = images or [contest_folder(resolve_run(run, runs), data)]
+    written = explain_run(run, images, runs, out=out,
+                          on_note=lambda note: console.print(note, markup=False, highlight=False))
+    console.print(f"Grad-CAM grid written to {written}")
 
 
 @app.command()
 def export(
     run: Annotated[str, typer.Argument(help="Run name (under --runs) or folder.")],
     runs: RunsOption = Path("runs"),
-    fmt: Annotated[str, typer.Option("--format", help="keras, savedmodel or tflite.")] = "keras",
+    fmt: Annotated[ExportFormat, typer.Option("--format", parser=str, help="Model file format.")] = "keras",
     out: Annotated[Path | None, typer.Option("--out", help="Folder to write (default exports/<run>-<format>).")] = None,
+    data: MovedDataOption = None,
 ) -> None:
     """One deployable model (the mean of the fold models) with its classes, input size and a README."""
     from competition.export import export_run
 
-    folder, difference = export_run(run, runs, fmt=fmt, out=out)
+    folder, difference = export_run(run, runs, fmt=fmt, out=out, data=data)
     console.print(f"{fmt} export written to {folder} (largest difference from the run: {difference:.1e})")
+
+
+@app.command("runs")
+def runs_(runs: RunsOption = Path("runs")) -> None:
+    """Every run with its state (running, finished, damaged, unfinished), folds done, score, age and size."""
+    from competition.runs.status import list_status, print_status
+
+    print_status(list_status(runs), console)
+
+
+@app.command()
+def clean(
+    runs: RunsOption = Path("runs"),
+    yes: Annotated[bool, typer.Option("--yes", help="Remove them; without it, only list what would be removed.")] = False,
+) -> None:
+    """Remove unfinished runs (killed or failed trains); never a running, finished or damaged one."""
+    from competition.runs.status import clean as clean_runs, size_text
+
+    found = clean_runs(runs, remove=yes)
+    for status in found:
+        folds = f", {status.folds_done}/{status.n_folds} folds done" if status.n_folds else ""
+        console.print(f"{'removed' if yes else 'would remove'} {status.path} ({size_text(status.size)}{folds})",
+                      markup=False, highlight=False)
+    total = size_text(sum(status.size for status in found))
+    if not found:
+        console.print(f"no unfinished runs in {runs}", markup=False, highlight=False)
+    elif not yes:
+        console.print(f"{len(found)} unfinished run(s), {total}; pass --yes to remove them")
+
+
+# One example per command, shown at the end of its --help.
+EXAMPLES = {
+    "demo": "competition demo demo-data",
+    "train": "competition train recipes/demo.yaml --data demo-data --set train.phases.0.epochs=3",
+    "leaderboard": "competition leaderboard --format md",
+    "submit": "competition submit demo --tune --out submissions/demo.csv",
+    "ensemble": "competition ensemble demo demo-wide --name blend --method caruana",
+    "validate": "competition validate submissions/demo.csv --sample demo-data/sample_submission.csv",
+    "report": "competition report demo --data /new/place/demo-data",
+    "doctor": "competition doctor recipes/demo.yaml --data demo-data",
+    "augment-preview": "competition augment-preview recipes/demo.yaml --out preview.png",
+    "audit": "competition audit demo-data --out audit",
+    "predict": "competition predict demo new-scans/ --out predictions.csv --probabilities",
+    "explain": "competition explain demo demo-data/test --out explain.png",
+    "export": "competition export demo --format tflite",
+    "runs": "competition runs --runs runs",
+    "clean": "competition clean --yes",
+}
+
+
+def _add_examples() -> None:
+    """Each command's example as the epilog of its help (tests/test_cli_help.py: every command has one)."""
+    for command in app.registered_commands:
+        name = command.name or command.callback.__name__.replace("_", "-")  # type: ignore[union-attr]
+        if name in EXAMPLES:
+            command.epilog = f"Example: {EXAMPLES[name]}"
+
+
+_add_examples()  # every command is defined above
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import yaml
@@ -340,10 +340,67 @@ def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Ru
             "oof_macro_f1": macro_f1(first.y, oof),
             "member_macro_f1": {r.name: macro_f1(r.y, r.oof) for r in runs},
             "oof_is": oof_is,
-            "sample_submission": first.meta.get("sample_submission", ""),
+            # as the first member stores it, relative to its contest folder: spelled out whole here, since
+            # save_run takes a relative path from the working folder before storing it relative again
+            "sample_submission": _stored_path(first, "sample_submission"),
             "data_root": first.meta.get("data_root", ""),
         },
     )
+
+
+def ensemble_summary(run: Run) -> dict[str, Any] | None:
+    """What an ensemble rests on, from its run.json (None for a model run): `method`, `oof_is`, `members` as
+    [{"name", "weight" (float, or None for methods without weights), "macro_f1" (the member's OOF macro F1, or
+    None when not recorded)}], `nested_macro_f1` (its saved OOF: for fitted methods each fold predicted by an
+    ensembler fitted on the other folds (cross_val_oof), the honest figure the leaderboard ranks),
+    `in_sample_macro_f1` (fitted and scored on the same OOF rows: optimistic; equal to the nested figure for
+    methods that fit nothing), `best_member` and `best_member_macro_f1` (None when no member score is known: a
+    score not in run.json is read from the member's run beside the ensemble)
+    and `vs_best_member` (nested minus best member: below zero, the ensemble loses to one of its own members)."""
+    if run.kind != "ensemble":
+        return None
+    meta = run.meta
+    names = [str(m) for m in meta.get("members", [])] if isinstance(meta.get("members"), list) else []
+    weights = meta.get("weights")
+    weights = ([float(w) for w in weights] if isinstance(weights, list) and len(weights) == len(names)
+               and all(isinstance(w, int | float) for w in weights) else [None] * len(names))
+    recorded = meta.get("member_macro_f1") if isinstance(meta.get("member_macro_f1"), dict) else {}
+    members = [{"name": n, "weight": w,
+                "macro_f1": float(recorded[n]) if isinstance(recorded.get(n), int | float) else _member_score(run, n)}
+               for n, w in zip(names, weights, strict=True)]
+    nested = macro_f1(run.y, run.oof)
+    in_sample = meta.get("in_sample_macro_f1")
+    scored = [m for m in members if m["macro_f1"] is not None]
+    best = max(scored, key=lambda m: m["macro_f1"]) if scored else None
+    return {
+        "method": str(meta.get("method", "")),
+        "oof_is": str(meta.get("oof_is", "")),
+        "members": members,
+        "nested_macro_f1": nested,
+        "in_sample_macro_f1": float(in_sample) if isinstance(in_sample, int | float) else None,
+        "best_member": best["name"] if best else None,
+        "best_member_macro_f1": best["macro_f1"] if best else None,
+        "vs_best_member": nested - best["macro_f1"] if best else None,
+    }
+
+
+def _stored_path(run: Run, key: str) -> str:
+    """A contest file a run's run.json records under `key`, as a path that reads from here (runs.contest_paths:
+    joined to the run's contest folder when stored relative to it); '' when none is recorded."""
+    from competition.runs.run import contest_paths
+
+    stored = run.meta.get(key)
+    return contest_paths([stored], run.meta)[0] if isinstance(stored, str) and stored else ""
+
+
+def _member_score(ensemble: Run, member: str) -> float | None:
+    """A member's OOF macro F1 read from its run beside the ensemble (ensembles written before run.json
+    recorded them); None when that run is not there or does not read."""
+    try:
+        run = Run.load(ensemble.path.parent / member)
+    except CompetitionError:
+        return None
+    return macro_f1(run.y, run.oof)
 
 
 def ensemble_runs(members: list[str], *, method: str, name: str, runs_dir: str | Path = "runs",

@@ -88,6 +88,16 @@ def read_npy(path: str | Path) -> np.ndarray:
     return np.load(path, allow_pickle=False)
 
 
+def read_cached_npy(path: str | Path, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
+    """A cache entry's array, or None when it is missing, damaged (cut short, not an array) or not of `shape`:
+    a damaged cache entry is a miss, computed again and replaced, never an error."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    return array if shape is None or array.shape == shape else None
+
+
 # ---------------------------------------------------------------- CSV as text
 
 

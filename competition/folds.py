@@ -389,7 +389,7 @@ def _feasible_grouping(labels: np.ndarray, n_folds: int, seed: int, within: Any,
                 for k in range(n_folds):
                     missing = np.setdiff1d(np.arange(len(classes)), y[folds == k])
                     if len(missing):
-                        problem = f"fold {k + 1} holds no '{classes[missing[0]]}'"
+                        problem = f"fold {k} holds no '{classes[missing[0]]}'"
                         break
         tried.append({"threshold": at, "problem": problem})
         if problem is None:

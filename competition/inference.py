@@ -4,12 +4,18 @@ stays bounded), averages every fold model's probabilities with the run's TTA, as
 predictions were made, applies the run's saved decisions (`submit --tune`), and writes id,label[,one
 probability column per class]. An ensemble of blend weights (mean, weighted, caruana)
 predicts through its members' runs.
+
+Before any model is loaded, every file's header is read (`image_layouts`) and the input is refused in one
+line when it cannot be predicted as the run's own images were (`check_inputs`): no images, an unreadable
+file, a fold model missing, or an image with transparent pixels for a run trained on none. Channel counts
+the decoder converts as it converted the training images (colour to grey by ITU-R 601 luma, grey replicated
+to colour, a fully opaque alpha channel ignored) are allowed and reported in one note.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -21,15 +27,22 @@ from competition.errors import CompetitionError
 
 CHUNK = 512  # images decoded and predicted at a time
 
+# Pillow modes by the channels they decode to (competition.data.decode): grey, and modes with an alpha channel.
+GREY_MODES = frozenset({"1", "L", "I", "F", "I;16", "I;16B", "I;16L", "I;16N", "I;16S"})
+ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
+LAYOUTS = ("grey", "colour", "opaque alpha", "transparent")
+
 
 @dataclass
 class Predictions:
-    """ids (n,), probabilities float32 (n, n_classes), labels (n,) after the saved decisions, classes."""
+    """ids (n,), probabilities float32 (n, n_classes), labels (n,) after the saved decisions, classes, and
+    notes (one line each) on how the inputs were converted to the run's channels."""
 
     ids: list[str]
     proba: np.ndarray
     labels: list[str]
     classes: list[str]
+    notes: list[str] = field(default_factory=list)
 
     def frame(self, probabilities: bool = False) -> pd.DataFrame:
         """id,label and, with `probabilities`, one column per class."""
@@ -62,22 +75,161 @@ def image_files(inputs: Sequence[str | Path]) -> list[Path]:
     return found
 
 
-def _fold_models(run_dir: Path, n_folds: int) -> list[Any]:
+def fold_models(run_dir: Path, n_folds: int) -> list[Any]:
+    """The run's fold models (Keras), loaded. Raises CompetitionError naming the first missing or unloadable
+    model file (a run whose folds did not all finish)."""
     import keras
 
     import_module("competition.model.layers")  # registers the layer of models saved by earlier versions
+    check_fold_models(run_dir, n_folds)
     from competition.runs.folder import fold_model_path
 
     models = []
     for k in range(n_folds):
         path = fold_model_path(run_dir, k)
-        if not path.is_file():
-            raise CompetitionError(f"{path}: fold model missing; the run has no finished fold {k + 1}")
         try:
             models.append(keras.saving.load_model(path))
         except Exception as exc:  # a damaged or foreign file: Keras raises many kinds
             raise CompetitionError(f"{path}: cannot load the fold model ({str(exc).splitlines()[0][:200]})") from None
     return models
+
+
+def check_fold_models(run_dir: Path, n_folds: int) -> None:
+    """Raises CompetitionError when a fold model file of the run is missing, naming it and how many are."""
+    from competition.runs.folder import fold_model_path
+
+    missing = [k for k in range(n_folds) if not fold_model_path(run_dir, k).is_file()]
+    if missing:
+        some = "no finished fold" if len(missing) == n_folds else f"{n_folds - len(missing)} of {n_folds} folds"
+        raise CompetitionError(f"{fold_model_path(run_dir, missing[0])}: fold model missing; run "
+                               f"'{run_dir.name}' has {some} (train it again to finish it)")
+
+
+def _layout(path: Path) -> tuple[str, str | None] | None:
+    """(base, alpha) from the file's header: base "grey" or "colour", alpha None, "opaque alpha" or
+    "transparent" (an alpha channel is read whole to see whether any pixel is transparent); None when Pillow
+    cannot open the file (a DICOM file, or an unreadable one: the decoder says which)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            if mode in GREY_MODES:
+                return "grey", None
+            if mode == "P" and "transparency" in image.info:
+                image, mode = image.convert("RGBA"), "RGBA"
+            base = "grey" if mode in {"LA", "La"} else "colour"
+            if mode not in ALPHA_MODES:
+                return base, None
+            alpha = image.convert("RGBA") if mode == "PA" else image
+            return base, "opaque alpha" if alpha.getchannel("A").getextrema()[0] == 255 else "transparent"
+    except Exception:  # any failure is the decoder's to report, with its reason
+        return None
+
+
+def image_layouts(paths: Sequence[Path]) -> tuple[dict[str, list[Path]], list[tuple[str, str]]]:
+    """({layout: files} for LAYOUTS, (path, reason) of the unreadable files) from each file's header: every
+    file is under "grey" or "colour" (what it decodes to before the run's channels), and also under
+    "opaque alpha" or "transparent" when it has an alpha channel. About 40 us a 16x16 PNG: no pixels are
+    decoded but an alpha channel's. A file Pillow cannot open is decoded (competition.data.decode_image) to
+    tell a DICOM file (left out of the layouts) from an unreadable one."""
+    from competition.data import UnreadableImage, decode_image
+
+    layouts: dict[str, list[Path]] = {name: [] for name in LAYOUTS}
+    bad: list[tuple[str, str]] = []
+    for path in paths:
+        layout = _layout(path)
+        if layout is None:
+            try:
+                decode_image(path, (8, 8), 1)
+            except UnreadableImage as exc:
+                bad.append((str(path), exc.reason))
+            continue
+        for name in layout:
+            if name is not None:
+                layouts[name].append(path)
+    return layouts, bad
+
+
+def _trained_on_transparent(run_dir: Path) -> bool:
+    """Whether a training image of the run (folds.csv's paths, where they still exist) has transparent
+    pixels, which training composited on black. Reads headers until the first such image."""
+    from competition.runs.run import training_images
+
+    paths = [Path(p) for p in training_images(run_dir) or []]
+    return any(path.is_file() and (_layout(path) or ("", None))[1] == "transparent" for path in paths)
+
+
+def channel_note(layouts: dict[str, list[Path]], run_dir: Path, channels: int) -> str | None:
+    """One note line on how images of another channel count are converted for a run reading `channels`
+    (1 or 3), as its training images were, or None when nothing is converted. Raises CompetitionError for
+    images with transparent pixels (an alpha channel: 2-channel grey+alpha, 4-channel RGBA, a palette with
+    a transparent colour) unless the run's training images had them too: compositing them on black, as the
+    decoder does, makes a picture the run never saw."""
+    transparent = layouts.get("transparent", [])
+    wanted = "grey" if channels == 1 else "colour"
+    if transparent and not _trained_on_transparent(run_dir):
+        more = f" and {len(transparent) - 1} more" if len(transparent) > 1 else ""
+        raise CompetitionError(
+            f"{transparent[0]}{more}: image with transparent pixels (an alpha channel, {len(transparent)} "
+            f"file{'s' if len(transparent) > 1 else ''}); run '{run_dir.name}' reads {channels}-channel {wanted} "
+            "images and was trained on none with transparency; flatten them onto a background first "
+            "(e.g. Pillow's Image.alpha_composite)")
+    other = layouts.get("colour" if channels == 1 else "grey", [])
+    opaque = layouts.get("opaque alpha", [])
+    parts = []
+    if other and channels == 1:
+        parts.append(f"{_count(other, 'colour image')} converted to grey (ITU-R 601 luma)")
+    elif other:
+        parts.append(f"{_count(other, 'grey image')} replicated to 3 channels")
+    if opaque:
+        parts.append(f"{_count(opaque, 'fully opaque alpha channel')} ignored")
+    if transparent:
+        parts.append(f"{_count(transparent, 'image')} with transparency composited on black")
+    if not parts:
+        return None
+    return (f"note: {'; '.join(parts)} for run '{run_dir.name}' ({channels}-channel {wanted}), as its training "
+            "images were")
+
+
+def _count(items: Sequence[Any], noun: str) -> str:
+    return f"{len(items)} {noun}{'s' if len(items) != 1 else ''}"
+
+
+def model_runs(run_dir: Path) -> list[Path]:
+    """The model runs whose fold models predict for `run_dir`: itself, or an ensemble's members (theirs)."""
+    from competition.runs import resolve_run
+    from competition.runs.folder import read_meta
+
+    meta = read_meta(run_dir)
+    if meta.get("kind") != "ensemble":
+        return [run_dir]
+    members = [resolve_run(m["name"] if isinstance(m, dict) else m, run_dir.parent) for m in meta["members"]]
+    return [model for member in members for model in model_runs(member)]
+
+
+def check_inputs(run_dir: Path, paths: Sequence[Path]) -> list[str]:
+    """Refuse input the run cannot predict as it predicted its own images, before any model is loaded:
+    raises CompetitionError (one line) for an unreadable file (by its header), a missing fold model, or
+    transparent images (channel_note). Returns the notes on converted channel counts, one per distinct
+    conversion."""
+    import yaml
+
+    from competition.data import unreadable_message
+    from competition.recipe import Recipe
+    from competition.runs.folder import read_recipe_text
+
+    layouts, bad = image_layouts(paths)
+    if bad:
+        raise CompetitionError(unreadable_message(bad))
+    notes: list[str] = []
+    for model_run in model_runs(run_dir):
+        recipe = Recipe.model_validate(yaml.safe_load(read_recipe_text(model_run) or "{}"))
+        check_fold_models(model_run, recipe.cv.folds)
+        note = channel_note(layouts, model_run, recipe.data.channels)
+        if note and note not in notes:
+            notes.append(note)
+    return notes
 
 
 def decode_chunks(paths: Sequence[str | Path], recipe: Any) -> Iterator[np.ndarray]:
@@ -117,7 +269,7 @@ def run_probabilities(run_dir: Path, paths: list[Path]) -> np.ndarray:
                       axis=0).astype(np.float32)
     recipe = Recipe.model_validate(yaml.safe_load(read_recipe_text(run_dir) or "{}"))
     import_tensorflow()
-    models = _fold_models(run_dir, recipe.cv.folds)
+    models = fold_models(run_dir, recipe.cv.folds)
     parts = []
     for images in decode_chunks(paths, recipe):
         parts.append(np.mean([predict_tta(model, images, recipe.tta)[1] for model in models], axis=0))
@@ -128,10 +280,11 @@ def predict_run(run: str | Path, inputs: Sequence[str | Path], runs_dir: str | P
                 out: str | Path | None = None, probabilities: bool = False) -> Predictions:
     """Predict image files with a finished run (or blend ensemble) named `run` under runs_dir (or a run
     folder); the run's saved decisions (from `submit --tune`) pick the labels. With `out`, the CSV is written
-    atomically. Raises CompetitionError naming the run, path or image at fault; nothing is written then."""
+    atomically. Raises CompetitionError naming the run, path or image at fault (check_inputs: no images, an
+    unreadable one, a missing fold model, transparent images); nothing is written then. Memory is bounded:
+    CHUNK images are decoded and predicted at a time (benchmarks/predict_memory.py measures it)."""
     from competition.data import image_id
     from competition.files import write_text
-    from competition.metrics import log_proba
     from competition.runs import resolve_run
     from competition.runs.folder import read_decisions, read_meta
 
@@ -139,13 +292,16 @@ def predict_run(run: str | Path, inputs: Sequence[str | Path], runs_dir: str | P
     classes = list(read_meta(run_dir)["classes"])
     paths = image_files(inputs)
     ids = [image_id(p) for p in paths]
+    notes = check_inputs(run_dir, paths)
     proba = run_probabilities(run_dir, paths)
     decisions = read_decisions(run_dir)
+    from competition.metrics import log_proba  # scikit-learn: seconds to import, so after the checks
+
     scores = log_proba(proba)
     if decisions is not None:
         scores = scores + np.asarray(decisions["offsets"], dtype=np.float64)
     labels = [classes[k] for k in scores.argmax(axis=1)]
-    result = Predictions(ids, proba, labels, classes)
+    result = Predictions(ids, proba, labels, classes, notes)
     if out is not None:
         write_text(Path(out), result.frame(probabilities).to_csv(index=False))
     return result

@@ -11,6 +11,8 @@ the header.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,11 @@ from competition.tuning import DecisionTuner
 
 SHOW = 5  # rows/values named per problem before "and N more"
 SUM_TOLERANCE = 1e-3
-LOG_COLUMNS = ["time", "file", "run", "recipe_hash", "oof_macro_f1"]
+LOG_FILE = "log.csv"  # in the folder of the submissions it logs
+# file: the submission's name (beside the log); oof_macro_f1: the run's OOF macro F1 (an ensemble's nested-CV
+# one); tuned: yes when per-class decision offsets were applied; honest_macro_f1: what the file is expected to
+# score (with tuning, its nested-CV figure); message: the user's note (`submit --message`)
+LOG_COLUMNS = ["time", "file", "run", "recipe_hash", "oof_macro_f1", "tuned", "honest_macro_f1", "message"]
 
 
 def _rows(positions: np.ndarray, values: list[str] | None = None) -> str:
@@ -143,6 +149,46 @@ def validate_file(
     return validate_submission(frame, sample, classes)
 
 
+def label_classes(sample_path: str | Path, classes: Sequence[str] | None = None, run: str | Path | None = None,
+                  runs_dir: str | Path = "runs") -> tuple[list[str] | None, str]:
+    """(the labels a submission may use, where they come from) for `check_file`: `classes` when given; else
+    the training classes of the contest the sample lies in (its folder's train/ or train.csv), narrowed to the
+    run's classes when `run` is given (a name under runs_dir or a folder); (None, why not) when neither is
+    known. A contest folder that does not index (competition.data.index_contest) counts as unknown."""
+    from competition.data import index_contest
+    from competition.runs import resolve_run
+
+    if classes:
+        return list(classes), "--classes"
+    root = Path(sample_path).parent
+    known: list[str] | None = None
+    where: list[str] = []
+    unknown = "the sample is not in a contest folder"
+    if (root / "train").is_dir() or (root / "train.csv").is_file():
+        try:
+            known = list(index_contest(root).classes)
+            where.append(f"the training classes of {root}")
+        except CompetitionError as exc:
+            unknown = f"its contest folder does not read: {exc}"
+    if run is not None:
+        loaded = Run.load(resolve_run(run, runs_dir))
+        known = [c for c in (known if known is not None else loaded.classes) if c in loaded.classes]
+        where.append(f"run {loaded.name}'s classes")
+    if known is None:
+        return None, f"no class list: {unknown}; pass --run or --classes"
+    return known, " and ".join(where)
+
+
+def check_file(submission_path: str | Path, sample_path: str | Path, *, classes: Sequence[str] | None = None,
+               run: str | Path | None = None, runs_dir: str | Path = "runs") -> tuple[list[str], str]:
+    """`competition validate`: (every problem of the submission against the sample, as `validate_file`; a line
+    saying what its labels were checked against). Labels are checked by default against `label_classes`."""
+    known, where = label_classes(sample_path, classes, run, runs_dir)
+    problems = validate_file(submission_path, sample_path, known)
+    checked = f"labels checked against {where}" if known is not None else f"labels not checked ({where})"
+    return problems, checked
+
+
 def _format_probability(x: float) -> str:
     return f"{x:.6f}"
 
@@ -153,8 +199,12 @@ def make_submission(
     out_path: str | Path,
     tuner: DecisionTuner | None = None,
     log_path: Path | None = None,
+    *,
+    honest_macro_f1: float | None = None,
+    message: str = "",
 ) -> Path:
-    """Write run's test predictions in the sample's columns and id order; refuse if invalid."""
+    """Write run's test predictions in the sample's columns and id order; refuse if invalid. With `log_path`,
+    append a row to that CSV (LOG_COLUMNS; `honest_macro_f1` defaults to the run's OOF macro F1)."""
     sample = read_csv_strings(sample_path)
     if len(sample.columns) < 2:
         raise CompetitionError(f"{sample_path}: sample needs an id column and at least one value column")
@@ -196,55 +246,164 @@ def make_submission(
     if log_path is not None:
         log_path = Path(log_path)
         log = read_string_csv(log_path) if log_path.is_file() else pd.DataFrame(columns=LOG_COLUMNS)
+        oof_macro_f1 = macro_f1(run.y, run.oof)
         entry = {
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "file": str(out_path),
+            "file": out_path.name if out_path.parent.resolve() == log_path.parent.resolve() else str(out_path),
             "run": run.name,
             "recipe_hash": run.recipe_hash,
-            "oof_macro_f1": f"{macro_f1(run.y, run.oof):.6f}",
+            "oof_macro_f1": f"{oof_macro_f1:.6f}",
+            "tuned": "yes" if tuner is not None else "no",
+            "honest_macro_f1": f"{oof_macro_f1 if honest_macro_f1 is None else honest_macro_f1:.6f}",
+            "message": " ".join(message.split()),
         }
-        log = pd.concat([log, pd.DataFrame([entry])], ignore_index=True)
+        log = pd.concat([log, pd.DataFrame([entry])], ignore_index=True).fillna("")  # older logs: fewer columns
         write_text(log_path, log.to_csv(index=False))
     return out_path
 
 
-def submit_run(run: str | Path, runs_dir: str | Path = "runs", *, out: str | Path | None = None,
-               sample: str | Path | None = None, tune: bool = False,
-               submissions_dir: str | Path = "submissions") -> tuple[Path, dict[str, Any] | None]:
-    """`competition submit`: the run's test predictions, validated against the contest's sample, written
-    to submissions/<run>.csv and logged in submissions/log.csv.
+@dataclass
+class Choice:
+    """The run `choose_run` picked: its folder, name, honest OOF macro F1 and the one line saying why."""
+
+    path: Path
+    name: str
+    macro_f1: float
+    reason: str
+
+
+@dataclass
+class Submitted:
+    """What `submit` did: the file written, the log it went into, the choice, the tuning figures (None without
+    --tune), whether decision offsets were applied (tuned now or saved by an earlier --tune), and the macro F1
+    the file is honestly expected to score (OOF; with offsets, their nested-CV figure)."""
+
+    path: Path
+    log: Path
+    choice: Choice
+    tuning: dict[str, Any] | None
+    tuned: bool
+    honest_macro_f1: float
+
+    def lines(self) -> list[str]:
+        """What `competition submit` prints: the choice and why, the tuning verdict, the file."""
+        lines = [f"submitting {self.choice.reason}"]
+        if self.tuning is not None:
+            t = self.tuning
+            verdict = ("applied, and saved in the run for later submit and predict calls" if t["applied"] else
+                       "not applied: the nested-CV gain is not positive, so the offsets would only fit noise")
+            lines.append(f"decision tuning: OOF macro F1 {t['base_macro_f1']:.4f} -> {t['in_sample_macro_f1']:.4f} "
+                         f"in-sample ({t['in_sample_gain']:+.4f}), {t['nested_gain']:+.4f} under nested CV "
+                         f"(the honest gain); {verdict}")
+        elif self.tuned:
+            lines.append("decision offsets saved by an earlier submit --tune applied")
+        lines.append(f"submission written to {self.path} (expected macro F1 {self.honest_macro_f1:.4f}; "
+                     f"logged in {self.log})")
+        return lines
+
+
+def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "runs") -> Choice:
+    """The candidate with the best honest OOF macro F1: every finished run under runs_dir when `candidates` is
+    empty or None (damaged runs left out), else the named runs (names under runs_dir, or folders). An ensemble's
+    OOF is its nested-CV one (competition.ensemble.cross_val_oof), so an ensemble is chosen only when it beats
+    every candidate model, its members among them, under nested CV; on a tie the model is chosen. One named
+    candidate is taken as named, with a warning in the reason when it is an ensemble that does not beat its
+    best member."""
+    from competition.ensemble import ensemble_summary
+    from competition.runs import load_runs, resolve_run
+
+    if candidates:
+        runs = [Run.load(resolve_run(c, runs_dir)) for c in dict.fromkeys(candidates)]
+        left_out = ""
+    else:
+        runs, damaged = load_runs(runs_dir)
+        if not runs:
+            raise CompetitionError(f"{runs_dir}: no finished runs to submit")
+        left_out = f"; damaged, not considered: {', '.join(n for n, _ in damaged)}" if damaged else ""
+    scores = {id(r): macro_f1(r.y, r.oof) for r in runs}
+    ranked = sorted(runs, key=lambda r: (scores[id(r)], r.kind != "ensemble"), reverse=True)
+    best = ranked[0]
+    score = scores[id(best)]
+    summary = ensemble_summary(best)
+    if len(runs) == 1:
+        reason = f"{best.name} as named (OOF macro F1 {score:.4f})"
+        if summary is not None and summary["vs_best_member"] is not None and summary["vs_best_member"] <= 0:
+            reason += (f"; but its best member {summary['best_member']} scores {-summary['vs_best_member']:.4f} "
+                       f"higher ({summary['best_member_macro_f1']:.4f}) under nested CV: name both, or none, "
+                       "to have the better one chosen")
+        return Choice(best.path, best.name, score, reason)
+    reason = f"{best.name}: the best honest OOF macro F1 of {len(runs)} candidates, {score:.4f}"
+    if summary is not None and summary["vs_best_member"] is not None:
+        reason += (f"; it beats its best member {summary['best_member']} ({summary['best_member_macro_f1']:.4f}) "
+                   f"by {summary['vs_best_member']:+.4f} under nested CV")
+    else:
+        beaten = [r for r in ranked[1:] if r.kind == "ensemble"]
+        if beaten:
+            e = beaten[0]
+            reason += (f"; ensemble {e.name} scores {scores[id(e)]:.4f} under nested CV "
+                       f"({scores[id(e)] - score:+.4f}), so not the ensemble")
+        else:
+            reason += f" (next: {ranked[1].name} {scores[id(ranked[1])]:.4f})"
+    return Choice(best.path, best.name, score, reason + left_out)
+
+
+def _sample_path(run: Run, sample: str | Path | None) -> Path:
+    """The sample submission to follow: `sample` when given, else the run's contest's (Run.sample_submission)."""
+    return Path(sample) if sample is not None else run.sample_submission()
+
+
+def submit(runs: Sequence[str | Path] | None = None, runs_dir: str | Path = "runs", *, out: str | Path | None = None,
+           sample: str | Path | None = None, tune: bool = False, message: str = "",
+           submissions_dir: str | Path = "submissions", data: str | Path | None = None) -> Submitted:
+    """`competition submit`: choose the run to submit (`choose_run`: the best honest score among `runs`, or
+    among every finished run when none are named), write its test predictions validated against the contest's
+    sample to `out` (default submissions_dir/<run>.csv), and log it in log.csv beside that file (LOG_COLUMNS,
+    with `message`). `data`: where the run's contest folder is now, when it moved (Run.load).
 
     With `tune`, per-class decision offsets are fitted on the OOF and applied only when their nested-CV gain
     (fit on the other folds, scored on the held-out one) is positive; the applied offsets and the figures
     that justified them are saved in the run folder (decisions.json), so later `submit` and `predict` calls
     use the same decisions; when the gain is not positive any saved decisions are removed. Without `tune`,
-    saved decisions are used. The returned dict gives the in-sample and nested gains and "applied"."""
-    from competition.runs import resolve_run
+    saved decisions are used."""
     from competition.runs.folder import read_decisions, remove_decisions, write_decisions
     from competition.tuning import nested_cv_gain
 
-    run_dir = resolve_run(run, runs_dir)
-    loaded = Run.load(run_dir)
-    tuner, tuning = None, None
+    choice = choose_run(runs, runs_dir)
+    run_dir = choice.path
+    loaded = Run.load(run_dir, data)
+    tuner, tuning, honest = None, None, choice.macro_f1
     if tune:
         tuning = nested_cv_gain(loaded.oof, loaded.y, loaded.folds)
         tuning["applied"] = tuning["nested_gain"] > 0
         if tuning["applied"]:
             tuner = DecisionTuner().fit(loaded.oof, loaded.y)
+            honest = tuning["nested_macro_f1"]
     else:
         saved = read_decisions(run_dir)
         if saved is not None:
             tuner = DecisionTuner()
             tuner.offsets_ = np.asarray(saved["offsets"], dtype=np.float64)
-    sample_path = Path(sample) if sample is not None else Path(loaded.meta.get("sample_submission", ""))
-    if sample is None and not sample_path.is_file():
-        raise CompetitionError(f"run '{loaded.name}': its sample submission {sample_path} is gone; pass --sample")
-    submissions_dir = Path(submissions_dir)
-    out_path = Path(out) if out is not None else submissions_dir / f"{loaded.name}.csv"
-    written = make_submission(loaded, sample_path, out_path, tuner=tuner, log_path=submissions_dir / "log.csv")
+            gain = saved.get("nested_gain")
+            honest += float(gain) if isinstance(gain, int | float) else 0.0
+    sample_path = _sample_path(loaded, sample)
+    out_path = Path(out) if out is not None else Path(submissions_dir) / f"{loaded.name}.csv"
+    log_path = out_path.parent / LOG_FILE
+    written = make_submission(loaded, sample_path, out_path, tuner=tuner, log_path=log_path,
+                              honest_macro_f1=honest, message=message)
     if tuning is not None and tuner is not None:
         write_decisions(run_dir, {"offsets": [float(o) for o in tuner.offsets_],
                                   **{k: float(tuning[k]) for k in ("base_macro_f1", "in_sample_gain", "nested_gain")}})
     elif tuning is not None:
         remove_decisions(run_dir)
-    return written, tuning
+    return Submitted(written, log_path, choice, tuning, tuner is not None, honest)
+
+
+def submit_run(run: str | Path, runs_dir: str | Path = "runs", *, out: str | Path | None = None,
+               sample: str | Path | None = None, tune: bool = False, message: str = "",
+               submissions_dir: str | Path = "submissions",
+               data: str | Path | None = None) -> tuple[Path, dict[str, Any] | None]:
+    """`submit` of one named run (the Python API's `competition.submit`): (the file written, the tuning figures:
+    in-sample and nested gains and "applied"; None without `tune`)."""
+    done = submit([run], runs_dir, out=out, sample=sample, tune=tune, message=message,
+                  submissions_dir=submissions_dir, data=data)
+    return done.path, done.tuning

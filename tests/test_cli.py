@@ -21,6 +21,9 @@ def test_train_leaderboard_submit(tiny_contest: Path, tiny_recipe: Path, tmp_pat
                           cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert (tmp_path / "runs" / "tiny" / "run.json").is_file()
+    last = trained.stdout.strip().splitlines()[-1]  # one line with the score and rank, not the whole leaderboard
+    assert last.startswith("tiny: OOF macro F1 ") and "rank 1 of 1 in runs" in last, trained.stdout[-2000:]
+    assert "Leaderboard" not in trained.stdout and "(OOF)" not in trained.stdout
 
     board = competition("leaderboard", "--format", "json", cwd=tmp_path)
     assert board.returncode == 0, board.stderr
@@ -56,6 +59,13 @@ def test_train_leaderboard_submit(tiny_contest: Path, tiny_recipe: Path, tmp_pat
     tuned = competition("submit", "blend", "--tune", cwd=tmp_path)
     assert tuned.returncode == 0, tuned.stderr
     assert "under nested CV" in tuned.stdout
+    assert tuned.stdout.startswith("submitting blend as named"), tuned.stdout
+    best = max(rows, key=lambda r: (r["macro_f1"], r["kind"] == "model"))["run"]
+    chosen = competition("submit", "--out", "picked/best.csv", "-m", "all runs", cwd=tmp_path)
+    assert chosen.returncode == 0, chosen.stderr
+    assert chosen.stdout.startswith(f"submitting {best}: the best honest OOF macro F1 of 3 candidates"), chosen.stdout
+    log = pd.read_csv(tmp_path / "picked" / "log.csv", dtype=str)
+    assert log[["file", "run", "message"]].values.tolist() == [["best.csv", best, "all runs"]]
     checked = competition("validate", "submissions/blend.csv", "--sample", str(tiny_contest / "sample_submission.csv"),
                           cwd=tmp_path)
     assert checked.returncode == 0 and "valid against" in checked.stdout, checked.stderr

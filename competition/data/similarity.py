@@ -39,7 +39,7 @@ from scipy.sparse.csgraph import connected_components
 
 from competition.data.cache import cache_dir
 from competition.errors import CompetitionError
-from competition.files import read_npy, write_npy
+from competition.files import read_cached_npy, write_npy
 
 DEFAULT_THRESHOLD = 0.005
 THUMB = 16  # signature thumbnail side: 256 dims
@@ -262,10 +262,9 @@ def image_signatures(
     """Signatures of image files, cached by their content hashes; decodes (or uses `images`) on a miss."""
     hashes = file_hashes(paths) if hashes is None else hashes
     path = cache_dir() / "audit" / f"signatures-{_key(SIGNATURE_VERSION, LOAD_SIZE, THUMB, *hashes)}.npy"
-    if path.is_file():
-        cached = read_npy(path)
-        if cached.shape == (len(paths), THUMB * THUMB):
-            return cached
+    cached = read_cached_npy(path, (len(paths), THUMB * THUMB))
+    if cached is not None:
+        return cached
     sigs = signatures(load_for_signatures(paths) if images is None else images)
     write_npy(path, sigs)
     return sigs
@@ -290,10 +289,9 @@ def cached_groups(signatures: np.ndarray, threshold: float) -> np.ndarray:
     sig = np.ascontiguousarray(signatures, dtype=np.float32)
     key = _key(SIGNATURE_VERSION, threshold, hashlib.sha1(sig.tobytes()).hexdigest())
     path = cache_dir() / "audit" / f"groups-{key}.npy"
-    if path.is_file():
-        groups = read_npy(path)
-        if groups.shape == (len(sig),):
-            return groups
+    groups = read_cached_npy(path, (len(sig),))
+    if groups is not None:
+        return groups
     groups = near_duplicate_groups(sig, threshold)
     write_npy(path, groups)
     return groups

@@ -3,8 +3,10 @@
 `ValidationScore` writes `val_macro_f1` (the contest metric) and `val_loss` into the epoch's logs, so that
 stock callbacks after it (`keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max")`,
 `ReduceLROnPlateau`) and the user's own callbacks can use them; `DivergenceGuard` stops a NaN loss with a
-message naming the learning rate; `EpochLog` appends the epoch to the fold's history; `KeepBest` snapshots the
-whole classifier at its best validation macro F1 across all phases; `EpochProgress` reports to the progress bar.
+message naming the learning rate; `EpochLog` appends the epoch to the fold's history (and hands the history so
+far to `FoldState.on_epoch`, which writes the fold's history.csv, so a run is watched while it trains);
+`KeepBest` snapshots the whole classifier at its best validation macro F1 across all phases; `EpochProgress`
+reports to the progress bar or log (console.Progress).
 With `train.ema`, `ema_callbacks` gives the first and the last of the list: every callback in between, from
 ValidationScore to the user's own, sees the averaged weights at each epoch's end.
 """
@@ -26,13 +28,15 @@ from competition.metrics import EPS, macro_f1
 @dataclass
 class FoldState:
     """What the phases of one fold share: the epoch count across phases, the history rows, and the best
-    epoch's score, number and weights (a list of numpy arrays of the whole classifier)."""
+    epoch's score, number and weights (a list of numpy arrays of the whole classifier). `on_epoch`, when set,
+    is called with the history rows so far at each epoch's end (the run folder writes them to history.csv)."""
 
     epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     best_f1: float = -1.0
     best_epoch: int = 0
     best_weights: list[np.ndarray] | None = None
+    on_epoch: Callable[[list[dict[str, float]]], None] | None = None
 
 
 class ValidationScore(keras.callbacks.Callback):
@@ -62,13 +66,13 @@ class DivergenceGuard(keras.callbacks.Callback):
         loss = (logs or {}).get("loss", 0.0)
         if not np.isfinite(loss):
             raise CompetitionError(
-                f"training diverged (loss is {loss}) in fold {self.fold + 1}, phase {self.phase + 1}; lower "
+                f"training diverged (loss is {loss}) in fold {self.fold}, phase {self.phase + 1}; lower "
                 f"recipe.train.phases[{self.phase}].learning_rate ({self.learning_rate})")
 
 
 class EpochLog(keras.callbacks.Callback):
     """Appends one row per epoch to `state.history`: phase, epoch (counted across phases), the logs, seconds
-    and the learning rate of the epoch's first step."""
+    and the learning rate of the epoch's first step; then calls `state.on_epoch` with all the rows."""
 
     def __init__(self, state: FoldState, phase: int) -> None:
         super().__init__()
@@ -87,6 +91,8 @@ class EpochLog(keras.callbacks.Callback):
             "phase": self.phase, "epoch": self.state.epoch, **trained, "val_loss": logs.get("val_loss", np.nan),
             "val_macro_f1": logs.get("val_macro_f1", np.nan), "seconds": time.perf_counter() - self.started,
             "learning_rate": self.learning_rate})
+        if self.state.on_epoch is not None:
+            self.state.on_epoch(self.state.history)
 
 
 class KeepBest(keras.callbacks.Callback):
@@ -106,14 +112,18 @@ class KeepBest(keras.callbacks.Callback):
 
 
 class EpochProgress(keras.callbacks.Callback):
-    """Reports each epoch (1-based, of `epochs`) and its validation macro F1 to a console.Progress."""
+    """Reports each epoch to a console.Progress: its number in the fold (`state.epoch`, counted across phases
+    from 1, so EpochLog must come first) of the fold's `epochs` (every phase's), its training loss and its
+    validation macro F1."""
 
-    def __init__(self, progress: Any, epochs: int) -> None:
+    def __init__(self, progress: Any, state: FoldState, epochs: int) -> None:
         super().__init__()
-        self.progress, self.epochs = progress, epochs
+        self.progress, self.state, self.epochs = progress, state, epochs
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.progress.epoch(epoch + 1, self.epochs, float((logs or {}).get("val_macro_f1", np.nan)))
+        logs = logs or {}
+        self.progress.epoch(self.state.epoch, self.epochs, float(logs.get("val_macro_f1", np.nan)),
+                            float(logs.get("loss", np.nan)))
 
 
 class _EMAWeightsOut(keras.callbacks.Callback):

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from competition.engine.mixing import mixes_batches
+from competition.files import read_cached_npy
 from competition.model.backbones import backbone_of, build_model
 from competition.recipe import PhaseConfig, Recipe
 
@@ -60,11 +61,9 @@ def frozen_features(recipe: Recipe, x: np.ndarray, n_classes: int, *, store: boo
     if recipe.model.weights == "none" or not uses_cached_features(recipe, recipe.train.phases[0]):
         return {}
     path = _store_path(recipe, x) if store else None
-    if path is not None and path.is_file():
-        try:
-            return {"phase0": np.load(path, allow_pickle=False)}
-        except (OSError, ValueError):  # a damaged entry is a miss: computed again and replaced
-            pass
+    cached = read_cached_npy(path) if path is not None else None
+    if cached is not None and len(cached) == len(x):  # a damaged entry is a miss: computed again and replaced
+        return {"phase0": cached}
     set_precision(recipe)
     extractor, _ = split_head(build_model(recipe.model, x.shape[1:], n_classes))
     features = {"phase0": extract(extractor, x)}

@@ -8,7 +8,7 @@ competition.engine.callbacks plus any the caller passes, on batches mixed when t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from competition.engine.callbacks import (DivergenceGuard, EpochLog, EpochProgre
                                           ValidationScore, early_stopping, ema_callbacks)
 from competition.engine.features import extract, frozen_features, set_precision, split_head, uses_cached_features
 from competition.engine.mixing import phase_mixer, soft_labels
-from competition.engine.optim import make_optimizer, phase_optimizer  # noqa: F401 (make_optimizer: benchmarks)
+from competition.engine.optim import phase_optimizer
 from competition.model.backbones import build_model, pretrained_backbone, set_trainable
 from competition.predict import predict_proba, predict_tta
 from competition.recipe import Recipe
@@ -103,7 +103,7 @@ def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress |
         r = recipe.train.reduce_lr
         steps.append(keras.callbacks.ReduceLROnPlateau(monitor="val_macro_f1", mode="max", factor=r.factor,
                                                        patience=r.patience, min_lr=r.min_lr, verbose=0))
-    steps += [EpochProgress(progress or Progress(), phase.epochs), *callbacks]
+    steps += [EpochProgress(progress or Progress(), state, sum(p.epochs for p in recipe.train.phases)), *callbacks]
     if ema_first is not None:  # the averaged weights are what every callback in between sees at an epoch's end
         steps = [ema_first, *steps, ema_last]
     if batches is not None:
@@ -123,12 +123,14 @@ def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress |
 def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_test: np.ndarray,
              classes: list[str], fold: int, progress: Progress | None = None, *,
              features: dict[str, np.ndarray] | None = None,
-             callbacks: Sequence[keras.callbacks.Callback] = ()) -> FoldResult:
+             callbacks: Sequence[keras.callbacks.Callback] = (),
+             on_epoch: Callable[[list[dict[str, float]]], None] | None = None) -> FoldResult:
     """Train fold `fold` (validation rows `val` of uint8 images x (n, h, w, c), int labels y) through all
     phases; return it at its best validation macro F1 with its OOF and test (x_test) probabilities.
     `features` are the frozen-backbone features of all of x (engine.features.frozen_features; read from the
     feature store when not given).
-    `callbacks` are added to every phase's fit (after the engine's own)."""
+    `callbacks` are added to every phase's fit (after the engine's own); `on_epoch` is called with the
+    fold's history rows so far at every epoch's end (callbacks.FoldState)."""
     if features is None:  # a fold in its own process or on Ray: frozen features from the feature store
         features = frozen_features(recipe, x, len(classes))
     seed = recipe.cv.seed * 1000 + fold
@@ -136,7 +138,7 @@ def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_te
     set_precision(recipe)
     train_rows = np.setdiff1d(np.arange(len(y)), val)
     data = FoldData(recipe, classes, x[train_rows], y[train_rows], x[val], y[val], seed, fold,
-                    train_rows=train_rows, val_rows=val, features=features)
+                    train_rows=train_rows, val_rows=val, features=features, state=FoldState(on_epoch=on_epoch))
     model = build_model(recipe.model, x.shape[1:], len(classes))
     for phase_index in range(len(recipe.train.phases)):
         fit_phase(model, data, phase_index, progress, callbacks)

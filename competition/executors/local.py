@@ -19,14 +19,14 @@ def run_local(prepared: Any, *, address: str | None = None, console: Any = None,
     pending = prepared.pending()
     say_reused(prepared, pending, console)
     with progress_bar(console) as bar:
-        progress = Progress(bar=bar)
-        progress.start_folds(prepared.run_dir.name, len(pending))
+        progress = Progress(bar=bar, console=console)
+        progress.start_folds(prepared.run_dir.name, len(pending), prepared.recipe.cv.folds)
         features = frozen_features(prepared.recipe, prepared.x, len(prepared.classes)) if pending else None
         for k in pending:
             progress.start_fold(k)
             t0 = time.perf_counter()
             fitted = train_fold(prepared, k, progress, features, callbacks)
-            say(console, f"fold {k + 1}: best epoch {fitted.best_epoch}, val macro F1 {fitted.best_macro_f1:.4f} "
+            say(console, f"fold {k}: best epoch {fitted.best_epoch}, val macro F1 {fitted.best_macro_f1:.4f} "
                          f"({time.perf_counter() - t0:.0f} s, RSS {rss_mb():.0f} MB)")
             del fitted
             progress.fold_done()

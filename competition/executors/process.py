@@ -28,8 +28,8 @@ def run_process(prepared: Any, *, address: str | None = None, console: Any = Non
     say_reused(prepared, pending, console)
     context = multiprocessing.get_context("spawn")
     with progress_bar(console) as bar:
-        progress = Progress(bar=bar)
-        progress.start_folds(prepared.run_dir.name, len(pending))
+        progress = Progress(bar=bar, console=console)
+        progress.start_folds(prepared.run_dir.name, len(pending), prepared.recipe.cv.folds)
         for k in pending:
             progress.start_fold(k)
             messages = context.Queue()
@@ -56,9 +56,9 @@ def run_process(prepared: Any, *, address: str | None = None, console: Any = Non
                 raise
             if outcome is None or outcome[0] != "done":
                 reason = outcome[1] if outcome is not None else f"its process ended with exit code {child.exitcode}"
-                raise CompetitionError(f"fold {k + 1} failed: {reason}; finished folds are kept, rerun to resume")
+                raise CompetitionError(f"fold {k} failed: {reason}; finished folds are kept, rerun to resume")
             _, best_epoch, best_f1, seconds, rss = outcome
-            say(console, f"fold {k + 1}: best epoch {best_epoch}, val macro F1 {best_f1:.4f} "
+            say(console, f"fold {k}: best epoch {best_epoch}, val macro F1 {best_f1:.4f} "
                          f"({seconds:.0f} s, RSS {rss:.0f} MB in its own process)")
             progress.fold_done()
 
@@ -70,8 +70,8 @@ def _process_fold(run_dir: str, fold: int, deterministic: bool, workdir: str, me
     from competition.runs.prepare import load_prepared, train_fold
 
     class Forward(Progress):
-        def epoch(self, epoch: int, total: int, f1: float) -> None:
-            messages.put(("epoch", epoch, total, f1))
+        def epoch(self, epoch: int, total: int, f1: float, loss: float = float("nan")) -> None:
+            messages.put(("epoch", epoch, total, f1, loss))
 
     t0 = time.perf_counter()
     try:

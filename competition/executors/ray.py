@@ -20,10 +20,12 @@ from typing import Any
 from competition.console import Progress, say
 from competition.errors import CompetitionError, OptionError
 from competition.executors.common import TEST_KILL_ENV, say_reused
+from competition.runs import folder
 
 # Environment a fold worker needs to see what the driver sees (decode cache, Keras weights, TF settings,
 # pinned threads, test hooks). Passed explicitly: Ray workers do not inherit the driver's environment.
 FORWARDED_ENV = ("COMPETITION_", "KERAS_", "TF_")
+EPOCH_POLL_S = 2.0  # how often the driver looks for new epochs in the folds' history.csv files
 
 
 def _ray_fold(run_dir: str, fold: int, deterministic: bool, workdir: str | None = None,
@@ -49,14 +51,14 @@ def _test_kill_hook(run_dir: Path, fold: int, hook: str | None) -> Any:
     """Progress for the fold; under the test hook, one that SIGKILLs its own worker at the end of epoch 1 (the
     first attempt only, remembered by a marker file in the run folder, unless the hook says ':always')."""
     target, _, mode = (hook if hook is not None else os.environ.get(TEST_KILL_ENV, "")).partition(":")
-    if target != str(fold + 1):
+    if target != str(fold):
         return Progress()
-    marker = run_dir / f".test-killed-fold{fold + 1}"
+    marker = run_dir / f".test-killed-fold{fold}"
     if marker.exists() and mode != "always":
         return Progress()
 
     class Killer(Progress):
-        def epoch(self, epoch: int, total: int, f1: float) -> None:
+        def epoch(self, epoch: int, total: int, f1: float, loss: float = float("nan")) -> None:
             marker.write_text(f"{int(marker.read_text()) + 1 if marker.exists() else 1}\n")
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -166,15 +168,21 @@ def submit_ray(prepared_runs: list[Any], *, address: str | None = None, console:
                       f"{need.cpus_per_fold:g} CPU and {need.gpus_per_fold:g} GPU "
                       f"(cluster: {total.get('CPU', 0):g} CPU, {total.get('GPU', 0):g} GPU)")
         for k in folds:
+            folder.start_fold(prepared.run_dir, k)  # no epochs of an earlier attempt in the lines below
             refs[task.remote(run_dir, k, prepared.deterministic, workdir, hook)] = (i, k)
     started = time.perf_counter()
     failed: dict[int, dict[int, str]] = {}
     waiting = list(refs)
+    seen: dict[tuple[int, int], int] = {}
     try:
         while waiting:
-            done, waiting = ray.wait(waiting, num_returns=1)
+            done, waiting = ray.wait(waiting, num_returns=1, timeout=EPOCH_POLL_S)
+            for ref in [*done, *waiting]:
+                _say_epochs(prepared_runs, *refs[ref], seen, console, several)
+            if not done:
+                continue
             i, k = refs[done[0]]
-            who = f"{prepared_runs[i].run_dir.name}: fold {k + 1}" if several else f"fold {k + 1}"
+            who = f"{prepared_runs[i].run_dir.name}: fold {k}" if several else f"fold {k}"
             try:
                 info = ray.get(done[0])
             except Exception as exc:  # noqa: BLE001 - any task failure is reported per fold
@@ -192,9 +200,32 @@ def submit_ray(prepared_runs: list[Any], *, address: str | None = None, console:
     return failed
 
 
+def _say_epochs(prepared_runs: list[Any], i: int, k: int, seen: dict[tuple[int, int], int], console: Any,
+                several: bool) -> None:
+    """One line per epoch that fold k of run i finished since the last look, read from its history.csv
+    (written by the worker after every epoch, on the shared storage); no ETA, as folds run side by side."""
+    if console is None:
+        return
+    prepared = prepared_runs[i]
+    rows = folder.read_partial_history(prepared.run_dir, k)
+    if len(rows) < seen.get((i, k), 0):  # a retry started the fold again
+        seen[(i, k)] = 0
+    planned = sum(phase.epochs for phase in prepared.recipe.train.phases)
+    best = max((float(r.get("val_macro_f1", float("nan"))) for r in rows[: seen.get((i, k), 0)]),
+               default=float("-inf"))
+    prefix = f"{prepared.run_dir.name}: " if several else ""
+    for row in rows[seen.get((i, k), 0):]:
+        f1 = float(row.get("val_macro_f1", float("nan")))
+        best = max(best, f1)
+        say(console, f"{prefix}fold {k} ({k + 1} of {prepared.recipe.cv.folds})  epoch {int(row.get('epoch', 0))}/"
+                     f"{planned}  loss {float(row.get('loss', float('nan'))):.3f}  val macro F1 {f1:.3f}  "
+                     f"best {best:.3f}")
+    seen[(i, k)] = len(rows)
+
+
 def failed_line(failed: dict[int, str]) -> str:
     """One line naming the failed folds ({fold: reason}, 0-based) and why, ending with how to resume."""
-    folds = ", ".join(str(k + 1) for k in sorted(failed))
+    folds = ", ".join(str(k) for k in sorted(failed))
     reasons = sorted(set(failed.values()))
-    reason = reasons[0] if len(reasons) == 1 else "; ".join(f"fold {k + 1}: {r}" for k, r in sorted(failed.items()))
+    reason = reasons[0] if len(reasons) == 1 else "; ".join(f"fold {k}: {r}" for k, r in sorted(failed.items()))
     return f"fold(s) {folds} failed on Ray: {reason}; rerun the same command to train only those"

@@ -5,23 +5,30 @@ The map is taken at the backbone's output, the last convolutional feature map of
 small CNN's last block, a keras.applications model's last stage), found by the model's structure rather than
 by layer names: channel weights are the spatially averaged gradients of the class probability with respect to
 that map, the map is their weighted sum through a ReLU, upsampled to the image and scaled to [0, 1]. A run's
-map is the mean over its fold models.
+map is the mean over its fold models (`explain_run`); in the run report (`wrong_gradcam_section`) an OOF
+image's map comes from the one fold model that predicted it without training on it.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from competition.errors import CompetitionError
 
+if TYPE_CHECKING:
+    from competition.report.sections import Section
+    from competition.runs import Run
+
 MAX_IMAGES = 64  # images in one grid
+WRONG_EXPLAINED = 8  # most confidently wrong OOF images explained in a run's report
+WRONG_PNG = "wrong_gradcam.png"
 
 
 def grad_cam(model: Any, images: np.ndarray, class_index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -51,20 +58,21 @@ def grad_cam(model: Any, images: np.ndarray, class_index: np.ndarray | None = No
 
 
 def explain_run(run: str | Path, inputs: Sequence[str | Path], runs_dir: str | Path = "runs", *,
-                out: str | Path = "explain.png", labels: dict[str, str] | None = None) -> Path:
+                out: str | Path = "explain.png", labels: dict[str, str] | None = None,
+                on_note: Callable[[str], None] | None = None) -> Path:
     """A PNG grid: each image, decoded as the run's models see it (its crop and standardisation included),
     with its Grad-CAM map over it (mean over the run's fold models, for the class the run predicts), titled
-    id, predicted class and probability, and the true class when `labels` ({id: class}) knows it. Raises
-    CompetitionError for an ensemble run, no images, or an unreadable one."""
-    import keras
+    id, predicted class and probability, and the true class when `labels` ({id: class}) knows it. The first
+    MAX_IMAGES images are shown. `on_note` gets the note on converted channel counts
+    (competition.inference.check_inputs). Raises CompetitionError (one line, nothing written) for an ensemble
+    run, no images, an unreadable one, a missing fold model or transparent images."""
     import yaml
 
-    import_module("competition.model.layers")  # registers the layer of models saved by earlier versions
     from competition.data import decode_images, image_id, unreadable_message
-    from competition.inference import image_files
+    from competition.inference import check_inputs, fold_models, image_files
     from competition.recipe import Recipe
     from competition.runs import resolve_run
-    from competition.runs.folder import fold_model_path, read_meta, read_recipe_text
+    from competition.runs.folder import read_meta, read_recipe_text
     from competition.runtime import import_tensorflow
 
     run_dir = resolve_run(run, runs_dir)
@@ -73,23 +81,27 @@ def explain_run(run: str | Path, inputs: Sequence[str | Path], runs_dir: str | P
         raise CompetitionError(f"explain: '{meta.get('name')}' is an ensemble; explain one of its member runs")
     recipe = Recipe.model_validate(yaml.safe_load(read_recipe_text(run_dir) or "{}"))
     paths = image_files(inputs)[:MAX_IMAGES]
+    for note in check_inputs(run_dir, paths):
+        if on_note is not None:
+            on_note(note)
     images, bad = decode_images(paths, tuple(recipe.data.image_size), recipe.data.channels,
                                 options=recipe.data.decode_options())
     if bad:
         raise CompetitionError(unreadable_message(bad))
     import_tensorflow()
-    models = [keras.saving.load_model(fold_model_path(run_dir, k)) for k in range(recipe.cv.folds)]
+    models = fold_models(run_dir, recipe.cv.folds)
     proba = np.mean([np.asarray(m.predict(images, verbose=0)) for m in models], axis=0)
     predicted = proba.argmax(axis=1)
     maps = np.mean([grad_cam(m, images, predicted)[0] for m in models], axis=0)
     classes = list(meta["classes"])
     ids = [image_id(p) for p in paths]
     return _plot(images, maps, ids, [classes[k] for k in predicted], proba.max(axis=1),
-                 [(labels or {}).get(i) for i in ids], Path(out), run_dir.name)
+                 [(labels or {}).get(i) for i in ids], Path(out), f"{run_dir.name}: Grad-CAM for the predicted class")
 
 
 def _plot(images: np.ndarray, maps: np.ndarray, ids: list[str], predicted: list[str], confidence: np.ndarray,
           truth: list[str | None], out: Path, title: str) -> Path:
+    """The grid (4 images a row) written atomically to `out` as a PNG; returns `out`."""
     from matplotlib.figure import Figure
 
     from competition.files import atomic_write
@@ -106,9 +118,95 @@ def _plot(images: np.ndarray, maps: np.ndarray, ids: list[str], predicted: list[
         ax.imshow(maps[k], cmap="jet", alpha=0.4, vmin=0, vmax=1)
         true = f"true: {truth[k]}\n" if truth[k] is not None else ""
         ax.set_title(f"{ids[k][:26]}\n{true}pred: {predicted[k][:22]} ({confidence[k]:.2f})", fontsize=8)
-    fig.suptitle(f"{title}: Grad-CAM for the predicted class", fontsize=11)
+    fig.suptitle(title, fontsize=11)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     with atomic_write(out, "wb") as handle:
         handle.write(buffer.getvalue())
     return out
+
+
+def wrong_gradcam_section(run: Run, out_dir: Path, n_wrong: int = WRONG_EXPLAINED) -> Section:
+    """The run report's section explaining the most confidently wrong OOF
+    images (at most min(n_wrong, WRONG_EXPLAINED), highest wrong-class probability first) with Grad-CAM:
+    each image decoded as the run's models see it, its map for the class the OOF predicted, from the fold
+    model whose validation fold holds it (the model that never trained on it). Written to
+    ``out_dir/wrong_gradcam.png``; when it cannot be drawn (an ensemble, no image paths, no wrong
+    prediction, images or fold models missing, a recipe that does not load) the section says why and any
+    earlier PNG is removed. Never raises for those cases."""
+    from competition.report.sections import Section, most_confident_wrong
+
+    section = Section("Most confidently wrong OOF images: where the model looked (Grad-CAM)")
+    target = out_dir / WRONG_PNG
+    try:
+        section.notes.append(_explain_wrong(run, most_confident_wrong(run, len(run.y)), target,
+                                            min(n_wrong, WRONG_EXPLAINED)))
+        section.image = WRONG_PNG
+    except _Skipped as why:
+        section.notes.append(str(why))
+    if section.image is None:  # a stale grid from an earlier report must not linger beside the new page
+        target.unlink(missing_ok=True)
+    return section
+
+
+class _Skipped(Exception):
+    """Why the report's Grad-CAM section has no image (a note for the page)."""
+
+
+def _explain_wrong(run: Run, ranked: np.ndarray, out: Path, n: int) -> str:
+    """Plot the first n of `ranked` (wrong OOF rows) that can be explained; returns the section's note.
+    Raises _Skipped with the reason when none can."""
+    import yaml
+
+    from competition.data import decode_images
+    from competition.recipe import Recipe
+    from competition.runs.folder import fold_model_path, read_recipe_text
+
+    if run.kind == "ensemble":
+        raise _Skipped("Ensemble run: Grad-CAM needs fold models; see its member runs' reports.")
+    if run.paths is None:
+        raise _Skipped("The run does not record image paths (no path column in folds.csv): Grad-CAM skipped.")
+    if len(ranked) == 0 or n <= 0:
+        raise _Skipped("No wrong OOF predictions to explain." if len(ranked) == 0 else "Grad-CAM not requested.")
+    try:
+        recipe = Recipe.model_validate(yaml.safe_load(read_recipe_text(run.path) or "{}"))
+    except (CompetitionError, ValueError, yaml.YAMLError) as exc:  # ValueError: pydantic's ValidationError
+        raise _Skipped(f"recipe.yaml does not load as a recipe ({' '.join(str(exc).split())[:160]}): "
+                       "Grad-CAM skipped.") from None
+    models = {k: fold_model_path(run.path, k) for k in np.unique(run.folds[ranked]).tolist()}
+    usable = [r for r in ranked if isinstance(run.paths[r], str) and Path(run.paths[r]).is_file()
+              and models[int(run.folds[r])].is_file()]
+    if not usable:
+        raise _Skipped(f"None of the {len(ranked)} wrongly predicted images has both its file and its fold model "
+                       f"on disk (e.g. {run.paths[ranked[0]]}, {models[int(run.folds[ranked[0]])]}): "
+                       "Grad-CAM skipped.")
+    images, bad = decode_images([run.paths[r] for r in usable[: n * 2]], tuple(recipe.data.image_size),
+                                recipe.data.channels, cache=False, options=recipe.data.decode_options())
+    rows = np.array([r for r in usable[: n * 2] if str(run.paths[r]) not in {b[0] for b in bad}][:n])
+    images = images[:n]
+    if len(rows) == 0:
+        raise _Skipped(f"The wrongly predicted images could not be decoded (e.g. {bad[0][0]}: {bad[0][1]}): "
+                       "Grad-CAM skipped.")
+    predicted = run.oof[rows].argmax(axis=1)
+    maps = np.empty(images.shape[:3], dtype=np.float32)
+    try:
+        from competition.runtime import import_tensorflow
+
+        import_tensorflow()  # before Keras imports TensorFlow: its start-up log silenced
+        import keras
+
+        import_module("competition.model.layers")  # registers the layer of models saved by earlier versions
+        for k in np.unique(run.folds[rows]).tolist():
+            where = np.flatnonzero(run.folds[rows] == k)
+            model = keras.saving.load_model(models[k])
+            maps[where] = grad_cam(model, images[where], predicted[where])[0]
+    except (CompetitionError, OSError, ValueError) as exc:  # a damaged model file: Keras raises ValueError
+        raise _Skipped(f"Grad-CAM failed ({' '.join(str(exc).split())[:160]}): skipped.") from None
+    _plot(images, maps, [str(run.ids[r]) for r in rows], [run.classes[k] for k in predicted],
+          run.oof[rows, predicted], [run.classes[run.y[r]] for r in rows], out,
+          f"{run.name}: most confidently wrong OOF images, Grad-CAM for the wrongly predicted class")
+    missing = len(ranked) - len(usable)
+    return (f"Showing {len(rows)} of {len(ranked)} wrong OOF predictions, most confident first; each map is for the "
+            "predicted (wrong) class, by the fold model that did not train on the image; probabilities are the "
+            "run's OOF (with its TTA), maps are on the plain image."
+            + (f" {missing} image(s) without their file or fold model on disk were left out." if missing else ""))

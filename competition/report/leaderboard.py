@@ -1,53 +1,130 @@
 """Leaderboard: every run and ensemble scored on its out-of-fold predictions, as a table, Markdown, CSV or JSON.
 
+The table fits the terminal: by default compact columns (rank, run, OOF macro F1 with its 95% bootstrap interval,
+the spread of the per-fold scores, fold scheme in short, backbone, image size, training time, leak figures); when
+the terminal is narrower than they need, the least important (time, then size, backbone, scheme, fold spread and
+leak figures) are left out with a note, never cutting a run name, score or interval. `per_class` adds a table of
+per-class F1, `wide` shows every figure in one table. Markdown, CSV and JSON carry every figure, per-fold scores
+included (CSV and Markdown as `f1:fold_<k>`, per-class F1 as `f1:<class>`; an empty cell where a run has no
+value).
+
 Each row also shows how leaky its folds are: the share of validation images with a near twin in their training
 folds (`leak_share`) beside the share of test images with a near twin in train (`test_twin_share`), both from
 run.json's `cv` (competition.folds.SchemeChoice). A row whose leak share is more than
 competition.folds.OPTIMISTIC_MARGIN (0.2, absolute) above the test's is `optimistic`: it carries a marker and a
 note under the table says its estimate is likely too high and which cv setting to train with. Runs trained
 before these figures were recorded show none and get no marker; an ensemble shows its members' (same folds).
+
+A damaged run (a file that does not read or does not fit the others) is left out of the scores and named in one
+line under the table (on stderr for md, csv and json).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
+from rich.cells import cell_len
 
+from competition.ensemble import ensemble_summary
 from competition.errors import CompetitionError, OptionError
 from competition.folds import OPTIMISTIC_MARGIN, optimistic
 from competition.metrics import bootstrap_ci, fold_scores, score
 from competition.runs import Run
+from competition.runs.folder import read_recipe_text
 from competition.runs.run import load_runs
 
 FORMATS = ("table", "md", "csv", "json")
 MARKER = "⚠"  # beside a run whose folds leak far more than the test does
+GAP = 2  # cells between two columns of the terminal tables (_plain's collapsed padding and its blank divider)
 
 
 def run_row(run: Run) -> dict[str, Any]:
-    """Everything the leaderboard shows for one run (the JSON row; the other formats flatten it)."""
+    """Everything the leaderboard shows for one run (the JSON row; the other formats flatten it): macro_f1,
+    accuracy, weighted_f1 (floats in [0, 1]), macro_f1_ci ([low, high], 95% bootstrap), fold_macro_f1 (one
+    macro F1 per fold, in fold order) and fold_std, per_class ({class: precision, recall, f1, support}),
+    scheme and scheme_short, backbone and image_size (text, None when the run's recipe.yaml does not say),
+    train_seconds (the folds' training time summed, None when not recorded) and the leak figures."""
     scores = score(run.y, run.oof, run.classes)
+    backbone, size = _recipe_facts(run)
+    scheme = str(run.scheme or "")  # run.json is JSON, not always what was written: text from here on
     row: dict[str, Any] = {
-        "run": run.name,
+        "run": str(run.name),
         "kind": run.kind,
-        "scheme": run.scheme,
+        "scheme": scheme,
+        "scheme_short": short_scheme(scheme, run.cv),
         "macro_f1": scores["macro_f1"],
         "accuracy": scores["accuracy"],
         "weighted_f1": scores["weighted_f1"],
         "per_class": scores["per_class"],
+        "backbone": backbone,
+        "image_size": size,
+        "train_seconds": _train_seconds(run.meta),
     }
     interval = bootstrap_ci(run.y, run.oof)
     row["macro_f1_ci"] = [interval["low"], interval["high"]]
     per_fold = fold_scores(run.y, run.oof, run.folds)
     row["fold_macro_f1"] = per_fold
     row["fold_std"] = float(np.std(per_fold))
+    summary = ensemble_summary(run)
+    if summary is not None:
+        row["method"] = summary["method"]
+        row["in_sample_macro_f1"] = summary["in_sample_macro_f1"]
     _add_leak(row, run.cv)
     return row
+
+
+def short_scheme(scheme: str, cv: dict[str, Any] | None = None) -> str:
+    """'strat 5f' or 'group 5f' from a scheme name (competition.folds.describe_scheme) or fold record; the
+    name itself when it is neither."""
+    kind = cv.get("scheme") if isinstance(cv, dict) else None
+    folds = cv.get("folds") if isinstance(cv, dict) else None
+    match = re.match(r"(stratified|grouped)\b.*?(\d+)-fold", scheme or "")
+    if match:
+        kind, folds = kind or match.group(1), folds or match.group(2)
+    if kind not in ("stratified", "grouped") or folds is None:
+        return scheme or ""
+    return f"{'strat' if kind == 'stratified' else 'group'} {folds}f"
+
+
+def _recipe_facts(run: Run) -> tuple[str | None, str | None]:
+    """(backbone, image size) from the run's recipe.yaml; an ensemble's backbone is '<method> of <n>'. Either is
+    None when the recipe does not say (or does not read: the scores do not depend on it)."""
+    if run.kind == "ensemble":
+        members = run.meta.get("members")
+        n = len(members) if isinstance(members, list) else 0
+        return f"{run.meta.get('method', 'ensemble')} of {n}", None
+    try:
+        recipe = yaml.safe_load(read_recipe_text(run.path) or "")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None, None
+    if not isinstance(recipe, dict):
+        return None, None
+    model, data = recipe.get("model"), recipe.get("data")
+    backbone = model.get("backbone") if isinstance(model, dict) else None
+    size = data.get("image_size") if isinstance(data, dict) else None
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) for s in size):
+        size = str(size[0]) if size[0] == size[1] else f"{size[0]}x{size[1]}"
+    return (str(backbone) if backbone is not None else None,
+            str(size) if isinstance(size, int | str) else None)
+
+
+def _train_seconds(meta: dict[str, Any]) -> float | None:
+    """The folds' training seconds summed (a resumed run counts every fold once), else the last call's wall time."""
+    folds = meta.get("fold_seconds")
+    if isinstance(folds, list) and folds and all(isinstance(s, int | float) for s in folds):
+        return float(sum(folds))
+    wall = meta.get("wall_seconds")
+    return float(wall) if isinstance(wall, int | float) else None
 
 
 def _add_leak(row: dict[str, Any], cv: dict[str, Any] | None) -> None:
@@ -63,20 +140,25 @@ def _add_leak(row: dict[str, Any], cv: dict[str, Any] | None) -> None:
 
 def leaderboard(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
     """One row per run and ensemble, best OOF macro F1 first; then one row per damaged run, unscored:
-    {"run": name, "damaged": the one-line problem naming the bad file} (`damaged_rows` picks them out)."""
+    {"run": name, "damaged": the one-line problem naming the bad file} (`damaged_rows` picks them out).
+    An ensemble's row also has best_member and vs_best_member (its nested-CV macro F1 minus that member's) and
+    its members' image size when they share one."""
     runs, damaged = load_runs(runs_dir)
     if not runs and not damaged:
         raise CompetitionError(f"{runs_dir}: no finished runs")
     rows = [run_row(r) for r in runs]
-    scores = {row["run"]: row["macro_f1"] for row in rows}
+    by_name = {row["run"]: row for row in rows}
     for row, run in zip(rows, runs, strict=True):
-        members = [m for m in run.meta.get("members", []) if m in scores]
-        if run.kind == "ensemble" and members:
-            best = max(members, key=scores.__getitem__)
-            row["best_member"], row["vs_best_member"] = best, row["macro_f1"] - scores[best]
-        if run.kind == "ensemble" and "cv" not in row:  # members share its folds (check_same_folds)
-            by_name = {r.name: r for r in runs}
-            recorded = [by_name[m].cv for m in run.meta.get("members", []) if m in by_name and by_name[m].cv]
+        if run.kind != "ensemble":
+            continue
+        members = [by_name[m] for m in run.meta.get("members", []) if isinstance(m, str) and m in by_name]
+        if members:
+            best = max(members, key=lambda m: m["macro_f1"])
+            row["best_member"], row["vs_best_member"] = best["run"], row["macro_f1"] - best["macro_f1"]
+            sizes = {m["image_size"] for m in members}
+            row["image_size"] = sizes.pop() if len(sizes) == 1 else None
+        if "cv" not in row:  # members share its folds (check_same_folds)
+            recorded = [by_name[m["run"]].get("cv") for m in members if by_name[m["run"]].get("cv")]
             _add_leak(row, recorded[0] if recorded else None)
     return (sorted(rows, key=lambda r: r["macro_f1"], reverse=True)
             + [{"run": name, "damaged": problem} for name, problem in damaged])
@@ -102,11 +184,19 @@ def optimistic_note(rows: list[dict[str, Any]]) -> str | None:
             "cv.scheme: auto (the default; or grouped) for an estimate that holds on the test")
 
 
+def below_member_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per ensemble whose honest (nested-CV) score is not above its best member's."""
+    return [f"{r['run']} scores {r['vs_best_member']:+.4f} against its best member {r['best_member']} under nested "
+            "CV: `submit` picks the member" for r in rows if r.get("vs_best_member") is not None
+            and r["vs_best_member"] <= 0]
+
+
 def leaderboard_frame(runs_dir: str | Path = "runs") -> pd.DataFrame:
     """The leaderboard as a DataFrame, best first: one row per finished run or ensemble with its OOF macro
-    F1 (and 95% bootstrap interval ci_low, ci_high), accuracy, fold scheme, per-class F1 (`f1:<class>`) and,
-    where run.json recorded them, leak_share, test_twin_share (floats in [0, 1]) and optimistic (bool; see the
-    module docstring). A damaged run is left out with a warning naming its bad file."""
+    F1 (and 95% bootstrap interval ci_low, ci_high), fold_std, accuracy, fold scheme, backbone, image_size,
+    train_seconds, per-class F1 (`f1:<class>`), per-fold macro F1 (`f1:fold_<k>`) and, where run.json recorded
+    them, leak_share, test_twin_share (floats in [0, 1]) and optimistic (bool; see the module docstring). A
+    damaged run is left out with a warning naming its bad file."""
     rows, damaged = damaged_rows(leaderboard(runs_dir))
     for row in damaged:
         warnings.warn(damaged_note(row), stacklevel=2)
@@ -114,29 +204,38 @@ def leaderboard_frame(runs_dir: str | Path = "runs") -> pd.DataFrame:
 
 
 def flat(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """One column per figure, per-class F1 as `f1:<class>` (for CSV and Markdown); damaged runs left out."""
+    """One column per figure (for CSV and Markdown): ci_low and ci_high, per-class F1 as `f1:<class>`, per-fold
+    macro F1 as `f1:fold_<k>`; damaged runs left out; NaN where a run has no value."""
     records = []
     for row in damaged_rows(rows)[0]:
-        record = {k: v for k, v in row.items() if k not in {"per_class", "fold_macro_f1", "macro_f1_ci", "cv"}}
+        record = {k: v for k, v in row.items() if not isinstance(v, list | dict)}
         if "macro_f1_ci" in row:
             record["ci_low"], record["ci_high"] = row["macro_f1_ci"]
         for name, values in row["per_class"].items():
             record[f"f1:{name}"] = values["f1"]
+        for k, value in enumerate(row.get("fold_macro_f1", [])):
+            record[f"f1:fold_{k}"] = value
         records.append(record)
-    return pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records(records)
+    if "train_seconds" in frame:  # whole seconds; an empty cell where not recorded
+        frame["train_seconds"] = pd.to_numeric(frame["train_seconds"]).round().astype("Int64")
+    first = [c for c in ("run", "kind", "scheme", "macro_f1", "ci_low", "ci_high", "fold_std") if c in frame]
+    return frame[first + [c for c in frame.columns if c not in first]]
 
 
-def render(rows: list[dict[str, Any]], fmt: str, console: Any) -> str | None:
-    """Table goes to the console; md/csv/json are returned as text. A damaged run is a note naming its bad
-    file: after the tables, or on stderr for md/csv/json (so that their text stays one table)."""
+def render(rows: list[dict[str, Any]], fmt: str, console: Any, *, per_class: bool = False,
+           wide: bool = False) -> str | None:
+    """Table goes to the console (fitted to console.width; `per_class` adds the per-class F1 table, `wide` shows
+    every column); md/csv/json are returned as text. A damaged run is a note naming its bad file: after the
+    tables, or on stderr for md/csv/json (so that their text stays one table)."""
     if fmt not in FORMATS:
         raise OptionError("fmt", f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
     rows, damaged = damaged_rows(rows)
-    note = optimistic_note(rows)
+    notes = [n for n in (optimistic_note(rows), *below_member_notes(rows)) if n]
     if fmt != "table":
         for row in damaged:
             print(f"warning: {damaged_note(row)}", file=sys.stderr)
-        if note:
+        for note in notes:
             print(f"warning: {note}", file=sys.stderr)
     if fmt == "json":
         return json.dumps(rows, indent=2)
@@ -146,34 +245,174 @@ def render(rows: list[dict[str, Any]], fmt: str, console: Any) -> str | None:
     if fmt == "md":
         return _markdown(frame)
     if rows:
-        console.print(_rich_table(rows))
-    if note:
-        console.print(note, style="bold yellow", markup=False, highlight=False, soft_wrap=True)
-    for row in rows:
-        console.print(_per_class_table(row))
-    for row in damaged:
+        table, hidden = (_wide_table(rows), []) if wide else _compact_table(rows, console.width)
+        console.print(table)
+        if hidden:
+            console.print(f"not shown at {console.width} columns: {', '.join(hidden)} (--wide shows every column)",
+                          style="dim", markup=False, highlight=False)
+        if per_class and not wide:
+            console.print(_per_class_table(rows))
+    for note in notes:  # wrapped at words to the console's width
+        console.print(note, style="bold yellow" if note.startswith(MARKER) else None, markup=False, highlight=False)
+    for row in damaged:  # one line whatever the width, so that its file name can be found and copied whole
         console.print(damaged_note(row), markup=False, highlight=False, soft_wrap=True)
     return None
 
 
+def show_leaderboard(runs_dir: str | Path, fmt: str, console: Any, *, per_class: bool = False,
+                     wide: bool = False) -> str | None:
+    """`competition leaderboard`: `leaderboard(runs_dir)` rendered (`render`): None after printing the table
+    format to `console`, the text of md, csv and json."""
+    return render(leaderboard(runs_dir), fmt, console, per_class=per_class, wide=wide)
+
+
 def _markdown(frame: pd.DataFrame) -> str:
     def cell(value: Any) -> str:
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
+        if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        if isinstance(value, bool | np.bool_):
+            return "yes" if value else "no"
+        text = f"{value:.4f}" if isinstance(value, float) else str(value)
+        return text.replace("|", "\\|")
 
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(v) for v in record) + " |" for record in frame.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 
-def _rich_table(rows: list[dict[str, Any]]) -> Any:
+# ---------------------------------------------------------------- the terminal tables
+
+
+@dataclass
+class _Column:
+    """A compact-table column: its cells, and how it gives way when the terminal is narrow (priority 0: never
+    left out; higher numbers go first; `shrink` the width it may be cut to, with an ellipsis, before that)."""
+
+    header: str
+    cells: list[str]
+    justify: str = "right"
+    priority: int = 0
+    shrink: int | None = None
+
+    @property
+    def whole(self) -> int:
+        """The width that shows every cell whole (a header of several words may wrap onto more lines)."""
+        return max([*map(cell_len, self.header.split()), *map(cell_len, self.cells)])
+
+    @property
+    def narrowest(self) -> int:
+        return self.whole if self.shrink is None else min(self.whole, self.shrink)
+
+    @property
+    def natural(self) -> int:
+        """The width that shows every cell whole and the header on one line."""
+        return max(self.whole, cell_len(self.header))
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    total = int(round(value))
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        return f"{total // 60}m{total % 60:02d}s"
+    return f"{total // 3600}h{total % 3600 // 60:02d}m"
+
+
+def _leak_cell(row: dict[str, Any], precise: bool) -> str:
+    leak, test = row.get("leak_share"), row.get("test_twin_share")
+    if leak is None:
+        return ""
+    marker = f" {MARKER}" if row.get("optimistic") else ""
+    if precise:
+        return f"{leak:.1%} / {'?' if test is None else f'{test:.1%}'}{marker}"
+    return f"{leak:.0%}/{'?' if test is None else f'{test:.0%}'}{marker}"
+
+
+def _run_cell(row: dict[str, Any]) -> str:
+    return row["run"] + (f" {MARKER}" if row.get("optimistic") else "")
+
+
+def _ci_cell(row: dict[str, Any]) -> str:
+    ci = row.get("macro_f1_ci")
+    return f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else ""
+
+
+def compact_columns(rows: list[dict[str, Any]]) -> list[_Column]:
+    """The compact table's columns, in display order; a column empty in every row is left out."""
+    columns = [
+        _Column("#", [str(rank) for rank in range(1, len(rows) + 1)]),
+        _Column("run", [_run_cell(r) for r in rows], justify="left"),
+        _Column("macro F1", [f"{r['macro_f1']:.4f}" for r in rows]),
+        _Column("95% CI", [_ci_cell(r) for r in rows]),
+        _Column("fold ±", [f"{r['fold_std']:.3f}" if "fold_std" in r else "" for r in rows], priority=3),
+        _Column("scheme", [r.get("scheme_short") or "" for r in rows], justify="left", priority=4),
+        _Column("backbone", [r.get("backbone") or "" for r in rows], justify="left", priority=5, shrink=9),
+        _Column("size", [r.get("image_size") or "" for r in rows], priority=6),
+        _Column("time", [_seconds(r.get("train_seconds")) for r in rows], priority=7),
+        _Column("leak val/test", [_leak_cell(r, precise=False) for r in rows], priority=2),
+    ]
+    return [c for c in columns if c.priority == 0 or any(c.cells)]
+
+
+def fit_columns(columns: list[_Column], width: int, gap: int = GAP) -> tuple[list[tuple[_Column, int]], list[str]]:
+    """(the columns kept with their widths, the headers left out) so that the table fits `width` cells: whole
+    columns go, lowest priority first, until the rest fits at their narrowest (headers wrapped at spaces,
+    shrinkable columns at their `shrink` width); the room left then goes to the most important columns first,
+    to show cut cells whole, then to put wrapped headers on one line. Priority-0 columns are never left out
+    nor cut (past them the terminal wraps)."""
+    kept = list(columns)
+    widths = {id(c): c.narrowest for c in columns}
+
+    def room() -> int:
+        return width - sum(widths[id(c)] for c in kept) - gap * (len(kept) - 1)
+
+    hidden = []
+    for column in sorted((c for c in columns if c.priority > 0), key=lambda c: -c.priority):
+        if room() >= 0:
+            break
+        kept.remove(column)
+        hidden.append(column.header)
+    for column in sorted(kept, key=lambda c: c.priority):  # cut cells first: partly is better than not
+        widths[id(column)] += max(0, min(room(), column.whole - widths[id(column)]))
+    for column in sorted(kept, key=lambda c: c.priority):  # then headers: one line or no change
+        if 0 < column.natural - widths[id(column)] <= room():
+            widths[id(column)] = column.natural
+    return [(c, widths[id(c)]) for c in kept], hidden
+
+
+def _plain() -> dict[str, Any]:
+    """Table options of the terminal tables: a rule under the header, columns GAP cells apart, no edges."""
+    from rich import box
+
+    return {"box": box.SIMPLE_HEAD, "show_edge": False, "padding": (0, 1), "collapse_padding": True,
+            "pad_edge": False}
+
+
+def _compact_table(rows: list[dict[str, Any]], width: int) -> tuple[Any, list[str]]:
     from rich.table import Table
 
-    table = Table(title="Leaderboard (out-of-fold)")
-    classes = list(rows[0]["per_class"])
+    fitted, hidden = fit_columns(compact_columns(rows), width)
+    table = Table(title="Leaderboard: out-of-fold macro F1, best first", **_plain())
+    for column, column_width in fitted:
+        cut = column_width < max(map(cell_len, column.cells))  # a shrunk column: cells end in an ellipsis
+        table.add_column(column.header, justify=column.justify, width=column_width, no_wrap=cut,
+                         overflow="ellipsis" if cut else "fold", style="bold" if column.header == "macro F1" else None)
+    for i in range(len(rows)):
+        table.add_row(*(column.cells[i] for column, _ in fitted))
+    return table, hidden
+
+
+def _wide_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Leaderboard (out-of-fold), every figure")
+    classes = list(dict.fromkeys(c for row in rows for c in row["per_class"]))
     table.add_column("#", justify="right")
-    table.add_column("run")
+    table.add_column("run", no_wrap=True, min_width=max(cell_len(_run_cell(r)) for r in rows))
     table.add_column("macro F1", justify="right", style="bold")
-    table.add_column("95% CI", justify="right")
+    table.add_column("95% CI", justify="right", no_wrap=True)
     table.add_column("accuracy", justify="right")
     table.add_column("weighted F1", justify="right")
     for name in classes:
@@ -181,40 +420,75 @@ def _rich_table(rows: list[dict[str, Any]]) -> Any:
     table.add_column("fold ±", justify="right")
     table.add_column("vs best member", justify="right")
     table.add_column("folds")
+    table.add_column("backbone")
+    table.add_column("size", justify="right")
+    table.add_column("time", justify="right")
     table.add_column("leak val/test", justify="right")
     for rank, row in enumerate(rows, 1):
-        ci = row.get("macro_f1_ci")
         delta = row.get("vs_best_member")
-        leak, test = row.get("leak_share"), row.get("test_twin_share")
-        marker = f" {MARKER}" if row.get("optimistic") else ""
-        shares = f"{leak:.1%} / {'?' if test is None else f'{test:.1%}'}{marker}" if leak is not None else ""
         requested = row.get("cv", {}).get("requested")
         table.add_row(
-            str(rank), row["run"] + marker, f"{row['macro_f1']:.4f}", f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else "",
+            str(rank), _run_cell(row), f"{row['macro_f1']:.4f}", _ci_cell(row),
             f"{row['accuracy']:.4f}", f"{row['weighted_f1']:.4f}",
-            *(f"{row['per_class'][c]['f1']:.3f}" for c in classes),
+            *(f"{row['per_class'][c]['f1']:.3f}" if c in row["per_class"] else "" for c in classes),
             f"{row['fold_std']:.3f}" if "fold_std" in row else "",
-            f"{delta:+.4f}" if delta is not None else "",
+            f"{delta:+.4f} ({row['best_member']})" if delta is not None else "",
             f"{row['scheme']} (cv.scheme {requested})" if requested else row["scheme"],
-            shares,
+            row.get("backbone") or "", row.get("image_size") or "", _seconds(row.get("train_seconds")),
+            _leak_cell(row, precise=True),
         )
     return table
 
 
-def _per_class_table(row: dict[str, Any]) -> Any:
+def _per_class_table(rows: list[dict[str, Any]]) -> Any:
+    """Per-class OOF F1, one row per run (the runs' rank and name), one column per class (headers may wrap)."""
     from rich.table import Table
 
-    table = Table(title=f"{row['run']}: per class (OOF)")
-    for column in ("class", "precision", "recall", "F1", "support"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for name, values in row["per_class"].items():
-        table.add_row(name, f"{values['precision']:.3f}", f"{values['recall']:.3f}", f"{values['f1']:.3f}",
-                      str(values["support"]))
+    classes = list(dict.fromkeys(c for row in rows for c in row["per_class"]))
+    table = Table(title="Per-class F1 (out-of-fold)", **_plain())
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("run", no_wrap=True, min_width=max(cell_len(_run_cell(r)) for r in rows))
+    for name in classes:  # a narrow terminal folds the class names, not the run names or scores
+        table.add_column(name, justify="right", overflow="fold", min_width=5)
+    for rank, row in enumerate(rows, 1):
+        table.add_row(str(rank), _run_cell(row),
+                      *(f"{row['per_class'][c]['f1']:.3f}" if c in row["per_class"] else "" for c in classes))
     return table
 
 
-def leaderboard_for(run_dirs: list[Path], console: Any) -> list[dict[str, Any]]:
-    """The leaderboard rows of just these runs, printed as tables (after training, say)."""
-    rows = [run_row(Run.load(path)) for path in run_dirs]
-    render(rows, "table", console)
-    return rows
+# ---------------------------------------------------------------- one line per new run
+
+
+def standing(run_dirs: list[Path]) -> list[str]:
+    """One line per run: its OOF macro F1 with the 95% interval and its rank on the leaderboard of its runs
+    folder (an ensemble's line adds the in-sample figure and its gap to the best member), for `train` and
+    `ensemble` to end with instead of the whole table."""
+    lines = []
+    boards: dict[Path, list[dict[str, Any]]] = {}
+    for run_dir in map(Path, run_dirs):
+        folder = run_dir.parent
+        if folder not in boards:
+            boards[folder] = damaged_rows(leaderboard(folder))[0]
+        rows = boards[folder]
+        name = str(Run.load(run_dir).name)
+        rank, row = next(((i, r) for i, r in enumerate(rows, 1) if r["run"] == name), (None, None))
+        if row is None:  # not listed under its folder (a damaged neighbour of its name): its own figures only
+            row = run_row(Run.load(run_dir))
+            rank, rows = 1, [row]
+        line = (f"{name}: OOF macro F1 {row['macro_f1']:.4f} (95% CI {_ci_cell(row)}), rank {rank} of {len(rows)} "
+                f"in {folder}")
+        if row.get("kind") == "ensemble":
+            if row.get("in_sample_macro_f1") is not None and row["in_sample_macro_f1"] != row["macro_f1"]:
+                line += f"; nested CV, {row['in_sample_macro_f1']:.4f} in-sample"
+            if row.get("vs_best_member") is not None:
+                line += f"; {row['vs_best_member']:+.4f} against its best member {row['best_member']}"
+        lines.append(line)
+    return lines
+
+
+def leaderboard_for(run_dirs: list[Path], console: Any) -> list[str]:
+    """Print `standing` of these runs (after training, say): one line each; returns the lines."""
+    lines = standing(run_dirs)
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return lines

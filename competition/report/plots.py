@@ -11,7 +11,6 @@ import html
 import io
 import math
 import textwrap
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +19,21 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
+from competition.ensemble import ensemble_summary
 from competition.errors import CompetitionError
 from competition.files import atomic_write, write_text
 from competition.metrics import confusion_counts, fold_scores, score
+from competition.report.explain import wrong_gradcam_section
+from competition.report.sections import Section, most_confident_wrong
 from competition.runs import Run
 from competition.runs.folder import read_histories, read_recipe_text
+from competition.runs.run import contest_root, missing_contest
 
 REPORT_DIR = "report"
 PNG_DPI = 100
 FOLD_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                 "#bcbd22", "#17becf")
 THUMB_PX = 160  # longest side of a wrong-image thumbnail before plotting (keeps memory small)
-
-
-@dataclass
-class Section:
-    """One block of the page: a heading, an optional image and notes explaining what is (not) shown."""
-
-    title: str
-    image: str | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- small helpers
@@ -75,7 +69,12 @@ def best_epoch(frame: pd.DataFrame) -> tuple[int, float] | None:
     return int(row["epoch"]), float(row["val_macro_f1"])
 
 
-def plot_curves(histories: dict[int, pd.DataFrame], path: Path) -> None:
+def _titled(run_name: str, title: str) -> str:
+    """A figure title that names its run (PNGs are shared on their own, away from the page)."""
+    return f"{run_name}: {title}" if run_name else title
+
+
+def plot_curves(histories: dict[int, pd.DataFrame], path: Path, run_name: str = "") -> None:
     """Loss (train dashed, val solid) and val macro F1 per epoch, one colour per fold, best-F1 epoch starred."""
     fig = Figure(figsize=(12, 4.6), layout="constrained")
     loss_ax, f1_ax = fig.subplots(1, 2)
@@ -116,13 +115,14 @@ def plot_curves(histories: dict[int, pd.DataFrame], path: Path) -> None:
         handles.append(f1_ax.plot([], [], color="grey", linestyle="-.", linewidth=0.8)[0])
         labels.append("phase start")
     fig.legend(handles, labels, loc="outside right center", fontsize=9, frameon=False)
+    fig.suptitle(_titled(run_name, "training curves per fold"), fontsize=11)
     _save(fig, path)
 
 
 # ---------------------------------------------------------------- confusion and per-class scores
 
 
-def plot_confusion(counts: np.ndarray, classes: list[str], path: Path) -> None:
+def plot_confusion(counts: np.ndarray, classes: list[str], path: Path, run_name: str = "") -> None:
     """Counts with row-normalised share (recall per true class) annotated; colour = share."""
     k = len(classes)
     totals = counts.sum(axis=1, keepdims=True)
@@ -144,11 +144,11 @@ def plot_confusion(counts: np.ndarray, classes: list[str], path: Path) -> None:
     ax.set_yticks(range(k), names, fontsize=9)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"OOF confusion matrix ({int(counts.sum())} images)", fontsize=11)
+    ax.set_title(_titled(run_name, f"OOF confusion matrix ({int(counts.sum())} images)"), fontsize=11)
     _save(fig, path)
 
 
-def plot_per_class(per_class: dict[str, dict[str, float]], macro_f1: float, path: Path) -> None:
+def plot_per_class(per_class: dict[str, dict[str, float]], macro_f1: float, path: Path, run_name: str = "") -> None:
     """Grouped precision/recall/F1 bars per class, support under each name, macro F1 as a line."""
     names = list(per_class)
     k = len(names)
@@ -168,10 +168,69 @@ def plot_per_class(per_class: dict[str, dict[str, float]], macro_f1: float, path
                   rotation=35 if rotate else 0, ha="right" if rotate else "center", rotation_mode="anchor")
     ax.set_ylim(0, 1.12)
     ax.set_ylabel("score")
-    ax.set_title("Per-class OOF precision, recall and F1", fontsize=11)
+    ax.set_title(_titled(run_name, "per-class OOF precision, recall and F1"), fontsize=11)
     ax.grid(True, axis="y", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=4, fontsize=9, frameon=False)
     _save(fig, path)
+
+
+# ---------------------------------------------------------------- an ensemble and its members
+
+
+def plot_members(summary: dict[str, Any], path: Path, run_name: str = "") -> None:
+    """An ensemble beside its members (competition.ensemble.ensemble_summary): one bar per member's OOF macro F1,
+    its weight in the label, and the ensemble's nested-CV (solid) and in-sample (dashed) macro F1 as lines."""
+    members = [m for m in summary["members"] if m["macro_f1"] is not None]
+    fig = Figure(figsize=(9.0, 1.6 + 0.45 * max(len(members), 1)), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(members))
+    scores = [m["macro_f1"] for m in members]
+    best = summary["best_member"]
+    bars = ax.barh(y, scores, color=["#55a868" if m["name"] == best else "#4c72b0" for m in members])
+    ax.bar_label(bars, labels=[f"{v:.4f}" for v in scores], fontsize=8, padding=2)
+    ax.set_yticks(y, [_short(m["name"], 28) + ("" if m["weight"] is None else f"\n(weight {m['weight']:.2f})")
+                      for m in members], fontsize=9)
+    ax.invert_yaxis()
+    nested, in_sample = summary["nested_macro_f1"], summary["in_sample_macro_f1"]
+    ax.axvline(nested, color="black", linewidth=1.6, label=f"ensemble, nested CV {nested:.4f}")
+    if in_sample is not None and abs(in_sample - nested) > 1e-12:
+        ax.axvline(in_sample, color="black", linestyle="--", linewidth=1.2,
+                   label=f"ensemble, in-sample {in_sample:.4f}")
+    values = [*scores, nested] + ([in_sample] if in_sample is not None else [])
+    ax.set_xlim(max(0.0, min(values) - 0.1), min(1.0, max(values) + 0.08))
+    ax.set_xlabel("OOF macro F1")
+    gap = summary["vs_best_member"]
+    ax.set_title(_titled(run_name, f"{summary['method']} ensemble and its members"
+                         + (f" ({gap:+.4f} against the best member, nested CV)" if gap is not None else "")),
+                 fontsize=11)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    _save(fig, path)
+
+
+def ensemble_tables(summary: dict[str, Any]) -> str:
+    """The ensemble's figures and its members' (weights, OOF macro F1, gap to the ensemble) as HTML tables."""
+    def figure(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    nested, gap = summary["nested_macro_f1"], summary["vs_best_member"]
+    honest = "nested CV: each fold predicted by an ensembler fitted on the other folds"
+    if summary["oof_is"] == "unfitted":
+        honest = "nothing fitted, so in-sample and honest alike"
+    headline = [
+        ["method", summary["method"]],
+        ["macro F1, nested CV (the honest figure, on the leaderboard)", f"{figure(nested)} ({honest})"],
+        ["macro F1, in-sample (fitted and scored on the same OOF rows: optimistic)",
+         figure(summary["in_sample_macro_f1"])],
+        ["best member", f"{summary['best_member'] or '-'} ({figure(summary['best_member_macro_f1'])})"],
+        ["gap to the best member (nested CV)",
+         "-" if gap is None else f"{gap:+.4f}" + ("" if gap > 0 else ": the ensemble does not beat its best member, "
+                                                   "so submit picks the member")],
+    ]
+    members = [[m["name"], "-" if m["weight"] is None else f"{m['weight']:.3f}", figure(m["macro_f1"]),
+                "-" if m["macro_f1"] is None else f"{nested - m['macro_f1']:+.4f}"] for m in summary["members"]]
+    return (_table(["figure", "value"], headline)
+            + _table(["member", "weight", "OOF macro F1", "ensemble (nested CV) minus member"], members))
 
 
 # ---------------------------------------------------------------- confidently wrong images
@@ -192,14 +251,6 @@ def _thumbnail(path: str) -> np.ndarray:
         return np.asarray(image)
 
 
-def most_confident_wrong(run: Run, n: int) -> np.ndarray:
-    """Row indices of the wrong OOF predictions, highest predicted-class probability first (at most n)."""
-    pred = run.oof.argmax(axis=1)
-    wrong = np.flatnonzero(pred != run.y)
-    confidence = run.oof[wrong, pred[wrong]]
-    return wrong[np.argsort(-confidence, kind="stable")][:n]
-
-
 def plot_wrong(run: Run, rows: np.ndarray, path: Path) -> None:
     """Grid of images, each titled true / predicted (probability) / id."""
     pred = run.oof.argmax(axis=1)
@@ -215,7 +266,7 @@ def plot_wrong(run: Run, rows: np.ndarray, path: Path) -> None:
         true, guess = run.classes[run.y[row]], run.classes[pred[row]]
         ax.set_title(f"true: {_short(true, 22)}\npred: {_short(guess, 22)} ({run.oof[row, pred[row]]:.2f})\n"
                      f"{_short(run.ids[row], 26)}", fontsize=8, linespacing=1.15)
-    fig.suptitle("Most confidently wrong OOF predictions", fontsize=11)
+    fig.suptitle(_titled(run.name, "most confidently wrong OOF predictions"), fontsize=11)
     _save(fig, path)
 
 
@@ -236,8 +287,10 @@ def wrong_section(run: Run, out_dir: Path, n_wrong: int) -> Section:
         present = [r for r in ranked if isinstance(run.paths[r], str) and Path(run.paths[r]).is_file()]
         absent = len(ranked) - len(present)
         if not present:
+            moved = missing_contest(run.meta) if run.data_root == contest_root(run.meta) else None
             wrong.notes.append(f"None of the {len(ranked)} wrongly predicted images exist on disk "
-                               f"(e.g. {run.paths[ranked[0]]}): wrong-image grid skipped.")
+                               f"(e.g. {run.paths[ranked[0]]}): wrong-image grid skipped"
+                               + (f"; {moved}: pass --data DIR (where the contest is now)." if moved else "."))
         else:
             if absent:
                 wrong.notes.append(f"{absent} wrongly predicted image(s) are missing on disk and were left out.")
@@ -296,6 +349,7 @@ def render_html(run: Run, scores: dict[str, Any], per_fold: list[float], histori
         headline.append(["recipe hash", run.recipe_hash])
     if run.kind == "ensemble" and run.meta.get("members"):
         headline.append(["members", ", ".join(map(str, run.meta["members"]))])
+    summary = ensemble_summary(run)
     per_class = [[name, f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1']:.4f}", v["support"]]
                  for name, v in scores["per_class"].items()]
     parts = [
@@ -310,6 +364,8 @@ def render_html(run: Run, scores: dict[str, Any], per_fold: list[float], histori
         "<h2>Per class</h2>",
         _table(["class", "precision", "recall", "F1", "support"], per_class),
     ]
+    if summary is not None:
+        parts += ["<h2>Ensemble and its members (OOF macro F1)</h2>", ensemble_tables(summary)]
     if histories:
         rows = []
         for fold, frame in histories.items():
@@ -333,13 +389,16 @@ def render_html(run: Run, scores: dict[str, Any], per_fold: list[float], histori
     return "\n".join(parts)
 
 
-def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16) -> Path:
+def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16,
+                 data: str | Path | None = None) -> Path:
     """Write PNG plots and ``index.html`` for one run into out_dir (default ``<run_dir>/report/``); return
-    the HTML path. Plots that cannot be drawn (no fold histories, no image paths) are left out with a note."""
+    the HTML path. Plots that cannot be drawn (no fold histories, no image paths) are left out with a note.
+    `data` is where the run's contest folder is now, when it moved (the wrongly predicted images are read
+    there)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CompetitionError(f"{run_dir}: run folder not found")
-    run = Run.load(run_dir)
+    run = Run.load(run_dir, data=data)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -361,7 +420,7 @@ def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16) 
         curves.notes.append(f"No fold histories found in {run_dir}: training curves skipped.")
         drop("curves.png")
     else:
-        plot_curves(histories, out_dir / "curves.png")
+        plot_curves(histories, out_dir / "curves.png", run.name)
         curves.image = "curves.png"
         missing = sorted(set(np.unique(run.folds).tolist()) - set(histories))
         if missing:
@@ -369,13 +428,23 @@ def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16) 
     sections.append(curves)
 
     # b. confusion matrix, c. per-class bars
-    plot_confusion(confusion_counts(run.y, pred, len(run.classes)), run.classes, out_dir / "confusion.png")
+    plot_confusion(confusion_counts(run.y, pred, len(run.classes)), run.classes, out_dir / "confusion.png", run.name)
     sections.append(Section("Confusion matrix (OOF)", "confusion.png"))
-    plot_per_class(scores["per_class"], scores["macro_f1"], out_dir / "per_class.png")
+    plot_per_class(scores["per_class"], scores["macro_f1"], out_dir / "per_class.png", run.name)
     sections.append(Section("Per-class precision / recall / F1", "per_class.png"))
+
+    # c2. an ensemble beside its members
+    summary = ensemble_summary(run)
+    if summary is not None and any(m["macro_f1"] is not None for m in summary["members"]):
+        plot_members(summary, out_dir / "members.png", run.name)
+        sections.append(Section("Ensemble against its members", "members.png"))
+    else:
+        drop("members.png")
 
     # d. most confidently wrong images
     sections.append(wrong_section(run, out_dir, n_wrong))
+    # e. the same images explained (Grad-CAM)
+    sections.append(wrong_gradcam_section(run, out_dir, n_wrong))
 
     recipe_text = read_recipe_text(run_dir)
     page = out_dir / "index.html"

@@ -16,9 +16,10 @@ Layout of ``runs/<name>/`` (ensembles use the same files, so every later stage t
     test_plain.npy    the same without TTA
     test_ids.csv      id: row order of test.npy
     skipped_images.csv  training images left out as unreadable (data.on_bad_image: skip)
-    fold_<k>/         k = 0 .. folds-1: model.keras, history.csv, oof.npy (rows = that fold's validation
-                      rows), test.npy, their *_plain twins, and done.json (written last: the recipe hash and
-                      what the fold saw, see `fold_problem`)
+    fold_<k>/         k = 0 .. folds-1 ("fold k" in every message, report and listing): model.keras,
+                      history.csv (rewritten whole after every epoch while the fold trains, so it can be
+                      watched), oof.npy (rows = that fold's validation rows), test.npy, their *_plain twins,
+                      and done.json (written last: the recipe hash and what the fold saw, see `fold_problem`)
     train.lock        while a `train` works on the folder: flock'ed by that process (pid, host, since inside)
 
 A model run is finished only when its run.json is there: preparing a run removes run.json first, and
@@ -533,7 +534,7 @@ def save_fold(run_dir: Path, fold: int, *, arrays: dict[str, np.ndarray], histor
     (folder / DONE_FILE).unlink(missing_ok=True)
     for name in ARRAYS:
         write_npy(folder / f"{name}.npy", arrays[name])
-    write_text(folder / HISTORY_FILE, history.to_csv(index=False))
+    write_history(run_dir, fold, history)
     tmp_model = folder / f".{MODEL_FILE}.tmp.keras"
     try:
         model.save(tmp_model)
@@ -545,6 +546,23 @@ def save_fold(run_dir: Path, fold: int, *, arrays: dict[str, np.ndarray], histor
             exc.filename, exc.filename2 = str(folder / MODEL_FILE), None  # the file the user knows
         raise
     write_json(folder / DONE_FILE, info)
+
+
+def start_fold(run_dir: Path, fold: int) -> None:
+    """Fold `fold` starts training: its folder made, and what an earlier attempt left that would make it look
+    finished or tell of other epochs (done.json, history.csv) removed."""
+    folder = fold_dir(run_dir, fold)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / DONE_FILE).unlink(missing_ok=True)
+    (folder / HISTORY_FILE).unlink(missing_ok=True)
+
+
+def write_history(run_dir: Path, fold: int, history: pd.DataFrame | list[dict[str, Any]]) -> None:
+    """Fold `fold`'s history.csv (one row per epoch: phase, epoch, the Keras logs, val_loss, val_macro_f1,
+    seconds, learning_rate), replaced whole in one rename: called after every epoch, a reader sees the
+    epochs before or after it, never half a line."""
+    frame = history if isinstance(history, pd.DataFrame) else pd.DataFrame(history)
+    write_text(fold_dir(run_dir, fold) / HISTORY_FILE, frame.to_csv(index=False))
 
 
 def load_fold(run_dir: Path, fold: int) -> dict[str, np.ndarray]:
@@ -571,6 +589,31 @@ def read_histories(run_dir: Path) -> dict[int, pd.DataFrame]:
             frame["epoch"] = np.arange(1, len(frame) + 1)
         out[int(folder.name[5:])] = frame
     return out
+
+
+def read_partial_history(run_dir: Path, fold: int) -> list[dict[str, Any]]:
+    """The epochs fold `fold` has finished so far (history.csv's rows as dicts, numbers as floats), also while
+    it trains; [] when it has none or the file cannot be read."""
+    file = fold_dir(run_dir, fold) / HISTORY_FILE
+    try:
+        frame = pd.read_csv(file)
+    except (OSError, ValueError):
+        return []
+    return frame.to_dict("records")
+
+
+def remove_unfinished(run_dir: Path) -> None:
+    """Remove an unfinished run's folder whole. Its lock is taken first, so a run being trained is never
+    removed, nor one that a train starts on meanwhile. CompetitionError naming the holder when it is locked,
+    or saying the run is finished."""
+    run_dir = Path(run_dir)
+    lock = lock_run(run_dir)
+    try:
+        if is_finished(run_dir):
+            raise CompetitionError(f"{run_dir}: a finished run; not removed")
+        shutil.rmtree(run_dir)
+    finally:
+        lock.release()
 
 
 def fold_model_path(run_dir: Path, fold: int) -> Path:

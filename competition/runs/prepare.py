@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -148,7 +149,7 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
         folder.prepare_folder(run_dir, recipe_hash, overwrite)
         folder.write_recipe(run_dir, recipe.to_yaml(), recipe_hash)
         folder.write_folds(run_dir, folds_frame(contest.classes, contest.train["id"].to_numpy(), contest.y(), folds,
-                                                contest.train["path"].to_numpy()))
+                                                contest.train["path"].to_numpy(), root=os.path.abspath(contest.root)))
         folder.skipped_file(run_dir).unlink(missing_ok=True)
         if skipped:
             write_skipped(folder.skipped_file(run_dir), skipped)
@@ -162,7 +163,7 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     for k in range(recipe.cv.folds):
         problem = prepared.fold_problem(k)
         if problem is not None and problem.startswith("data changed"):
-            say(console, f"fold {k + 1}: {problem}, trained again")
+            say(console, f"fold {k}: {problem}, trained again")
     return prepared
 
 
@@ -192,8 +193,8 @@ def check_model(recipe: Recipe, input_shape: tuple[int, ...], n_classes: int, de
 
 def train_fold(prepared: PreparedRun, k: int, progress: Progress | None = None,
                features: dict[str, np.ndarray] | None = None, callbacks: tuple[Any, ...] = ()) -> Any:
-    """Train and save fold k of a prepared run (fold files written atomically, done.json last); returns the
-    engine's FoldResult."""
+    """Train and save fold k of a prepared run (fold files written atomically, done.json last; history.csv
+    after every epoch, so the fold can be watched); returns the engine's FoldResult."""
     import keras
 
     from competition.engine.fold import fit_fold
@@ -201,8 +202,10 @@ def train_fold(prepared: PreparedRun, k: int, progress: Progress | None = None,
 
     t0 = time.perf_counter()
     val = np.flatnonzero(prepared.folds == k)
+    folder.start_fold(prepared.run_dir, k)
     fitted = fit_fold(prepared.recipe, prepared.x, prepared.y, val, prepared.x_test, prepared.classes, k, progress,
-                      features=features, callbacks=callbacks)
+                      features=features, callbacks=callbacks,
+                      on_epoch=lambda rows: folder.write_history(prepared.run_dir, k, rows))
     folder.save_fold(prepared.run_dir, k, arrays={name: getattr(fitted, name) for name in folder.ARRAYS},
                      history=fitted.history, model=fitted.model,
                      info={"recipe_hash": prepared.recipe_hash, "data": prepared.data, "best_epoch": fitted.best_epoch,
@@ -243,7 +246,7 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
     recipe, folds, y = prepared.recipe, prepared.folds, prepared.y
     missing = prepared.pending()
     if missing:
-        raise CompetitionError(f"{prepared.run_dir}: fold(s) {', '.join(str(k + 1) for k in missing)} did not finish; "
+        raise CompetitionError(f"{prepared.run_dir}: fold(s) {', '.join(str(k) for k in missing)} did not finish; "
                                "rerun the same command to train only those")
     shape = (len(y), len(prepared.classes))
     out = {"oof": np.zeros(shape, np.float32), "oof_plain": np.zeros(shape, np.float32)}
@@ -270,7 +273,7 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
             recipe.cv.folds, recipe.cv.seed, recipe.cv.group_by, recipe.cv.near_duplicate_threshold),
         cv=prepared.cv,
         paths=prepared.contest.train["path"].to_numpy(),
-        extra={"recipe": recipe.name, "data_root": str(recipe.data.root),
+        extra={"recipe": recipe.name, "data_root": os.path.abspath(prepared.contest.root),
                "sample_submission": str(prepared.contest.sample_path),
                "fold_seconds": [d.get("seconds") for d in done], "fold_rss_mb": [d.get("rss_mb") for d in done],
                "wall_seconds": round(time.perf_counter() - started, 2), "deterministic": prepared.deterministic,

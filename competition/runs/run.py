@@ -1,8 +1,17 @@
 """A run (or ensemble) read back from its folder (layout: competition.runs.folder): what scoring,
-ensembling, submitting and reports need."""
+ensembling, submitting and reports need.
+
+Run folders travel: run.json keeps the contest folder once, as an absolute path (`data_root`), and the files
+of the contest relative to it (folds.csv's `path` column, run.json's `sample_submission`), so a run folder
+copied to another machine or read from another folder finds the contest where it was, or, given `data` (the
+command line's `--data`), where it is now. Runs written before this kept `data_root` as given to `train`
+and absolute or working-folder-relative paths; they read as before, and with `data` the part of each path
+below the recorded `data_root` is taken from `data`.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,15 +40,19 @@ class Run:
     recipe_hash: str = ""
     scheme: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
-    paths: np.ndarray | None = None  # absolute image path per training row, when known
+    paths: np.ndarray | None = None  # image path (str) per training row, under data_root; None when not recorded
     # how the folds were chosen and how much they leak (competition.folds.SchemeChoice.record); None for runs
     # trained before cv.scheme existed, and for ensembles (their members' folds)
     cv: dict[str, Any] | None = None
+    # the contest folder the run reads: the `data` given to load (the contest moved), else run.json's
+    data_root: Path | None = None
 
     @classmethod
-    def load(cls, path: str | Path) -> Run:
+    def load(cls, path: str | Path, data: str | Path | None = None) -> Run:
         """Read a finished run, every file checked against the others (competition.runs.folder.read_run_files);
-        CompetitionError of one line naming the bad file when `path` holds no finished run or a damaged one."""
+        CompetitionError of one line naming the bad file when `path` holds no finished run or a damaged one.
+        `data` is where the run's contest folder is now, when it moved (`paths` and `sample_submission()`
+        then point into it)."""
         path = Path(path)
         files = folder.read_run_files(path)
         meta, folds, test_ids = files["meta"], files["folds"], files["test_ids"]
@@ -59,9 +72,96 @@ class Run:
             recipe_hash=meta.get("recipe_hash", ""),
             scheme=meta.get("scheme", ""),
             meta=meta,
-            paths=folds["path"].to_numpy() if "path" in folds else None,
+            paths=np.asarray(contest_paths(folds["path"].tolist(), meta, data), dtype=object)
+            if "path" in folds else None,
             cv=meta["cv"] if isinstance(meta.get("cv"), dict) else None,
+            data_root=contest_root(meta, data),
         )
+
+    def sample_submission(self) -> Path:
+        """The contest's sample_submission.csv, where the run's contest is now (`data_root`). CompetitionError
+        of one line when it is not there: naming the contest folder that is gone and `--data`, or the file."""
+        return sample_submission_path(self.meta, self.data_root if self.data_root != contest_root(self.meta)
+                                      else None)
+
+
+def contest_root(meta: dict[str, Any], data: str | Path | None = None) -> Path | None:
+    """The contest folder of a run (run.json as a dict): `data` when given, else the recorded `data_root`
+    (None when the run records none)."""
+    if data is not None:
+        return Path(data)
+    root = meta.get("data_root")
+    return Path(root) if isinstance(root, str) and root else None
+
+
+def contest_paths(stored: list[str], meta: dict[str, Any], data: str | Path | None = None) -> list[str]:
+    """Paths of contest files as stored in a run (folds.csv's `path`, run.json's `sample_submission`),
+    where they are now: relative paths under an absolute `data_root` (how runs are written) are joined to
+    `data` or to `data_root`; older runs' paths (absolute, or relative to the folder `train` ran in) stay as
+    they are, unless `data` is given, which then replaces the recorded `data_root` at their start."""
+    recorded = meta.get("data_root") if isinstance(meta.get("data_root"), str) else ""
+    base = str(data) if data is not None else recorded
+    if recorded and os.path.isabs(recorded):
+        return [os.path.join(base, p) if p and not os.path.isabs(p) else _moved(p, recorded, data) for p in stored]
+    return [_moved(p, recorded, data) for p in stored]
+
+
+def _moved(path: str, recorded: str, data: str | Path | None) -> str:
+    """An older run's path (absolute or working-folder-relative), with `data` in place of the recorded root
+    it starts with; as stored when no `data` is given or the path is not under that root."""
+    if data is None or not recorded or not path:
+        return path
+    below = os.path.relpath(os.path.normpath(path), os.path.normpath(recorded))
+    return path if below == os.pardir or below.startswith(os.pardir + os.sep) else os.path.join(str(data), below)
+
+
+def sample_submission_path(meta: dict[str, Any], data: str | Path | None = None) -> Path:
+    """The sample submission a run (run.json as a dict) recorded, where its contest is now (`data` when it
+    moved). CompetitionError of one line naming the missing folder or file and what to pass."""
+    name = meta.get("name", "?")
+    stored = meta.get("sample_submission")
+    if not isinstance(stored, str) or not stored:
+        raise CompetitionError(f"run '{name}': records no sample submission; pass --sample FILE")
+    path = Path(contest_paths([stored], meta, data)[0])
+    if path.is_file():
+        return path
+    if data is not None:
+        raise CompetitionError(f"{path}: sample submission not found in the contest folder given by --data")
+    raise CompetitionError(f"run '{name}': {missing_contest(meta) or f'its sample submission {path} is gone'}; "
+                           "pass --data DIR (where the contest is now) or --sample FILE")
+
+
+def missing_contest(meta: dict[str, Any]) -> str | None:
+    """"its contest folder X is gone (moved or deleted)" when the run's recorded contest folder is not there
+    (from here: a relative one is taken from the working folder); None when it is, or none is recorded."""
+    root = contest_root(meta)
+    if root is None or root.is_dir():
+        return None
+    return f"its contest folder {root} is gone (moved or deleted)"
+
+
+def training_images(run_dir: str | Path, data: str | Path | None = None) -> list[str] | None:
+    """The training image of every row of a finished run's folds.csv, where the contest is now (`data` when
+    it moved); None when the run records no paths. Lighter than Run.load: reads run.json and folds.csv."""
+    meta = folder.read_meta(run_dir)
+    folds = folder.read_folds(Path(run_dir))
+    return contest_paths(folds["path"].tolist(), meta, data) if "path" in folds else None
+
+
+def contest_folder(run_dir: str | Path, data: str | Path | None = None) -> Path:
+    """A finished run's contest folder, where it is now (`data` when given); CompetitionError of one line
+    naming the folder and `--data` when it is not there."""
+    meta = folder.read_meta(run_dir)
+    root = contest_root(meta, data)
+    if root is None:
+        raise CompetitionError(f"run '{meta.get('name', Path(run_dir).name)}': records no contest folder; "
+                               "pass --data DIR")
+    if not root.is_dir():
+        if data is not None:
+            raise CompetitionError(f"{root}: contest folder not found (--data)")
+        raise CompetitionError(f"run '{meta.get('name', Path(run_dir).name)}': {missing_contest(meta)}; pass "
+                               "--data DIR (where the contest is now)")
+    return root
 
 
 def save_run(
@@ -86,24 +186,41 @@ def save_run(
 ) -> Path:
     """Write a run's shared files (y: int class index per row; oof, test: float probabilities); run.json
     goes last, so its presence means the run is complete. `cv` (SchemeChoice.record(): the fold choice and its
-    leak figures) is kept next to `scheme`."""
+    leak figures) is kept next to `scheme`. With an absolute `data_root` in `extra`, the image `paths` and the
+    `sample_submission` under it are stored relative to it (the run folder travels; see the module)."""
     meta: dict[str, Any] = {"name": name, "kind": kind, "classes": list(classes), "recipe_hash": recipe_hash,
                             "scheme": scheme}
     if cv is not None:
         meta["cv"] = cv
     meta.update(extra or {})
-    return folder.write_run_files(Path(path), folds=folds_frame(classes, ids, y, folds, paths), oof=oof, test=test,
+    root = meta.get("data_root")
+    if isinstance(root, str) and os.path.isabs(root) and isinstance(meta.get("sample_submission"), str):
+        meta["sample_submission"] = relative_to_root(meta["sample_submission"], root)
+    frame = folds_frame(classes, ids, y, folds, paths, root=root if isinstance(root, str) else None)
+    return folder.write_run_files(Path(path), folds=frame, oof=oof, test=test,
                                   test_ids=test_ids, meta=meta, oof_plain=oof_plain, test_plain=test_plain)
 
 
 def folds_frame(classes: list[str], ids: np.ndarray, y: np.ndarray, folds: np.ndarray,
-                paths: np.ndarray | None = None) -> pd.DataFrame:
-    """The folds.csv frame: id, label (class name), fold[, path]."""
+                paths: np.ndarray | None = None, root: str | Path | None = None) -> pd.DataFrame:
+    """The folds.csv frame: id, label (class name), fold[, path]; with an absolute `root` (the contest
+    folder), paths under it are written relative to it."""
     labels = np.asarray(classes, dtype=object)[np.asarray(y)]
     frame = pd.DataFrame({"id": ids, "label": labels, "fold": np.asarray(folds, dtype=np.int64)})
     if paths is not None:
-        frame["path"] = [str(p) for p in paths]
+        absolute = root is not None and os.path.isabs(root)
+        frame["path"] = [relative_to_root(str(p), str(root)) if absolute else str(p) for p in paths]
     return frame
+
+
+def relative_to_root(path: str, root: str) -> str:
+    """`path` relative to the absolute folder `root` (POSIX separators) when it lies under it (a relative
+    `path` is taken from the working folder); else `path` made absolute."""
+    full = os.path.abspath(path)
+    below = os.path.relpath(full, root)
+    if below == os.pardir or below.startswith(os.pardir + os.sep) or os.path.isabs(below):
+        return full
+    return Path(below).as_posix()
 
 
 def resolve_run(run: str | Path, runs_dir: str | Path = "runs") -> Path:

@@ -78,7 +78,7 @@ def test_a_relabelled_training_image_retrains(tmp_path: Path) -> None:
     shutil.move(root / "train" / "Alpha" / "a0.png", root / "train" / "Beta" / "a0.png")  # same file, new class
     rerun = cli(*command, cwd=tmp_path)
     assert rerun.returncode == 0 and "Traceback" not in rerun.output, rerun.output[-3000:]
-    assert trained_folds(rerun.output) == {1, 2} and not reused_folds(rerun.output), rerun.output
+    assert trained_folds(rerun.output) == {0, 1} and not reused_folds(rerun.output), rerun.output
     assert "training labels" in rerun.output, rerun.output
     assert {r["id"]: r["label"] for r in rows(run / "folds.csv")}["a0"] == "Beta"
     for k in range(2):
@@ -90,7 +90,7 @@ def test_new_pixels_under_an_old_training_name_retrain(tmp_path: Path) -> None:
     image(root / "train" / "Beta" / "b3.png", np.full((16, 16), 3, np.uint8))  # same id, other picture
     rerun = cli(*command, cwd=tmp_path)
     assert rerun.returncode == 0 and "Traceback" not in rerun.output, rerun.output[-3000:]
-    assert trained_folds(rerun.output) == {1, 2}, rerun.output
+    assert trained_folds(rerun.output) == {0, 1}, rerun.output
     assert re.search(r"fold \d: data changed \(.*training images.*\), trained again", rerun.output), rerun.output
 
 
@@ -99,7 +99,7 @@ def test_a_removed_training_image_retrains_instead_of_crashing(tmp_path: Path) -
     (root / "train" / "Alpha" / "a7.png").unlink()
     rerun = cli(*command, cwd=tmp_path)
     assert rerun.returncode == 0 and "Traceback" not in rerun.output, rerun.output[-3000:]
-    assert trained_folds(rerun.output) == {1, 2}, rerun.output
+    assert trained_folds(rerun.output) == {0, 1}, rerun.output
     assert len(rows(run / "folds.csv")) == 15 and "a7" not in {r["id"] for r in rows(run / "folds.csv")}
     assert np.load(run / "oof.npy").shape == (15, 2)
     board = cli("leaderboard", "--runs", run.parent, "--format", "json", cwd=tmp_path)
@@ -112,12 +112,12 @@ def test_an_unchanged_rerun_reuses_every_fold_and_changes_nothing(tmp_path: Path
     os.utime(root / "test" / "t0.png")  # touched, not changed: the content is what counts
     rerun = cli(*command, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.output[-3000:]
-    assert reused_folds(rerun.output) == {1, 2} and not trained_folds(rerun.output), rerun.output
+    assert reused_folds(rerun.output) == {0, 1} and not trained_folds(rerun.output), rerun.output
     assert "data changed" not in rerun.output
     for name, array in before.items():
         np.testing.assert_array_equal(np.load(run / name), array)
     process = cli(*command[:-2], "--executor", "process", cwd=tmp_path)  # another executor, same folds
-    assert process.returncode == 0 and reused_folds(process.output) == {1, 2}, process.output[-3000:]
+    assert process.returncode == 0 and reused_folds(process.output) == {0, 1}, process.output[-3000:]
 
 
 def test_a_killed_train_does_not_lock_out_the_next_one(tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ def test_deterministic_runs_give_identical_oof(tiny_contest: Path, tmp_path: Pat
     np.testing.assert_array_equal(first.test, second.test)
 
 
-def test_sigkill_in_fold_3_then_rerun_equals_an_uninterrupted_run(tiny_contest: Path, tmp_path: Path) -> None:
+def test_sigkill_in_fold_2_then_rerun_equals_an_uninterrupted_run(tiny_contest: Path, tmp_path: Path) -> None:
     recipe_file = tmp_path / "kill.yaml"
     recipe_file.write_text("name: kill\ndata: {image_size: 32}\nmodel: {filters: [8, 16], head: {dense: [16]}}\n"
                            "train: {phases: [{epochs: 3}]}\ncv: {folds: 3}\n")
@@ -105,9 +105,9 @@ def test_sigkill_in_fold_3_then_rerun_equals_an_uninterrupted_run(tiny_contest: 
     victim = subprocess.Popen([*command, "--runs", str(runs)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not (runs / "kill" / "fold_1" / "done.json").is_file():
-        assert victim.poll() is None and time.monotonic() < deadline, "training ended before fold 3"
+        assert victim.poll() is None and time.monotonic() < deadline, "training ended before fold 2"
         time.sleep(0.05)
-    time.sleep(0.1)  # inside fold 3
+    time.sleep(0.1)  # inside fold 2 (the third)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     assert not (runs / "kill" / "run.json").exists() and not (runs / "kill" / "fold_2" / "done.json").exists()

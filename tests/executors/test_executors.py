@@ -61,12 +61,13 @@ def _console() -> tuple[Console, io.StringIO]:
 def test_ray_folds_equal_local_folds_even_after_a_killed_worker(
         ray_runtime: object, local_oof: np.ndarray, tiny_contest: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(TEST_KILL_ENV, "2")  # fold 2's worker SIGKILLs itself after epoch 1, first attempt only
+    monkeypatch.setenv(TEST_KILL_ENV, "1")  # fold 1's worker SIGKILLs itself after epoch 1, first attempt only
     console, out = _console()
     run_dir = train_run(load_recipe(None, BASE), tmp_path, data_root=tiny_contest, deterministic=True,
                         executor="ray", console=console)
-    assert (run_dir / ".test-killed-fold2").read_text().strip() == "1"  # killed once, then retried by Ray
-    assert "fold 2: best epoch" in out.getvalue() and "failed" not in out.getvalue()
+    assert (run_dir / ".test-killed-fold1").read_text().strip() == "1"  # killed once, then retried by Ray
+    assert "fold 1: best epoch" in out.getvalue() and "failed" not in out.getvalue()
+    assert "fold 0 (1 of 2)  epoch 2/2  loss " in out.getvalue()  # epochs read from history.csv as they end
     np.testing.assert_array_equal(Run.load(run_dir).oof, local_oof)
 
 
@@ -100,12 +101,12 @@ def test_a_fold_failing_every_attempt_is_reported_and_a_rerun_trains_only_it(
         ray_runtime: object, local_oof: np.ndarray, tiny_contest: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = load_recipe(None, BASE)
-    monkeypatch.setenv(TEST_KILL_ENV, "2:always")
-    with pytest.raises(CompetitionError, match=r"^fold\(s\) 2 failed on Ray: its worker died .*; rerun the same "
+    monkeypatch.setenv(TEST_KILL_ENV, "1:always")
+    with pytest.raises(CompetitionError, match=r"^fold\(s\) 1 failed on Ray: its worker died .*; rerun the same "
                                                r"command to train only those$"):
         train_run(recipe, tmp_path, data_root=tiny_contest, deterministic=True, executor="ray")
     run_dir = tmp_path / "tiny"
-    assert (run_dir / ".test-killed-fold2").read_text().strip() == "2"  # the first attempt and its retry
+    assert (run_dir / ".test-killed-fold1").read_text().strip() == "2"  # the first attempt and its retry
     stored = (run_dir / "recipe.hash").read_text().strip()
     assert fold_is_done(run_dir, 0, stored) and not fold_is_done(run_dir, 1, stored)
     assert not (run_dir / "run.json").exists()
@@ -118,8 +119,8 @@ def test_a_fold_failing_every_attempt_is_reported_and_a_rerun_trains_only_it(
                              executor="ray", console=console)
     assert finished == [run_dir, tmp_path / "tiny2"]
     text = out.getvalue()
-    assert "tiny: fold 1: finished earlier, reused" in text and "1 fold(s) of tiny submitted" in text
-    assert "2 fold(s) of tiny2 submitted" in text and "tiny2: fold 2: best epoch" in text
+    assert "tiny: fold 0: finished earlier, reused" in text and "1 fold(s) of tiny submitted" in text
+    assert "2 fold(s) of tiny2 submitted" in text and "tiny2: fold 1: best epoch" in text
     for path in finished:
         np.testing.assert_array_equal(Run.load(path).oof, local_oof)
 

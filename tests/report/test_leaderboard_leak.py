@@ -64,17 +64,26 @@ def test_rows_carry_the_leak_figures_and_flag_only_the_leaky_ones(runs: Path) ->
     assert Run.load(runs / "old").cv is None
 
 
+def _lines(text: str) -> dict[str, str]:
+    return {name: next(line for line in text.splitlines() if f" {name} " in line or f" {name}{MARKER}" in line)
+            for name in ("leaky", "honest", "edge", "old", "blend")}
+
+
 def test_table_marks_the_leaky_run_and_notes_which_cv_setting_to_use(runs: Path) -> None:
     console = Console(record=True, width=400)
     render(leaderboard(runs), "table", console)
     text = console.export_text()
-    lines = {name: next(line for line in text.splitlines() if f" {name} " in line or f" {name}{MARKER}" in line)
-             for name in ("leaky", "honest", "edge", "old", "blend")}
+    lines = _lines(text)  # the compact table: shares in whole percent
+    assert MARKER in lines["leaky"] and "94%/16%" in lines["leaky"]
+    assert MARKER in lines["blend"]
+    assert MARKER not in lines["honest"] and "5%/16%" in lines["honest"]
+    assert MARKER not in lines["edge"] and MARKER not in lines["old"]
+    wide = Console(record=True, width=400)
+    render(leaderboard(runs), "table", wide, wide=True)
+    lines = _lines(wide.export_text())  # every figure: shares to a tenth, the cv setting asked for
     assert MARKER in lines["leaky"] and "93.6% / 15.6%" in lines["leaky"]
     assert "(cv.scheme stratified)" in lines["leaky"]
-    assert MARKER in lines["blend"]
     assert MARKER not in lines["honest"] and "5.2% / 15.6%" in lines["honest"]
-    assert MARKER not in lines["edge"] and MARKER not in lines["old"]
     notes = [line for line in text.splitlines() if line.startswith(f"{MARKER} likely optimistic")]
     assert len(notes) == 1
     assert "leaky 94% vs 16%" in notes[0] and "blend" in notes[0] and "honest" not in notes[0]

@@ -5,7 +5,7 @@ from PIL import Image
 
 import competition.report.plots
 from competition.errors import CompetitionError
-from competition.metrics import score
+from competition.metrics import macro_f1, score
 from competition.report.plots import most_confident_wrong, write_report, wrong_section
 from competition.runs.folder import read_histories
 from competition.runs import Run, save_run
@@ -124,3 +124,48 @@ def test_missing_run_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CompetitionError, match="empty"):
         write_report(tmp_path / "empty")
+
+
+def test_ensemble_page_shows_members_weights_nested_and_in_sample_and_titles_name_the_run(tmp_path, low_dpi,
+                                                                                           monkeypatch):
+    from competition.ensemble import build_ensemble
+
+    rng = np.random.default_rng(4)
+    y = np.arange(N) % K
+    members = []
+    for name, strength in (("strong", 2.5), ("weak", 0.3)):
+        oof = np.exp(rng.normal(0, 1, (N, K)) + strength * np.eye(K)[y])
+        oof /= oof.sum(axis=1, keepdims=True)
+        members.append(Run.load(save_run(tmp_path / "runs" / name, name=name, kind="model", classes=CLASSES,
+                                         ids=np.array([f"id{i}" for i in range(N)]), y=y, folds=np.arange(N) % FOLDS,
+                                         oof=oof, test=oof[:5], test_ids=np.array([f"t{i}" for i in range(5)]))))
+    run_dir = build_ensemble(members, "caruana", "blend", tmp_path / "runs")
+    titles = []
+
+    def record(fig, path):
+        titles.append((path.name, [t.get_text() for t in fig.texts] + [ax.get_title() for ax in fig.axes]))
+
+    monkeypatch.setattr(competition.report.plots, "_save", record)
+    text = write_report(run_dir, n_wrong=0).read_text(encoding="utf-8")
+    meta = Run.load(run_dir).meta
+    scores = {m.name: macro_f1(m.y, m.oof) for m in members}
+    assert "Ensemble and its members" in text and "<td>caruana</td>" in text
+    for name, weight in zip(meta["members"], meta["weights"]):
+        assert f"<td>{name}</td><td>{weight:.3f}</td><td>{scores[name]:.4f}</td>" in text
+    assert f"{meta['in_sample_macro_f1']:.4f}" in text and f"{meta['oof_macro_f1']:.4f}" in text
+    gap = meta["oof_macro_f1"] - max(scores.values())
+    assert f"<td>{gap:+.4f}" in text
+    drawn = dict(titles)
+    assert set(drawn) == {"confusion.png", "per_class.png", "members.png"}
+    assert all(any(t.startswith("blend: ") for t in texts) for texts in drawn.values()), drawn
+    assert 'src="members.png"' in text
+
+
+def test_every_png_title_of_a_model_report_names_the_run(tmp_path, monkeypatch):
+    run_dir = _fake_run(tmp_path)
+    titles = {}
+    monkeypatch.setattr(competition.report.plots, "_save", lambda fig, path: titles.update(
+        {path.name: [t.get_text() for t in fig.texts] + [ax.get_title() for ax in fig.axes]}))
+    write_report(run_dir, n_wrong=4)
+    assert {"curves.png", "confusion.png", "per_class.png", "wrong.png"} <= set(titles)
+    assert all(any(t.startswith("r-model: ") for t in texts) for texts in titles.values()), titles
