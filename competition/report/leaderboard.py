@@ -152,9 +152,15 @@ def leaderboard(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
         if run.kind != "ensemble":
             continue
         members = [by_name[m] for m in run.meta.get("members", []) if isinstance(m, str) and m in by_name]
-        if members:
+        # The ensemble's own record of its members' scores, so members kept outside this runs folder count too.
+        summary = ensemble_summary(run)
+        if summary is not None and summary.get("best_member_macro_f1") is not None:
+            row["best_member"] = summary["best_member"]
+            row["vs_best_member"] = row["macro_f1"] - summary["best_member_macro_f1"]
+        elif members:
             best = max(members, key=lambda m: m["macro_f1"])
             row["best_member"], row["vs_best_member"] = best["run"], row["macro_f1"] - best["macro_f1"]
+        if members:
             sizes = {m["image_size"] for m in members}
             row["image_size"] = sizes.pop() if len(sizes) == 1 else None
         if "cv" not in row:  # members share its folds (check_same_folds)
