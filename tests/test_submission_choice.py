@@ -42,17 +42,22 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _blend(tmp_path: Path, y: np.ndarray, logits: dict[str, np.ndarray]) -> Path:
+    """A runs folder holding one member run per name (its OOF the softmax of its logits) and their mean, 'blend'."""
+    sample = _sample(tmp_path)
+    runs = tmp_path / "runs"
+    members = [_member(runs, name, _softmax(z), y, sample) for name, z in logits.items()]
+    build_ensemble(members, "mean", "blend", runs)
+    return runs
+
+
 @pytest.fixture
 def worse_ensemble(tmp_path: Path) -> Path:
     """A strong member, a confidently wrong one, and their mean: the ensemble loses to the strong member."""
     rng = np.random.default_rng(0)
     y = np.arange(N) % 3
-    sample = _sample(tmp_path)
-    runs = tmp_path / "runs"
-    strong = _member(runs, "strong", _softmax(rng.normal(0, 1, (N, 3)) + 3.0 * np.eye(3)[y]), y, sample)
-    noisy = _member(runs, "noisy", _softmax(4.0 * rng.normal(0, 1, (N, 3))), y, sample)
-    build_ensemble([strong, noisy], "mean", "blend", runs)
-    return runs
+    return _blend(tmp_path, y, {"strong": rng.normal(0, 1, (N, 3)) + 3.0 * np.eye(3)[y],
+                                "noisy": 4.0 * rng.normal(0, 1, (N, 3))})
 
 
 @pytest.fixture
@@ -60,12 +65,7 @@ def better_ensemble(tmp_path: Path) -> Path:
     """Two members of equal skill with independent errors: their mean beats both."""
     rng = np.random.default_rng(1)
     y = np.arange(N) % 3
-    sample = _sample(tmp_path)
-    runs = tmp_path / "runs"
-    members = [_member(runs, name, _softmax(rng.normal(0, 1.6, (N, 3)) + 1.5 * np.eye(3)[y]), y, sample)
-               for name in ("left", "right")]
-    build_ensemble(members, "mean", "blend", runs)
-    return runs
+    return _blend(tmp_path, y, {name: rng.normal(0, 1.6, (N, 3)) + 1.5 * np.eye(3)[y] for name in ("left", "right")})
 
 
 def test_an_ensemble_worse_than_its_member_is_not_submitted(worse_ensemble: Path, tmp_path: Path,

@@ -158,8 +158,8 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     except BaseException:
         lock.release()
         raise
-    prepared = PreparedRun(recipe, recipe_hash, run_dir, contest, folds, x, x_test, deterministic, data, lock)
-    prepared.cv = choice.record()
+    prepared = PreparedRun(recipe, recipe_hash, run_dir, contest, folds, x, x_test, deterministic, data, lock,
+                           cv=choice.record())
     for k in range(recipe.cv.folds):
         problem = prepared.fold_problem(k)
         if problem is not None and problem.startswith("data changed"):
