@@ -1,5 +1,6 @@
 # `make submit`: from nothing to a validated submission (set-up included). `make test`: the test suite.
-#   make submit                                   the embedded demo: two recipes, Caruana ensemble, tuned decisions;
+#   make submit                                   the embedded demo: two recipes, Caruana ensemble, subject-averaged
+#                                                 ensemble, tuned decisions;
 #                                                 submits the best honest candidate to submissions/<contest>.csv
 #   make submit DATA=<contest> RECIPES="a.yaml b.yaml"   another contest (RECIPE=<one.yaml> for a single run)
 PYTHON ?= python3
@@ -14,8 +15,10 @@ RECIPES := $(RECIPE)
 endif
 ENSEMBLE ?= ensemble
 NAMES := $(basename $(notdir $(RECIPES)))
-# The candidates `submit` chooses from by honest (nested-CV) OOF macro F1: the runs, and their ensemble if any.
-CANDIDATES := $(strip $(NAMES) $(if $(word 2,$(NAMES)),$(ENSEMBLE)))
+# The candidates `submit` chooses from by honest (nested-CV) OOF macro F1: the runs, their ensemble if any, and
+# the last of these averaged per subject (`competition aggregate`: near-duplicate groups, within folds for the OOF).
+BASE := $(lastword $(NAMES) $(if $(word 2,$(NAMES)),$(ENSEMBLE)))
+CANDIDATES := $(strip $(NAMES) $(if $(word 2,$(NAMES)),$(ENSEMBLE)) $(BASE)-subjects)
 SUBMISSION ?= submissions/$(notdir $(abspath $(DATA))).csv
 MESSAGE ?= make submit: $(CANDIDATES)
 COMPETITION := $(BIN)/competition
@@ -37,6 +40,7 @@ demo-data/sample_submission.csv: | $(COMPETITION)
 submit: $(COMPETITION) $(if $(filter demo-data,$(DATA)),demo-data/sample_submission.csv)
 	$(foreach r,$(RECIPES),$(COMPETITION) train $(r) --data $(DATA) --runs $(RUNS) --name $(basename $(notdir $(r))) &&) true
 	$(if $(word 2,$(NAMES)),$(COMPETITION) ensemble $(NAMES) --method caruana --name $(ENSEMBLE) --runs $(RUNS))
+	$(COMPETITION) aggregate $(BASE) --name $(BASE)-subjects --runs $(RUNS)
 	$(COMPETITION) submit $(CANDIDATES) --runs $(RUNS) --tune --out $(SUBMISSION) --message "$(MESSAGE)"
 	$(COMPETITION) validate $(SUBMISSION) --sample $(DATA)/sample_submission.csv
 	$(COMPETITION) leaderboard --runs $(RUNS)

@@ -155,6 +155,24 @@ def ensemble(
 
 
 @app.command()
+def aggregate(
+    run: Annotated[str, typer.Argument(help="Run or ensemble whose predictions are averaged per subject (name under --runs, or folder).")],
+    name: Annotated[str | None, typer.Option("--name", help="Name of the new run (default RUN-subjects).")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Near-duplicate distance that links two images of one subject (default: the largest at which no training group mixes classes).")] = None,
+    runs: RunsOption = Path("runs"),
+    data: MovedDataOption = None,
+) -> None:
+    """Average each image's probabilities over its subject's images (near-duplicate groups: within a fold for
+    the OOF, among the test images for the test); stored like an ensemble of one run."""
+    from competition.report import leaderboard_for
+    from competition.subjects import aggregate as aggregate_run
+
+    path = aggregate_run(run, name=name, runs_dir=runs, threshold=threshold, data=data)
+    console.print(f"subject-averaged run written to {path}")
+    leaderboard_for([path], console)
+
+
+@app.command()
 def validate(
     submission: Annotated[Path, typer.Argument(help="Submission CSV to check.")],
     sample: Annotated[Path, typer.Option("--sample", help="The contest's sample_submission.csv.")],
@@ -324,6 +342,7 @@ EXAMPLES = {
     "leaderboard": "competition leaderboard --format md",
     "submit": "competition submit demo --tune --out submissions/demo.csv",
     "ensemble": "competition ensemble demo demo-wide --name blend --method caruana",
+    "aggregate": "competition aggregate blend --name blend-subjects",
     "validate": "competition validate submissions/demo.csv --sample demo-data/sample_submission.csv",
     "report": "competition report demo --data /new/place/demo-data",
     "doctor": "competition doctor recipes/demo.yaml --data demo-data",

@@ -246,7 +246,7 @@ def cross_val_oof(estimator: Ensembler, P: np.ndarray, y: np.ndarray, folds: np.
     return cross_fit_predict(estimator, P, y, folds, sample_axis=1).astype(np.float64)
 
 
-def _ensemble_dir(runs_dir: str | Path, name: str) -> Path:
+def ensemble_dir(runs_dir: str | Path, name: str) -> Path:
     """runs_dir/name, refusing any name that would land elsewhere."""
     problem = run_name_problem(name)
     if problem:
@@ -263,7 +263,7 @@ def build_ensemble(
 ) -> Path:
     """Fit `method` on the members' OOF and write runs_dir/name as a run of kind 'ensemble'."""
     estimator = make_ensembler(method, metric)
-    out = _ensemble_dir(runs_dir, name)
+    out = ensemble_dir(runs_dir, name)
     if len(runs) < 2:
         raise CompetitionError(f"ensemble '{name}': needs at least 2 runs, got {len(runs)}")
     members = [r.name for r in runs]
@@ -271,7 +271,7 @@ def build_ensemble(
         raise CompetitionError(f"ensemble '{name}': a run is listed twice in {members}")
     if name in members:
         raise CompetitionError(f"ensemble '{name}': has the same name as one of its members")
-    _check_replaceable(name, out)
+    check_replaceable(name, out)
     check_same_folds(runs)
 
     first = runs[0]
@@ -294,14 +294,14 @@ def build_ensemble(
         "members": [{"name": r.name, "recipe_hash": r.recipe_hash} for r in runs],
     }
     recipe_hash = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-    _check_replaceable(name, out)  # again: a train may have begun there meanwhile
+    check_replaceable(name, out)  # again: a train may have begun there meanwhile
     with building(out) as new:  # built whole aside, then put in place of any earlier ensemble of this name
         write_recipe(new, yaml.safe_dump(recipe, sort_keys=False))
         _save_ensemble(new, name, method, metric, runs, oof, test, recipe_hash, weights, in_sample, oof_is)
     return out
 
 
-def _check_replaceable(name: str, out: Path) -> None:
+def check_replaceable(name: str, out: Path) -> None:
     """An ensemble may only replace nothing or an earlier ensemble: never a model run (finished or not),
     nor a folder a train is working in."""
     holder = lock_holder(out)
@@ -342,7 +342,7 @@ def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Ru
             "oof_is": oof_is,
             # as the first member stores it, relative to its contest folder: spelled out whole here, since
             # save_run takes a relative path from the working folder before storing it relative again
-            "sample_submission": _stored_path(first, "sample_submission"),
+            "sample_submission": stored_path(first, "sample_submission"),
             "data_root": first.meta.get("data_root", ""),
         },
     )
@@ -384,7 +384,7 @@ def ensemble_summary(run: Run) -> dict[str, Any] | None:
     }
 
 
-def _stored_path(run: Run, key: str) -> str:
+def stored_path(run: Run, key: str) -> str:
     """A contest file a run's run.json records under `key`, as a path that reads from here (runs.contest_paths:
     joined to the run's contest folder when stored relative to it); '' when none is recorded."""
     from competition.runs.run import contest_paths

@@ -28,19 +28,50 @@ def check_tta(names: Sequence[str], image_size: tuple[int, int]) -> None:
         raise CompetitionError(f"recipe.tta: {sorted(square_only)[0]} needs square images, data.image_size is {list(image_size)}")
 
 
-def predict_proba(model: Any, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Softmax probabilities (n, n_classes) as float32; rows sum to 1."""
+# Input values per predict chunk: activations grow with it (256 RGB images of 128 px through the small CNN took
+# 150 MB more than 32 did), so large images go in smaller chunks; small ones and features in chunks of 256.
+CHUNK_VALUES = 2**21
+
+
+def chunk_rows(shape: tuple[int, ...]) -> int:
+    """Rows per predict chunk for inputs of `shape` (n, ...): 256, fewer for large images (at least 8)."""
+    return int(max(8, min(256, CHUNK_VALUES // max(1, int(np.prod(shape[1:]))))))
+
+
+def predict_proba(model: Any, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+    """Softmax probabilities (n, n_classes) as float32 for images (or backbone features) (n, ...), `batch_size`
+    rows at a time (None: chunk_rows); rows sum to 1.
+
+    Chunks go through `predict_on_batch`, Keras's compiled predict step without `predict`'s per-call set-up
+    (a data adapter, callbacks): the same numbers, and about 55 ms less per call measured on 2 CPU cores, which
+    is most of a head epoch's validation on cached features (256 rows: 67 ms with predict, 12 ms this way)."""
     if len(images) == 0:
         return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
-    proba = np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
+    proba = predict_chunks(model, images, batch_size or chunk_rows(images.shape))
     return proba / proba.sum(axis=1, keepdims=True)
 
 
-def predict_tta(model: Any, images: np.ndarray, tta: Sequence[str], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def predict_chunks(model: Any, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Any model's outputs for inputs (n, ...) (n >= 1), `batch_size` rows per `predict_on_batch` call, as
+    float32 (n, ...). A short last chunk of a longer input is padded to `batch_size` rows (cut off again), so
+    one compiled shape serves every chunk: no second graph trace (about 0.5 s for a MobileNetV2 on CPU)."""
+    outputs = []
+    for start in range(0, len(inputs), batch_size):
+        chunk = inputs[start : start + batch_size]
+        rows = len(chunk)
+        if rows < batch_size and start > 0:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - rows, axis=0)])
+        outputs.append(np.asarray(model.predict_on_batch(chunk), dtype=np.float32)[:rows])
+    return np.concatenate(outputs)
+
+
+def predict_tta(model: Any, images: np.ndarray, tta: Sequence[str], batch_size: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """(plain, with TTA): the TTA prediction is the mean over the original and each declared transform,
     so the gain of TTA is measured on the same model, not assumed."""
     plain = predict_proba(model, images, batch_size)
     if not tta:
         return plain, plain
+    images = np.asarray(images)  # the transforms need an array (a Rows view is copied out here)
     views = [plain] + [predict_proba(model, np.ascontiguousarray(TTA[name](images)), batch_size) for name in tta]
     return plain, np.mean(views, axis=0).astype(np.float32)

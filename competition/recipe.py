@@ -194,6 +194,9 @@ class PhaseConfig(Section):
     # learning_rate / 25 over `warmup` of the steps, default 0.3, then cosine decay; Smith & Topin 2019).
     schedule: Literal["constant", "cosine", "one_cycle"] = "constant"
     warmup: Annotated[float, Field(ge=0, lt=1)] | None = None  # share of the phase's steps; cosine, one_cycle
+    # This phase's batch size; None: train.batch_size. A head on cached features trains faster in larger batches
+    # (fewer optimizer updates of its large first Dense layer; benchmarks/results.md).
+    batch_size: Annotated[int, Field(ge=1, le=65536)] | None = None
 
     @field_validator("optimizer")
     @classmethod
@@ -205,7 +208,7 @@ class PhaseConfig(Section):
         # Left out while they are the default, so recipes (and run hashes) from before they existed are unchanged.
         dumped = handler(self)
         if isinstance(dumped, dict):
-            for key in ("weight_decay", "schedule", "warmup"):
+            for key in ("weight_decay", "schedule", "warmup", "batch_size"):
                 if key in dumped and dumped[key] == type(self).model_fields[key].default:
                     dumped.pop(key)
         return dumped

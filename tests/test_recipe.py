@@ -72,6 +72,11 @@ def test_hash_identifies_what_is_trained(tmp_path: Path) -> None:
     path = write(tmp_path, "name: x\n")
     assert load_recipe(path).hash() == load_recipe(path).hash()
     assert load_recipe(path).hash() != load_recipe(path, ["cv.seed=7"]).hash()
+    # A phase's batch_size is part of what is trained when given, and absent (old hashes kept) when not.
+    head = load_recipe(path, ["train.phases.0.batch_size=128"])
+    assert head.train.phases[0].batch_size == 128 and head.hash() != load_recipe(path).hash()
+    assert "batch_size" not in load_recipe(path).resolved()["train"]["phases"][0]
+    assert "recipe.train.phases[0].batch_size: " in error_of(tmp_path, "name: x", ["train.phases.0.batch_size=0"])
 
 
 def test_malformed_files(tmp_path: Path) -> None:

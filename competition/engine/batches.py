@@ -14,8 +14,30 @@ from competition.augment import augment_batch
 from competition.engine.mixing import Mixer
 
 
+class Rows:
+    """Rows `rows` of an array x (n, ...) without copying them: a fold's training or validation images are
+    read from the run's one decoded array, batch by batch (a copy of a fold's training rows of 6,400 RGB
+    images at 128 px would be 250 MB more per fold process). Indexing with an int array or a slice reads
+    x[rows[index]]; np.asarray(view) copies the rows out."""
+
+    def __init__(self, x: np.ndarray, rows: np.ndarray) -> None:
+        self.x, self.rows = x, np.asarray(rows)
+        self.shape = (len(self.rows), *x.shape[1:])
+        self.dtype = x.dtype
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return self.x[self.rows[index]]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.asarray(self.x[self.rows], dtype=dtype)
+
+
 class TrainBatches(keras.utils.PyDataset):
-    """Batches of (uint8 images (b, h, w, c), int labels (b,)[, float32 sample weights (b,)]).
+    """Batches of (uint8 images (b, h, w, c), int labels (b,)[, float32 sample weights (b,)]); x is an array
+    or a Rows view (n, ...), images or cached backbone features.
 
     Each epoch's row order is a permutation of the rows, or `resample(rng)` (balance.oversample). Each batch
     seeds its own augmentation from (seed, epoch, index), so results do not depend on thread scheduling; each

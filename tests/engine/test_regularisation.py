@@ -260,7 +260,7 @@ def test_validation_and_kept_weights_are_the_moving_average(monkeypatch: pytest.
     monkeypatch.setattr(fold, "predict_proba", lambda m, images: validated.append(
         ([v.numpy().copy() for v in model.trainable_variables], model.get_weights())) or real(m, images))
     data = FoldData(recipe, CLASSES, x, y, x[:8], y[:8], seed=1)
-    fit_phase(model, data, 0, callbacks=[Record()])
+    fit_phase(model, data, 0, callbacks=[Record()], steps_per_execution=1)  # Record reads every step
 
     assert len(trained_after_batch) == 6 and len(validated) == 2  # 3 batches of 16 per epoch
     average = trained_after_batch[0]  # Keras's EMA starts at the first step's weights
