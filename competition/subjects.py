@@ -144,11 +144,10 @@ def aggregate_run(run: Any, name: str, runs_dir: str | Path, threshold: float | 
     oof_groups, test_groups = averager.groups(train_sig, run.folds), averager.groups(test_sig)
     oof, test = group_mean(run.oof, oof_groups), group_mean(run.test, test_groups)
     before, after = macro_f1(run.y, run.oof), macro_f1(run.y, oof)
+    test_sizes = pd.Series(test_groups).value_counts().value_counts().sort_index()  # group size -> how many
     record = {**averager.choice_.record(), "oof_groups": int(len(np.unique(oof_groups))),
               "test_groups": int(len(np.unique(test_groups))),
-              "test_group_sizes": {int(k): int(v) for k, v in
-                                   zip(*np.unique(np.unique(test_groups, return_counts=True)[1], return_counts=True),
-                                       strict=True)},
+              "test_group_sizes": {int(size): int(count) for size, count in test_sizes.items()},
               "oof_macro_f1_before": before, "oof_macro_f1_after": after}
     recipe = {"kind": "ensemble", "method": METHOD, "threshold": averager.threshold_,
               "members": [{"name": run.name, "recipe_hash": run.recipe_hash}]}
