@@ -66,7 +66,7 @@ def train_recipes(recipes: list[Recipe], runs_dir: str | Path = "runs", *, data_
         for recipe in recipes:
             prepared = prepare_run(recipe, runs_dir, data_root=data_root, name=name, overwrite=overwrite,
                                    console=console, deterministic=deterministic)
-            prepared.x = prepared.x_test = None  # the workers read the pixels from the decode cache; free them
+            prepared.free_pixels()
             prepared_runs.append(prepared)
         failed = submit_ray(prepared_runs, address=address, console=console)
         finished = [finish_run(p, started, console) for i, p in enumerate(prepared_runs) if i not in failed]

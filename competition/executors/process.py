@@ -3,7 +3,6 @@ grow from fold to fold."""
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import time
@@ -27,10 +26,7 @@ def run_process(prepared: Any, *, address: str | None = None, console: Any = Non
 
     pending = prepared.pending()
     say_reused(prepared, pending, console)
-    # Each fold's process reads the pixels from the decode cache: this one lets go of its copy (on 6,400 RGB
-    # images at 128 px, 370 MB less for the whole command's peak; benchmarks/results.md, row 8).
-    prepared.x = prepared.x_test = None
-    gc.collect()
+    prepared.free_pixels()  # each fold's process reads the pixels from the decode cache
     context = multiprocessing.get_context("spawn")
     with progress_bar(console) as bar:
         progress = Progress(bar=bar, console=console)

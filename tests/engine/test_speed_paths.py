@@ -9,7 +9,7 @@ import pytest
 
 from competition.engine.fold import FoldData, fit_phase
 from competition.model.backbones import build_model
-from competition.predict import predict_proba
+from competition.predict import predict_chunks, predict_proba
 from competition.recipe import load_recipe
 
 TINY = ["data.image_size=16", "model.filters=[4]", "model.head.dense=[8]", "model.head.dropout=0.2",
@@ -53,4 +53,4 @@ def test_predict_proba_equals_keras_predict_across_chunks() -> None:
     got = predict_proba(model, x, batch_size=16)  # chunks of 16, 16 and 5
     assert got.shape == (37, 4) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected / expected.sum(axis=1, keepdims=True), rtol=1e-6, atol=1e-7)
-    assert predict_proba(model, x[:0]).shape == (0, 4)
+    assert predict_proba(model, x[:0]).shape == (0, 4) and predict_chunks(model, x[:0]).shape == (0, 4)
