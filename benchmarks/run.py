@@ -171,28 +171,32 @@ def framework_fit(recipe: Any, x: Any, y: Any, x_val: Any, y_val: Any, *, featur
             "epoch_excl_s": excl, "val_s": val, "n_train": len(x), "n_val": len(x_val)}
 
 
-def plain_fit(recipe: Any, x: Any, y: Any, *, steps_per_execution: int = 1) -> dict[str, Any]:
+def plain_fit(recipe: Any, x: Any, y: Any, *, steps_per_execution: int = 1, x_val: Any = None) -> dict[str, Any]:
     """The same model compiled the same way, trained by a bare `model.fit(x, y, batch_size, epochs, verbose=0)`
     on the arrays (Keras feeds them through its own prefetching tf.data pipeline), with `steps_per_execution`
     train steps per compiled call (0: a whole epoch per call); a callback only reads the clock at epoch start
-    and end."""
+    and end, after predicting `x_val` when given (the fast way: predict_on_batch chunks). What trains is the
+    recipe's first phase's `trainable`, with a pretrained backbone's BatchNorm in inference mode, as the
+    framework sets it: for a head phase, the whole classifier through its frozen backbone."""
     import gc
 
     import keras
 
     from competition.engine.optim import make_optimizer
-    from competition.model.backbones import build_model
+    from competition.model.backbones import build_model, pretrained_backbone, set_trainable
+    from competition.predict import predict_proba
 
     phase = recipe.train.phases[0]
     batch = phase.batch_size or recipe.train.batch_size
     keras.utils.set_random_seed(1000)
     _precision(recipe)
     model = build_model(recipe.model, x.shape[1:], len(CLASSES))
+    set_trainable(model, phase.trainable, keep_batchnorm_frozen=pretrained_backbone(recipe.model))
     model.compile(optimizer=make_optimizer(phase.optimizer, phase.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=getattr(recipe.train, "jit_compile", "auto"),
+                  jit_compile=recipe.train.jit_compile,
                   steps_per_execution=steps_per_execution or -(-len(x) // batch))
-    clock = epoch_clock()
+    clock = epoch_clock(None if x_val is None else lambda: predict_proba(model, x_val))
     start = time.perf_counter()
     model.fit(x, y, batch_size=batch, epochs=phase.epochs, verbose=0, callbacks=[clock])
     wall = time.perf_counter() - start
@@ -295,34 +299,6 @@ def work_augment(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"rounds": rounds, "augment": augment, "workers": on.train.workers}
 
 
-def plain_through_fit(recipe: Any, x: Any, y: Any, x_val: Any) -> dict[str, Any]:
-    """The head phase as the strongest plain Keras runs it: the whole classifier with its backbone frozen
-    (BatchNorm in inference mode), `fit` on the uint8 arrays with a whole epoch per compiled call, and the
-    validation images predicted at each epoch's end the fast way (predict_on_batch chunks)."""
-    import gc
-
-    import keras
-
-    from competition.engine.optim import make_optimizer
-    from competition.model.backbones import build_model, set_trainable
-    from competition.predict import predict_proba
-
-    phase = recipe.train.phases[0]
-    batch = phase.batch_size or recipe.train.batch_size
-    keras.utils.set_random_seed(1000)
-    _precision(recipe)
-    model = build_model(recipe.model, x.shape[1:], len(CLASSES))
-    set_trainable(model, "head", keep_batchnorm_frozen=True)
-    model.compile(optimizer=make_optimizer(phase.optimizer, phase.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], steps_per_execution=-(-len(x) // batch))
-    clock = epoch_clock(lambda: predict_proba(model, x_val))
-    model.fit(x, y, batch_size=batch, epochs=phase.epochs, verbose=0, callbacks=[clock])
-    del model
-    keras.backend.clear_session()
-    gc.collect()
-    return {"epoch_s": clock.seconds[1:], "first_epoch_s": clock.seconds[0]}
-
-
 def work_cached(cfg: dict[str, Any]) -> dict[str, Any]:
     """3. The head phase on a frozen backbone: the framework on cached features vs the strongest plain Keras
     through the backbone, for each head in cfg["heads"] ([pooling, batch size]); cfg["repeats"] rounds, each
@@ -373,8 +349,8 @@ def work_cached(cfg: dict[str, Any]) -> dict[str, Any]:
                                                y_all[val_rows], features=features, train_rows=train_rows,
                                                val_rows=val_rows)
                 else:
-                    got[which] = plain_through_fit(through_recipe, x_all[train_rows], y_all[train_rows],
-                                                   x_all[val_rows])
+                    got[which] = plain_fit(through_recipe, x_all[train_rows], y_all[train_rows],
+                                           steps_per_execution=0, x_val=x_all[val_rows])
             heads.setdefault(f"{pooling}/{batch}", []).append({
                 "features_s": build_s + predict_s, "features_build_s": build_s, "features_predict_s": predict_s,
                 "cached_epoch_s": _median(got["cached"]["epoch_incl_s"]),

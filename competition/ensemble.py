@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -293,11 +293,23 @@ def build_ensemble(
         "params": dict(estimator.get_params()),
         "members": [{"name": r.name, "recipe_hash": r.recipe_hash} for r in runs],
     }
+    return write_ensemble(out, name, recipe, runs, oof, test, metric=metric, weights=weights, in_sample=in_sample,
+                          oof_is=oof_is)
+
+
+def write_ensemble(out: Path, name: str, recipe: dict[str, Any], runs: list[Run], oof: np.ndarray, test: np.ndarray,
+                   *, metric: str, weights: Sequence[float] | None, in_sample: np.ndarray, oof_is: str,
+                   extra: dict[str, Any] | None = None) -> Path:
+    """Write `out` (runs_dir/name) as a run of kind 'ensemble' of `runs`: probabilities oof (n, k) and test
+    (m, k), `recipe` (with its "method") as its recipe.yaml and hash, run.json recording the members, their
+    OOF macro F1, `weights`, the in-sample and saved OOF macro F1, `oof_is` and any `extra` keys. Built whole
+    aside, then put in place of any earlier ensemble of this name; CompetitionError if `out` holds anything else."""
     recipe_hash = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     check_replaceable(name, out)  # again: a train may have begun there meanwhile
-    with building(out) as new:  # built whole aside, then put in place of any earlier ensemble of this name
+    with building(out) as new:
         write_recipe(new, yaml.safe_dump(recipe, sort_keys=False))
-        _save_ensemble(new, name, method, metric, runs, oof, test, recipe_hash, weights, in_sample, oof_is)
+        _save_ensemble(new, name, recipe["method"], metric, runs, oof, test, recipe_hash, weights, in_sample, oof_is,
+                       extra or {})
     return out
 
 
@@ -313,8 +325,8 @@ def check_replaceable(name: str, out: Path) -> None:
 
 
 def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Run], oof: np.ndarray,
-                   test: np.ndarray, recipe_hash: str, weights: np.ndarray | None, in_sample: np.ndarray,
-                   oof_is: str) -> Path:
+                   test: np.ndarray, recipe_hash: str, weights: Sequence[float] | None, in_sample: np.ndarray,
+                   oof_is: str, extra: dict[str, Any]) -> Path:
     first = runs[0]
     members = [r.name for r in runs]
     return save_run(
@@ -342,8 +354,9 @@ def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Ru
             "oof_is": oof_is,
             # as the first member stores it, relative to its contest folder: spelled out whole here, since
             # save_run takes a relative path from the working folder before storing it relative again
-            "sample_submission": stored_path(first, "sample_submission"),
+            "sample_submission": _stored_path(first, "sample_submission"),
             "data_root": first.meta.get("data_root", ""),
+            **extra,
         },
     )
 
@@ -384,7 +397,7 @@ def ensemble_summary(run: Run) -> dict[str, Any] | None:
     }
 
 
-def stored_path(run: Run, key: str) -> str:
+def _stored_path(run: Run, key: str) -> str:
     """A contest file a run's run.json records under `key`, as a path that reads from here (runs.contest_paths:
     joined to the run's contest folder when stored relative to it); '' when none is recorded."""
     from competition.runs.run import contest_paths

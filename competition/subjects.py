@@ -15,15 +15,12 @@ picks only when its OOF macro F1 beats the run's.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from sklearn.base import BaseEstimator
 
 from competition.errors import CompetitionError
@@ -131,9 +128,7 @@ def aggregate_run(run: Any, name: str, runs_dir: str | Path, threshold: float | 
     """Write runs_dir/name: `run` (a competition.runs.Run) with OOF and test probabilities averaged per subject
     (SubjectAverage), as a run of kind 'ensemble' with `run` its one member. run.json's `subjects` records the
     threshold, the candidates' purity table, group counts and the OOF macro F1 before and after."""
-    from competition.ensemble import check_replaceable, ensemble_dir, stored_path
-    from competition.runs import save_run
-    from competition.runs.folder import building, write_recipe
+    from competition.ensemble import check_replaceable, ensemble_dir, write_ensemble
 
     out = ensemble_dir(runs_dir, name)
     if name == run.name:
@@ -143,27 +138,16 @@ def aggregate_run(run: Any, name: str, runs_dir: str | Path, threshold: float | 
     averager = SubjectAverage(threshold).fit(train_sig, run.y)
     oof_groups, test_groups = averager.groups(train_sig, run.folds), averager.groups(test_sig)
     oof, test = group_mean(run.oof, oof_groups), group_mean(run.test, test_groups)
-    before, after = macro_f1(run.y, run.oof), macro_f1(run.y, oof)
     test_sizes = pd.Series(test_groups).value_counts().value_counts().sort_index()  # group size -> how many
     record = {**averager.choice_.record(), "oof_groups": int(len(np.unique(oof_groups))),
               "test_groups": int(len(np.unique(test_groups))),
               "test_group_sizes": {int(size): int(count) for size, count in test_sizes.items()},
-              "oof_macro_f1_before": before, "oof_macro_f1_after": after}
+              "oof_macro_f1_before": macro_f1(run.y, run.oof), "oof_macro_f1_after": macro_f1(run.y, oof)}
     recipe = {"kind": "ensemble", "method": METHOD, "threshold": averager.threshold_,
               "members": [{"name": run.name, "recipe_hash": run.recipe_hash}]}
-    recipe_hash = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-    with building(out) as new:
-        write_recipe(new, yaml.safe_dump(recipe, sort_keys=False))
-        save_run(new, name=name, kind="ensemble", classes=run.classes, ids=run.ids, y=run.y, folds=run.folds,
-                 oof=oof, test=test, test_ids=run.test_ids, recipe_hash=recipe_hash, scheme=run.scheme,
-                 paths=run.paths,
-                 extra={"members": [run.name], "method": METHOD, "metric": "macro_f1", "weights": [1.0],
-                        "in_sample_macro_f1": after, "oof_macro_f1": after, "member_macro_f1": {run.name: before},
-                        # the averaging fits nothing on the scores; the threshold comes from label purity
-                        "oof_is": "unfitted", "subjects": record,
-                        "sample_submission": stored_path(run, "sample_submission"),
-                        "data_root": run.meta.get("data_root", "")})
-    return out
+    # the averaging fits nothing on the scores (the threshold comes from label purity): its OOF is unfitted
+    return write_ensemble(out, name, recipe, [run], oof, test, metric="macro_f1", weights=[1.0], in_sample=oof,
+                          oof_is="unfitted", extra={"subjects": record})
 
 
 def aggregate(run: str, *, name: str | None = None, runs_dir: str | Path = "runs", threshold: float | None = None,
