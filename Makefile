@@ -3,6 +3,7 @@
 #                                                 ensemble, tuned decisions;
 #                                                 submits the best honest candidate to submissions/<contest>.csv
 #   make submit DATA=<contest> RECIPES="a.yaml b.yaml"   another contest (RECIPE=<one.yaml> for a single run)
+#                                                 METHOD=mean: a mean ensemble instead of Caruana's
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,6 +15,7 @@ ifdef RECIPE
 RECIPES := $(RECIPE)
 endif
 ENSEMBLE ?= ensemble
+METHOD ?= caruana
 NAMES := $(basename $(notdir $(RECIPES)))
 # The candidates `submit` chooses from by honest (nested-CV) OOF macro F1: the runs, their ensemble if any, and
 # the last of these averaged per subject (`competition aggregate`: near-duplicate groups, within folds for the OOF).
@@ -39,7 +41,7 @@ demo-data/sample_submission.csv: | $(COMPETITION)
 # The demo contest is built only when DATA is the demo folder; any other DATA is used as it is.
 submit: $(COMPETITION) $(if $(filter demo-data,$(DATA)),demo-data/sample_submission.csv)
 	$(foreach r,$(RECIPES),$(COMPETITION) train $(r) --data $(DATA) --runs $(RUNS) --name $(basename $(notdir $(r))) &&) true
-	$(if $(word 2,$(NAMES)),$(COMPETITION) ensemble $(NAMES) --method caruana --name $(ENSEMBLE) --runs $(RUNS))
+	$(if $(word 2,$(NAMES)),$(COMPETITION) ensemble $(NAMES) --method $(METHOD) --name $(ENSEMBLE) --runs $(RUNS))
 	$(COMPETITION) aggregate $(BASE) --name $(BASE)-subjects --runs $(RUNS)
 	$(COMPETITION) submit $(CANDIDATES) --runs $(RUNS) --tune --out $(SUBMISSION) --message "$(MESSAGE)"
 	$(COMPETITION) validate $(SUBMISSION) --sample $(DATA)/sample_submission.csv

@@ -149,8 +149,11 @@ def ema_callbacks() -> tuple[keras.callbacks.Callback, keras.callbacks.Callback]
     return swap, _EMAWeightsOut(swap)
 
 
-def early_stopping(patience: int, state: FoldState) -> keras.callbacks.EarlyStopping:
+def early_stopping(patience: int, state: FoldState, start_from_epoch: int = 0) -> keras.callbacks.EarlyStopping:
     """Stock EarlyStopping on validation macro F1. In a later phase the fold's best so far is the baseline,
-    so an epoch counts as progress only when it beats every earlier phase too."""
+    so an epoch counts as progress only when it beats every earlier phase too. Epochs of the phase before
+    `start_from_epoch` (0-based) are not watched (competition.engine.optim.patience_start: a scheduled phase
+    is watched only once its learning rate has come down)."""
     return keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max", patience=patience,
-                                         baseline=state.best_f1 if state.epoch else None, verbose=0)
+                                         baseline=state.best_f1 if state.epoch else None,
+                                         start_from_epoch=start_from_epoch, verbose=0)

@@ -24,7 +24,7 @@ from competition.engine.callbacks import (DivergenceGuard, EpochLog, EpochProgre
                                           ValidationScore, early_stopping, ema_callbacks)
 from competition.engine.features import extract, frozen_features, set_precision, split_head, uses_cached_features
 from competition.engine.mixing import phase_mixer, soft_labels
-from competition.engine.optim import phase_optimizer
+from competition.engine.optim import patience_start, phase_optimizer
 from competition.model.backbones import build_model, pretrained_backbone, set_trainable
 from competition.predict import predict_proba, predict_tta
 from competition.recipe import Recipe
@@ -107,7 +107,7 @@ def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress |
                         DivergenceGuard(data.fold, phase_index, phase.learning_rate),
                         EpochLog(state, phase_index), KeepBest(state, model)]
     if recipe.train.patience is not None:
-        steps.append(early_stopping(recipe.train.patience, state))
+        steps.append(early_stopping(recipe.train.patience, state, patience_start(phase)))
     if recipe.train.reduce_lr is not None:
         r = recipe.train.reduce_lr
         steps.append(keras.callbacks.ReduceLROnPlateau(monitor="val_macro_f1", mode="max", factor=r.factor,

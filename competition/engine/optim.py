@@ -67,6 +67,18 @@ def learning_rate(phase: PhaseConfig, steps: int) -> float | keras.optimizers.sc
                                                   warmup_steps=warm)
 
 
+def patience_start(phase: PhaseConfig) -> int:
+    """The first epoch (0-based) of the phase that early stopping watches: 0 for a constant learning rate; for
+    "cosine" and "one_cycle", the first epoch that starts with the rate at or below half its peak (after the
+    warm-up, halfway through the decay). While the learning rate is high, validation macro F1 is expected to fall, and
+    stopping then ends the fold before the schedule anneals: on Alzheimer, one_cycle over 20 epochs with patience
+    8 stopped folds at epoch 11-12 keeping epoch 3 or 4 (docs/alzheimer-ablation.md)."""
+    if phase.schedule == "constant":
+        return 0
+    share = phase.warmup if phase.warmup is not None else DEFAULT_WARMUP[phase.schedule]
+    return min(math.ceil(round(phase.epochs * (share + (1 - share) / 2), 6)), phase.epochs - 1)
+
+
 def make_optimizer(name: str, learning_rate: Any, *, weight_decay: float | None = None,
                    ema: float | None = None) -> Any:
     """A Keras optimizer by its recipe name (recipe.OPTIMIZERS), with a float learning rate or a schedule.

@@ -14,7 +14,7 @@ from competition.engine import fold
 from competition.engine.batches import TrainBatches
 from competition.engine.fold import FoldData, fit_fold, fit_phase
 from competition.engine.mixing import Mixer, cutmix_box
-from competition.engine.optim import learning_rate
+from competition.engine.optim import learning_rate, patience_start
 from competition.errors import CompetitionError
 from competition.model.backbones import build_model
 from competition.recipe import BalanceConfig, MixConfig, PhaseConfig, load_recipe
@@ -237,6 +237,29 @@ def test_cosine_and_one_cycle_rates_at_start_peak_and_end() -> None:
     assert np.all(np.diff(rates[:31]) > 0) and np.all(np.diff(rates[30:]) < 0)
     short = PhaseConfig(learning_rate=0.1, schedule="one_cycle", warmup=0.5)
     assert _rate(short, 10, 5) == pytest.approx(0.1) and not math.isnan(_rate(short, 1, 0))
+
+
+
+def test_early_stopping_watches_a_scheduled_phase_only_once_its_rate_has_come_down() -> None:
+    assert patience_start(PhaseConfig(epochs=20)) == 0
+    assert patience_start(PhaseConfig(epochs=20, schedule="one_cycle")) == 13  # warm-up 0.3, then half the decay
+    assert patience_start(PhaseConfig(epochs=10, schedule="cosine")) == 5
+    assert patience_start(PhaseConfig(epochs=10, schedule="cosine", warmup=0.2)) == 6
+    assert patience_start(PhaseConfig(epochs=1, schedule="one_cycle")) == 0
+
+
+@pytest.mark.parametrize(("schedule", "epochs_trained"), [("constant", 2), ("one_cycle", 6)])
+def test_patience_on_a_falling_score(monkeypatch: pytest.MonkeyPatch, schedule: str, epochs_trained: int) -> None:
+    # Validation macro F1 falls every epoch: a constant rate stops after patience 1 (epochs 1 and 2); one_cycle
+    # over 6 epochs watches only from epoch 5 (patience_start 4), so it trains to its end.
+    scores = iter(np.linspace(0.9, 0.1, 6))
+    monkeypatch.setattr("competition.engine.callbacks.macro_f1", lambda y, proba: float(next(scores)))
+    x, y = _images()
+    recipe = load_recipe(None, [*TINY, "train.patience=1",
+                                f"train.phases=[{{epochs: 6, schedule: {schedule}, learning_rate: 0.01}}]"])
+    data = FoldData(recipe, CLASSES, x, y, x[:8], y[:8], seed=1)
+    fit_phase(build_model(recipe.model, (16, 16, 1), 4), data, 0)
+    assert len(data.state.history) == epochs_trained
 
 
 # ---------------------------------------------------------------- EMA
