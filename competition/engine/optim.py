@@ -69,10 +69,12 @@ def learning_rate(phase: PhaseConfig, steps: int) -> float | keras.optimizers.sc
 
 def patience_start(phase: PhaseConfig) -> int:
     """The first epoch (0-based) of the phase that early stopping watches: 0 for a constant learning rate; for
-    "cosine" and "one_cycle", the first epoch that starts with the rate at or below half its peak (after the
-    warm-up, halfway through the decay). While the learning rate is high, validation macro F1 is expected to fall, and
-    stopping then ends the fold before the schedule anneals: on Alzheimer, one_cycle over 20 epochs with patience
-    8 stopped folds at epoch 11-12 keeping epoch 3 or 4 (docs/alzheimer-ablation.md)."""
+    "cosine" and "one_cycle", the first epoch that starts at or after the midpoint of the decay (after the
+    warm-up), where the rate is about half its peak. While the rate is high, validation macro F1 is expected to
+    fall, and stopping then ends the fold before the schedule anneals: on Alzheimer, one_cycle over 20 epochs
+    with patience 8 stopped folds after their 11th or 12th epoch, keeping their 3rd or 4th
+    (docs/alzheimer-ablation.md). With patience p, a phase of E epochs can stop early only when
+    patience_start + p < E."""
     if phase.schedule == "constant":
         return 0
     share = phase.warmup if phase.warmup is not None else DEFAULT_WARMUP[phase.schedule]

@@ -239,13 +239,21 @@ def test_cosine_and_one_cycle_rates_at_start_peak_and_end() -> None:
     assert _rate(short, 10, 5) == pytest.approx(0.1) and not math.isnan(_rate(short, 1, 0))
 
 
-
 def test_early_stopping_watches_a_scheduled_phase_only_once_its_rate_has_come_down() -> None:
     assert patience_start(PhaseConfig(epochs=20)) == 0
     assert patience_start(PhaseConfig(epochs=20, schedule="one_cycle")) == 13  # warm-up 0.3, then half the decay
     assert patience_start(PhaseConfig(epochs=10, schedule="cosine")) == 5
     assert patience_start(PhaseConfig(epochs=10, schedule="cosine", warmup=0.2)) == 6
     assert patience_start(PhaseConfig(epochs=1, schedule="one_cycle")) == 0
+    # The watched epoch is where the schedule itself is down to about half its peak, and the epoch before is not.
+    for phase in (PhaseConfig(epochs=20, schedule="one_cycle", learning_rate=0.1),
+                  PhaseConfig(epochs=7, schedule="one_cycle", warmup=0.1, learning_rate=0.1),
+                  PhaseConfig(epochs=10, schedule="cosine", warmup=0.2, learning_rate=0.1),
+                  PhaseConfig(epochs=9, schedule="cosine", learning_rate=0.1)):
+        start, steps_per_epoch = patience_start(phase), 10
+        at_start = _rate(phase, phase.epochs * steps_per_epoch, start * steps_per_epoch)
+        before = _rate(phase, phase.epochs * steps_per_epoch, (start - 1) * steps_per_epoch)
+        assert at_start <= 0.05 * (1 + 1e-4) and before > 0.05, phase
 
 
 @pytest.mark.parametrize(("schedule", "epochs_trained"), [("constant", 2), ("one_cycle", 6)])
