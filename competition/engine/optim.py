@@ -49,6 +49,12 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
                 "div": self.div, "final_div": self.final_div}
 
 
+def warmup_share(phase: PhaseConfig) -> float:
+    """The share of a scheduled ("cosine", "one_cycle") phase's steps that warm up: its `warmup`, else the
+    schedule's default (DEFAULT_WARMUP)."""
+    return phase.warmup if phase.warmup is not None else DEFAULT_WARMUP[phase.schedule]
+
+
 def learning_rate(phase: PhaseConfig, steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """The phase's learning rate over its `steps` optimizer updates (epochs x batches per epoch): the float
     `phase.learning_rate` (schedule "constant"), keras's CosineDecay to 0 after a linear warm-up from 0 over
@@ -57,7 +63,7 @@ def learning_rate(phase: PhaseConfig, steps: int) -> float | keras.optimizers.sc
     if phase.schedule == "constant":
         return phase.learning_rate
     steps = max(int(steps), 1)
-    share = phase.warmup if phase.warmup is not None else DEFAULT_WARMUP[phase.schedule]
+    share = warmup_share(phase)
     warm = min(int(round(share * steps)), steps - 1)
     if phase.schedule == "one_cycle":
         return OneCycle(phase.learning_rate, steps, warm)
@@ -77,7 +83,7 @@ def patience_start(phase: PhaseConfig) -> int:
     patience_start + p < E."""
     if phase.schedule == "constant":
         return 0
-    share = phase.warmup if phase.warmup is not None else DEFAULT_WARMUP[phase.schedule]
+    share = warmup_share(phase)
     return min(math.ceil(round(phase.epochs * (share + (1 - share) / 2), 6)), phase.epochs - 1)
 
 
