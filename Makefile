@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DATA ?= demo-data
 RUNS ?= runs
 TF_EXTRA ?= cpu
-RECIPES ?= recipes/demo.yaml recipes/demo-wide.yaml
+RECIPES ?= recipes/demo.yaml recipes/demo-wide.yaml recipes/baseline-knn.yaml recipes/baseline-spreading.yaml
 ifdef RECIPE
 RECIPES := $(RECIPE)
 endif

@@ -155,10 +155,11 @@ def audit_arrays(
 ) -> dict[str, Any]:
     """The audit on decoded images (`train`: id, label; `test`: id, rows matching the images).
 
-    Returns the dict that run_audit writes, plus "_closest_test": [(test row, train row, distance)]
+    Returns the dict that run_audit writes, plus "_distances" (competition.folds.SchemeChoice.distances, when the
+    folds could be made) and "_closest_test": [(test row, train row, distance)]
     for the PLOT_PAIRS test images nearest to train (for the figure).
     """
-    from competition.folds import choose_scheme, describe_scheme, make_folds
+    from competition.folds import choose_scheme, make_folds, verdict_line
 
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     timings: dict[str, float] = {}
@@ -235,40 +236,19 @@ def audit_arrays(
     ]
 
     clock = time.perf_counter()
-    leak: dict[str, Any] = {
-        "test_reference": {
-            "share_with_twin_in_train": result["near_duplicates"]["train_test"]["test_share_with_twin"],
-            "median_nearest_distance": result["near_duplicates"]["train_test"]["nearest_distance"].get("median"),
-        }
-    }
-    max_folds = result["near_duplicates"]["groups"]["max_grouped_folds"]
-    grouped = _try_folds(make_folds, labels, n_folds, seed, groups)
-    fallback = None
-    if grouped[0] is None and 2 <= min(n_folds - 1, max_folds):  # say what the grouping allows instead
-        fallback = min(n_folds - 1, max_folds)
-        grouped = (_try_folds(make_folds, labels, fallback, seed, groups)[0], grouped[1])
-    for name, group_by, (folds, error), k in (
-        ("stratified", None, stratified, n_folds),
-        ("grouped", "near_duplicates", grouped, fallback or n_folds),
-    ):
-        entry: dict[str, Any] = {"scheme": describe_scheme(n_folds, seed, group_by, threshold)}
-        if error:
-            entry["error"] = error
-        if folds is not None:
-            if k != n_folds:
-                entry["fallback_scheme"] = describe_scheme(k, seed, group_by, threshold)
-            val_nn = within.fold_nearest[0] if name == "stratified" else nearest_in_other_fold(train_signatures, folds)
-            entry["folds"] = k
-            entry["leak_share"] = _share(val_nn <= threshold)
-            entry["median_nearest_distance"] = _quantiles(val_nn).get("median")
-        leak[name] = entry
-    try:  # what cv.scheme auto would make of this contest
-        leak["auto"] = choose_scheme(train, None, n_folds=n_folds, seed=seed, scheme="auto", threshold=threshold,
-                                     train_signatures=train_signatures, test_signatures=test_signatures).record()
+    try:  # the fold schemes, measured against the test as cv.scheme auto measures them (competition.folds)
+        choice = choose_scheme(train, None, n_folds=n_folds, seed=seed, scheme="auto", threshold=threshold,
+                               train_signatures=train_signatures, test_signatures=test_signatures)
+        auto = choice.record()
+        result["_distances"] = choice.distances
     except CompetitionError as exc:
-        leak["auto"] = {"error": str(exc)}
-    result["leak"] = leak
-    result["cv_advice"] = cv_advice(leak["auto"])
+        auto = {"error": str(exc)}
+    result["leak"] = {"test_reference": {
+        "share_with_twin_in_train": result["near_duplicates"]["train_test"]["test_share_with_twin"],
+        "median_nearest_distance": result["near_duplicates"]["train_test"]["nearest_distance"].get("median")},
+        "auto": auto}
+    result["verdict"] = verdict_line(auto) if "error" not in auto else ""
+    result["cv_advice"] = cv_advice(auto)
     timings["leak"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -290,16 +270,12 @@ def cv_advice(choice: dict[str, Any]) -> str:
     """One line: which recipe `cv` setting to train with, from choose_scheme's record for cv.scheme auto."""
     if "error" in choice:
         return f"no folds can be made as the recipe would ask: {choice['error']}"
-    test, leak = choice.get("test_twin_share"), choice.get("leak_share")
-    figures = f"validation leak {leak:.1%} against the test's {test:.1%}" if test is not None else (
-        f"validation leak {leak:.1%}; no test images to compare with")
+    scored = sorted((c["match"], k) for k, c in choice.get("candidates", {}).items() if "match" in c)
+    figures = ("match with the test " + ", ".join(f"{k.replace('_', ' ')} {m:.2f}" for m, k in scored)
+               if scored else "no test images to compare the folds with")
     if choice.get("warning"):
-        return (f"no near-duplicate grouping gives every class all {choice['folds']} folds, so cv.scheme: auto keeps "
-                f"stratified folds ({figures}); use fewer cv.folds or cv.group_by: column:<patient id> (or regex:<pattern>) for folds like the test")
-    if choice.get("scheme") == "grouped":
-        return (f"use cv.scheme: auto (the default; it picks grouped near_duplicates at threshold "
-                f"{choice['threshold']:g} here: {figures})")
-    return f"use cv.scheme: auto (the default; it keeps stratified folds here: {figures})"
+        return (f"{choice['warning']} ({figures})")
+    return (f"use cv.scheme: auto (the default; it makes {choice['name']} here: {figures}; 0 = like the test)")
 
 
 def _try_folds(make_folds: Any, labels: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | None
@@ -353,6 +329,9 @@ def run_audit(
     )
     result = {"data_root": str(Path(data_root).resolve()), **result}
     closest = result.pop("_closest_test")
+    distances = result.pop("_distances", None)
+    if distances:
+        _plot_relation(out_dir / "relation.png", distances, result["signature"]["threshold"])
     clock = time.perf_counter()
     pairs = [
         (test_paths[a], test_images[a], train_paths[b], train_images[b], str(test["id"][a]),
@@ -366,6 +345,40 @@ def run_audit(
     result["seconds"] = round(time.perf_counter() - start, 2)
     write_json(out_dir / "audit.json", result)
     return result
+
+
+def _plot_relation(path: Path, distances: dict[str, dict[str, np.ndarray]], threshold: float) -> None:
+    """How the test relates to train, as a picture: the cumulative distributions of the distance to the nearest
+    training image and of the chain distance, for the test and for each fold scheme's validation images."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    styles = {"test": ("black", 2.5), "stratified": ("tab:blue", 1.2), "grouped": ("tab:red", 1.2),
+              "seen_subjects": ("tab:green", 1.2)}
+    for col, (measure, title) in enumerate((("nearest", "distance to the nearest training image"),
+                                            ("chain", "chain distance to a training image"))):
+        ax = fig.add_subplot(1, 2, col + 1)
+        for name, values in distances.items():
+            v = np.sort(np.where(np.isfinite(values[measure]), values[measure], 2.0))
+            if not len(v):
+                continue
+            color, width = styles.get(name, ("grey", 1.0))
+            label = "test (what validation should mimic)" if name == "test" else f"{name.replace('_', ' ')} folds"
+            ax.step(np.maximum(v, 1e-5), np.arange(1, len(v) + 1) / len(v), where="post", color=color,
+                    linewidth=width, label=label)
+        ax.axvline(threshold, color="grey", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{title} (1 - cosine; dotted: twin threshold {threshold:g})", fontsize=8)
+        ax.set_ylabel("share of images at or below", fontsize=8)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle("How the test relates to train, and which folds mirror it (closest curves to the test's)",
+                 fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=80)
 
 
 def _display(path: Path, fallback: np.ndarray) -> np.ndarray:
@@ -447,23 +460,27 @@ def print_audit(result: dict[str, Any], console: Any = None) -> None:
         f"{near['train_test']['test_share_with_twin']:.1%} of test images have a twin in train"
     )
 
-    table = Table(title="Fold leakage: validation images with a near duplicate in their training folds")
-    for col in ("scheme", "leak share", "median distance to nearest training image"):
-        table.add_column(col)
-    for name in ("stratified", "grouped"):
-        entry = result["leak"][name]
-        if "error" in entry:
-            table.add_row(escape(entry["scheme"]), "[red]impossible[/]", escape(entry["error"]))
-        if "leak_share" in entry:
-            scheme = entry.get("fallback_scheme", entry["scheme"])
-            table.add_row(escape(scheme), f"{entry['leak_share']:.1%}", str(entry["median_nearest_distance"]))
-    chosen = result["leak"].get("auto")
-    if chosen and chosen.get("leak_share") is not None:
-        table.add_row(f"cv.scheme auto: {escape(chosen['name'])}", f"{chosen['leak_share']:.1%}", "")
-    ref = result["leak"]["test_reference"]
-    table.add_row("[italic]test vs train (what CV should mimic)[/]", f"{ref['share_with_twin_in_train']:.1%}",
-                  str(ref["median_nearest_distance"]))
+    auto = result["leak"].get("auto", {})
+    table = Table(title="Fold schemes against the test: distances to the training images a model learns from")
+    for col in ("scheme", "match (0 = like the test)", "KS nearest", "KS chain", "median nearest",
+                "median chain", "leak share"):
+        table.add_column(col, justify="left" if col == "scheme" else "right")
+    for name, entry in auto.get("candidates", {}).items():
+        chosen = " [bold](auto)[/]" if name == auto.get("scheme") else ""
+        if "problem" in entry and "nearest" not in entry:
+            table.add_row(escape(entry["name"]), "[red]impossible[/]", escape(entry["problem"]), "", "", "", "")
+            continue
+        table.add_row(escape(entry["name"]) + chosen, _fig(entry.get("match")), _fig(entry.get("ks_nearest")),
+                      _fig(entry.get("ks_chain")), _fig(entry["nearest"].get("p50"), 4),
+                      _fig(entry["chain"].get("p50"), 4), f"{entry['leak_share']:.1%}")
+    test = auto.get("test") or {}
+    if test:
+        table.add_row("[italic]test vs train (what CV should mimic)[/]", "", "", "",
+                      _fig(test["nearest"].get("p50"), 4), _fig(test["chain"].get("p50"), 4),
+                      f"{auto.get('test_twin_share', 0):.1%}")
     console.print(table)
+    if result.get("verdict"):
+        console.print(f"[bold]Verdict:[/] {escape(result['verdict'])}")
     if result.get("cv_advice"):
         console.print(f"[bold]Validation:[/] {escape(result['cv_advice'])}")
 
@@ -476,6 +493,10 @@ def print_audit(result: dict[str, Any], console: Any = None) -> None:
                 console.print(f"  {escape(feature['feature'])}: AUC {feature['auc']:.3f} alone, higher in {feature['higher_in']}")
     if "seconds" in result:
         console.print(f"[dim]{result['seconds']:.1f} s[/]")
+
+
+def _fig(value: Any, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else ""
 
 
 def load_audit(out_dir: str | Path) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn
 
@@ -57,6 +58,13 @@ def _main(
     """Win image-classification contests: recipes, k-fold OOF training, leaderboards, submissions."""
 
 
+class Relation(str, Enum):
+    """How a demo contest's test relates to its training set (competition.demo.RELATIONS)."""
+
+    new_subjects = "new_subjects"
+    seen_subjects = "seen_subjects"
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Argument(help="Folder to write the demo contest into.")],
@@ -64,12 +72,14 @@ def demo(
     size: Annotated[int, typer.Option(help="Image size in pixels.")] = 64,
     scale: Annotated[float, typer.Option(help="Number of images relative to the default (~500 train, 120 test).")] = 1.0,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty folder.")] = False,
+    relation: Annotated[Relation, typer.Option(help="What the test holds: slices of new subjects, or the next "
+                                                    "slice of training subjects.")] = Relation.new_subjects,
 ) -> None:
     """Write a small synthetic 4-class brain-MRI contest (train/, test/, sample_submission.csv)."""
     from competition.data import index_contest, print_class_counts
     from competition.demo import make_demo
 
-    path = make_demo(out, seed=seed, size=size, scale=scale, overwrite=overwrite)
+    path = make_demo(out, seed=seed, size=size, scale=scale, overwrite=overwrite, relation=relation.value)
     contest = index_contest(path)
     console.print(f"demo contest written to {path}: {len(contest.train)} train, {len(contest.test)} test images")
     print_class_counts(contest, console)

@@ -38,6 +38,7 @@ TEST_COUNTS = {"NonDemented": 58, "VeryMildDemented": 40, "MildDemented": 16, "M
 PLACEHOLDER = "NonDemented"
 MIN_TRAIN_PER_CLASS = 6
 MIN_TEST_PER_CLASS = 2
+RELATIONS = ("new_subjects", "seen_subjects")  # what the test holds
 SEVERITY_NOISE = 0.42  # std of a subject's severity around its class stage; neighbours overlap
 
 
@@ -79,6 +80,13 @@ def _subject(rng: np.random.Generator, stage: int) -> dict:
         "wm": rng.uniform(0.70, 0.80),
         "skull": rng.uniform(0.85, 1.0),
         "z0": rng.uniform(-0.3, 0.1),  # slice position of the first slice (0 = ventricle level)
+        # The scan's look, shared by all its slices as in a real acquisition: bias field, gain, contrast, blur,
+        # noise. Slices of one scan are then near twins, and the tool can find the subjects from the pixels.
+        "field_seed": int(rng.integers(2**31)),
+        "gain": rng.uniform(0.82, 1.12),
+        "gamma": rng.uniform(0.85, 1.2),
+        "blur": rng.uniform(0.35, 0.8),
+        "noise": rng.uniform(0.012, 0.035),
     }
 
 
@@ -90,9 +98,9 @@ def _draw(subj: dict, z: float, size: int, rng: np.random.Generator) -> np.ndarr
     px = 2.0 / size  # one pixel in grid units
     sharp = 1.0 / px
 
-    ang = subj["angle"] + rng.normal(0.0, 0.025)
-    cx = subj["cx"] + rng.normal(0.0, 0.012)
-    cy = subj["cy"] + rng.normal(0.0, 0.012)
+    ang = subj["angle"] + rng.normal(0.0, 0.005)  # the head barely moves within one scan
+    cx = subj["cx"] + rng.normal(0.0, 0.002)
+    cy = subj["cy"] + rng.normal(0.0, 0.002)
     ca, sa = np.cos(ang), np.sin(ang)
     u = (x - cx) * ca + (y - cy) * sa  # left-right
     v = -(x - cx) * sa + (y - cy) * ca  # front-back (down = back)
@@ -152,14 +160,13 @@ def _draw(subj: dict, z: float, size: int, rng: np.random.Generator) -> np.ndarr
     img = img * (1.0 - vent) + vent * 0.08
 
     # Scanner look: smooth bias field, contrast, blur, noise.
-    field = gaussian_filter(rng.normal(size=(size, size)), sigma=size / 6.0, mode="reflect")
+    field_rng = np.random.default_rng(subj["field_seed"])
+    field = gaussian_filter(field_rng.normal(size=(size, size)), sigma=size / 6.0, mode="reflect")
     field = field / (np.abs(field).max() + 1e-9)
     img = img * (1.0 + 0.10 * field)
-    gain = rng.uniform(0.82, 1.12)
-    gamma = rng.uniform(0.85, 1.2)
-    img = np.clip(img, 0.0, 1.0) ** gamma * gain
-    img = gaussian_filter(img, sigma=rng.uniform(0.35, 0.8) * size / 64.0, mode="nearest")
-    img = img + rng.normal(0.0, rng.uniform(0.012, 0.035), size=img.shape)
+    img = np.clip(img, 0.0, 1.0) ** subj["gamma"] * subj["gain"]
+    img = gaussian_filter(img, sigma=subj["blur"] * size / 64.0, mode="nearest")
+    img = img + rng.normal(0.0, subj["noise"], size=img.shape)
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
@@ -205,13 +212,14 @@ The imbalance follows the real Kaggle Alzheimer MRI set (Mild 717, Moderate 52, 
 The class follows atrophy, as in the real disease: from NonDemented to VeryMild, Mild and Moderate the
 ventricles widen, the brain shrinks away from the skull (wider CSF gap), and sulci and the midline fissure
 deepen. Each subject's severity is drawn around its class stage with noise, so neighbouring classes overlap.
-Per image: head size, rotation, position, intensity, contrast, bias field, blur and noise vary.
+Per subject (one scan): head size, rotation, position, intensity, contrast, bias field, blur and noise level
+vary; the slices of one scan share them, as in a real acquisition.
 
 ## Layout
 
 - `train/<Class>/subjNNN_sliceKK.png`: {n_subjects} subjects, a few consecutive slices each. Slices of one
   subject look alike, so a random split leaks; group folds with `regex:(subj\\d+)`.
-- `test/<id>.png`: {n_test} images from other subjects, named by random hex ids.
+- `test/<id>.png`: {n_test} images {test_from}, named by random hex ids.
 - `sample_submission.csv`: `id,label`, one row per test image (ids sorted), label filled with `{placeholder}`.
 - `.solution.csv`: the hidden answer key (`id,label`), for measuring real test scores.
 """
@@ -224,9 +232,16 @@ def make_demo(
     scale: float = 1.0,
     *,
     overwrite: bool = False,
+    relation: str = "new_subjects",
 ) -> Path:
-    """Write the synthetic contest into `out_dir` (created atomically) and return it."""
+    """Write the synthetic contest into `out_dir` (created atomically) and return it. `relation` says what the
+    test holds: "new_subjects" (other subjects' slices, the default) or "seen_subjects" (the next slice of
+    training subjects, as the Alzheimer MRI test holds the top slices of the training brains).
+
+    Raises CompetitionError for a bad argument or an occupied `out_dir`."""
     out_dir = Path(out_dir)
+    if relation not in RELATIONS:
+        raise CompetitionError(f"demo relation: {relation!r} is not one of: {', '.join(RELATIONS)}")
     if int(seed) < 0:
         raise CompetitionError(f"demo seed must be >= 0, got {seed}")
     if size < 32:
@@ -241,15 +256,25 @@ def make_demo(
     root = np.random.SeedSequence([int(seed), 0x5EED_DE30])
     plan_rng = np.random.default_rng(root.spawn(1)[0])
 
-    # Plan subjects: (stage, class, n_slices, split); then shuffle subject numbers so they carry no label.
-    subjects: list[tuple[str, int, str]] = []
+    # Plan subjects: (class, training slices, test slices); then shuffle subject numbers so they carry no label.
+    subjects: list[tuple[str, int, int]] = []
+    # New subjects: 2-4 training slices a subject. Seen subjects: longer scans (6-10 training slices), whose
+    # next slices are the test, as the Alzheimer test holds the top slices of the training brains.
+    low, high = (2, 4) if relation == "new_subjects" else (6, 10)
     for cls in CLASSES:
-        for k in _slices_per_subject(plan_rng, train_counts[cls], 2, 4):
-            subjects.append((cls, k, "train"))
-    for cls in CLASSES:
-        for k in _slices_per_subject(plan_rng, test_counts[cls], 1, 3):
-            subjects.append((cls, k, "test"))
-    n_train_subj = sum(1 for s in subjects if s[2] == "train")
+        for k in _slices_per_subject(plan_rng, train_counts[cls], low, high):
+            subjects.append((cls, k, 0))
+    if relation == "new_subjects":
+        for cls in CLASSES:
+            for k in _slices_per_subject(plan_rng, test_counts[cls], 1, 3):
+                subjects.append((cls, 0, k))
+    else:  # the next slices of the training subjects, one more each, round the class's subjects
+        for cls in CLASSES:
+            rows = [i for i, s in enumerate(subjects) if s[0] == cls]
+            for n in range(test_counts[cls]):
+                i = rows[n % len(rows)]
+                subjects[i] = (cls, subjects[i][1], subjects[i][2] + 1)
+    n_train_subj = sum(1 for s in subjects if s[1] > 0)
     numbers = plan_rng.permutation(n_train_subj) + 1
     n_test = sum(test_counts.values())
     ids: list[str] = []
@@ -271,13 +296,13 @@ def make_demo(
         subj_seeds = root.spawn(len(subjects) + 1)[1:]
         width = max(3, len(str(n_train_subj)))
         t_i = 0
-        for i, ((cls, n_slices, split), ss) in enumerate(zip(subjects, subj_seeds)):
+        for i, ((cls, n_train, n_test), ss) in enumerate(zip(subjects, subj_seeds)):
             rng = np.random.default_rng(ss)
             subj = _subject(rng, STAGE[cls])
             step = rng.uniform(0.08, 0.14)
-            for k in range(n_slices):
+            for k in range(n_train + n_test):
                 arr = _draw(subj, subj["z0"] + k * step, size, rng)
-                if split == "train":
+                if k < n_train:
                     name = f"subj{numbers[i]:0{width}d}_slice{k + 1:02d}.png"
                     (tmp / "train" / cls / name).write_bytes(_png_bytes(arr))
                 else:
@@ -296,7 +321,8 @@ def make_demo(
         (tmp / "README.md").write_text(
             _README.format(
                 seed=seed, size=size, scale=scale, table=table, n_subjects=n_train_subj,
-                n_test=n_test, placeholder=PLACEHOLDER,
+                n_test=n_test, placeholder=PLACEHOLDER, test_from="from other subjects" if relation == "new_subjects"
+                else "that are the next slice of training subjects (their other slices are in train)",
             ),
             encoding="utf-8",
         )

@@ -329,6 +329,8 @@ def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Ru
                    oof_is: str, extra: dict[str, Any]) -> Path:
     first = runs[0]
     members = [r.name for r in runs]
+    used = [r for r, w in zip(runs, weights if weights is not None else [1.0] * len(runs), strict=True) if w > 0]
+    kinds = sorted({k for r in used for k in r.model_kinds})
     return save_run(
         out,
         name=name,
@@ -343,8 +345,10 @@ def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Ru
         recipe_hash=recipe_hash,
         scheme=first.scheme,
         paths=first.paths,
+        cv=first.cv,  # the members' folds (check_same_folds), with their figures
         extra={
             "members": members,
+            "model_kinds": kinds,  # of the members it weighs (competition.folds.estimate_doubt reads them)
             "method": method,
             "metric": metric,
             "weights": None if weights is None else [float(w) for w in weights],

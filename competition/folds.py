@@ -1,34 +1,38 @@
-"""Cross-validation folds: which training image is validated by which fold model.
+"""Cross-validation folds: which training image is validated by which fold model, made the way the test is.
 
-Plain stratified folds over-estimate when the training set holds near-copies of one another
-(neighbouring MRI slices of one brain, several photos of one patient): a validation image then has a
-twin in the training folds. ``recipe.cv.group_by`` keeps such images together in one fold:
+A contest's test relates to its training set in one of three ways, and each has its fold scheme:
 
-    None                     stratified k-fold, no grouping
+    stratified      the test is like random draws of the training images (near twins of training images on
+                    both sides): StratifiedKFold.
+    grouped         the test holds new subjects (other patients, other brains): whole subjects are held out
+                    (StratifiedGroupKFold over `cv.group_by`, else near-duplicate groups).
+    seen_subjects   the test holds other images of the training subjects (the remaining slices of scanned
+                    brains): every subject is cut along its chain of near twins (competition.data.similarity.
+                    chain_order) into `folds` contiguous blocks, and fold k validates one block of each subject
+                    and trains on the rest of it (`chain_block_folds`).
+
+``recipe.cv.group_by`` names the subjects:
+
+    None                     near-duplicate groups from the images (competition.data.similarity)
     column:<name>            a train.csv column (e.g. a patient id)
     regex:<pattern>          applied to the file name (basename of path, else the id); the group is
                              the first capture group if the pattern has one, else the whole match
-    near_duplicates          groups from image similarity (see competition.data.similarity): connected
-                             components of the pairs whose signature distance is <= the threshold
+    near_duplicates          connected components of the pairs whose signature distance is <= the threshold
     near_duplicates:<float>  the same with an explicit threshold
 
-``recipe.cv.scheme`` says which folds to make (`choose_scheme`):
+``recipe.cv.scheme`` says which folds to make (`choose_scheme`): `auto` (the default) measures, for the test and
+for each candidate scheme's validation images, two distances to the images a model learns from (the nearest
+training image, and the chain distance: the largest step on the best path of near twins through all images,
+train and test, to a training image), and picks the candidate whose two distributions are closest to the
+test's: the smallest mean of the two two-sample Kolmogorov-Smirnov statistics (`match`, 0 = alike, 1 = disjoint;
+scipy.stats.ks_2samp). Candidates: stratified, grouped (near-duplicate grouping at the largest threshold of twin
+threshold x (1, 0.9, ..., 0.1) at which every class lies in at least `folds` groups and every fold holds every
+class), and seen_subjects; with a group_by, grouped and seen_subjects by it. Without test images auto makes
+grouped folds when a group_by is given, else stratified ones.
 
-    auto (default)  group_by given: grouped by it. Otherwise the folds whose validation images resemble the
-                    test set most: the share of test images with a near twin in train (distance <=
-                    the twin threshold: cv.near_duplicate_threshold, else similarity.DEFAULT_THRESHOLD) is
-                    compared with each candidate's *leak share*, the share of validation images with a near
-                    twin in their training folds, and the closest candidate wins (a tie: stratified).
-                    Candidates: stratified, and near_duplicates grouping at the largest threshold of
-                    twin threshold x (1, 0.9, ..., 0.1) at which every class lies in at least `folds`
-                    groups and every fold holds every class. No feasible threshold: stratified, with a warning.
-    stratified      StratifiedKFold; a group_by with it is refused.
-    grouped         group_by's grouping; without group_by, near_duplicates at that feasible threshold (none
-                    feasible: an error).
-
-Grouped folds from near-duplicate groups are the image-similarity analogue of grouping by patient, as in
-scikit-learn's StratifiedGroupKFold; choosing the scheme whose validation resembles the test set follows the
-advice to make validation mimic the train/test relationship (adversarial-validation practice).
+Choosing the scheme whose validation resembles the test follows the advice to make validation mimic the
+train/test relationship; grouped folds by image similarity are the analogue of grouping by patient, as in
+scikit-learn's StratifiedGroupKFold.
 """
 
 from __future__ import annotations
@@ -49,13 +53,15 @@ KEY = "recipe.cv.group_by"
 SCHEME_KEY = "recipe.cv.scheme"
 NEAR = "near_duplicates"
 SYNTAX = "None, column:<name>, regex:<pattern>, near_duplicates[:<threshold>]"
-SCHEMES = ("auto", "stratified", "grouped")
+SCHEMES = ("auto", "stratified", "grouped", "seen_subjects")
 # Grouping thresholds cv.scheme auto and grouped try, as fractions of the twin threshold, largest first.
 THRESHOLD_STEPS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
-# A validation leak share more than this (absolute) above the test's share of images with a near twin in train
-# marks an estimate as likely optimistic (leaderboard, audit). On the Alzheimer set stratified folds leak 0.936
-# against the test's 0.156 and over-estimated the test macro F1 by 0.19-0.32; grouped folds leak ~0.01 and
-# predicted it within 0.002. 0.2 flags such gaps and not the few points that separate honest schemes.
+# A run whose folds match the test worse than the best candidate's by more than this (in `match`, the mean KS
+# statistic; for runs from before `match`, its validation leak share above the test's twin share) carries a
+# warning marker (leaderboard, audit): its estimate may be far too high or too low. On Alzheimer (the test holds
+# the top slices of the training brains) stratified folds over-estimated the real test macro F1 by about 0.2
+# and grouped folds under-estimated it by 0.18; their match figures are 0.65 and 0.56 against 0.37 for seen
+# subjects.
 OPTIMISTIC_MARGIN = 0.2
 
 
@@ -172,13 +178,24 @@ def resolve_groups(
     return similarity.cached_groups(signatures, threshold)
 
 
-def describe_scheme(n_folds: int, seed: int, group_by: str | None, threshold: float | None = None) -> str:
+def describe_scheme(n_folds: int, seed: int, group_by: str | None, threshold: float | None = None,
+                    scheme: str | None = None) -> str:
     """A one-line name of the cv scheme, shown beside every estimate so unlike schemes are not compared.
 
     near_duplicates always names its threshold (`threshold`, else the one in group_by, else the default),
-    so a later change of the default cannot make two schemes look alike.
-    """
+    so a later change of the default cannot make two schemes look alike. `scheme` "seen_subjects" names the
+    chain blocks of the subjects (group_by None: near-duplicate groups at `threshold`)."""
     kind, arg = parse_group_by(group_by)
+    if scheme == "seen_subjects":
+        if kind in ("none", NEAR):
+            if threshold is None:
+                from competition.data.similarity import DEFAULT_THRESHOLD
+
+                threshold = float(arg) if arg else DEFAULT_THRESHOLD
+            subjects = f"{NEAR}, threshold {threshold:g}"
+        else:
+            subjects = f"{kind}:{arg}"
+        return f"seen subjects (chain blocks of {subjects}) {n_folds}-fold, seed {seed}"
     if kind == "none":
         return f"stratified {n_folds}-fold, seed {seed}"
     if kind == NEAR:
@@ -190,22 +207,60 @@ def describe_scheme(n_folds: int, seed: int, group_by: str | None, threshold: fl
     return f"grouped ({kind}:{arg}) {n_folds}-fold, seed {seed}"
 
 
+# A test with at most this share of its images joined to train by near twins holds new subjects: auto warns
+# when grouped folds cannot be made for it.
+NEW_SHARE = 0.2
+# What each scheme's validation mirrors, as the verdict names it.
+RELATIONS = {"stratified": "images like random draws of the training images (near twins on both sides)",
+             "grouped": "new subjects (no training image of theirs)",
+             "seen_subjects": "other images of the training subjects"}
+
+
+def chain_block_folds(groups: np.ndarray, signatures: np.ndarray, labels: np.ndarray, n_folds: int,
+                      seed: int) -> np.ndarray:
+    """int64 (n,) fold per image for "unseen images of seen subjects": each subject's images (rows sharing a
+    `groups` id) in chain order (competition.data.similarity.chain_order of their (n, d) `signatures`) cut into
+    `n_folds` contiguous blocks of near-equal size; block b of a subject goes to fold (b + shift) mod n_folds,
+    the shift drawn per subject (seeded), so every fold validates a block of most subjects, and ends and
+    middles of chains alike. A subject of fewer images than folds gives each image its own fold.
+
+    Raises CompetitionError (recipe.cv.scheme) when a fold would miss a class."""
+    from competition.data.similarity import chain_order
+
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    folds = np.full(len(labels), -1, dtype=np.int64)
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        ordered = rows[chain_order(signatures[rows])]
+        block = (np.arange(len(ordered)) * n_folds) // len(ordered)
+        folds[ordered] = (block + int(rng.integers(n_folds))) % n_folds
+    for k in range(n_folds):
+        missing = sorted(set(labels) - set(labels[folds == k]))
+        if missing:
+            raise CompetitionError(f"{SCHEME_KEY}: seen_subjects: fold {k} holds no '{missing[0]}' (its subjects "
+                                   "have too few images); use fewer cv.folds")
+    return folds
+
+
 @dataclass
 class SchemeChoice:
-    """The folds `choose_scheme` made, and what they rest on (all shares in [0, 1], distances 1 - cosine).
+    """The folds `choose_scheme` made, and what they rest on (shares in [0, 1], distances 1 - cosine).
 
-    requested        cv.scheme as given: "auto", "stratified" or "grouped"
-    scheme           what was made: "stratified" or "grouped"
-    group_by         the grouping used: None, the recipe's group_by, or "near_duplicates" (with `threshold`)
-    threshold        near-duplicate grouping threshold (None unless grouped by near_duplicates)
+    requested        cv.scheme as given: "auto", "stratified", "grouped" or "seen_subjects"
+    scheme           what was made: "stratified", "grouped" or "seen_subjects"
+    group_by         the subjects used: None, the recipe's group_by, or "near_duplicates" (with `threshold`)
+    threshold        near-duplicate grouping threshold (None unless the subjects are near-duplicate groups)
     folds            int64 (n_train,) fold index per training row
     twin_threshold   distance at or below which two images are near twins, for the shares below
     test_twin_share  share of test images with a near twin in train (None: no test images)
     leak_share       share of validation images of `folds` with a near twin in their training folds
-    candidates       per candidate ("stratified", "grouped"): its scheme name, leak share, and threshold or problem
+    test             the test's figures: chain_share (joined to train by near twins), relation, quantiles
+    candidates       per candidate scheme: its name, leak share, match with the test (mean KS), quantiles, or problem
     thresholds       the grouping thresholds tried, largest first: {"threshold", "problem" (None: feasible)}
     reason           one line: why this scheme
     warning          one line when auto fell back to stratified folds although the contest has near twins
+    distances        per candidate and "test": {"nearest", "chain"} float64 arrays (the audit's figure; not recorded)
     """
 
     requested: str
@@ -218,43 +273,112 @@ class SchemeChoice:
     twin_threshold: float
     test_twin_share: float | None
     leak_share: float | None
+    test: dict[str, Any] = field(default_factory=dict)
     candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
     thresholds: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
     warning: str | None = None
+    distances: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
         """The scheme's one-line name (describe_scheme), as run.json's `scheme` and the leaderboard show it."""
-        return describe_scheme(self.n_folds, self.seed, self.group_by, self.threshold)
+        return describe_scheme(self.n_folds, self.seed, self.group_by, self.threshold, self.scheme)
+
+    @property
+    def verdict(self) -> str:
+        """One line: how the test relates to train, and which scheme's estimates to trust."""
+        return verdict_line(self.record())
 
     def record(self) -> dict[str, Any]:
-        """The choice as JSON (run.json's `cv`, audit.json's `leak.auto`): everything but the fold array."""
+        """The choice as JSON (run.json's `cv`, audit.json's `auto`): everything but the arrays."""
         return {"requested": self.requested, "scheme": self.scheme, "name": self.name, "folds": self.n_folds,
                 "seed": self.seed, "group_by": self.group_by,
                 "threshold": self.threshold, "twin_threshold": self.twin_threshold,
-                "test_twin_share": self.test_twin_share, "leak_share": self.leak_share,
+                "test_twin_share": self.test_twin_share, "leak_share": self.leak_share, "test": self.test,
                 "candidates": self.candidates, "thresholds": self.thresholds, "reason": self.reason,
-                "warning": self.warning, "optimistic_margin": OPTIMISTIC_MARGIN}
+                "warning": self.warning, "optimistic_margin": OPTIMISTIC_MARGIN, "statistic": STATISTIC}
 
     def lines(self) -> list[str]:
-        """What `train` prints: the scheme and why, then the thresholds tried (when a search ran)."""
+        """What `train` prints: the scheme and why, the verdict, the grouping threshold (when a search ran)."""
         out = [f"folds: {self.name} (cv.scheme {self.requested})", f"  {self.reason}"]
+        if self.test.get("relation"):
+            out.append(f"  {self.verdict}")
         grouped = self.candidates.get("grouped", {})
         if self.scheme == "grouped" and self.group_by == NEAR and "why" in grouped:
             out.append(f"  {grouped['why']}")
         return out
 
 
+STATISTIC = ("match: mean of two two-sample Kolmogorov-Smirnov statistics (0 alike .. 1 disjoint) between the "
+             "test's and the validation images' distances to the nearest training image and chain distances")
+
+
+def verdict_line(record: dict[str, Any] | None) -> str:
+    """The verdict in one line from a fold record (SchemeChoice.record(), run.json's `cv`): the relation of the
+    test to train, the share behind it, the scheme whose estimates to trust; '' when the record has no test
+    figures (runs from before they existed, a contest without test images)."""
+    if not isinstance(record, dict) or not isinstance(record.get("test"), dict) or not record["test"]:
+        return ""
+    test = record["test"]
+    best = test.get("closest_scheme")
+    trust = f"trust estimates from {best.replace('_', ' ')} folds" if best else ""
+    warning = ""
+    if test.get("relation") in ("seen_subjects", "stratified"):
+        warning = ("; a split that shares subjects between train and test inflates a score next to new patients "
+                   "(as a slice-level split does)")
+    doubts = [d for d in (estimate_doubt(record, False), estimate_doubt(record, True)) if d]
+    doubt = f"; estimates {'; '.join(doubts)}" if doubts else ""
+    return (f"The test holds {test.get('relation_text', '?')}: {test['chain_share']:.0%} of test images are joined "
+            f"to a training image by a chain of near twins; {trust}{warning}{doubt}")
+
+
 def optimistic(record: dict[str, Any] | None) -> bool:
-    """True when a fold record (SchemeChoice.record(), run.json's `cv`) has a validation leak share more than
-    OPTIMISTIC_MARGIN above its test twin share; False when either figure is missing (older runs)."""
+    """True when a fold record (SchemeChoice.record(), run.json's `cv`) was made unlike the test: another
+    candidate's `match` is better by more than OPTIMISTIC_MARGIN (its estimate may be too high or too low);
+    for records without match figures (older runs), when the validation leak share is more than
+    OPTIMISTIC_MARGIN above the test twin share. False when the figures are missing."""
     if not isinstance(record, dict):
         return False
+    candidates = record.get("candidates") if isinstance(record.get("candidates"), dict) else {}
+    matches = {k: c.get("match") for k, c in candidates.items() if isinstance(c, dict)
+               and isinstance(c.get("match"), int | float)}
+    if record.get("scheme") in matches:
+        return matches[record["scheme"]] - min(matches.values()) > OPTIMISTIC_MARGIN
     leak, test = record.get("leak_share"), record.get("test_twin_share")
     if not isinstance(leak, int | float) or not isinstance(test, int | float):
         return False
     return float(leak) - float(test) > OPTIMISTIC_MARGIN
+
+
+# A run's estimate is in doubt when the distance its kind of model relies on is distributed unlike the test's
+# (KS statistic above this) and is smaller in validation than in the test (so the estimate leans high).
+# On Alzheimer's seen-subject folds the nearest-image KS is 0.50 (validation median 0.010 against the test's
+# 0.022) and the chain KS 0.23: on a pseudo-test of chain ends held out of train, knn's CV said 0.84 and it
+# scored 0.63, label spreading's said 0.97 and it scored 0.94 (docs/know-the-test.md).
+DOUBT_KS = 0.3
+
+
+def estimate_doubt(record: dict[str, Any] | None, transductive: bool) -> str | None:
+    """One line when a run's CV estimate is likely optimistic for its kind of model, else None. An inductive
+    model (a network, knn, logistic) predicts an image from the training images near it: its estimate leans
+    high when validation images lie closer to their nearest training image than test images do. A transductive
+    model (label spreading) also reaches images through chains of unlabelled ones: it is judged on the chain
+    distance. `record`: a fold record with candidates' figures (SchemeChoice.record(), run.json's `cv`)."""
+    if not isinstance(record, dict) or not isinstance(record.get("candidates"), dict):
+        return None
+    entry, test = record["candidates"].get(record.get("scheme")), record.get("test")
+    measure = "chain" if transductive else "nearest"
+    if not isinstance(entry, dict) or not isinstance(test, dict) or f"ks_{measure}" not in entry:
+        return None
+    ks = entry[f"ks_{measure}"]
+    val_median, test_median = entry[measure].get("p50"), test.get(measure, {}).get("p50")
+    if ks <= DOUBT_KS or val_median is None or test_median is None or val_median >= test_median:
+        return None
+    what = "chain distance to training images" if transductive else "distance to the nearest training image"
+    kind = "a transductive" if transductive else "an inductive"
+    return (f"likely optimistic for {kind} model: validation images' {what} (median {val_median:.4f}) is smaller "
+            f"than the test's ({test_median:.4f}; KS {ks:.2f})")
 
 
 def check_scheme(scheme: str, group_by: str | None) -> None:
@@ -278,17 +402,16 @@ def choose_scheme(
     train_signatures: np.ndarray | None = None,
     test_signatures: np.ndarray | None = None,
 ) -> SchemeChoice:
-    """Make the folds recipe.cv asks for and measure how much their validation images leak (module docstring).
+    """Make the folds recipe.cv asks for, measured against the test (module docstring).
 
     train: rows with `label` (and `path` unless train_signatures are given; a group_by column when it names one).
-    test: rows with `path` unless test_signatures are given; None or empty: no test share, auto stays stratified.
+    test: rows with `path` unless test_signatures are given; None or empty: no test figures.
     threshold: cv.near_duplicate_threshold: the twin threshold (default similarity.DEFAULT_THRESHOLD), the
     largest grouping threshold tried, and the threshold of group_by near_duplicates without its own.
     Signatures (n, 256) float32 (competition.data.similarity) are computed from the paths, cached, when not given.
 
     Raises CompetitionError (one line naming the recipe key): unknown scheme, stratified with a group_by, a bad
-    group_by or fold count (make_folds, resolve_groups), grouped without a feasible near-duplicate threshold.
-    """
+    group_by or fold count (make_folds, resolve_groups), a scheme asked for that cannot be made."""
     from competition.data import similarity
 
     check_scheme(scheme, group_by)
@@ -301,67 +424,142 @@ def choose_scheme(
         raise CompetitionError(f"{KEY}: {len(train_signatures)} image signatures for {len(train)} training rows")
     if test_signatures is None and test is not None and len(test):
         test_signatures = similarity.signatures_of_test(test)
+    if test_signatures is None:
+        test_signatures = np.zeros((0, train_signatures.shape[1]), np.float32)
+    n_train = len(train_signatures)
+    tree = similarity.chain_tree(np.vstack([train_signatures, test_signatures]))
+    base = dict(n_folds=n_folds, seed=seed, twin_threshold=twin)
+    distances: dict[str, dict[str, np.ndarray]] = {}
+    test_figures: dict[str, Any] = {}
     test_share = None
-    if test_signatures is not None and len(test_signatures):
-        test_share = _share(similarity.nearest(test_signatures, train_signatures)[1] <= twin)
-    base = dict(n_folds=n_folds, seed=seed, twin_threshold=twin, test_twin_share=test_share)
+    if len(test_signatures):
+        sources = np.r_[np.ones(n_train, bool), np.zeros(len(test_signatures), bool)]
+        near = similarity.nearest(test_signatures, train_signatures)[1]
+        chain = similarity.chain_distance(tree, sources)[n_train:]
+        distances["test"] = {"nearest": near, "chain": chain}
+        test_share = _share(near <= twin)
+        test_figures = {"chain_share": _share(chain <= twin), "nearest": _quantiles(near), "chain": _quantiles(chain)}
+    base["test_twin_share"] = test_share
 
     kind, arg = parse_group_by(group_by)
-    if kind != "none":  # the user's explicit grouping, as before cv.scheme existed
-        groups = resolve_groups(group_by, train, signatures=train_signatures, threshold=threshold)
-        folds = make_folds(labels, n_folds, seed, groups=groups)
+    candidates: dict[str, dict[str, Any]] = {}
+    made: dict[str, tuple[np.ndarray, str | None, float | None]] = {}  # scheme -> (folds, group_by, threshold)
+    tried: list[dict[str, Any]] = []
+    if kind == "none":
+        candidates["stratified"] = {"name": describe_scheme(n_folds, seed, None)}
+        made["stratified"] = (stratified, None, None)
+        within = similarity.scan(train_signatures, threshold=twin)
+        if len(within.i):
+            found, tried = _feasible_grouping(labels, n_folds, seed, within, twin)
+            if found is None:
+                last = tried[-1]
+                candidates["grouped"] = {"name": describe_scheme(n_folds, seed, NEAR, twin), "problem": (
+                    f"no near-duplicate threshold from {twin:g} down to {last['threshold']:g} puts every class in "
+                    f"all {n_folds} folds (at {last['threshold']:g}: {last['problem']})")}
+            else:
+                at, grouped = found
+                failed = "; ".join(f"{t['threshold']:g}: {t['problem']}" for t in tried if t["problem"])
+                candidates["grouped"] = {
+                    "name": describe_scheme(n_folds, seed, NEAR, at), "threshold": at,
+                    "why": f"threshold {at:g} is the largest <= {twin:g} at which every class lies in >= {n_folds} "
+                           f"groups and every fold holds every class" + (f" (not at {failed})" if failed else "")}
+                made["grouped"] = (grouped, NEAR, at)
+            subjects = similarity.groups_at(n_train, within.i, within.j, within.d, twin)
+            subject_key, subject_threshold = NEAR, twin
+        else:
+            for name in ("grouped", "seen_subjects"):
+                candidates[name] = {"name": describe_scheme(n_folds, seed, NEAR, twin, name), "problem": (
+                    f"no two training images are near twins (distance <= {twin:g}), so there are no subjects")}
+            subjects = None
+    else:  # the user's subjects: held out whole, or cut into blocks
+        subjects = resolve_groups(group_by, train, signatures=train_signatures, threshold=threshold)
         used = (threshold if threshold is not None else float(arg) if arg else twin) if kind == NEAR else None
-        leak = similarity.leak_share(train_signatures, folds, twin)
-        return SchemeChoice(scheme, "grouped", group_by, used, folds, leak_share=_round(leak), reason=(
-            f"cv.group_by {group_by!r} given, so grouped by it{_figures(leak, test_share)}"), **base)
+        candidates["grouped"] = {"name": describe_scheme(n_folds, seed, group_by, used)}
+        made["grouped"] = (make_folds(labels, n_folds, seed, groups=subjects), group_by, used)
+        subject_key, subject_threshold = group_by, used
+    if subjects is not None:
+        name = describe_scheme(n_folds, seed, subject_key, subject_threshold, "seen_subjects")
+        if np.bincount(subjects).max() < 2:
+            candidates["seen_subjects"] = {"name": name, "problem": "every subject has one image"}
+        else:
+            try:
+                blocks = chain_block_folds(subjects, train_signatures, labels, n_folds, seed)
+            except CompetitionError as exc:
+                candidates["seen_subjects"] = {"name": name, "problem": str(exc).removeprefix(f"{SCHEME_KEY}: ")}
+            else:
+                candidates["seen_subjects"] = {"name": name}
+                made["seen_subjects"] = (blocks, subject_key, subject_threshold)
 
-    within = similarity.scan(train_signatures, threshold=twin, fold_sets=[stratified])
-    strat_leak = _share(within.fold_nearest[0] <= twin)
-    candidates: dict[str, dict[str, Any]] = {
-        "stratified": {"name": describe_scheme(n_folds, seed, None), "leak_share": strat_leak}}
-    if scheme == "stratified":
-        return SchemeChoice(scheme, "stratified", None, None, stratified, leak_share=strat_leak,
-                            candidates=candidates, reason=f"as asked{_figures(strat_leak, test_share)}", **base)
-    if scheme == "auto" and len(within.i) == 0:
-        return SchemeChoice(scheme, "stratified", None, None, stratified, leak_share=strat_leak, candidates=candidates,
-                            reason=f"no two training images are near twins (distance <= {twin:g}), "
-                                   f"so grouping changes nothing{_figures(strat_leak, test_share)}", **base)
+    for name, (folds, _, _) in made.items():
+        near = similarity.nearest_in_other_fold(train_signatures, folds)
+        chain = np.zeros(n_train)
+        for k in range(n_folds):
+            sources = np.r_[folds != k, np.zeros(len(test_signatures), bool)]
+            chain[folds == k] = similarity.chain_distance(tree, sources)[:n_train][folds == k]
+        distances[name] = {"nearest": near, "chain": chain}
+        entry = candidates[name]
+        entry.update(leak_share=_share(near <= twin), nearest=_quantiles(near), chain=_quantiles(chain))
+        if "test" in distances:
+            ks = [_ks(near, distances["test"]["nearest"]), _ks(chain, distances["test"]["chain"])]
+            entry.update(ks_nearest=ks[0], ks_chain=ks[1], match=_round(float(np.mean(ks))))
+    if test_figures:
+        scored = {k: c["match"] for k, c in candidates.items() if "match" in c}
+        closest = min(scored, key=lambda k: (scored[k], list(scored).index(k)))
+        test_figures.update(closest_scheme=closest, relation=closest, relation_text=RELATIONS[closest])
+    base["test"] = test_figures
 
-    found, tried = _feasible_grouping(labels, n_folds, seed, within, twin)
-    if found is None:
-        last = tried[-1]
-        problem = (f"no near-duplicate threshold from {twin:g} down to {last['threshold']:g} puts every class in "
-                   f"all {n_folds} folds (at {last['threshold']:g}: {last['problem']})")
-        candidates["grouped"] = {"name": describe_scheme(n_folds, seed, NEAR, twin), "problem": problem}
-        if scheme == "grouped":
-            raise CompetitionError(f"{SCHEME_KEY}: grouped: {problem}; use fewer folds or cv.group_by "
-                                   "(e.g. column:<patient id>)")
-        warning = (f"cv.scheme auto: {problem}, so the folds are stratified{_figures(strat_leak, test_share)}; "
-                   "use fewer cv.folds or cv.group_by (e.g. column:<patient id>) for folds like the test")
-        return SchemeChoice(scheme, "stratified", None, None, stratified, leak_share=strat_leak, candidates=candidates,
-                            thresholds=tried, reason="no feasible near-duplicate grouping (see the warning)",
-                            warning=warning, **base)
-    at, grouped = found
-    grouped_leak = _share(similarity.nearest_in_other_fold(train_signatures, grouped) <= twin)
-    failed = "; ".join(f"{t['threshold']:g}: {t['problem']}" for t in tried if t["problem"])
-    candidates["grouped"] = {
-        "name": describe_scheme(n_folds, seed, NEAR, at), "threshold": at, "leak_share": grouped_leak,
-        "why": f"threshold {at:g} is the largest <= {twin:g} at which every class lies in >= {n_folds} groups and "
-               f"every fold holds every class" + (f" (not at {failed})" if failed else "")}
-    both = (f"validation leak {grouped_leak:.1%} grouped (threshold {at:g}), {strat_leak:.1%} stratified"
-            + (f", test {test_share:.1%}" if test_share is not None else "")
-            + f" (share of images with a near twin, distance <= {twin:g}, in their training data)")
-    if scheme == "grouped":
-        return SchemeChoice(scheme, "grouped", NEAR, at, grouped, leak_share=grouped_leak, candidates=candidates,
-                            thresholds=tried, reason=f"as asked: {both}", **base)
-    if test_share is None:
-        return SchemeChoice(scheme, "stratified", None, None, stratified, leak_share=strat_leak, candidates=candidates,
-                            thresholds=tried, reason=f"no test images to compare the folds with: {both}", **base)
-    if abs(grouped_leak - test_share) < abs(strat_leak - test_share):
-        return SchemeChoice(scheme, "grouped", NEAR, at, grouped, leak_share=grouped_leak, candidates=candidates,
-                            thresholds=tried, reason=f"grouped folds resemble the test most: {both}", **base)
-    return SchemeChoice(scheme, "stratified", None, None, stratified, leak_share=strat_leak, candidates=candidates,
-                        thresholds=tried, reason=f"stratified folds resemble the test as much or more: {both}", **base)
+    def chosen(name: str, reason: str, warning: str | None = None) -> SchemeChoice:
+        folds, by, at = made[name]
+        return SchemeChoice(scheme, name, by, at, folds, leak_share=candidates[name]["leak_share"],
+                            candidates=candidates, thresholds=tried, reason=reason, warning=warning,
+                            distances=distances, **base)
+
+    figures = _match_figures(candidates)
+    if scheme != "auto":
+        if scheme not in made:
+            raise CompetitionError(f"{SCHEME_KEY}: {scheme}: {candidates[scheme]['problem']}; use fewer folds or "
+                                   "cv.group_by (e.g. column:<patient id>)")
+        return chosen(scheme, f"as asked{figures}")
+    if len(made) == 1:  # nothing to choose between
+        (name,) = made
+        problems = "; ".join(f"{k.replace('_', ' ')}: {c['problem']}" for k, c in candidates.items() if "problem" in c)
+        return chosen(name, f"the only scheme that can be made ({problems}){figures}")
+    if not test_figures:
+        name = "grouped" if kind != "none" else "stratified"
+        why = f"cv.group_by {group_by!r} given and " if kind != "none" else ""
+        return chosen(name, f"{why}no test images to compare the folds with{figures}")
+    closest = test_figures["closest_scheme"]
+    warning = None
+    if "grouped" not in made and test_figures["chain_share"] <= NEW_SHARE:
+        warning = (f"cv.scheme auto: the test holds new subjects ({test_figures['chain_share']:.0%} of its images "
+                   f"joined to train by near twins), but {candidates['grouped']['problem']}, so the folds are "
+                   f"{closest.replace('_', ' ')}; use fewer cv.folds or cv.group_by (e.g. column:<patient id>)")
+    return chosen(closest, f"{closest.replace('_', ' ')} folds resemble the test most{figures}", warning)
+
+
+def _ks(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic (scipy.stats.ks_2samp), inf distances (nothing joined) kept as
+    the largest: 0 alike, 1 disjoint."""
+    from scipy.stats import ks_2samp
+
+    big = 4.0  # above any distance (1 - cosine <= 2)
+    return _round(float(ks_2samp(np.where(np.isfinite(a), a, big), np.where(np.isfinite(b), b, big)).statistic))
+
+
+def _quantiles(values: np.ndarray) -> dict[str, float]:
+    """Quartiles, 10th and 90th percentiles of distances (inf: not joined, counted as the largest)."""
+    values = np.where(np.isfinite(values), values, 4.0)
+    if len(values) == 0:
+        return {}
+    return {f"p{int(q * 100):02d}": round(float(np.quantile(values, q)), 5) for q in (0.1, 0.25, 0.5, 0.75, 0.9)}
+
+
+def _match_figures(candidates: dict[str, dict[str, Any]]) -> str:
+    """' (match with the test: seen subjects 0.21, grouped 0.55, stratified 0.66)' over the measured candidates."""
+    scored = sorted(((c["match"], k) for k, c in candidates.items() if "match" in c))
+    if not scored:
+        return ""
+    return " (match with the test, 0 = alike: " + ", ".join(f"{k.replace('_', ' ')} {m:.2f}" for m, k in scored) + ")"
 
 
 def _feasible_grouping(labels: np.ndarray, n_folds: int, seed: int, within: Any, twin: float
@@ -395,12 +593,6 @@ def _feasible_grouping(labels: np.ndarray, n_folds: int, seed: int, within: Any,
         if problem is None:
             return (at, folds), tried
     return None, tried
-
-
-def _figures(leak: float, test_share: float | None) -> str:
-    """', validation leak L% (test T%)': the shares of images with a near twin in their training data."""
-    test = f" against the test's {test_share:.1%}" if test_share is not None else ""
-    return f" (validation leak {leak:.1%}{test})"
 
 
 def _share(mask: np.ndarray) -> float:

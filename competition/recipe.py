@@ -136,12 +136,25 @@ class HeadConfig(Section):
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.3
 
 
+class EmbeddingConfig(Section):
+    """What a scikit-learn model kind sees (competition.model.classic.embed): the decoded images at
+    data.image_size as `pixels`, or their first `components` principal components (`pca`)."""
+
+    kind: Literal["pixels", "pca"] = "pca"
+    components: Annotated[int, Field(ge=1, le=4096)] = 100
+
+
 class ModelConfig(Section):
+    # "network" (a Keras backbone and head, trained by competition.engine) or a scikit-learn kind on an
+    # embedding (competition.model.classic.MODEL_KINDS: knn, logistic, label_spreading, label_propagation)
+    kind: str = "network"
     backbone: str = "cnn"
     weights: str = "none"  # "none", "imagenet", or a path to a weights file
     alpha: Annotated[float, Field(gt=0, le=4)] | None = None  # width multiplier for MobileNets
     filters: list[Annotated[int, Field(gt=0, le=MAX_UNITS)]] = [32, 64, 128]  # the small CNN's conv blocks
     head: HeadConfig = HeadConfig()
+    embedding: EmbeddingConfig | None = None  # scikit-learn kinds only; default pca of 100 components
+    params: dict[str, Any] = Field(default_factory=dict, max_length=50)  # the estimator's own parameters
 
     @field_validator("backbone")
     @classmethod
@@ -149,6 +162,44 @@ class ModelConfig(Section):
         from competition.model.backbones import BACKBONES
 
         return _registered(value, BACKBONES, "backbone")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        from competition.model.classic import MODEL_KINDS
+
+        return _registered(value, MODEL_KINDS, "model kind")
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> ModelConfig:
+        # The network's fields mean nothing to a scikit-learn kind and the other way round: refused when given
+        # (defaults are not "given", so a resolved recipe validates again).
+        if self.kind == "network":
+            for key in ("embedding", "params"):
+                if getattr(self, key):
+                    raise CompetitionError(f"recipe.model.{key}: used only by a scikit-learn model.kind (knn, "
+                                           "logistic, label_spreading, label_propagation), not by 'network'")
+            return self
+        fields = type(self).model_fields
+        for key in ("backbone", "weights", "alpha", "filters", "head"):
+            if getattr(self, key) != fields[key].get_default(call_default_factory=True):
+                raise CompetitionError(f"recipe.model.{key}: used only by model.kind 'network', not by "
+                                       f"{self.kind!r}; remove it")
+        if self.embedding is None:
+            object.__setattr__(self, "embedding", EmbeddingConfig())
+        from competition.model.classic import check_params
+
+        check_params(self.kind, self.params)
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_defaults_of_later_fields(self, handler: Any) -> Any:
+        # Left out for networks, so recipes (and run hashes) from before model kinds existed are unchanged.
+        dumped = handler(self)
+        if isinstance(dumped, dict) and dumped.get("kind") == "network":
+            for key in ("kind", "embedding", "params"):
+                dumped.pop(key, None)
+        return dumped
 
 
 class BalanceConfig(Section):
@@ -272,10 +323,11 @@ class TrainConfig(Section):
 class CVConfig(Section):
     folds: Annotated[int, Field(ge=2, le=1000)] = 5
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42  # numpy's and scikit-learn's seed range
-    # auto: folds whose validation leak (share with a near twin in training) is closest to the test's;
-    # stratified; grouped (group_by, else near-duplicate groups). competition.folds.choose_scheme. Serialised
-    # even at its default, so a run trained on stratified folds never resumes under grouped ones.
-    scheme: Literal["auto", "stratified", "grouped"] = "auto"
+    # auto: the candidate whose validation images relate to their training images as the test relates to train;
+    # stratified; grouped (new subjects: group_by, else near-duplicate groups); seen_subjects (other images of the
+    # training subjects: chain blocks of each subject). competition.folds.choose_scheme. Serialised even at its
+    # default, so a run trained on stratified folds never resumes under grouped ones.
+    scheme: Literal["auto", "stratified", "grouped", "seen_subjects"] = "auto"
     group_by: str | None = None  # None, "column:<name>", "regex:<pattern>" or "near_duplicates"
     # a distance 1 - cosine similarity, so at most 2
     near_duplicate_threshold: Annotated[float, Field(gt=0, le=2)] | None = None
@@ -348,6 +400,12 @@ class Recipe(Section):
         from competition.predict import check_tta
 
         check_pipeline(self.augment, self.data.image_size, self.data.channels)
+        if self.model.kind != "network":  # a scikit-learn kind is fitted on the images as decoded
+            for key in ("augment", "tta"):
+                if getattr(self, key):
+                    raise CompetitionError(f"recipe.{key}: used only by model.kind 'network', not by "
+                                           f"{self.model.kind!r}; remove it")
+            return self
         check_config(self.model, self.data.image_size)
         check_tta(self.tta, self.data.image_size)
         return self

@@ -321,7 +321,10 @@ def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "
             raise CompetitionError(f"{runs_dir}: no finished runs to submit")
         left_out = f"; damaged, not considered: {', '.join(n for n, _ in damaged)}" if damaged else ""
     scores = {id(r): macro_f1(r.y, r.oof) for r in runs}
-    ranked = sorted(runs, key=lambda r: (scores[id(r)], r.kind != "ensemble"), reverse=True)
+    # An estimate likely optimistic for its kind of model on this test (competition.folds.estimate_doubt) ranks
+    # after every trusted one: its figure is not a promise about the test.
+    doubts = {id(r): r.estimate_doubt() for r in runs}
+    ranked = sorted(runs, key=lambda r: (doubts[id(r)] is None, scores[id(r)], r.kind != "ensemble"), reverse=True)
     best = ranked[0]
     score = scores[id(best)]
     summary = ensemble_summary(best)
@@ -332,7 +335,9 @@ def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "
                        f"higher ({summary['best_member_macro_f1']:.4f}) under nested CV: name both, or none, "
                        "to have the better one chosen")
         return Choice(best.path, best.name, score, reason)
-    reason = f"{best.name}: the best honest OOF macro F1 of {len(runs)} candidates, {score:.4f}"
+    trusted = sum(d is None for d in doubts.values())
+    among = f"{trusted} trusted" if 0 < trusted < len(runs) else str(len(runs))
+    reason = f"{best.name}: the best honest OOF macro F1 of {among} candidates, {score:.4f}"
     if summary is not None and summary["vs_best_member"] is not None:
         reason += (f"; it beats its best member {summary['best_member']} ({summary['best_member_macro_f1']:.4f}) "
                    f"by {summary['vs_best_member']:+.4f} under nested CV")
@@ -344,6 +349,12 @@ def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "
                        f"({scores[id(e)] - score:+.4f}), so not the ensemble")
         else:
             reason += f" (next: {ranked[1].name} {scores[id(ranked[1])]:.4f})"
+    set_aside = [r for r in ranked if doubts[id(r)] and scores[id(r)] > score]
+    if set_aside and doubts[id(best)] is None:
+        reason += (f"; set aside, though higher: {', '.join(f'{r.name} {scores[id(r)]:.4f}' for r in set_aside)} "
+                   f"({doubts[id(set_aside[0])]})")
+    elif doubts[id(best)]:
+        reason += f"; its estimate is {doubts[id(best)]}"
     return Choice(best.path, best.name, score, reason + left_out)
 
 

@@ -30,6 +30,8 @@ def train_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str |
     Raises CompetitionError (OptionError for a bad argument) naming the bad input, before the run folder
     exists when the input is at fault."""
     executor_named(executor, address)  # a wrong name fails before the run folder exists
+    if recipe.model.kind != "network":  # seconds a fold, and one embedding for all: never worth a process
+        executor, address = "local", None
     started = time.perf_counter()
     prepared = prepare_run(recipe, runs_dir, data_root=data_root, name=name, overwrite=overwrite,
                            deterministic=deterministic, console=console)
@@ -54,11 +56,14 @@ def train_recipes(recipes: list[Recipe], runs_dir: str | Path = "runs", *, data_
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise CompetitionError(f"recipes share the run name {', '.join(twice)}; give each recipe its own name")
-    if executor != "ray":
+    if executor != "ray" or all(r.model.kind != "network" for r in recipes):
         return [train_run(r, runs_dir, data_root=data_root, name=name, overwrite=overwrite, deterministic=deterministic,
                           console=console, executor=executor, address=address) for r in recipes]
     from competition.executors.ray import connect_ray, failed_line, submit_ray
 
+    classic = [train_run(r, runs_dir, data_root=data_root, name=name, overwrite=overwrite, console=console)
+               for r in recipes if r.model.kind != "network"]  # seconds each, in this process
+    recipes = [r for r in recipes if r.model.kind == "network"]
     started = time.perf_counter()
     connect_ray(address)  # an unreachable cluster fails before any run folder is written
     prepared_runs = []
@@ -69,7 +74,7 @@ def train_recipes(recipes: list[Recipe], runs_dir: str | Path = "runs", *, data_
             prepared.free_pixels()
             prepared_runs.append(prepared)
         failed = submit_ray(prepared_runs, address=address, console=console)
-        finished = [finish_run(p, started, console) for i, p in enumerate(prepared_runs) if i not in failed]
+        finished = classic + [finish_run(p, started, console) for i, p in enumerate(prepared_runs) if i not in failed]
     finally:
         for prepared in prepared_runs:
             prepared.release()

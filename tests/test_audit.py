@@ -201,19 +201,19 @@ def test_audit_arrays_report_on_planted_contest() -> None:
     assert [row["train"] for row in result["class_counts"]] == [
         int(np.sum(p.train["label"] == c)) for c in ("alpha", "beta", "gamma")
     ]
-    leak = result["leak"]
-    assert leak["stratified"]["scheme"] == "stratified 3-fold, seed 0"
+    leak = result["leak"]["auto"]["candidates"]  # the audit measures the schemes cv.scheme auto chooses from
+    assert leak["stratified"]["name"] == "stratified 3-fold, seed 0"
     assert leak["stratified"]["leak_share"] > 0 and leak["grouped"]["leak_share"] == 0.0
-    assert leak["grouped"]["scheme"].startswith("grouped (near_duplicates, threshold")
+    assert leak["grouped"]["name"].startswith("grouped (near_duplicates, threshold")
+    assert {"match", "ks_nearest", "ks_chain"} <= set(leak["seen_subjects"])
     assert 0.0 <= result["adversarial"]["auc"] <= 1.0
 
 
-def test_audit_falls_back_to_fewer_folds_when_a_class_has_few_groups() -> None:
+def test_audit_says_why_grouped_folds_cannot_be_made() -> None:
     p = _planted()
     result = audit.audit_arrays(p.train, p.test, p.train_images, p.test_images, n_folds=9, seed=0)
-    grouped = result["leak"]["grouped"]
-    assert "only 8 groups" in grouped["error"]
-    assert grouped["folds"] == 8 and grouped["fallback_scheme"].endswith("8-fold, seed 0")
+    grouped = result["leak"]["auto"]["candidates"]["grouped"]
+    assert "fewer than 9 folds" in grouped["problem"] and "match" not in grouped
 
 
 def _write_contest(root: Path, p: Planted) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -253,7 +253,9 @@ def test_run_audit_writes_json_and_png(tmp_path: Path, monkeypatch: pytest.Monke
     result = audit.run_audit(tmp_path / "contest", out, n_folds=3, seed=0)
     saved = json.loads((out / "audit.json").read_text())
     assert saved["near_duplicates"]["train_test"]["test_with_twin"] == 2
-    assert saved["leak"]["grouped"]["leak_share"] == 0.0
+    assert saved["leak"]["auto"]["candidates"]["grouped"]["leak_share"] == 0.0
+    with Image.open(out / "relation.png") as png:  # the test's distances against each scheme's
+        assert png.format == "PNG"
     assert saved["exact_duplicates"]["within_train"]["extra_copies"] == 0
     assert result["seconds"] == saved["seconds"]
     with Image.open(out / "closest_pairs.png") as png:

@@ -231,6 +231,102 @@ def leak_share(signatures: np.ndarray, folds: np.ndarray, threshold: float = DEF
 
 
 # --------------------------------------------------------------------------------------------------
+# chains: how images connect through near twins (slices of one brain, frames of one video)
+
+CHAIN_NEIGHBOURS = 10  # nearest neighbours per image in the graph whose minimum spanning tree gives the chains
+
+
+@dataclass
+class ChainTree:
+    """The minimum spanning tree of a set of images' signatures (rows of `n` images), its edges sorted by
+    distance: the minimax ("chain") distance between two images, the largest step on the best path of near
+    twins from one to the other, is the largest edge on their tree path (single linkage)."""
+
+    n: int
+    i: np.ndarray  # int64 (n - components,) edge ends, ascending distance
+    j: np.ndarray
+    d: np.ndarray  # float64 edge distances (1 - cosine)
+
+
+def chain_tree(signatures: np.ndarray, neighbours: int = CHAIN_NEIGHBOURS) -> ChainTree:
+    """ChainTree of (n, d) unit signatures, from the graph of each image's `neighbours` nearest others
+    (scipy.sparse.csgraph.minimum_spanning_tree; the k-nearest-neighbour graph holds the exact tree in practice:
+    a tree edge is nearly always among an end's nearest neighbours). About 1 s for 6,400 images."""
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
+    sig = np.asarray(signatures, dtype=np.float32)
+    n = len(sig)
+    k = min(neighbours, n - 1)
+    if k < 1:
+        return ChainTree(n, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    rows, cols, vals = [], [], []
+    with one_blas_thread():
+        for start in range(0, n, BLOCK):
+            sim = sig[start : start + BLOCK] @ sig.T
+            r = np.arange(len(sim))
+            sim[r, r + start] = -np.inf
+            near = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+            # a zero distance would be no edge in a sparse graph: identical images get the smallest positive one
+            d = np.maximum(_distance(np.take_along_axis(sim, near, 1)), 1e-12)
+            rows.append(np.repeat(r + start, k))
+            cols.append(near.ravel())
+            vals.append(d.ravel())
+    graph = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    tree = minimum_spanning_tree(graph.tocsr()).tocoo()
+    order = np.argsort(tree.data, kind="stable")
+    d = np.where(tree.data[order] <= 1e-12, 0.0, tree.data[order])
+    return ChainTree(n, tree.row[order].astype(np.int64), tree.col[order].astype(np.int64), d)
+
+
+def chain_distance(tree: ChainTree, sources: np.ndarray) -> np.ndarray:
+    """float64 (n,): each image's chain distance to the nearest of the `sources` (bool (n,)): the smallest
+    threshold at which it lies in one near-duplicate group (connected component) with a source; 0 for the
+    sources, inf when none is connected. Kruskal's union-find over the tree's sorted edges."""
+    sources = np.asarray(sources, dtype=bool)
+    parent = np.arange(tree.n)
+    has = sources.copy()
+    out = np.where(sources, 0.0, np.inf)
+    members: dict[int, list[int]] = {}
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a, b, d in zip(tree.i.tolist(), tree.j.tolist(), tree.d.tolist()):
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            continue
+        if has[ra] != has[rb]:  # a group without a source joins one with: all its images are reached at d
+            reached = members.get(rb, [rb]) if has[ra] else members.get(ra, [ra])
+            out[reached] = d
+        big, small = (ra, rb) if len(members.get(ra, [ra])) >= len(members.get(rb, [rb])) else (rb, ra)
+        parent[small] = big
+        members[big] = members.pop(big, [big]) + members.pop(small, [small])
+        has[big] = has[big] or has[small]
+    return out
+
+
+def chain_order(signatures: np.ndarray) -> np.ndarray:
+    """int64 (n,): the images of one near-duplicate group (their (n, d) signatures) in chain order: a depth-first
+    walk of their minimum spanning tree from one end of its longest path, so neighbouring slices of a scan
+    come out next to each other (for a plain chain, its order from one end)."""
+    from scipy.sparse.csgraph import breadth_first_order, depth_first_order, minimum_spanning_tree
+
+    n = len(signatures)
+    if n <= 2:
+        return np.arange(n)
+    sig = np.asarray(signatures, dtype=np.float64)
+    d = np.maximum(_distance(sig @ sig.T), 1e-12)
+    np.fill_diagonal(d, 0.0)
+    tree = minimum_spanning_tree(d)
+    far, _ = breadth_first_order(tree, 0, directed=False)  # the last reached is an end of a longest path
+    order, _ = depth_first_order(tree, int(far[-1]), directed=False)
+    return order.astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------------
 # file hashes and the signature cache
 
 

@@ -80,6 +80,9 @@ def run_row(run: Run) -> dict[str, Any]:
         row["method"] = summary["method"]
         row["in_sample_macro_f1"] = summary["in_sample_macro_f1"]
     _add_leak(row, run.cv)
+    doubt = run.estimate_doubt()
+    if doubt:
+        row["doubt"], row["optimistic"] = doubt, True
     return row
 
 
@@ -88,12 +91,13 @@ def short_scheme(scheme: str, cv: dict[str, Any] | None = None) -> str:
     name itself when it is neither."""
     kind = cv.get("scheme") if isinstance(cv, dict) else None
     folds = cv.get("folds") if isinstance(cv, dict) else None
-    match = re.match(r"(stratified|grouped)\b.*?(\d+)-fold", scheme or "")
+    match = re.match(r"(stratified|grouped|seen subjects)\b.*?(\d+)-fold", scheme or "")
     if match:
-        kind, folds = kind or match.group(1), folds or match.group(2)
-    if kind not in ("stratified", "grouped") or folds is None:
+        kind, folds = kind or match.group(1).replace(" ", "_"), folds or match.group(2)
+    short = {"stratified": "strat", "grouped": "group", "seen_subjects": "seen"}
+    if kind not in short or folds is None:
         return scheme or ""
-    return f"{'strat' if kind == 'stratified' else 'group'} {folds}f"
+    return f"{short[kind]} {folds}f"
 
 
 def _recipe_facts(run: Run) -> tuple[str | None, str | None]:
@@ -111,6 +115,8 @@ def _recipe_facts(run: Run) -> tuple[str | None, str | None]:
         return None, None
     model, data = recipe.get("model"), recipe.get("data")
     backbone = model.get("backbone") if isinstance(model, dict) else None
+    if isinstance(model, dict) and model.get("kind") not in (None, "network"):
+        backbone = model["kind"]  # a scikit-learn kind has no backbone
     size = data.get("image_size") if isinstance(data, dict) else None
     if isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) for s in size):
         size = str(size[0]) if size[0] == size[1] else f"{size[0]}x{size[1]}"
@@ -181,10 +187,17 @@ def damaged_note(row: dict[str, Any]) -> str:
 
 def optimistic_note(rows: list[dict[str, Any]]) -> str | None:
     """One line naming the rows whose folds leak far more than the test does, or None when there are none."""
+    doubted = [r for r in rows if r.get("doubt")]
+    if doubted:
+        rest = [r for r in rows if r.get("optimistic") and not r.get("doubt")]
+        return (f"{MARKER} {', '.join(r['run'] for r in doubted)}: {doubted[0]['doubt']}; `submit` prefers a run "
+                "without the marker" + (f" ({', '.join(r['run'] for r in rest)}: folds unlike the test)" if rest
+                                        else ""))
     flagged = [r for r in rows if r.get("optimistic")]
     if not flagged:
         return None
-    figures = ", ".join(f"{r['run']} {r['leak_share']:.0%} vs {r['test_twin_share']:.0%}" for r in flagged)
+    figures = ", ".join(f"{r['run']} {r.get('leak_share', 0):.0%} vs {r.get('test_twin_share', 0):.0%}"
+                        for r in flagged)
     return (f"{MARKER} likely optimistic: more validation images have a near twin in their training folds than test "
             f"images have in train (by over {OPTIMISTIC_MARGIN * 100:g} points: {figures}); retrain with "
             "cv.scheme: auto (the default; or grouped) for an estimate that holds on the test")

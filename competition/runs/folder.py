@@ -61,10 +61,11 @@ SKIPPED_FILE = "skipped_images.csv"
 DONE_FILE = "done.json"
 HISTORY_FILE = "history.csv"
 MODEL_FILE = "model.keras"
+SKLEARN_MODEL_FILE = "model.joblib"  # a scikit-learn model kind's fold (competition.model.classic.ClassicModel)
 DECISIONS_FILE = "decisions.json"  # per-class offsets chosen by `submit --tune`, with the gain that justified them
 LOCK_FILE = "train.lock"
 ARRAYS = ("oof", "test", "oof_plain", "test_plain")  # each saved as <name>.npy, per fold and per run
-FOLD_FILES = (*(f"{name}.npy" for name in ARRAYS), HISTORY_FILE, MODEL_FILE)
+FOLD_FILES = (*(f"{name}.npy" for name in ARRAYS), HISTORY_FILE)  # and one model file: MODEL_FILE or SKLEARN_MODEL_FILE
 SLACK = 1e-3  # how far outside [0, 1] a stored probability may stray (float rounding) before it is damage
 
 
@@ -515,7 +516,8 @@ def fold_is_done(run_dir: Path, fold: int, recipe_hash: str) -> bool:
     except (OSError, ValueError):
         return False
     return (isinstance(info, dict) and info.get("recipe_hash") == recipe_hash
-            and all((fold_dir(run_dir, fold) / f).is_file() for f in FOLD_FILES))
+            and all((fold_dir(run_dir, fold) / f).is_file() for f in FOLD_FILES)
+            and any((fold_dir(run_dir, fold) / f).is_file() for f in (MODEL_FILE, SKLEARN_MODEL_FILE)))
 
 
 def read_fold_info(run_dir: Path, fold: int) -> dict[str, Any]:
@@ -528,22 +530,31 @@ def save_fold(run_dir: Path, fold: int, *, arrays: dict[str, np.ndarray], histor
               info: dict[str, Any]) -> None:
     """Write fold `fold`'s files atomically, done.json (`info`) last: a killed run never leaves a fold that
     looks complete, and a failed save (disk full) leaves no temporary model file. `arrays` holds the ARRAYS
-    by name; `model` is a Keras model."""
+    by name; `model` is a Keras model (MODEL_FILE) or a scikit-learn kind's ClassicModel (SKLEARN_MODEL_FILE,
+    joblib)."""
     folder = fold_dir(run_dir, fold)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / DONE_FILE).unlink(missing_ok=True)
     for name in ARRAYS:
         write_npy(folder / f"{name}.npy", arrays[name])
     write_history(run_dir, fold, history)
-    tmp_model = folder / f".{MODEL_FILE}.tmp.keras"
+    keras_model = hasattr(model, "save")
+    name = MODEL_FILE if keras_model else SKLEARN_MODEL_FILE
+    (folder / (SKLEARN_MODEL_FILE if keras_model else MODEL_FILE)).unlink(missing_ok=True)  # a kind changed
+    tmp_model = folder / f".{name}.tmp{Path(name).suffix}"
     try:
-        model.save(tmp_model)
-        tmp_model.replace(folder / MODEL_FILE)
+        if keras_model:
+            model.save(tmp_model)
+        else:
+            import joblib
+
+            joblib.dump(model, tmp_model)
+        tmp_model.replace(folder / name)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp_model.unlink()
         if isinstance(exc, OSError) and (exc.filename is None or str(exc.filename) == str(tmp_model)):
-            exc.filename, exc.filename2 = str(folder / MODEL_FILE), None  # the file the user knows
+            exc.filename, exc.filename2 = str(folder / name), None  # the file the user knows
         raise
     write_json(folder / DONE_FILE, info)
 
@@ -619,6 +630,24 @@ def remove_unfinished(run_dir: Path) -> None:
 def fold_model_path(run_dir: Path, fold: int) -> Path:
     """Fold `fold`'s saved Keras model (loads with plain keras.saving.load_model)."""
     return fold_dir(run_dir, fold) / MODEL_FILE
+
+
+def sklearn_model_path(run_dir: Path, fold: int) -> Path:
+    """Fold `fold`'s saved scikit-learn model kind (competition.model.classic.ClassicModel, joblib)."""
+    return fold_dir(run_dir, fold) / SKLEARN_MODEL_FILE
+
+
+def load_sklearn_model(run_dir: Path, fold: int) -> Any:
+    """Fold `fold`'s ClassicModel; CompetitionError of one line naming the file when it is missing or damaged."""
+    import joblib
+
+    path = sklearn_model_path(run_dir, fold)
+    if not path.is_file():
+        raise CompetitionError(f"{path}: fold model missing; run `competition train` for this run again")
+    try:
+        return joblib.load(path)
+    except Exception as exc:  # a cut or foreign file: whatever unpickling raises
+        raise CompetitionError(f"{path}: damaged ({type(exc).__name__}); train the run again") from None
 
 
 def write_decisions(run_dir: Path, decisions: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from competition.console import Progress, peak_rss_mb, rss_mb, say
@@ -65,6 +66,7 @@ class PreparedRun:
     data: dict[str, Any] | None = None
     lock: Any = None
     cv: dict[str, Any] | None = None  # the folds' choice and leak figures (competition.folds.SchemeChoice.record)
+    embedded: tuple[Any, np.ndarray] | None = None  # a scikit-learn kind's (transformer, train and test embedding)
 
     @property
     def classes(self) -> list[str]:
@@ -120,6 +122,7 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
 
     from competition.data import load_contest, print_class_counts, write_skipped
     from competition.folds import choose_scheme
+    from competition.model.classic import is_transductive
     from competition.predict import check_tta
 
     if data_root is not None:
@@ -147,7 +150,11 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     if choice.warning:
         print(f"warning: {choice.warning}", file=sys.stderr)
     folds = choice.folds
-    check_model(recipe, x.shape[1:], len(contest.classes), deterministic)
+    if recipe.model.kind == "network":
+        check_model(recipe, x.shape[1:], len(contest.classes), deterministic)
+    elif is_transductive(recipe.model.kind) and len(contest.test) == 0:
+        raise CompetitionError(f"recipe.model.kind: {recipe.model.kind!r} is transductive (it learns from the "
+                               f"test images, unlabelled), and {contest.root} has no test images")
 
     recipe_hash = recipe.hash()
     data = data_record(contest, folds, size, channels)
@@ -202,6 +209,8 @@ def train_fold(prepared: PreparedRun, k: int, progress: Progress | None = None,
                features: dict[str, np.ndarray] | None = None, callbacks: tuple[Any, ...] = ()) -> Any:
     """Train and save fold k of a prepared run (fold files written atomically, done.json last; history.csv
     after every epoch, so the fold can be watched); returns the engine's FoldResult."""
+    if prepared.recipe.model.kind != "network":
+        return _fit_classic_fold(prepared, k)
     import keras
 
     from competition.engine.fold import fit_fold
@@ -222,6 +231,34 @@ def train_fold(prepared: PreparedRun, k: int, progress: Progress | None = None,
     keras.backend.clear_session()
     gc.collect()
     return fitted
+
+
+def _fit_classic_fold(prepared: PreparedRun, k: int) -> Any:
+    """Fold k of a scikit-learn model kind (competition.model.classic): the embedding of every training and test
+    image is made once per run (kept on `prepared`), the fold's estimator fitted in seconds and saved as the
+    network folds are (one history row: the fold's validation macro F1)."""
+    from competition.metrics import macro_f1
+    from competition.model.classic import FoldFit, embed, fit_fold
+
+    t0 = time.perf_counter()
+    recipe, y = prepared.recipe, prepared.y
+    if prepared.embedded is None:
+        images = np.concatenate([prepared.x, prepared.x_test]) if len(prepared.x_test) else prepared.x
+        prepared.embedded = embed(images, recipe.model.embedding, recipe.cv.seed)
+    transformer, z_all = prepared.embedded
+    val = np.flatnonzero(prepared.folds == k)
+    folder.start_fold(prepared.run_dir, k)
+    oof, test, model = fit_fold(recipe.model.kind, recipe.model.params, transformer, z_all[: len(y)], y, val,
+                                z_all[len(y):], len(prepared.classes), recipe.cv.seed * 1000 + k)
+    score = macro_f1(y[val], oof)
+    seconds = round(time.perf_counter() - t0, 2)
+    history = pd.DataFrame([{"phase": 0, "epoch": 1, "val_macro_f1": score, "seconds": seconds}])
+    folder.save_fold(prepared.run_dir, k, arrays={"oof": oof, "test": test, "oof_plain": oof, "test_plain": test},
+                     history=history, model=model,
+                     info={"recipe_hash": prepared.recipe_hash, "data": prepared.data, "best_epoch": 1,
+                           "best_macro_f1": score, "seconds": seconds, "rss_mb": round(rss_mb(), 1),
+                           "peak_rss_mb": round(peak_rss_mb(), 1)})
+    return FoldFit(oof, test, model, score)
 
 
 def load_prepared(run_dir: str | Path, *, deterministic: bool = False) -> PreparedRun:
@@ -284,5 +321,5 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
                "sample_submission": str(prepared.contest.sample_path),
                "fold_seconds": [d.get("seconds") for d in done], "fold_rss_mb": [d.get("rss_mb") for d in done],
                "wall_seconds": round(time.perf_counter() - started, 2), "deterministic": prepared.deterministic,
-               "fold_threads": [d.get("threads") for d in done], "tta": tta},
+               "fold_threads": [d.get("threads") for d in done], "tta": tta, "model_kinds": [recipe.model.kind]},
     )

@@ -78,6 +78,25 @@ class Run:
             data_root=contest_root(meta, data),
         )
 
+    @property
+    def model_kinds(self) -> list[str]:
+        """The model kinds behind the probabilities (competition.model.classic.MODEL_KINDS): the recipe's for a
+        model run, the weighed members' for an ensemble; ["network"] for runs from before kinds were recorded."""
+        kinds = self.meta.get("model_kinds")
+        return [str(k) for k in kinds] if isinstance(kinds, list) and kinds else ["network"]
+
+    def estimate_doubt(self) -> str | None:
+        """One line when the run's CV estimate is likely optimistic for its kind(s) of model on this contest's
+        test (competition.folds.estimate_doubt), else None."""
+        from competition.folds import estimate_doubt
+        from competition.model.classic import is_transductive
+
+        for kind in self.model_kinds:
+            doubt = estimate_doubt(self.cv, is_transductive(kind))
+            if doubt:
+                return doubt
+        return None
+
     def sample_submission(self) -> Path:
         """The contest's sample_submission.csv, where the run's contest is now (`data_root`). CompetitionError
         of one line when it is not there: naming the contest folder that is gone and `--data`, or the file."""

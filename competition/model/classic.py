@@ -1,0 +1,206 @@
+"""Models that are not networks: scikit-learn estimators on an image embedding, trained per fold in seconds.
+
+A recipe's `model.kind` names one (a registry, as the backbones): `knn` (KNeighborsClassifier), `logistic`
+(LogisticRegression), and the transductive `label_spreading` and `label_propagation` (sklearn.semi_supervised:
+Zhou et al. 2004; Zhu & Ghahramani 2002), which spread the training labels over a nearest-neighbour graph of
+the training *and* unlabelled images. `model.embedding` says what they see: `pixels` (the decoded images at
+`data.image_size`, scaled to [0, 1], flattened) or `pca` (their first `components` principal components).
+`model.params` are the estimator's own parameters, checked by scikit-learn when the recipe is loaded.
+
+Honesty: the PCA is fitted on the training and test images without labels. A transductive fold model is fitted
+with the labels of its training folds only: its validation images and the test images are unlabelled points of
+the same graph, so no validation label reaches its own prediction, and its OOF estimates what it does on the
+test, whose images it sees the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from competition.errors import CompetitionError
+
+NETWORK = "network"
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """A model kind by name: how to make its estimator, its defaults, and whether it sees the test images."""
+
+    name: str
+    make: Any  # () -> an unfitted scikit-learn estimator class
+    defaults: dict[str, Any]
+    transductive: bool = False
+
+
+def _knn() -> Any:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return KNeighborsClassifier
+
+
+def _logistic() -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression
+
+
+def _spreading() -> Any:
+    from sklearn.semi_supervised import LabelSpreading
+
+    return LabelSpreading
+
+
+def _propagation() -> Any:
+    from sklearn.semi_supervised import LabelPropagation
+
+    return LabelPropagation
+
+
+MODEL_KINDS: dict[str, KindSpec | None] = {
+    NETWORK: None,  # a Keras network: competition.model.backbones, trained by competition.engine
+    "knn": KindSpec("knn", _knn, {"n_neighbors": 5, "weights": "distance"}),
+    "logistic": KindSpec("logistic", _logistic, {"C": 1.0, "max_iter": 2000}),
+    "label_spreading": KindSpec("label_spreading", _spreading,
+                                {"kernel": "knn", "n_neighbors": 3, "alpha": 0.2, "max_iter": 100}, True),
+    "label_propagation": KindSpec("label_propagation", _propagation,
+                                  {"kernel": "knn", "n_neighbors": 3, "max_iter": 1000}, True),
+}
+EMBEDDINGS = ("pixels", "pca")
+
+
+def spec(kind: str) -> KindSpec:
+    """The KindSpec of a non-network kind; CompetitionError for `network` or an unknown name."""
+    found = MODEL_KINDS.get(kind)
+    if found is None:
+        raise CompetitionError(f"recipe.model.kind: {kind!r} is not a scikit-learn model kind")
+    return found
+
+
+def is_transductive(kind: str) -> bool:
+    """True for kinds that see the test images (unlabelled) when they are fitted."""
+    found = MODEL_KINDS.get(kind)
+    return bool(found and found.transductive)
+
+
+def make_estimator(kind: str, params: dict[str, Any], seed: int = 0) -> Any:
+    """An unfitted estimator of `kind` with its defaults, then `params`, set (random_state where it has one).
+
+    Raises CompetitionError naming recipe.model.params.<key> for a parameter the estimator does not have."""
+    found = spec(kind)
+    estimator = found.make()()
+    merged = {**found.defaults, **params}
+    if "random_state" in estimator.get_params():
+        merged.setdefault("random_state", seed)
+    known = estimator.get_params()
+    for key in merged:
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise CompetitionError(f"recipe.model.params.{key}: not a parameter of {type(estimator).__name__}"
+                                   f"{hint}; known: {', '.join(sorted(known))}")
+    return estimator.set_params(**merged)
+
+
+def check_params(kind: str, params: dict[str, Any]) -> None:
+    """Fit the kind once on 12 random points, so a bad parameter value fails when the recipe is loaded (as
+    scikit-learn's own parameter validation words it), not after the images are decoded."""
+    estimator = make_estimator(kind, params)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 4))
+    y = np.arange(12) % 2
+    if spec(kind).transductive:
+        y = np.where(np.arange(12) < 8, y, -1)
+    try:
+        estimator.fit(x, y)
+    except (ValueError, TypeError) as exc:  # scikit-learn's InvalidParameterError is both
+        message = " ".join(str(exc).split())
+        key = next((k for k in params if f"'{k}'" in message), None)
+        where = f"recipe.model.params.{key}" if key else "recipe.model.params"
+        raise CompetitionError(f"{where}: {message}") from None
+
+
+def embed(images: np.ndarray, embedding: Any, seed: int = 0) -> tuple[Any, np.ndarray]:
+    """(fitted transformer or None, float32 (n, d) embedding) of uint8 images (n, h, w, c): `pixels` scaled to
+    [0, 1] and flattened; `pca`: their first `embedding.components` principal components (sklearn PCA, fitted
+    on these images: pass training and test images together, no labels)."""
+    flat = pixels(images)
+    if embedding.kind == "pixels":
+        return None, flat
+    from sklearn.decomposition import PCA
+
+    components = int(min(embedding.components, len(flat), flat.shape[1]))
+    pca = PCA(n_components=components, random_state=seed, svd_solver="randomized")
+    return pca, pca.fit_transform(flat).astype(np.float32)
+
+
+def pixels(images: np.ndarray) -> np.ndarray:
+    """float32 (n, h*w*c) in [0, 1] from uint8 images (n, h, w, c)."""
+    images = np.asarray(images)
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0
+
+
+@dataclass
+class FoldFit:
+    """A fitted fold of a scikit-learn kind, as the executors report it (the networks' FoldResult has the same
+    names): its OOF and test probabilities, its model, its validation macro F1 (one "epoch")."""
+
+    oof: np.ndarray
+    test: np.ndarray
+    model: Any
+    best_macro_f1: float
+    best_epoch: int = 1
+
+
+@dataclass
+class ClassicModel:
+    """One fold's fitted model as saved (fold_<k>/model.joblib): the embedding's transformer and the estimator.
+    `predict_proba` takes uint8 images (n, h, w, c) and gives float32 (n, n_classes); for a transductive kind it
+    classifies new images by their neighbours among the images it was fitted with (scikit-learn's inductive
+    rule), which is not how the run's own test probabilities were made."""
+
+    kind: str
+    transformer: Any
+    estimator: Any
+    n_classes: int
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        z = pixels(images) if self.transformer is None else self.transformer.transform(pixels(images))
+        return columns(self.estimator.predict_proba(z), self.estimator.classes_, self.n_classes)
+
+
+def columns(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
+    """float32 (n, n_classes) probabilities from an estimator's (n, len(classes)) columns; a row with no mass
+    (an image no label reached) gets the uniform distribution, so it is a guess, not class 0."""
+    out = np.zeros((len(proba), n_classes), np.float32)
+    out[:, np.asarray(classes, dtype=np.int64)] = np.nan_to_num(np.asarray(proba, dtype=np.float64))
+    out = np.clip(out, 0.0, None)
+    total = out.sum(axis=1, keepdims=True)
+    return np.where(total > 0, out / np.where(total > 0, total, 1.0), 1.0 / n_classes).astype(np.float32)
+
+
+def fit_fold(kind: str, params: dict[str, Any], transformer: Any, z: np.ndarray, y: np.ndarray, val: np.ndarray,
+             z_test: np.ndarray, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray, ClassicModel]:
+    """(OOF probabilities of the `val` rows, test probabilities, the fold's ClassicModel): fitted on the
+    embedded training images z (n, d) with int labels y, except the rows `val`. A transductive kind is fitted
+    on z and z_test together with the `val` rows and the test unlabelled (-1) and reads its label distributions;
+    an inductive one on the training rows alone."""
+    estimator = make_estimator(kind, params, seed)
+    train_rows = np.setdiff1d(np.arange(len(y)), val)
+    if spec(kind).transductive:
+        labels = np.full(len(y) + len(z_test), -1, dtype=np.int64)
+        labels[train_rows] = y[train_rows]
+        estimator.fit(np.vstack([z, z_test]), labels)
+        spread = estimator.label_distributions_
+        classes = estimator.classes_
+        oof, test = columns(spread[val], classes, n_classes), columns(spread[len(y):], classes, n_classes)
+    else:
+        estimator.fit(z[train_rows], y[train_rows])
+        oof = columns(estimator.predict_proba(z[val]), estimator.classes_, n_classes)
+        test = columns(estimator.predict_proba(z_test), estimator.classes_, n_classes) if len(z_test) else (
+            np.zeros((0, n_classes), np.float32))
+    return oof, test, ClassicModel(kind, transformer, estimator, n_classes)

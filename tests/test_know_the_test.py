@@ -1,0 +1,183 @@
+"""Know the test: the verdict and cv.scheme auto on contests whose relation is known, the seen-subject folds, and
+scikit-learn model kinds (knn, label spreading) through the run folder, fold-honest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from competition.data import similarity
+from competition.errors import CompetitionError
+from competition.folds import chain_block_folds, choose_scheme, estimate_doubt
+from competition.model.classic import fit_fold
+from competition.recipe import load_recipe
+
+SIZE = 16
+
+
+def _chains(n_subjects: int = 12, train_slices: int = 10, test_slices: int = 3, *, seen: bool,
+            seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """Subjects as chains of slices: each slice a small step from the one before (near twins), the ends of a chain
+    far apart. seen: the test is the next `test_slices` slices of every training chain; else new chains.
+    Returns (train frame with label and subject, train images, test images, int subject per train row)."""
+    rng = np.random.default_rng(seed)
+
+    def chain(n: int) -> list[np.ndarray]:
+        image = rng.uniform(0, 255, (SIZE, SIZE))
+        out = []
+        for _ in range(n):
+            image = image + rng.normal(0, 6, (SIZE, SIZE))
+            out.append(image.copy())
+        return out
+
+    train, test, labels, subjects = [], [], [], []
+    for s in range(n_subjects):
+        slices = chain(train_slices + (test_slices if seen else 0))
+        train += slices[:train_slices]
+        test += slices[train_slices:]
+        labels += [f"c{s % 2}"] * train_slices
+        subjects += [s] * train_slices
+    if not seen:
+        for _ in range(n_subjects // 2):
+            test += chain(test_slices)
+    frame = pd.DataFrame({"id": [f"tr{k}" for k in range(len(train))], "label": labels, "subject": subjects})
+    as_uint8 = lambda images: np.clip(np.stack(images), 0, 255).astype(np.uint8)  # noqa: E731
+    return frame, as_uint8(train), as_uint8(test), np.asarray(subjects)
+
+
+@pytest.mark.parametrize("seen", [True, False])
+def test_auto_mirrors_how_the_test_relates_to_train(seen: bool) -> None:
+    train, images, test_images, subjects = _chains(seen=seen)
+    choice = choose_scheme(train, None, n_folds=5, seed=0, train_signatures=similarity.signatures(images),
+                           test_signatures=similarity.signatures(test_images))
+    record = choice.record()
+    assert set(record["candidates"]) == {"stratified", "grouped", "seen_subjects"}
+    assert all("match" in c for c in record["candidates"].values())
+    if seen:
+        assert choice.scheme == "seen_subjects" and record["test"]["relation"] == "seen_subjects"
+        assert choice.verdict.startswith("The test holds other images of the training subjects")
+        assert "as a slice-level split does" in choice.verdict
+        assert record["test"]["chain_share"] > 0.9
+    else:
+        assert choice.scheme == "grouped" and choice.verdict.startswith("The test holds new subjects")
+        assert record["test"]["chain_share"] < 0.1
+        assert (pd.Series(choice.folds).groupby(subjects).nunique() == 1).all()  # subjects held out whole
+    assert choice.name in choice.lines()[0] and f"  {choice.verdict}" in choice.lines()
+
+
+def test_seen_subject_folds_cut_each_chain_into_contiguous_blocks() -> None:
+    train, images, _, subjects = _chains(seen=True, train_slices=10)
+    folds = chain_block_folds(subjects, similarity.signatures(images), train["label"].to_numpy(), 5, seed=0)
+    for s in np.unique(subjects):
+        f = folds[subjects == s]  # rows of a subject are in chain order here
+        assert sorted(np.bincount(f, minlength=5)) == [2, 2, 2, 2, 2]  # every fold validates a block of it
+        runs = np.count_nonzero(np.diff(f)) + 1
+        assert runs <= 6  # contiguous blocks (a walk may start inside the chain: one block then splits in two)
+
+
+def test_seen_subjects_as_asked_and_its_one_line_error() -> None:
+    train, images, test_images, _ = _chains(seen=True)
+    sigs, test_sigs = similarity.signatures(images), similarity.signatures(test_images)
+    choice = choose_scheme(train, None, n_folds=5, seed=0, scheme="seen_subjects", group_by="column:subject",
+                           train_signatures=sigs, test_signatures=test_sigs)
+    assert choice.name == "seen subjects (chain blocks of column:subject) 5-fold, seed 0"
+    lonely = train.assign(subject=np.arange(len(train)))  # every image its own subject
+    with pytest.raises(CompetitionError, match=r"^recipe.cv.scheme: seen_subjects: every subject has one image"):
+        choose_scheme(lonely, None, n_folds=5, seed=0, scheme="seen_subjects", group_by="column:subject",
+                      train_signatures=sigs, test_signatures=test_sigs)
+
+
+def test_estimate_doubt_names_the_distance_each_kind_relies_on() -> None:
+    record = {"scheme": "seen_subjects", "test": {"nearest": {"p50": 0.022}, "chain": {"p50": 0.0031}},
+              "candidates": {"seen_subjects": {"ks_nearest": 0.5, "ks_chain": 0.23, "nearest": {"p50": 0.0097},
+                                               "chain": {"p50": 0.0028}}}}
+    doubt = estimate_doubt(record, transductive=False)
+    assert doubt is not None and "inductive" in doubt and "0.0097" in doubt and "KS 0.50" in doubt
+    assert estimate_doubt(record, transductive=True) is None  # chains match: trusted
+    assert estimate_doubt({"scheme": "grouped"}, transductive=False) is None  # older runs: no figures
+
+
+# ---------------------------------------------------------------- scikit-learn model kinds
+
+
+def test_transductive_folds_never_see_their_validation_labels() -> None:
+    rng = np.random.default_rng(0)
+    z, z_test = rng.normal(size=(60, 5)).astype(np.float32), rng.normal(size=(20, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 60)
+    val = np.arange(0, 60, 5)
+    for kind in ("label_spreading", "knn"):
+        oof, test, model = fit_fold(kind, {}, None, z, y, val, z_test, 3, seed=0)
+        shuffled = y.copy()
+        shuffled[val] = (y[val] + 1) % 3  # other labels on the validation rows only
+        oof2, test2, _ = fit_fold(kind, {}, None, z, shuffled, val, z_test, 3, seed=0)
+        np.testing.assert_array_equal(oof, oof2)
+        np.testing.assert_array_equal(test, test2)
+        assert oof.shape == (len(val), 3) and np.allclose(oof.sum(1), 1) and test.shape == (20, 3)
+        assert model.predict_proba(np.zeros((2, 1, 1, 5), np.uint8)).shape == (2, 3)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["model.kind=knnn"], "recipe.model.kind: unknown model kind 'knnn'; did you mean 'knn'?"),
+    (["model.kind=knn", "model.params.n_neighbors=ten"], "recipe.model.params.n_neighbors: The 'n_neighbors'"),
+    (["model.kind=knn", "model.params.k=3"], "recipe.model.params.k: not a parameter of KNeighborsClassifier"),
+    (["model.kind=knn", "model.embedding.kind=umap"], "recipe.model.embedding.kind"),
+    (["model.params.n_neighbors=3"], "recipe.model.params: used only by a scikit-learn model.kind"),
+    (["model.kind=label_spreading", "model.backbone=mobilenetv2"], "recipe.model.backbone: used only by model.kind"),
+])
+def test_model_kind_mistakes_are_one_line(overrides: list[str], message: str) -> None:
+    with pytest.raises(CompetitionError) as exc:
+        load_recipe(None, overrides)
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_network_recipes_keep_their_hash() -> None:
+    recipe = load_recipe(None, [])
+    assert "kind" not in recipe.resolved()["model"] and "params" not in recipe.resolved()["model"]
+    classic = load_recipe(None, ["model.kind=knn"])
+    assert classic.resolved()["model"]["embedding"] == {"kind": "pca", "components": 100}
+    assert classic.hash() != recipe.hash()
+
+
+def test_knn_and_label_spreading_runs_on_both_demo_relations(tmp_path: Path) -> None:
+    """End to end through the run folder (seconds): the verdict and scheme on each demo relation, OOF and test
+    probabilities written like a network's, the leaderboard, and `submit` taking label spreading only where
+    its honest figure is the best."""
+    import competition
+    from competition.demo import make_demo
+    from competition.submission import choose_run
+
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    chosen = {}
+    for relation in ("new_subjects", "seen_subjects"):
+        data = make_demo(tmp_path / relation, seed=1, size=32, scale=0.6, relation=relation)
+        runs = tmp_path / f"runs-{relation}"
+        for name in ("baseline-knn", "baseline-spreading"):
+            recipe = load_recipe(root / f"{name}.yaml", ["data.image_size=32", "model.embedding.components=20"])
+            run_dir = competition.train(recipe, runs, data_root=data, executor="process")
+            run = competition.Run.load(run_dir)
+            assert run.model_kinds == [recipe.model.kind] and run.oof.shape == (len(run.y), 4)
+            assert (run_dir / "fold_0" / "model.joblib").is_file()
+            expected = "grouped" if relation == "new_subjects" else "seen_subjects"
+            assert run.cv["scheme"] == expected and run.cv["test"]["relation"] == expected
+        chosen[relation] = choose_run(None, runs)
+        board = competition.leaderboard(runs)
+        assert set(board["backbone"]) == {"knn", "label_spreading"}
+    assert chosen["new_subjects"].name == "baseline-knn"  # spreading over new subjects loses, and CV says so
+
+
+def test_label_spreading_needs_test_images(tmp_path: Path) -> None:
+    from competition.demo import make_demo
+    from competition.runs.prepare import prepare_run
+
+    data = make_demo(tmp_path / "d", seed=1, size=32, scale=0.4)
+    for image in (data / "test").iterdir():
+        image.unlink()
+    (data / "sample_submission.csv").write_text("id,label\n")
+    with pytest.raises(CompetitionError) as exc:
+        prepare_run(load_recipe(None, ["model.kind=label_spreading", "data.image_size=32"]), tmp_path / "runs",
+                    data_root=data)
+    assert "\n" not in str(exc.value) and ("transductive" in str(exc.value) or "test" in str(exc.value))
+    assert not (tmp_path / "runs" / "run").exists()
