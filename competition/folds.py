@@ -179,7 +179,7 @@ def resolve_groups(
 
 
 def describe_scheme(n_folds: int, seed: int, group_by: str | None, threshold: float | None = None,
-                    scheme: str | None = None) -> str:
+                    scheme: str | None = None, blocks: int | None = None) -> str:
     """A one-line name of the cv scheme, shown beside every estimate so unlike schemes are not compared.
 
     near_duplicates always names its threshold (`threshold`, else the one in group_by, else the default),
@@ -195,7 +195,7 @@ def describe_scheme(n_folds: int, seed: int, group_by: str | None, threshold: fl
             subjects = f"{NEAR}, threshold {threshold:g}"
         else:
             subjects = f"{kind}:{arg}"
-        return f"seen subjects (chain blocks of {subjects}) {n_folds}-fold, seed {seed}"
+        return f"seen subjects ({blocks or n_folds} chain blocks of {subjects}) {n_folds}-fold, seed {seed}"
     if kind == "none":
         return f"stratified {n_folds}-fold, seed {seed}"
     if kind == NEAR:
@@ -217,29 +217,39 @@ RELATIONS = {"stratified": "images like random draws of the training images (nea
 
 
 def chain_block_folds(groups: np.ndarray, signatures: np.ndarray, labels: np.ndarray, n_folds: int,
-                      seed: int) -> np.ndarray:
+                      seed: int, blocks: int | None = None) -> np.ndarray:
     """int64 (n,) fold per image for "unseen images of seen subjects": each subject's images (rows sharing a
     `groups` id) in chain order (competition.data.similarity.chain_order of their (n, d) `signatures`) cut into
-    `n_folds` contiguous blocks of near-equal size; block b of a subject goes to fold (b + shift) mod n_folds,
-    the shift drawn per subject (seeded), so every fold validates a block of most subjects, and ends and
-    middles of chains alike. A subject of fewer images than folds gives each image its own fold.
+    `blocks` (default n_folds, at most n_folds) contiguous blocks of near-equal size; block b of a subject goes to
+    fold (b + shift) mod n_folds. Fewer, longer blocks put validation images further along the chain from their
+    training images. Shifts go round each class's subjects (in a seeded order, by the subject's most common
+    label), so every fold gets blocks of every class with at least n_folds / blocks subjects. A subject of fewer
+    images than blocks gives each image its own block.
 
     Raises CompetitionError (recipe.cv.scheme) when a fold would miss a class."""
     from competition.data.similarity import chain_order
 
+    blocks = n_folds if blocks is None else min(int(blocks), n_folds)
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     folds = np.full(len(labels), -1, dtype=np.int64)
-    for g in np.unique(groups):
+    subjects = rng.permutation(np.unique(groups))
+    majority = {g: pd.Series(labels[groups == g]).mode().iloc[0] for g in subjects}
+    offsets = {c: int(rng.integers(n_folds)) for c in np.unique(labels)}
+    seen: dict[Any, int] = {}
+    for g in subjects:
+        c = majority[g]
+        shift = (offsets[c] + seen.get(c, 0) * blocks) % n_folds
+        seen[c] = seen.get(c, 0) + 1
         rows = np.flatnonzero(groups == g)
         ordered = rows[chain_order(signatures[rows])]
-        block = (np.arange(len(ordered)) * n_folds) // len(ordered)
-        folds[ordered] = (block + int(rng.integers(n_folds))) % n_folds
+        block = (np.arange(len(ordered)) * blocks) // len(ordered)
+        folds[ordered] = (block + shift) % n_folds
     for k in range(n_folds):
         missing = sorted(set(labels) - set(labels[folds == k]))
         if missing:
-            raise CompetitionError(f"{SCHEME_KEY}: seen_subjects: fold {k} holds no '{missing[0]}' (its subjects "
-                                   "have too few images); use fewer cv.folds")
+            raise CompetitionError(f"{SCHEME_KEY}: seen_subjects: fold {k} holds no '{missing[0]}' with {blocks} "
+                                   "blocks a subject (its subjects are too few); use fewer cv.folds")
     return folds
 
 
@@ -279,11 +289,12 @@ class SchemeChoice:
     reason: str = ""
     warning: str | None = None
     distances: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    blocks: int | None = None  # seen_subjects: chain blocks a subject
 
     @property
     def name(self) -> str:
         """The scheme's one-line name (describe_scheme), as run.json's `scheme` and the leaderboard show it."""
-        return describe_scheme(self.n_folds, self.seed, self.group_by, self.threshold, self.scheme)
+        return describe_scheme(self.n_folds, self.seed, self.group_by, self.threshold, self.scheme, self.blocks)
 
     @property
     def verdict(self) -> str:
@@ -297,7 +308,8 @@ class SchemeChoice:
                 "threshold": self.threshold, "twin_threshold": self.twin_threshold,
                 "test_twin_share": self.test_twin_share, "leak_share": self.leak_share, "test": self.test,
                 "candidates": self.candidates, "thresholds": self.thresholds, "reason": self.reason,
-                "warning": self.warning, "optimistic_margin": OPTIMISTIC_MARGIN, "statistic": STATISTIC}
+                "warning": self.warning, "optimistic_margin": OPTIMISTIC_MARGIN, "statistic": STATISTIC,
+                "blocks": self.blocks}
 
     def lines(self) -> list[str]:
         """What `train` prints: the scheme and why, the verdict, the grouping threshold (when a search ran)."""
@@ -310,8 +322,14 @@ class SchemeChoice:
         return out
 
 
-STATISTIC = ("match: mean of two two-sample Kolmogorov-Smirnov statistics (0 alike .. 1 disjoint) between the "
-             "test's and the validation images' distances to the nearest training image and chain distances")
+# The distances every image's relation to its training images is measured by (competition.data.similarity):
+# to the nearest training image, the chain distance (the largest step on the best path of near twins), and the
+# chain hops (how many near-twin steps that path takes).
+MEASURES = ("nearest", "chain", "hops")
+NOT_JOINED = 1e9  # stands for inf (no path of near twins to a training image) in figures and statistics
+STATISTIC = ("match: mean of three two-sample Kolmogorov-Smirnov statistics (0 alike .. 1 disjoint) between the "
+             "test's and the validation images' distance to the nearest training image, chain distance and chain "
+             "hops to a training image")
 
 
 def verdict_line(record: dict[str, Any] | None) -> str:
@@ -351,11 +369,11 @@ def optimistic(record: dict[str, Any] | None) -> bool:
     return float(leak) - float(test) > OPTIMISTIC_MARGIN
 
 
-# A run's estimate is in doubt when the distance its kind of model relies on is distributed unlike the test's
-# (KS statistic above this) and is smaller in validation than in the test (so the estimate leans high).
-# On Alzheimer's seen-subject folds the nearest-image KS is 0.50 (validation median 0.010 against the test's
-# 0.022) and the chain KS 0.23: on a pseudo-test of chain ends held out of train, knn's CV said 0.84 and it
-# scored 0.63, label spreading's said 0.97 and it scored 0.94 (docs/know-the-test.md).
+# A run's estimate is in doubt when the measure its kind of model relies on (an inductive model: the distance to
+# the nearest training image; a transductive one: the near-twin steps to a labelled image) is distributed unlike
+# the test's (KS statistic above this) and is smaller in validation than in the test (the estimate leans high).
+# On Alzheimer's seen-subject folds the nearest-image KS is 0.40 (validation median 0.015 against the test's
+# 0.022) and the hops KS 0.09 (docs/know-the-test.md).
 DOUBT_KS = 0.3
 
 
@@ -368,14 +386,17 @@ def estimate_doubt(record: dict[str, Any] | None, transductive: bool) -> str | N
     if not isinstance(record, dict) or not isinstance(record.get("candidates"), dict):
         return None
     entry, test = record["candidates"].get(record.get("scheme")), record.get("test")
-    measure = "chain" if transductive else "nearest"
+    measure = "hops" if transductive else "nearest"
     if not isinstance(entry, dict) or not isinstance(test, dict) or f"ks_{measure}" not in entry:
         return None
     ks = entry[f"ks_{measure}"]
     val_median, test_median = entry[measure].get("p50"), test.get(measure, {}).get("p50")
     if ks <= DOUBT_KS or val_median is None or test_median is None or val_median >= test_median:
         return None
-    what = "chain distance to training images" if transductive else "distance to the nearest training image"
+    if transductive:
+        return (f"likely optimistic for a transductive model: validation images are fewer near-twin steps from a "
+                f"training image (median {val_median:g}) than test images are ({test_median:g}; KS {ks:.2f})")
+    what = "distance to the nearest training image"
     kind = "a transductive" if transductive else "an inductive"
     return (f"likely optimistic for {kind} model: validation images' {what} (median {val_median:.4f}) is smaller "
             f"than the test's ({test_median:.4f}; KS {ks:.2f})")
@@ -436,9 +457,26 @@ def choose_scheme(
         sources = np.r_[np.ones(n_train, bool), np.zeros(len(test_signatures), bool)]
         near = similarity.nearest(test_signatures, train_signatures)[1]
         chain = similarity.chain_distance(tree, sources)[n_train:]
-        distances["test"] = {"nearest": near, "chain": chain}
+        hops = similarity.chain_hops(tree, sources, twin)[n_train:]
+        distances["test"] = {"nearest": near, "chain": chain, "hops": hops}
         test_share = _share(near <= twin)
-        test_figures = {"chain_share": _share(chain <= twin), "nearest": _quantiles(near), "chain": _quantiles(chain)}
+        test_figures = {"chain_share": _share(chain <= twin), **{m: _quantiles(v) for m, v in distances["test"].items()}}
+
+    def measure(folds: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """A fold assignment's validation distances (MEASURES) and their figures against the test's."""
+        found = {"nearest": similarity.nearest_in_other_fold(train_signatures, folds),
+                 "chain": np.zeros(n_train), "hops": np.zeros(n_train)}
+        for k in range(n_folds):
+            val = folds == k
+            sources = np.r_[~val, np.zeros(len(test_signatures), bool)]
+            found["chain"][val] = similarity.chain_distance(tree, sources)[:n_train][val]
+            found["hops"][val] = similarity.chain_hops(tree, sources, twin)[:n_train][val]
+        figures: dict[str, Any] = {"leak_share": _share(found["nearest"] <= twin),
+                                   **{m: _quantiles(v) for m, v in found.items()}}
+        if "test" in distances:
+            ks = {f"ks_{m}": _ks(found[m], distances["test"][m]) for m in MEASURES}
+            figures.update(ks, match=_round(float(np.mean(list(ks.values())))))
+        return found, figures
     base["test_twin_share"] = test_share
 
     kind, arg = parse_group_by(group_by)
@@ -477,31 +515,17 @@ def choose_scheme(
         candidates["grouped"] = {"name": describe_scheme(n_folds, seed, group_by, used)}
         made["grouped"] = (make_folds(labels, n_folds, seed, groups=subjects), group_by, used)
         subject_key, subject_threshold = group_by, used
-    if subjects is not None:
-        name = describe_scheme(n_folds, seed, subject_key, subject_threshold, "seen_subjects")
-        if np.bincount(subjects).max() < 2:
-            candidates["seen_subjects"] = {"name": name, "problem": "every subject has one image"}
-        else:
-            try:
-                blocks = chain_block_folds(subjects, train_signatures, labels, n_folds, seed)
-            except CompetitionError as exc:
-                candidates["seen_subjects"] = {"name": name, "problem": str(exc).removeprefix(f"{SCHEME_KEY}: ")}
-            else:
-                candidates["seen_subjects"] = {"name": name}
-                made["seen_subjects"] = (blocks, subject_key, subject_threshold)
-
     for name, (folds, _, _) in made.items():
-        near = similarity.nearest_in_other_fold(train_signatures, folds)
-        chain = np.zeros(n_train)
-        for k in range(n_folds):
-            sources = np.r_[folds != k, np.zeros(len(test_signatures), bool)]
-            chain[folds == k] = similarity.chain_distance(tree, sources)[:n_train][folds == k]
-        distances[name] = {"nearest": near, "chain": chain}
-        entry = candidates[name]
-        entry.update(leak_share=_share(near <= twin), nearest=_quantiles(near), chain=_quantiles(chain))
-        if "test" in distances:
-            ks = [_ks(near, distances["test"]["nearest"]), _ks(chain, distances["test"]["chain"])]
-            entry.update(ks_nearest=ks[0], ks_chain=ks[1], match=_round(float(np.mean(ks))))
+        distances[name], figures = measure(folds)
+        candidates[name].update(figures)
+    blocks = None
+    if subjects is not None:
+        blocks, entry, found = _seen_subject_folds(subjects, train_signatures, labels, n_folds, seed, measure)
+        entry["name"] = describe_scheme(n_folds, seed, subject_key, subject_threshold, "seen_subjects", blocks)
+        candidates["seen_subjects"] = entry
+        if found is not None:
+            made["seen_subjects"] = (found[0], subject_key, subject_threshold)
+            distances["seen_subjects"] = found[1]
     if test_figures:
         scored = {k: c["match"] for k, c in candidates.items() if "match" in c}
         closest = min(scored, key=lambda k: (scored[k], list(scored).index(k)))
@@ -512,7 +536,7 @@ def choose_scheme(
         folds, by, at = made[name]
         return SchemeChoice(scheme, name, by, at, folds, leak_share=candidates[name]["leak_share"],
                             candidates=candidates, thresholds=tried, reason=reason, warning=warning,
-                            distances=distances, **base)
+                            distances=distances, blocks=blocks if name == "seen_subjects" else None, **base)
 
     figures = _match_figures(candidates)
     if scheme != "auto":
@@ -537,18 +561,54 @@ def choose_scheme(
     return chosen(closest, f"{closest.replace('_', ' ')} folds resemble the test most{figures}", warning)
 
 
+def _seen_subject_folds(subjects: np.ndarray, signatures: np.ndarray, labels: np.ndarray, n_folds: int, seed: int,
+                        measure: Any) -> tuple[int | None, dict[str, Any], tuple[np.ndarray, dict] | None]:
+    """(blocks, the candidate's record, (folds, distances) or None): chain-block folds with n_folds, n_folds - 1,
+    ..., 2 blocks a subject, the one whose `match` with the test is best (a tie: more blocks; no test: n_folds).
+    Fewer blocks put validation images more chain steps from a training image: the count is measured, not
+    assumed, as the grouped scheme's threshold is searched."""
+    if np.bincount(subjects).max() < 2:
+        return None, {"problem": "every subject has one image"}, None
+    best: tuple[float, int, np.ndarray, dict, dict] | None = None
+    tried: dict[str, Any] = {}
+    problem = None
+    for blocks in range(n_folds, 1, -1):
+        try:
+            folds = chain_block_folds(subjects, signatures, labels, n_folds, seed, blocks)
+        except CompetitionError as exc:
+            problem = problem or str(exc).removeprefix(f"{SCHEME_KEY}: ")
+            tried[str(blocks)] = None
+            continue
+        found, figures = measure(folds)
+        tried[str(blocks)] = figures.get("match")
+        score = figures.get("match", 0.0)
+        if best is None or score < best[0]:
+            best = (score, blocks, folds, found, figures)
+        if "match" not in figures:
+            break  # nothing to compare with: n_folds blocks
+    if best is None:
+        return None, {"problem": problem or "no fold assignment"}, None
+    _, blocks, folds, found, figures = best
+    return blocks, {**figures, "blocks": blocks, "blocks_tried": tried}, (folds, found)
+
+
 def _ks(a: np.ndarray, b: np.ndarray) -> float:
     """Two-sample Kolmogorov-Smirnov statistic (scipy.stats.ks_2samp), inf distances (nothing joined) kept as
     the largest: 0 alike, 1 disjoint."""
     from scipy.stats import ks_2samp
 
-    big = 4.0  # above any distance (1 - cosine <= 2)
-    return _round(float(ks_2samp(np.where(np.isfinite(a), a, big), np.where(np.isfinite(b), b, big)).statistic))
+    return _round(float(ks_2samp(_finite(a), _finite(b)).statistic))
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """Distances or hops with inf (no path to a training image) as NOT_JOINED, above any real one."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(np.isfinite(values), values, NOT_JOINED)
 
 
 def _quantiles(values: np.ndarray) -> dict[str, float]:
-    """Quartiles, 10th and 90th percentiles of distances (inf: not joined, counted as the largest)."""
-    values = np.where(np.isfinite(values), values, 4.0)
+    """Quartiles, 10th and 90th percentiles of distances or hops (inf, not joined: NOT_JOINED)."""
+    values = _finite(values)
     if len(values) == 0:
         return {}
     return {f"p{int(q * 100):02d}": round(float(np.quantile(values, q)), 5) for q in (0.1, 0.25, 0.5, 0.75, 0.9)}

@@ -96,9 +96,13 @@ def fold_models(run_dir: Path, n_folds: int) -> list[Any]:
 
 def check_fold_models(run_dir: Path, n_folds: int) -> None:
     """Raises CompetitionError when a fold model file of the run is missing, naming it and how many are."""
-    from competition.runs.folder import fold_model_path
+    from competition.runs.folder import fold_model_path, sklearn_model_path
 
     missing = [k for k in range(n_folds) if not fold_model_path(run_dir, k).is_file()]
+    if missing and sklearn_model_path(run_dir, missing[0]).is_file():
+        raise CompetitionError(f"run '{run_dir.name}' is a scikit-learn model kind (fold_0/model.joblib), not a "
+                               "network: predict, explain and export need Keras fold models; its test "
+                               "probabilities are in test.npy, which submit uses")
     if missing:
         some = "no finished fold" if len(missing) == n_folds else f"{n_folds - len(missing)} of {n_folds} folds"
         raise CompetitionError(f"{fold_model_path(run_dir, missing[0])}: fold model missing; run "

@@ -3,6 +3,7 @@ scikit-learn model kinds (knn, label spreading) through the run folder, fold-hon
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,9 @@ def test_seen_subjects_as_asked_and_its_one_line_error() -> None:
     sigs, test_sigs = similarity.signatures(images), similarity.signatures(test_images)
     choice = choose_scheme(train, None, n_folds=5, seed=0, scheme="seen_subjects", group_by="column:subject",
                            train_signatures=sigs, test_signatures=test_sigs)
-    assert choice.name == "seen subjects (chain blocks of column:subject) 5-fold, seed 0"
+    assert re.fullmatch(r"seen subjects \(([2-5]) chain blocks of column:subject\) 5-fold, seed 0", choice.name)
+    tried = choice.candidates["seen_subjects"]["blocks_tried"]  # the block count is measured, not assumed
+    assert set(tried) == {"2", "3", "4", "5"} and choice.blocks == int(min(tried, key=lambda b: (tried[b], -int(b))))
     lonely = train.assign(subject=np.arange(len(train)))  # every image its own subject
     with pytest.raises(CompetitionError, match=r"^recipe.cv.scheme: seen_subjects: every subject has one image"):
         choose_scheme(lonely, None, n_folds=5, seed=0, scheme="seen_subjects", group_by="column:subject",
@@ -91,12 +94,14 @@ def test_seen_subjects_as_asked_and_its_one_line_error() -> None:
 
 
 def test_estimate_doubt_names_the_distance_each_kind_relies_on() -> None:
-    record = {"scheme": "seen_subjects", "test": {"nearest": {"p50": 0.022}, "chain": {"p50": 0.0031}},
-              "candidates": {"seen_subjects": {"ks_nearest": 0.5, "ks_chain": 0.23, "nearest": {"p50": 0.0097},
-                                               "chain": {"p50": 0.0028}}}}
+    record = {"scheme": "seen_subjects", "test": {"nearest": {"p50": 0.022}, "hops": {"p50": 4.0}},
+              "candidates": {"seen_subjects": {"ks_nearest": 0.5, "ks_hops": 0.09, "nearest": {"p50": 0.0097},
+                                               "hops": {"p50": 4.0}}}}
     doubt = estimate_doubt(record, transductive=False)
     assert doubt is not None and "inductive" in doubt and "0.0097" in doubt and "KS 0.50" in doubt
-    assert estimate_doubt(record, transductive=True) is None  # chains match: trusted
+    assert estimate_doubt(record, transductive=True) is None  # chain steps match: trusted
+    record["candidates"]["seen_subjects"].update(ks_hops=0.6, hops={"p50": 1.0})
+    assert "transductive" in estimate_doubt(record, transductive=True)
     assert estimate_doubt({"scheme": "grouped"}, transductive=False) is None  # older runs: no figures
 
 

@@ -308,6 +308,22 @@ def chain_distance(tree: ChainTree, sources: np.ndarray) -> np.ndarray:
     return out
 
 
+def chain_hops(tree: ChainTree, sources: np.ndarray, threshold: float) -> np.ndarray:
+    """float64 (n,): how many near-twin steps (tree edges at distance <= threshold) separate each image from the
+    nearest of the `sources` (bool (n,)): 0 for a source, inf when no such path exists. Along a scan's chain of
+    slices this counts the slices between an image and the nearest labelled one, which is how far a
+    transductive model must carry a label (breadth-first search from all sources at once, scipy.sparse.csgraph)."""
+    from scipy.sparse.csgraph import shortest_path
+
+    keep = tree.d <= threshold
+    source_rows = np.flatnonzero(np.asarray(sources, dtype=bool))
+    hub = tree.n  # one extra node joined to every source: one search serves them all
+    i = np.r_[tree.i[keep], np.full(len(source_rows), hub)]
+    j = np.r_[tree.j[keep], source_rows]
+    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(tree.n + 1, tree.n + 1)).tocsr()
+    return shortest_path(graph, unweighted=True, directed=False, indices=hub)[: tree.n] - 1.0
+
+
 def chain_order(signatures: np.ndarray) -> np.ndarray:
     """int64 (n,): the images of one near-duplicate group (their (n, d) signatures) in chain order: a depth-first
     walk of their minimum spanning tree from one end of its longest path, so neighbouring slices of a scan

@@ -164,6 +164,8 @@ def _explain_wrong(run: Run, ranked: np.ndarray, out: Path, n: int) -> str:
 
     if run.kind == "ensemble":
         raise _Skipped("Ensemble run: Grad-CAM needs fold models; see its member runs' reports.")
+    if run.model_kinds != ["network"]:
+        raise _Skipped(f"A {run.model_kinds[0]} run (scikit-learn): Grad-CAM needs a network.")
     if run.paths is None:
         raise _Skipped("The run does not record image paths (no path column in folds.csv): Grad-CAM skipped.")
     if len(ranked) == 0 or n <= 0:
