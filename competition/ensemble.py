@@ -345,6 +345,7 @@ def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Ru
         recipe_hash=recipe_hash,
         scheme=first.scheme,
         paths=first.paths,
+        subjects=first.subjects,
         cv=first.cv,  # the members' folds (check_same_folds), with their figures
         extra={
             "members": members,

@@ -290,6 +290,9 @@ class SchemeChoice:
     warning: str | None = None
     distances: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     blocks: int | None = None  # seen_subjects: chain blocks a subject
+    # int64 (n_train,) subject per training row: group_by's, else near-duplicate groups at the twin threshold;
+    # None when there are none (no near twins). Bootstrap intervals resample them (competition.metrics).
+    subjects: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -536,7 +539,8 @@ def choose_scheme(
         folds, by, at = made[name]
         return SchemeChoice(scheme, name, by, at, folds, leak_share=candidates[name]["leak_share"],
                             candidates=candidates, thresholds=tried, reason=reason, warning=warning,
-                            distances=distances, blocks=blocks if name == "seen_subjects" else None, **base)
+                            distances=distances, blocks=blocks if name == "seen_subjects" else None,
+                            subjects=subjects, **base)
 
     figures = _match_figures(candidates)
     if scheme != "auto":

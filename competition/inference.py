@@ -94,6 +94,22 @@ def fold_models(run_dir: Path, n_folds: int) -> list[Any]:
     return models
 
 
+def check_sklearn_models(run_dir: Path, recipe: Any) -> None:
+    """A scikit-learn kind's run predicts new images only when inductive (knn, logistic) and every fold's
+    model.joblib is there; CompetitionError of one line otherwise."""
+    from competition.model.classic import is_transductive
+    from competition.runs.folder import sklearn_model_path
+
+    if is_transductive(recipe.model.kind):
+        raise CompetitionError(f"run '{run_dir.name}': {recipe.model.kind} is transductive: it labelled the images it "
+                               "was fitted with (its test.npy, which submit uses) and does not predict new ones; "
+                               "train it again with them as the contest's test images")
+    missing = [k for k in range(recipe.cv.folds) if not sklearn_model_path(run_dir, k).is_file()]
+    if missing:
+        raise CompetitionError(f"{sklearn_model_path(run_dir, missing[0])}: fold model missing; train the run "
+                               f"'{run_dir.name}' again")
+
+
 def check_fold_models(run_dir: Path, n_folds: int) -> None:
     """Raises CompetitionError when a fold model file of the run is missing, naming it and how many are."""
     from competition.runs.folder import fold_model_path, sklearn_model_path
@@ -229,7 +245,10 @@ def check_inputs(run_dir: Path, paths: Sequence[Path]) -> list[str]:
     notes: list[str] = []
     for model_run in model_runs(run_dir):
         recipe = Recipe.model_validate(yaml.safe_load(read_recipe_text(model_run) or "{}"))
-        check_fold_models(model_run, recipe.cv.folds)
+        if recipe.model.kind != "network":
+            check_sklearn_models(model_run, recipe)
+        else:
+            check_fold_models(model_run, recipe.cv.folds)
         note = channel_note(layouts, model_run, recipe.data.channels)
         if note and note not in notes:
             notes.append(note)
@@ -263,6 +282,8 @@ def run_probabilities(run_dir: Path, paths: list[Path]) -> np.ndarray:
     from competition.runtime import import_tensorflow
 
     meta = read_meta(run_dir)
+    if meta.get("kind") == "ensemble" and meta.get("method") == "subject-mean":
+        return subject_mean(run_dir, meta, paths)
     if meta.get("kind") == "ensemble":
         weights = meta.get("weights")
         if weights is None:
@@ -272,12 +293,35 @@ def run_probabilities(run_dir: Path, paths: list[Path]) -> np.ndarray:
         return np.sum([w * run_probabilities(m, paths) for w, m in zip(weights, members, strict=True) if w],
                       axis=0).astype(np.float32)
     recipe = Recipe.model_validate(yaml.safe_load(read_recipe_text(run_dir) or "{}"))
+    if recipe.model.kind != "network":  # an inductive scikit-learn kind (check_inputs refused the others)
+        from competition.runs.folder import load_sklearn_model
+
+        fitted = [load_sklearn_model(run_dir, k) for k in range(recipe.cv.folds)]
+        return np.concatenate([np.mean([m.predict_proba(images) for m in fitted], axis=0)
+                               for images in decode_chunks(paths, recipe)]).astype(np.float32)
     import_tensorflow()
     models = fold_models(run_dir, recipe.cv.folds)
     parts = []
     for images in decode_chunks(paths, recipe):
         parts.append(np.mean([predict_tta(model, images, recipe.tta)[1] for model in models], axis=0))
     return np.concatenate(parts).astype(np.float32)
+
+
+def subject_mean(run_dir: Path, meta: dict[str, Any], paths: list[Path]) -> np.ndarray:
+    """A subject-averaged run's prediction (competition.subjects): its member's probabilities averaged over the
+    near-duplicate groups among the given images, at the run's recorded threshold, as `aggregate` averaged the
+    contest's test images (so predicting them gives its test.npy)."""
+    from competition.data.similarity import cached_groups, image_signatures
+    from competition.runs import resolve_run
+    from competition.subjects import group_mean
+
+    member = meta["members"][0]
+    proba = run_probabilities(resolve_run(member["name"] if isinstance(member, dict) else member, run_dir.parent),
+                              paths)
+    threshold = (meta.get("subjects") or {}).get("threshold")
+    if not isinstance(threshold, int | float):
+        return proba
+    return group_mean(proba, cached_groups(image_signatures(paths), float(threshold))).astype(np.float32)
 
 
 def predict_run(run: str | Path, inputs: Sequence[str | Path], runs_dir: str | Path = "runs", *,

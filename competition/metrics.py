@@ -91,12 +91,16 @@ def bootstrap_ci(
     seed: int = 0,
     alpha: float = 0.05,
     n_classes: int | None = None,
+    groups: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Percentile bootstrap interval for macro F1 (how much a leaderboard gap could be noise).
 
-    Resampling rows with replacement only changes the confusion counts, and those follow
+    Without `groups`: resampling rows with replacement only changes the confusion counts, and those follow
     Multinomial(n, observed cell frequencies) exactly; drawing them directly costs O(n_boot * k^2),
-    independent of n. Accepts class indices or a probability matrix, like `macro_f1`.
+    independent of n. With `groups` (a subject id per row): whole subjects are resampled (the cluster
+    bootstrap; slices of one brain are not independent draws), as confusion counts per subject weighted by
+    Multinomial(G, 1/G) draws: O(n_boot * G * k^2). Accepts class indices or a probability matrix, like
+    `macro_f1`.
     """
     y = np.asarray(y, dtype=np.int64)
     pred = np.asarray(pred)
@@ -106,7 +110,14 @@ def bootstrap_ci(
     k = int(n_classes if n_classes is not None else max(y.max(), pred.max()) + 1)
     counts = confusion_counts(y, pred, k)
     rng = np.random.default_rng(seed)
-    draws = rng.multinomial(len(y), counts.ravel() / len(y), size=n_boot).reshape(n_boot, k, k)
+    if groups is not None:
+        _, g = np.unique(np.asarray(groups), return_inverse=True)
+        per_group = np.zeros((int(g.max()) + 1, k * k), np.int64)
+        np.add.at(per_group, (g, y * k + pred), 1)
+        weights = rng.multinomial(len(per_group), np.full(len(per_group), 1.0 / len(per_group)), size=n_boot)
+        draws = (weights @ per_group).reshape(n_boot, k, k)
+    else:
+        draws = rng.multinomial(len(y), counts.ravel() / len(y), size=n_boot).reshape(n_boot, k, k)
     scores = macro_f1_from_confusion(draws)
     low, high = np.quantile(scores, [alpha / 2, 1 - alpha / 2])
     return {

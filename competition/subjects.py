@@ -4,9 +4,10 @@ into a scan- or patient-level one.
 
 Contests rarely give subject ids, so subjects are found as near-duplicate groups (data.similarity: image
 signatures linked when within a distance threshold): for the OOF among the validation images of one fold at a
-time, so the estimate stays out-of-fold and sees what the test sees, and for the test among the test images. No
-training label reaches a test prediction. The threshold is the largest candidate at which every group of
-labelled training images holds one class (a group mixing classes would be two subjects linked by mistake).
+time, at a threshold chosen on the other folds' labels, so the estimate stays out-of-fold and sees what the test
+sees; for the test among the test images, at a threshold chosen on all training labels. No label reaches its
+own prediction. The threshold is the largest candidate at which every group of labelled training images holds
+one class (a group mixing classes would be two subjects linked by mistake).
 
 Pipeline place: after training (and ensembling), before `submit`: `competition aggregate RUN` writes a new run
 of kind 'ensemble' (method 'subject-mean', the run as its one member) that the leaderboard ranks and `submit`
@@ -103,6 +104,24 @@ class SubjectAverage(BaseEstimator):
         groups = cached_groups(signatures, self.threshold_)
         return within(groups, folds) if folds is not None else groups
 
+    def oof_groups(self, signatures: np.ndarray, y: np.ndarray, folds: np.ndarray) -> np.ndarray:
+        """int (n,) groups for the OOF, fold by fold as a fold model sees it: the threshold chosen on the other
+        folds' labels alone (unless `threshold` is given), the groups formed among the fold's validation images
+        only; so no validation label chooses how its own prediction is averaged. `fold_thresholds_` records
+        each fold's threshold."""
+        from competition.data.similarity import cached_groups
+
+        groups = np.zeros(len(signatures), dtype=np.int64)
+        self.fold_thresholds_: list[float | None] = []
+        for k in np.unique(folds):
+            val, train = np.flatnonzero(folds == k), np.flatnonzero(folds != k)
+            threshold = (float(self.threshold) if self.threshold is not None
+                         else choose_threshold(signatures[train], np.asarray(y)[train], tuple(self.candidates)).threshold)
+            self.fold_thresholds_.append(threshold)
+            local = np.arange(len(val)) if threshold is None else cached_groups(signatures[val], threshold)
+            groups[val] = local + groups.max() + 1
+        return groups
+
     def transform(self, proba: np.ndarray, signatures: np.ndarray, folds: np.ndarray | None = None) -> np.ndarray:
         return group_mean(proba, self.groups(signatures, folds))
 
@@ -136,11 +155,11 @@ def aggregate_run(run: Any, name: str, runs_dir: str | Path, threshold: float | 
     check_replaceable(name, out)
     train_sig, test_sig = _signatures(run)
     averager = SubjectAverage(threshold).fit(train_sig, run.y)
-    oof_groups, test_groups = averager.groups(train_sig, run.folds), averager.groups(test_sig)
+    oof_groups, test_groups = averager.oof_groups(train_sig, run.y, run.folds), averager.groups(test_sig)
     oof, test = group_mean(run.oof, oof_groups), group_mean(run.test, test_groups)
     test_sizes = pd.Series(test_groups).value_counts().value_counts().sort_index()  # group size -> how many
     record = {**averager.choice_.record(), "oof_groups": int(len(np.unique(oof_groups))),
-              "test_groups": int(len(np.unique(test_groups))),
+              "test_groups": int(len(np.unique(test_groups))), "fold_thresholds": averager.fold_thresholds_,
               "test_group_sizes": {int(size): int(count) for size, count in test_sizes.items()},
               "oof_macro_f1_before": macro_f1(run.y, run.oof), "oof_macro_f1_after": macro_f1(run.y, oof)}
     recipe = {"kind": "ensemble", "method": METHOD, "threshold": averager.threshold_,

@@ -172,6 +172,20 @@ def test_knn_and_label_spreading_runs_on_both_demo_relations(tmp_path: Path) -> 
         assert set(board["backbone"]) == {"knn", "label_spreading"}
     assert chosen["new_subjects"].name == "baseline-knn"  # spreading over new subjects loses, and CV says so
 
+    # predict gives what submit writes, for a knn run and for it averaged per subject
+    from competition.inference import predict_run
+    from competition.subjects import aggregate
+
+    runs = tmp_path / "runs-seen_subjects"
+    aggregate("baseline-knn", runs_dir=runs)
+    for name in ("baseline-knn", "baseline-knn-subjects"):
+        run = competition.Run.load(runs / name)
+        predicted = predict_run(name, [tmp_path / "seen_subjects"], runs)
+        order = [predicted.ids.index(i) for i in run.test_ids]
+        np.testing.assert_allclose(predicted.proba[order], run.test, atol=1e-4)
+    with pytest.raises(CompetitionError, match="transductive"):
+        predict_run("baseline-spreading", [tmp_path / "seen_subjects"], runs)
+
 
 def test_label_spreading_needs_test_images(tmp_path: Path) -> None:
     from competition.demo import make_demo
@@ -186,3 +200,18 @@ def test_label_spreading_needs_test_images(tmp_path: Path) -> None:
                     data_root=data)
     assert "\n" not in str(exc.value) and ("transductive" in str(exc.value) or "test" in str(exc.value))
     assert not (tmp_path / "runs" / "run").exists()
+
+
+def test_bootstrap_resamples_subjects_when_given() -> None:
+    from competition.metrics import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    subjects = np.repeat(np.arange(40), 25)  # 40 subjects of 25 slices, each subject right or wrong as a whole
+    y = np.repeat(rng.integers(0, 2, 40), 25)
+    right = np.repeat(rng.random(40) < 0.7, 25)
+    pred = np.where(right, y, 1 - y)
+    rows = bootstrap_ci(y, pred, n_classes=2)
+    whole = bootstrap_ci(y, pred, n_classes=2, groups=subjects)
+    assert rows["macro_f1"] == whole["macro_f1"]
+    # 40 independent draws, not 1,000: the honest interval is several times wider
+    assert (whole["high"] - whole["low"]) > 3 * (rows["high"] - rows["low"])

@@ -102,3 +102,23 @@ def test_aggregate_refuses_bad_input_with_one_line(tiny_contest: Path, tmp_path:
                           capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "gone" in done.stderr
+
+
+def test_oof_groups_never_use_their_own_fold_labels() -> None:
+    """Each fold's averaging threshold comes from the other folds' labels: changing a fold's labels leaves
+    that fold's groups as they were (issue "Know the test": the threshold was chosen on every label)."""
+    from competition.data.similarity import signatures
+    from competition.subjects import SubjectAverage
+
+    rng = np.random.default_rng(3)
+    bases = rng.uniform(0, 255, (30, 16, 16))
+    images = np.clip(np.repeat(bases, 4, axis=0) + rng.normal(0, 1.5, (120, 16, 16)), 0, 255).astype(np.uint8)
+    sig = signatures(images)
+    y = np.repeat(rng.integers(0, 3, 30), 4)
+    folds = np.repeat(np.arange(30) % 4, 4)  # a subject's images in one fold
+    groups = SubjectAverage().oof_groups(sig, y, folds)
+    other = y.copy()
+    other[folds == 0] = (other[folds == 0] + 1) % 3
+    again = SubjectAverage().oof_groups(sig, other, folds)
+    np.testing.assert_array_equal(groups[folds == 0], again[folds == 0])
+    assert len(np.unique(groups)) < len(groups)  # images of one subject in one fold are averaged together

@@ -70,7 +70,8 @@ def run_row(run: Run) -> dict[str, Any]:
         "image_size": size,
         "train_seconds": _train_seconds(run.meta),
     }
-    interval = bootstrap_ci(run.y, run.oof)
+    interval = bootstrap_ci(run.y, run.oof, groups=run.subjects)  # subjects, not slices, are independent
+    row["ci_resamples"] = "subjects" if run.subjects is not None else "images"
     row["macro_f1_ci"] = [interval["low"], interval["high"]]
     per_fold = fold_scores(run.y, run.oof, run.folds)
     row["fold_macro_f1"] = per_fold

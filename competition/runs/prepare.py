@@ -67,6 +67,7 @@ class PreparedRun:
     lock: Any = None
     cv: dict[str, Any] | None = None  # the folds' choice and leak figures (competition.folds.SchemeChoice.record)
     embedded: tuple[Any, np.ndarray] | None = None  # a scikit-learn kind's (transformer, train and test embedding)
+    subjects: np.ndarray | None = None  # subject id per training row (competition.folds.SchemeChoice.subjects)
 
     @property
     def classes(self) -> list[str]:
@@ -163,7 +164,8 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
         folder.prepare_folder(run_dir, recipe_hash, overwrite)
         folder.write_recipe(run_dir, recipe.to_yaml(), recipe_hash)
         folder.write_folds(run_dir, folds_frame(contest.classes, contest.train["id"].to_numpy(), contest.y(), folds,
-                                                contest.train["path"].to_numpy(), root=os.path.abspath(contest.root)))
+                                                contest.train["path"].to_numpy(), root=os.path.abspath(contest.root),
+                                                subjects=choice.subjects))
         folder.skipped_file(run_dir).unlink(missing_ok=True)
         if skipped:
             write_skipped(folder.skipped_file(run_dir), skipped)
@@ -173,7 +175,7 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
         lock.release()
         raise
     prepared = PreparedRun(recipe, recipe_hash, run_dir, contest, folds, x, x_test, deterministic, data, lock,
-                           cv=choice.record())
+                           cv=choice.record(), subjects=choice.subjects)
     for k in range(recipe.cv.folds):
         problem = prepared.fold_problem(k)
         if problem is not None and problem.startswith("data changed"):
@@ -277,7 +279,8 @@ def load_prepared(run_dir: str | Path, *, deterministic: bool = False) -> Prepar
     folds = assignment["fold"].to_numpy(dtype=np.int64)
     setup_tensorflow(deterministic)  # the model was checked when the run was prepared
     return PreparedRun(recipe, folder.stored_hash(run_dir) or "", run_dir, contest, folds, x, x_test, deterministic,
-                       data_record(contest, folds, size, channels))
+                       data_record(contest, folds, size, channels),
+                       subjects=assignment["subject"].to_numpy() if "subject" in assignment else None)
 
 
 def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Path:
@@ -317,6 +320,7 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
             recipe.cv.folds, recipe.cv.seed, recipe.cv.group_by, recipe.cv.near_duplicate_threshold),
         cv=prepared.cv,
         paths=prepared.contest.train["path"].to_numpy(),
+        subjects=prepared.subjects,
         extra={"recipe": recipe.name, "data_root": os.path.abspath(prepared.contest.root),
                "sample_submission": str(prepared.contest.sample_path),
                "fold_seconds": [d.get("seconds") for d in done], "fold_rss_mb": [d.get("rss_mb") for d in done],

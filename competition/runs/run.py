@@ -41,6 +41,9 @@ class Run:
     scheme: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     paths: np.ndarray | None = None  # image path (str) per training row, under data_root; None when not recorded
+    # subject id (str) per training row, as the folds saw them (competition.folds.SchemeChoice.subjects); None for
+    # runs from before, and contests where no subjects were found
+    subjects: np.ndarray | None = None
     # how the folds were chosen and how much they leak (competition.folds.SchemeChoice.record); None for runs
     # trained before cv.scheme existed, and for ensembles (their members' folds)
     cv: dict[str, Any] | None = None
@@ -74,6 +77,7 @@ class Run:
             meta=meta,
             paths=np.asarray(contest_paths(folds["path"].tolist(), meta, data), dtype=object)
             if "path" in folds else None,
+            subjects=folds["subject"].to_numpy() if "subject" in folds else None,
             cv=meta["cv"] if isinstance(meta.get("cv"), dict) else None,
             data_root=contest_root(meta, data),
         )
@@ -202,6 +206,7 @@ def save_run(
     oof_plain: np.ndarray | None = None,
     test_plain: np.ndarray | None = None,
     cv: dict[str, Any] | None = None,
+    subjects: np.ndarray | None = None,
 ) -> Path:
     """Write a run's shared files (y: int class index per row; oof, test: float probabilities); run.json
     goes last, so its presence means the run is complete. `cv` (SchemeChoice.record(): the fold choice and its
@@ -215,20 +220,24 @@ def save_run(
     root = meta.get("data_root")
     if isinstance(root, str) and os.path.isabs(root) and isinstance(meta.get("sample_submission"), str):
         meta["sample_submission"] = relative_to_root(meta["sample_submission"], root)
-    frame = folds_frame(classes, ids, y, folds, paths, root=root if isinstance(root, str) else None)
+    frame = folds_frame(classes, ids, y, folds, paths, root=root if isinstance(root, str) else None,
+                        subjects=subjects)
     return folder.write_run_files(Path(path), folds=frame, oof=oof, test=test,
                                   test_ids=test_ids, meta=meta, oof_plain=oof_plain, test_plain=test_plain)
 
 
 def folds_frame(classes: list[str], ids: np.ndarray, y: np.ndarray, folds: np.ndarray,
-                paths: np.ndarray | None = None, root: str | Path | None = None) -> pd.DataFrame:
-    """The folds.csv frame: id, label (class name), fold[, path]; with an absolute `root` (the contest
+                paths: np.ndarray | None = None, root: str | Path | None = None,
+                subjects: np.ndarray | None = None) -> pd.DataFrame:
+    """The folds.csv frame: id, label (class name), fold[, path][, subject]; with an absolute `root` (the contest
     folder), paths under it are written relative to it."""
     labels = np.asarray(classes, dtype=object)[np.asarray(y)]
     frame = pd.DataFrame({"id": ids, "label": labels, "fold": np.asarray(folds, dtype=np.int64)})
     if paths is not None:
         absolute = root is not None and os.path.isabs(root)
         frame["path"] = [relative_to_root(str(p), str(root)) if absolute else str(p) for p in paths]
+    if subjects is not None:
+        frame["subject"] = [str(s) for s in subjects]
     return frame
 
 
