@@ -250,12 +250,12 @@ def augment_preview(
 @app.command()
 def audit(
     data: Annotated[Path, typer.Argument(help="Contest folder.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for audit.json and closest_pairs.png.")] = Path("audit"),
-    folds: Annotated[int, typer.Option(help="Folds of the schemes whose leak share is measured.")] = 5,
+    out: Annotated[Path, typer.Option("--out", help="Folder for audit.json, relation.png and closest_pairs.png.")] = Path("audit"),
+    folds: Annotated[int, typer.Option(help="Folds of the schemes measured against the test.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of those folds.")] = 42,
     threshold: Annotated[float | None, typer.Option(help="Near-duplicate distance (1 - cosine) threshold.", show_default="0.005")] = None,
 ) -> None:
-    """Exact and near duplicates, the leak share of fold schemes, class counts, adversarial validation."""
+    """How the test relates to train (a verdict), each fold scheme against it, duplicates, adversarial validation."""
     from competition.audit import print_audit, run_audit
 
     print_audit(run_audit(data, out, n_folds=folds, seed=seed, threshold=threshold), console)

@@ -42,15 +42,18 @@ def _check_one(path: Path, data: Path | None) -> list[Check]:
             checks.append(_check_data(name, data))
         return checks
     size = recipe.data.image_size
+    model = (f"backbone {recipe.model.backbone}" if recipe.model.kind == "network" else
+             f"{recipe.model.kind} on {recipe.model.embedding.kind}")
     checks = [Check(name, "recipe", True,
-                    f"valid: backbone {recipe.model.backbone}, {size[0]}x{size[1]}x{recipe.data.channels}, "
+                    f"valid: {model}, {size[0]}x{size[1]}x{recipe.data.channels}, "
                     f"{len(recipe.augment)} augment step(s)")]
     root = data if data is not None else recipe.data.root
     if root is None:
         checks.append(Check(name, "data", False, "recipe.data.root: no contest folder; set it in the recipe or pass --data DIR"))
     else:
         checks.append(_check_data(name, root, recipe))
-    checks.append(_check_weights(name, recipe))
+    if recipe.model.kind == "network":  # a scikit-learn kind has no weights to fetch
+        checks.append(_check_weights(name, recipe))
     return checks
 
 

@@ -279,6 +279,17 @@ class ReduceLRConfig(Section):
     min_lr: Annotated[float, Field(ge=0, le=10)] = 1e-6
 
 
+class PseudoLabelConfig(Section):
+    """Pseudo-labelling, fold-honest (competition.runs.prepare.pseudo_labels): fold k of this run also trains on the
+    test images that fold k of the earlier run `run` (same folds, same test images) predicted with probability at
+    least `threshold`, labelled with that prediction, each weighing `weight` in the loss. A fold never learns from
+    a model that saw its own validation labels."""
+
+    run: str  # an earlier finished run in the same runs folder, trained on the same folds
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.9
+    weight: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+
 class TrainConfig(Section):
     batch_size: Annotated[int, Field(ge=1, le=65536)] = 32
     phases: list[PhaseConfig] = Field(default_factory=lambda: [PhaseConfig()], min_length=1, max_length=100)
@@ -295,13 +306,17 @@ class TrainConfig(Section):
     # Momentum of an exponential moving average of the weights, used for validation, the kept epoch and so
     # for prediction (Keras's optimizer EMA, restarted at each phase from the weights the phase starts with).
     ema: Annotated[float, Field(gt=0, lt=1)] | None = None
+    # Which epoch a fold keeps: "best" validation macro F1 (picked on the rows that become its OOF, which can
+    # flatter the OOF: `train` prints by how much) or "last" (picked without them).
+    keep: Literal["best", "last"] = "best"
+    pseudo_label: PseudoLabelConfig | None = None
 
     @model_serializer(mode="wrap")
     def _omit_defaults_of_later_fields(self, handler: Any) -> Any:
         # Left out while they are the default, so recipes (and run hashes) from before they existed are unchanged.
         dumped = handler(self)
         if isinstance(dumped, dict):
-            for key in ("label_smoothing", "mixup", "cutmix", "ema"):
+            for key in ("label_smoothing", "mixup", "cutmix", "ema", "keep", "pseudo_label"):
                 if key in dumped and dumped[key] == type(self).model_fields[key].default:
                     dumped.pop(key)
         return dumped
@@ -401,6 +416,9 @@ class Recipe(Section):
 
         check_pipeline(self.augment, self.data.image_size, self.data.channels)
         if self.model.kind != "network":  # a scikit-learn kind is fitted on the images as decoded
+            if self.train.pseudo_label is not None:
+                raise CompetitionError(f"recipe.train.pseudo_label: used only by model.kind 'network', not by "
+                                       f"{self.model.kind!r}; remove it")
             for key in ("augment", "tta"):
                 if getattr(self, key):
                     raise CompetitionError(f"recipe.{key}: used only by model.kind 'network', not by "
@@ -441,6 +459,11 @@ def check_with_contest(recipe: Recipe, contest: Any, console: Any = None) -> Non
     from competition.folds import make_folds, parse_group_by, resolve_groups
 
     check_classes(recipe.balance, list(contest.classes))
+    from competition.model.classic import is_transductive
+
+    if is_transductive(recipe.model.kind) and len(contest.test) == 0:
+        raise CompetitionError(f"recipe.model.kind: {recipe.model.kind!r} is transductive (it learns from the test "
+                               f"images, unlabelled), and {contest.root} has no test images")
     # The folds' checks (images per class, a group_by column or regex against the files) without decoding;
     # near-duplicate groups need the pixels and are checked when the folds are made.
     kind, _ = parse_group_by(recipe.cv.group_by)

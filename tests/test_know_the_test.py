@@ -215,3 +215,42 @@ def test_bootstrap_resamples_subjects_when_given() -> None:
     assert rows["macro_f1"] == whole["macro_f1"]
     # 40 independent draws, not 1,000: the honest interval is several times wider
     assert (whole["high"] - whole["low"]) > 3 * (rows["high"] - rows["low"])
+
+
+def test_pseudo_labels_come_from_the_same_fold_of_the_teacher(tmp_path: Path) -> None:
+    """Fold k of a student learns from the test images that fold k of the teacher labelled (never from a model
+    that saw fold k's validation labels); a threshold outside (0, 1] or a teacher on other folds is one line."""
+    import competition
+    from competition.demo import make_demo
+    from competition.engine.fold import fit_fold as fit_network_fold
+    from competition.runs.prepare import prepare_run, pseudo_labels
+
+    data = make_demo(tmp_path / "d", seed=2, size=32, scale=0.5)
+    runs = tmp_path / "runs"
+    teacher = competition.train(load_recipe(None, ["model.kind=knn", "data.image_size=32", "cv.folds=3"]), runs,
+                                data_root=data, name="teacher")
+    tiny = ["data.image_size=32", "model.filters=[4]", "model.head.dense=[]", "cv.folds=3", "augment=[]",
+            "train.phases.0.epochs=1"]
+    student = load_recipe(None, [*tiny, "train.pseudo_label={run: teacher, threshold: 0.6, weight: 0.5}"])
+    prepared = prepare_run(student, runs, data_root=data, name="student")
+    try:
+        for k in range(3):
+            rows, labels, weight = pseudo_labels(prepared, k)
+            proba = np.load(teacher / f"fold_{k}" / "test.npy")
+            np.testing.assert_array_equal(rows, np.flatnonzero(proba.max(axis=1) >= 0.6))
+            np.testing.assert_array_equal(labels, proba[rows].argmax(axis=1))
+            assert weight == 0.5
+        rows, labels, weight = pseudo_labels(prepared, 0)
+        val = np.flatnonzero(prepared.folds == 0)
+        result = fit_network_fold(student, prepared.x, prepared.y, val, prepared.x_test, prepared.classes, 0,
+                                  pseudo=(rows, labels, weight))
+        assert result.oof.shape == (len(val), 4)
+    finally:
+        prepared.release()
+    with pytest.raises(CompetitionError, match=r"recipe.train.pseudo_label.threshold") as exc:
+        load_recipe(None, [*tiny, "train.pseudo_label={run: teacher, threshold: 1.5}"])
+    assert "\n" not in str(exc.value)
+    other = load_recipe(None, [*tiny, "cv.seed=7", "train.pseudo_label={run: teacher}"])
+    with pytest.raises(CompetitionError, match=r"^recipe.train.pseudo_label.run: 'teacher' was trained on other"):
+        prepare_run(other, runs, data_root=data, name="other")
+    assert not (runs / "other").exists()

@@ -51,7 +51,8 @@ class TrainBatches(keras.utils.PyDataset):
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, pipeline: Any,
                  resample: Callable[[np.random.Generator], np.ndarray] | None,
                  class_weight: dict[int, float] | None, seed: int, workers: int, *,
-                 n_classes: int | None = None, mixer: Mixer | None = None) -> None:
+                 n_classes: int | None = None, mixer: Mixer | None = None,
+                 row_weights: np.ndarray | None = None) -> None:
         super().__init__(workers=workers, use_multiprocessing=False)
         if mixer is not None and n_classes is None:
             raise ValueError("mixing batches needs n_classes (one-hot labels)")
@@ -62,6 +63,8 @@ class TrainBatches(keras.utils.PyDataset):
         self.weights = None
         if class_weight:
             self.weights = np.array([class_weight.get(int(c), 1.0) for c in y], dtype=np.float32)
+        if row_weights is not None:  # per row (pseudo-labelled images), times the class weight
+            self.weights = np.asarray(row_weights, dtype=np.float32) * (1.0 if self.weights is None else self.weights)
         self.epoch = -1
         self.on_epoch_end()
 

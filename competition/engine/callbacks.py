@@ -98,15 +98,16 @@ class EpochLog(keras.callbacks.Callback):
 class KeepBest(keras.callbacks.Callback):
     """Snapshots `classifier`'s weights into `state` whenever validation macro F1 beats the best so far in
     the fold (all phases; the classifier may differ from the model being fitted: a head on cached features
-    trains the classifier's own head layers)."""
+    trains the classifier's own head layers). keep "last" (recipe train.keep) snapshots every epoch instead:
+    the fold keeps its last epoch, chosen without looking at the rows it predicts."""
 
-    def __init__(self, state: FoldState, classifier: Any) -> None:
+    def __init__(self, state: FoldState, classifier: Any, keep: str = "best") -> None:
         super().__init__()
-        self.state, self.classifier = state, classifier
+        self.state, self.classifier, self.keep = state, classifier, keep
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         f1 = (logs or {}).get("val_macro_f1")
-        if f1 is not None and f1 > self.state.best_f1:
+        if f1 is not None and (f1 > self.state.best_f1 or self.keep == "last"):
             self.state.best_f1, self.state.best_epoch = f1, self.state.epoch
             self.state.best_weights = self.classifier.get_weights()
 

@@ -61,6 +61,7 @@ class FoldData:
     val_rows: np.ndarray | None = None
     features: dict[str, np.ndarray] | None = None  # frozen-backbone features of the whole training set
     state: FoldState = field(default_factory=FoldState)
+    row_weights: np.ndarray | None = None  # float32 per training row (pseudo-labelled test images weigh less)
 
 
 def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress | None = None,
@@ -89,11 +90,12 @@ def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress |
             x, x_val = extract(extractor, data.x), extract(extractor, data.x_val)
     batch_size, n_classes = phase.batch_size or recipe.train.batch_size, len(data.classes)
     batches = None
-    if pipeline is not None or balance.resample is not None or mixer is not None:
+    if pipeline is not None or balance.resample is not None or mixer is not None or data.row_weights is not None:
         # Batches gathered from the rows as they are needed (no copy of the training set), resampled,
         # augmented and mixed in worker threads.
         batches = TrainBatches(x, data.y, batch_size, pipeline, balance.resample, balance.class_weight, data.seed,
-                               workers=recipe.train.workers, n_classes=n_classes if soft else None, mixer=mixer)
+                               workers=recipe.train.workers, n_classes=n_classes if soft else None, mixer=mixer,
+                               row_weights=data.row_weights)
     steps_per_epoch = len(batches) if batches is not None else -(-len(x) // batch_size)
     # A whole epoch per call into the compiled train step (steps_per_execution): the same updates, bit for bit,
     # without Keras's per-step Python overhead, which dominates a small model on CPU (a head on cached
@@ -105,7 +107,7 @@ def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress |
     ema_first, ema_last = ema_callbacks() if recipe.train.ema is not None else (None, None)
     steps: list[Any] = [ValidationScore(lambda: predict_proba(trained, x_val), data.y_val),
                         DivergenceGuard(data.fold, phase_index, phase.learning_rate),
-                        EpochLog(state, phase_index), KeepBest(state, model)]
+                        EpochLog(state, phase_index), KeepBest(state, model, recipe.train.keep)]
     if recipe.train.patience is not None:
         steps.append(early_stopping(recipe.train.patience, state, patience_start(phase)))
     if recipe.train.reduce_lr is not None:
@@ -136,21 +138,32 @@ def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_te
              classes: list[str], fold: int, progress: Progress | None = None, *,
              features: dict[str, np.ndarray] | None = None,
              callbacks: Sequence[keras.callbacks.Callback] = (),
-             on_epoch: Callable[[list[dict[str, float]]], None] | None = None) -> FoldResult:
+             on_epoch: Callable[[list[dict[str, float]]], None] | None = None,
+             pseudo: tuple[np.ndarray, np.ndarray, float] | None = None) -> FoldResult:
     """Train fold `fold` (validation rows `val` of uint8 images x (n, h, w, c), int labels y) through all
     phases; return it at its best validation macro F1 with its OOF and test (x_test) probabilities.
     `features` are the frozen-backbone features of all of x (engine.features.frozen_features; read from the
     feature store when not given).
     `callbacks` are added to every phase's fit (after the engine's own); `on_epoch` is called with the
-    fold's history rows so far at every epoch's end (callbacks.FoldState)."""
+    fold's history rows so far at every epoch's end (callbacks.FoldState). `pseudo` (test rows, int labels,
+    weight) adds those test images to the fold's training images, each weighing `weight` in the loss
+    (competition.runs.prepare.pseudo_labels chooses them fold-honestly)."""
     if features is None:  # a fold in its own process or on Ray: frozen features from the feature store
         features = frozen_features(recipe, x, len(classes))
     seed = recipe.cv.seed * 1000 + fold
     keras.utils.set_random_seed(seed)
     set_precision(recipe)
     train_rows = np.setdiff1d(np.arange(len(y)), val)
-    data = FoldData(recipe, classes, Rows(x, train_rows), y[train_rows], Rows(x, val), y[val], seed, fold,
-                    train_rows=train_rows, val_rows=val, features=features, state=FoldState(on_epoch=on_epoch))
+    train_x, train_y, row_weights = Rows(x, train_rows), y[train_rows], None
+    if pseudo is not None and len(pseudo[0]):
+        rows, labels, weight = pseudo
+        train_x = np.concatenate([np.asarray(train_x), np.asarray(x_test)[rows]])
+        train_y = np.concatenate([train_y, np.asarray(labels, dtype=train_y.dtype)])
+        row_weights = np.r_[np.ones(len(train_rows)), np.full(len(rows), weight)].astype(np.float32)
+        features = {}  # the shared features are of the training images only
+    data = FoldData(recipe, classes, train_x, train_y, Rows(x, val), y[val], seed, fold,
+                    train_rows=train_rows, val_rows=val, features=features, state=FoldState(on_epoch=on_epoch),
+                    row_weights=row_weights)
     model = build_model(recipe.model, x.shape[1:], len(classes))
     for phase_index in range(len(recipe.train.phases)):
         fit_phase(model, data, phase_index, progress, callbacks)

@@ -123,7 +123,6 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
 
     from competition.data import load_contest, print_class_counts, write_skipped
     from competition.folds import choose_scheme
-    from competition.model.classic import is_transductive
     from competition.predict import check_tta
 
     if data_root is not None:
@@ -153,9 +152,7 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     folds = choice.folds
     if recipe.model.kind == "network":
         check_model(recipe, x.shape[1:], len(contest.classes), deterministic)
-    elif is_transductive(recipe.model.kind) and len(contest.test) == 0:
-        raise CompetitionError(f"recipe.model.kind: {recipe.model.kind!r} is transductive (it learns from the "
-                               f"test images, unlabelled), and {contest.root} has no test images")
+    teacher_run(run_dir, recipe, folds, contest)  # pseudo-labels from the same folds: checked before the folder
 
     recipe_hash = recipe.hash()
     data = data_record(contest, folds, size, channels)
@@ -223,7 +220,8 @@ def train_fold(prepared: PreparedRun, k: int, progress: Progress | None = None,
     folder.start_fold(prepared.run_dir, k)
     fitted = fit_fold(prepared.recipe, prepared.x, prepared.y, val, prepared.x_test, prepared.classes, k, progress,
                       features=features, callbacks=callbacks,
-                      on_epoch=lambda rows: folder.write_history(prepared.run_dir, k, rows))
+                      on_epoch=lambda rows: folder.write_history(prepared.run_dir, k, rows),
+                      pseudo=pseudo_labels(prepared, k))
     folder.save_fold(prepared.run_dir, k, arrays={name: getattr(fitted, name) for name in folder.ARRAYS},
                      history=fitted.history, model=fitted.model,
                      info={"recipe_hash": prepared.recipe_hash, "data": prepared.data, "best_epoch": fitted.best_epoch,
@@ -233,6 +231,43 @@ def train_fold(prepared: PreparedRun, k: int, progress: Progress | None = None,
     keras.backend.clear_session()
     gc.collect()
     return fitted
+
+
+def teacher_run(prepared_or_dir: Any, recipe: Recipe, folds: np.ndarray, contest: Any) -> Path | None:
+    """The run whose fold models label the test images for pseudo-labelling (recipe.train.pseudo_label.run),
+    checked: a finished model run beside this one, trained on the same training ids and folds and the same test
+    ids. None without pseudo-labelling. CompetitionError of one line naming the key otherwise."""
+    config = recipe.train.pseudo_label
+    if config is None:
+        return None
+    run_dir = Path(prepared_or_dir).parent / config.run
+    key = "recipe.train.pseudo_label.run"
+    if not folder.is_finished(run_dir):
+        raise CompetitionError(f"{key}: {config.run!r}: no finished run at {run_dir}")
+    meta = folder.read_meta(run_dir)
+    if meta.get("kind") != "model":
+        raise CompetitionError(f"{key}: {config.run!r} is an ensemble; name a model run (its fold models label)")
+    theirs = folder.read_folds(run_dir)
+    if (theirs["id"].tolist() != contest.train["id"].astype(str).tolist()
+            or theirs["fold"].tolist() != [int(f) for f in folds]):
+        raise CompetitionError(f"{key}: {config.run!r} was trained on other images or folds than this run; "
+                               "pseudo-labels must come from the same folds (train both with the same cv)")
+    if folder.read_test_ids(run_dir).tolist() != contest.test["id"].astype(str).tolist():
+        raise CompetitionError(f"{key}: {config.run!r} predicted other test images than this contest's")
+    return run_dir
+
+
+def pseudo_labels(prepared: PreparedRun, k: int) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(test rows, int labels, weight) for fold k: the test images that fold k of the teacher run predicted with
+    probability >= threshold, labelled so. Fold k's teacher never saw fold k's validation labels (same folds),
+    so the student's OOF stays out-of-fold. None without pseudo-labelling."""
+    config = prepared.recipe.train.pseudo_label
+    if config is None:
+        return None
+    teacher = teacher_run(prepared.run_dir, prepared.recipe, prepared.folds, prepared.contest)
+    proba = folder.load_fold(teacher, k)["test"]
+    rows = np.flatnonzero(proba.max(axis=1) >= config.threshold)
+    return rows, proba[rows].argmax(axis=1), float(config.weight)
 
 
 def _fit_classic_fold(prepared: PreparedRun, k: int) -> Any:
@@ -261,6 +296,25 @@ def _fit_classic_fold(prepared: PreparedRun, k: int) -> Any:
                            "best_macro_f1": score, "seconds": seconds, "rss_mb": round(rss_mb(), 1),
                            "peak_rss_mb": round(peak_rss_mb(), 1)})
     return FoldFit(oof, test, model, score)
+
+
+def epoch_selection(run_dir: Path, done: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How much keeping each fold's best epoch (chosen on the rows it then predicts) can flatter the OOF: the
+    folds' mean validation macro F1 at their kept epoch against at their last epoch, from history.csv and
+    done.json. {"kept", "last", "optimism" (kept - last, an upper bound on the selection's own gain), "line"};
+    None when a fold's history is missing."""
+    histories = folder.read_histories(run_dir)
+    if len(histories) != len(done) or any("val_macro_f1" not in h for h in histories.values()):
+        return None
+    kept = [float(d.get("best_macro_f1", np.nan)) for d in done]
+    last = [float(h["val_macro_f1"].iloc[-1]) for _, h in sorted(histories.items())]
+    if not np.all(np.isfinite(kept + last)):
+        return None
+    gap = float(np.mean(kept) - np.mean(last))
+    return {"kept": round(float(np.mean(kept)), 4), "last": round(float(np.mean(last)), 4), "optimism": round(gap, 4),
+            "line": f"kept epochs: folds' val macro F1 {np.mean(kept):.4f} at the kept epoch, {np.mean(last):.4f} "
+                    f"at the last; picking the epoch on the rows it predicts can flatter the OOF by up to "
+                    f"{gap:+.4f}"}
 
 
 def load_prepared(run_dir: str | Path, *, deterministic: bool = False) -> PreparedRun:
@@ -310,6 +364,9 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
         say(console, f"TTA {recipe.tta}: OOF macro F1 {tta['oof_macro_f1_plain']:.4f} without, "
                      f"{tta['oof_macro_f1_tta']:.4f} with")
     done = [folder.read_fold_info(prepared.run_dir, k) for k in range(recipe.cv.folds)]
+    selection = epoch_selection(prepared.run_dir, done) if recipe.model.kind == "network" else None
+    if selection is not None:
+        say(console, selection["line"])
     return save_run(
         prepared.run_dir, name=prepared.run_dir.name, kind="model", classes=prepared.classes,
         ids=prepared.contest.train["id"].to_numpy(), y=y, folds=folds, oof=out["oof"],
@@ -325,5 +382,6 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
                "sample_submission": str(prepared.contest.sample_path),
                "fold_seconds": [d.get("seconds") for d in done], "fold_rss_mb": [d.get("rss_mb") for d in done],
                "wall_seconds": round(time.perf_counter() - started, 2), "deterministic": prepared.deterministic,
-               "fold_threads": [d.get("threads") for d in done], "tta": tta, "model_kinds": [recipe.model.kind]},
+               "fold_threads": [d.get("threads") for d in done], "tta": tta, "model_kinds": [recipe.model.kind],
+               "epoch_selection": selection},
     )

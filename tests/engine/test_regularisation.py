@@ -333,3 +333,27 @@ def test_a_fold_with_every_lever_on_gives_finite_probabilities() -> None:
     np.testing.assert_allclose(result.test.sum(axis=1), 1, atol=1e-5)
     assert len(result.history) == 2 and np.isfinite(result.history["loss"]).all()
     assert result.history["learning_rate"].iloc[1] == 0.0  # the second phase starts its cosine warm-up from 0
+
+
+def test_keep_last_keeps_the_last_epoch_and_epoch_selection_says_what_best_adds(tmp_path) -> None:  # noqa: ANN001
+    """train.keep: last picks the epoch without looking at the rows the fold predicts; the run says how much
+    picking the best epoch on them can flatter the OOF (issue "Know the test")."""
+    import pandas as pd
+
+    from competition.runs.prepare import epoch_selection
+
+    x, y = _images()
+    val = np.arange(0, 48, 4)
+    for keep in ("best", "last"):
+        recipe = load_recipe(None, [*TINY, "train.phases.0.epochs=4", "augment=[]", f"train.keep={keep}"])
+        result = fit_fold(recipe, x, y, val, x[:4], CLASSES, fold=0)
+        scores = result.history["val_macro_f1"].to_numpy()
+        if keep == "last":
+            assert result.best_epoch == 4 and result.best_macro_f1 == pytest.approx(scores[-1])
+        else:
+            assert result.best_macro_f1 == pytest.approx(scores.max())
+    for k, (best, last) in enumerate(((0.6, 0.5), (0.7, 0.7))):
+        (tmp_path / f"fold_{k}").mkdir()
+        pd.DataFrame({"epoch": [1, 2], "val_macro_f1": [best, last]}).to_csv(tmp_path / f"fold_{k}" / "history.csv")
+    selection = epoch_selection(tmp_path, [{"best_macro_f1": 0.6}, {"best_macro_f1": 0.7}])
+    assert selection["optimism"] == pytest.approx(0.05) and "+0.0500" in selection["line"]
