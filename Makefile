@@ -17,7 +17,8 @@ endif
 ENSEMBLE ?= ensemble
 METHOD ?= caruana
 NAMES := $(basename $(notdir $(RECIPES)))
-# The candidates `submit` chooses from by honest (nested-CV) OOF macro F1: the runs, their ensemble if any, and
+# The candidates `submit` chooses from by honest (nested-CV) OOF macro F1, those whose estimate the folds cannot
+# vouch for on this test (marked ⚠) last: the runs, their ensemble if any, and
 # the last of these averaged per subject (`competition aggregate`: near-duplicate groups, within folds for the OOF).
 BASE := $(lastword $(NAMES) $(if $(word 2,$(NAMES)),$(ENSEMBLE)))
 CANDIDATES := $(strip $(NAMES) $(if $(word 2,$(NAMES)),$(ENSEMBLE)) $(BASE)-subjects)

@@ -21,14 +21,16 @@ A contest's test relates to its training set in one of three ways, and each has 
     near_duplicates:<float>  the same with an explicit threshold
 
 ``recipe.cv.scheme`` says which folds to make (`choose_scheme`): `auto` (the default) measures, for the test and
-for each candidate scheme's validation images, two distances to the images a model learns from (the nearest
-training image, and the chain distance: the largest step on the best path of near twins through all images,
-train and test, to a training image), and picks the candidate whose two distributions are closest to the
-test's: the smallest mean of the two two-sample Kolmogorov-Smirnov statistics (`match`, 0 = alike, 1 = disjoint;
-scipy.stats.ks_2samp). Candidates: stratified, grouped (near-duplicate grouping at the largest threshold of twin
-threshold x (1, 0.9, ..., 0.1) at which every class lies in at least `folds` groups and every fold holds every
-class), and seen_subjects; with a group_by, grouped and seen_subjects by it. Without test images auto makes
-grouped folds when a group_by is given, else stratified ones.
+for each candidate scheme's validation images, three measures (MEASURES) of the images a model learns from: the
+distance to the nearest training image; the chain distance, the largest step on the best path of near twins
+through all images, train and test, to a training image; and the chain hops, how many near-twin steps that path
+takes. It picks the candidate whose three distributions are closest to the test's: the smallest mean of the
+three two-sample Kolmogorov-Smirnov statistics (`match`, 0 = alike, 1 = disjoint; scipy.stats.ks_2samp).
+Candidates: stratified, grouped (near-duplicate grouping at the largest threshold of twin threshold x (1, 0.9,
+..., 0.1) at which every class lies in at least `folds` groups and every fold holds every class), and
+seen_subjects with the number of blocks a subject (folds down to 2) that matches best; with a group_by, grouped
+and seen_subjects by it. Without test images auto makes grouped folds when a group_by is given, else stratified
+ones.
 
 Choosing the scheme whose validation resembles the test follows the advice to make validation mimic the
 train/test relationship; grouped folds by image similarity are the analogue of grouping by patient, as in
@@ -60,8 +62,8 @@ THRESHOLD_STEPS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 # statistic; for runs from before `match`, its validation leak share above the test's twin share) carries a
 # warning marker (leaderboard, audit): its estimate may be far too high or too low. On Alzheimer (the test holds
 # the top slices of the training brains) stratified folds over-estimated the real test macro F1 by about 0.2
-# and grouped folds under-estimated it by 0.18; their match figures are 0.65 and 0.56 against 0.37 for seen
-# subjects.
+# and grouped folds under-estimated it by 0.18; their match figures are 0.64 and 0.63 against 0.22 for seen
+# subjects (3 blocks a brain).
 OPTIMISTIC_MARGIN = 0.2
 
 
@@ -217,14 +219,16 @@ RELATIONS = {"stratified": "images like random draws of the training images (nea
 
 
 def chain_block_folds(groups: np.ndarray, signatures: np.ndarray, labels: np.ndarray, n_folds: int,
-                      seed: int, blocks: int | None = None) -> np.ndarray:
+                      seed: int, blocks: int | None = None, orders: dict[Any, np.ndarray] | None = None) -> np.ndarray:
     """int64 (n,) fold per image for "unseen images of seen subjects": each subject's images (rows sharing a
     `groups` id) in chain order (competition.data.similarity.chain_order of their (n, d) `signatures`) cut into
     `blocks` (default n_folds, at most n_folds) contiguous blocks of near-equal size; block b of a subject goes to
     fold (b + shift) mod n_folds. Fewer, longer blocks put validation images further along the chain from their
     training images. Shifts go round each class's subjects (in a seeded order, by the subject's most common
-    label), so every fold gets blocks of every class with at least n_folds / blocks subjects. A subject of fewer
-    images than blocks gives each image its own block.
+    label), so every fold gets blocks of every class with at least n_folds / blocks subjects; with as many blocks
+    as folds, the shift moves by one a subject, so a fold's blocks sit at every place along the chains. A subject
+    of fewer images than blocks gives each image its own block. `orders` (subject -> its rows in chain order)
+    saves the chain walks when several block counts are tried.
 
     Raises CompetitionError (recipe.cv.scheme) when a fold would miss a class."""
     from competition.data.similarity import chain_order
@@ -237,12 +241,18 @@ def chain_block_folds(groups: np.ndarray, signatures: np.ndarray, labels: np.nda
     majority = {g: pd.Series(labels[groups == g]).mode().iloc[0] for g in subjects}
     offsets = {c: int(rng.integers(n_folds)) for c in np.unique(labels)}
     seen: dict[Any, int] = {}
+    step = blocks if blocks < n_folds else 1  # n_folds blocks: every shift holds one block per fold
     for g in subjects:
         c = majority[g]
-        shift = (offsets[c] + seen.get(c, 0) * blocks) % n_folds
+        shift = (offsets[c] + seen.get(c, 0) * step) % n_folds
         seen[c] = seen.get(c, 0) + 1
-        rows = np.flatnonzero(groups == g)
-        ordered = rows[chain_order(signatures[rows])]
+        if orders is not None and g in orders:
+            ordered = orders[g]
+        else:
+            rows = np.flatnonzero(groups == g)
+            ordered = rows[chain_order(signatures[rows])]
+            if orders is not None:
+                orders[g] = ordered
         block = (np.arange(len(ordered)) * blocks) // len(ordered)
         folds[ordered] = (block + shift) % n_folds
     for k in range(n_folds):
@@ -269,8 +279,9 @@ class SchemeChoice:
     candidates       per candidate scheme: its name, leak share, match with the test (mean KS), quantiles, or problem
     thresholds       the grouping thresholds tried, largest first: {"threshold", "problem" (None: feasible)}
     reason           one line: why this scheme
-    warning          one line when auto fell back to stratified folds although the contest has near twins
-    distances        per candidate and "test": {"nearest", "chain"} float64 arrays (the audit's figure; not recorded)
+    warning          one line when the test holds new subjects but grouped folds cannot be made
+    distances        per candidate and "test": {"nearest", "chain", "hops"} float64 arrays (the audit's figure; not
+                     recorded)
     """
 
     requested: str
@@ -384,8 +395,9 @@ def estimate_doubt(record: dict[str, Any] | None, transductive: bool) -> str | N
     """One line when a run's CV estimate is likely optimistic for its kind of model, else None. An inductive
     model (a network, knn, logistic) predicts an image from the training images near it: its estimate leans
     high when validation images lie closer to their nearest training image than test images do. A transductive
-    model (label spreading) also reaches images through chains of unlabelled ones: it is judged on the chain
-    distance. `record`: a fold record with candidates' figures (SchemeChoice.record(), run.json's `cv`)."""
+    model (label spreading) carries labels along chains of unlabelled images: it is judged on the chain hops
+    (near-twin steps to a labelled image). `record`: a fold record with candidates' figures
+    (SchemeChoice.record(), run.json's `cv`)."""
     if not isinstance(record, dict) or not isinstance(record.get("candidates"), dict):
         return None
     entry, test = record["candidates"].get(record.get("scheme")), record.get("test")
@@ -396,13 +408,13 @@ def estimate_doubt(record: dict[str, Any] | None, transductive: bool) -> str | N
     val_median, test_median = entry[measure].get("p50"), test.get(measure, {}).get("p50")
     if ks <= DOUBT_KS or val_median is None or test_median is None or val_median >= test_median:
         return None
+    shown = lambda v: "not joined" if v >= NOT_JOINED else f"{v:g}"  # noqa: E731
     if transductive:
         return (f"likely optimistic for a transductive model: validation images are fewer near-twin steps from a "
-                f"training image (median {val_median:g}) than test images are ({test_median:g}; KS {ks:.2f})")
-    what = "distance to the nearest training image"
-    kind = "a transductive" if transductive else "an inductive"
-    return (f"likely optimistic for {kind} model: validation images' {what} (median {val_median:.4f}) is smaller "
-            f"than the test's ({test_median:.4f}; KS {ks:.2f})")
+                f"training image (median {shown(val_median)}) than test images are ({shown(test_median)}; "
+                f"KS {ks:.2f})")
+    return (f"likely optimistic for an inductive model: validation images' distance to the nearest training image "
+            f"(median {val_median:.4f}) is smaller than the test's ({test_median:.4f}; KS {ks:.2f})")
 
 
 def check_scheme(scheme: str, group_by: str | None) -> None:
@@ -516,7 +528,10 @@ def choose_scheme(
         subjects = resolve_groups(group_by, train, signatures=train_signatures, threshold=threshold)
         used = (threshold if threshold is not None else float(arg) if arg else twin) if kind == NEAR else None
         candidates["grouped"] = {"name": describe_scheme(n_folds, seed, group_by, used)}
-        made["grouped"] = (make_folds(labels, n_folds, seed, groups=subjects), group_by, used)
+        try:
+            made["grouped"] = (make_folds(labels, n_folds, seed, groups=subjects), group_by, used)
+        except CompetitionError as exc:  # too few subjects to hold out whole: blocks of them may still do
+            candidates["grouped"]["problem"] = str(exc).removeprefix(f"{KEY}: ")
         subject_key, subject_threshold = group_by, used
     for name, (folds, _, _) in made.items():
         distances[name], figures = measure(folds)
@@ -548,12 +563,15 @@ def choose_scheme(
             raise CompetitionError(f"{SCHEME_KEY}: {scheme}: {candidates[scheme]['problem']}; use fewer folds or "
                                    "cv.group_by (e.g. column:<patient id>)")
         return chosen(scheme, f"as asked{figures}")
+    if not made:  # a group_by whose subjects can be neither held out nor cut into blocks
+        raise CompetitionError(f"{KEY}: {group_by!r}: " + "; ".join(
+            f"{k.replace('_', ' ')}: {c['problem']}" for k, c in candidates.items()))
     if len(made) == 1:  # nothing to choose between
         (name,) = made
         problems = "; ".join(f"{k.replace('_', ' ')}: {c['problem']}" for k, c in candidates.items() if "problem" in c)
         return chosen(name, f"the only scheme that can be made ({problems}){figures}")
     if not test_figures:
-        name = "grouped" if kind != "none" else "stratified"
+        name = ("grouped" if "grouped" in made else "seen_subjects") if kind != "none" else "stratified"
         why = f"cv.group_by {group_by!r} given and " if kind != "none" else ""
         return chosen(name, f"{why}no test images to compare the folds with{figures}")
     closest = test_figures["closest_scheme"]
@@ -576,9 +594,10 @@ def _seen_subject_folds(subjects: np.ndarray, signatures: np.ndarray, labels: np
     best: tuple[float, int, np.ndarray, dict, dict] | None = None
     tried: dict[str, Any] = {}
     problem = None
+    orders: dict[Any, np.ndarray] = {}  # each subject's chain walked once for every block count
     for blocks in range(n_folds, 1, -1):
         try:
-            folds = chain_block_folds(subjects, signatures, labels, n_folds, seed, blocks)
+            folds = chain_block_folds(subjects, signatures, labels, n_folds, seed, blocks, orders)
         except CompetitionError as exc:
             problem = problem or str(exc).removeprefix(f"{SCHEME_KEY}: ")
             tried[str(blocks)] = None

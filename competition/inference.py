@@ -117,8 +117,8 @@ def check_fold_models(run_dir: Path, n_folds: int) -> None:
     missing = [k for k in range(n_folds) if not fold_model_path(run_dir, k).is_file()]
     if missing and sklearn_model_path(run_dir, missing[0]).is_file():
         raise CompetitionError(f"run '{run_dir.name}' is a scikit-learn model kind (fold_0/model.joblib), not a "
-                               "network: predict, explain and export need Keras fold models; its test "
-                               "probabilities are in test.npy, which submit uses")
+                               "network: explain and export need Keras fold models (predict takes knn and "
+                               "logistic runs); its test probabilities are in test.npy, which submit uses")
     if missing:
         some = "no finished fold" if len(missing) == n_folds else f"{n_folds - len(missing)} of {n_folds} folds"
         raise CompetitionError(f"{fold_model_path(run_dir, missing[0])}: fold model missing; run "

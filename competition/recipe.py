@@ -322,6 +322,16 @@ class TrainConfig(Section):
         return dumped
 
     @model_validator(mode="after")
+    def _keep_last_looks_at_nothing(self) -> TrainConfig:
+        # Early stopping and reduce_lr watch the validation rows, so "last" would again be chosen on them.
+        if self.keep == "last":
+            for key in ("patience", "reduce_lr"):
+                if getattr(self, key) is not None:
+                    raise CompetitionError(f"recipe.train.keep: 'last' keeps an epoch chosen without the validation "
+                                           f"rows, but recipe.train.{key} watches them; remove one of them")
+        return self
+
+    @model_validator(mode="after")
     def _one_learning_rate_rule(self) -> TrainConfig:
         # A phase's learning rate follows its schedule or reduce_lr, not both; a warm-up needs a schedule.
         for index, phase in enumerate(self.phases):
@@ -416,13 +426,14 @@ class Recipe(Section):
 
         check_pipeline(self.augment, self.data.image_size, self.data.channels)
         if self.model.kind != "network":  # a scikit-learn kind is fitted on the images as decoded
-            if self.train.pseudo_label is not None:
-                raise CompetitionError(f"recipe.train.pseudo_label: used only by model.kind 'network', not by "
+            # what only a network reads, given anyway, would be ignored without a word: refused
+            given = [key for key in ("augment", "tta") if getattr(self, key)]
+            for section, default in (("train", TrainConfig()), ("balance", BalanceConfig())):
+                ours, plain = getattr(self, section).model_dump(), default.model_dump()
+                given += [f"{section}.{key}" for key in ours if key != "workers" and ours[key] != plain[key]]
+            if given:
+                raise CompetitionError(f"recipe.{given[0]}: used only by model.kind 'network', not by "
                                        f"{self.model.kind!r}; remove it")
-            for key in ("augment", "tta"):
-                if getattr(self, key):
-                    raise CompetitionError(f"recipe.{key}: used only by model.kind 'network', not by "
-                                           f"{self.model.kind!r}; remove it")
             return self
         check_config(self.model, self.data.image_size)
         check_tta(self.tta, self.data.image_size)

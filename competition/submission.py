@@ -304,7 +304,9 @@ class Submitted:
 
 def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "runs") -> Choice:
     """The candidate with the best honest OOF macro F1: every finished run under runs_dir when `candidates` is
-    empty or None (damaged runs left out), else the named runs (names under runs_dir, or folders). An ensemble's
+    empty or None (damaged runs left out), else the named runs (names under runs_dir, or folders). A run whose
+    estimate is likely optimistic on this test for its kind of model (Run.estimate_doubt) ranks after every other
+    and is chosen only when all are; the reason names what was set aside. An ensemble's
     OOF is its nested-CV one (competition.ensemble.cross_val_oof), so an ensemble is chosen only when it beats
     every candidate model, its members among them, under nested CV; on a tie the model is chosen. One named
     candidate is taken as named, with a warning in the reason when it is an ensemble that does not beat its

@@ -61,18 +61,18 @@ def train_recipes(recipes: list[Recipe], runs_dir: str | Path = "runs", *, data_
                           console=console, executor=executor, address=address) for r in recipes]
     from competition.executors.ray import connect_ray, failed_line, submit_ray
 
-    classic = [train_run(r, runs_dir, data_root=data_root, name=name, overwrite=overwrite, console=console)
-               for r in recipes if r.model.kind != "network"]  # seconds each, in this process
-    recipes = [r for r in recipes if r.model.kind == "network"]
     started = time.perf_counter()
     connect_ray(address)  # an unreachable cluster fails before any run folder is written
     prepared_runs = []
     try:  # each run folder is locked by this process until its runs are finished (or this fails)
-        for recipe in recipes:
+        for recipe in (r for r in recipes if r.model.kind == "network"):
             prepared = prepare_run(recipe, runs_dir, data_root=data_root, name=name, overwrite=overwrite,
                                    console=console, deterministic=deterministic)
             prepared.free_pixels()
             prepared_runs.append(prepared)
+        # scikit-learn kinds: seconds each, in this process, once every network recipe is validated
+        classic = [train_run(r, runs_dir, data_root=data_root, name=name, overwrite=overwrite, console=console)
+                   for r in recipes if r.model.kind != "network"]
         failed = submit_ray(prepared_runs, address=address, console=console)
         finished = classic + [finish_run(p, started, console) for i, p in enumerate(prepared_runs) if i not in failed]
     finally:

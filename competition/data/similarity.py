@@ -303,7 +303,9 @@ def chain_distance(tree: ChainTree, sources: np.ndarray) -> np.ndarray:
             out[reached] = d
         big, small = (ra, rb) if len(members.get(ra, [ra])) >= len(members.get(rb, [rb])) else (rb, ra)
         parent[small] = big
-        members[big] = members.pop(big, [big]) + members.pop(small, [small])
+        merged = members.pop(big, [big])
+        merged.extend(members.pop(small, [small]))  # the smaller into the larger: O(n log n) in all
+        members[big] = merged
         has[big] = has[big] or has[small]
     return out
 

@@ -110,16 +110,19 @@ def check_params(kind: str, params: dict[str, Any]) -> None:
     """Fit the kind once on 12 random points, so a bad parameter value fails when the recipe is loaded (as
     scikit-learn's own parameter validation words it), not after the images are decoded."""
     estimator = make_estimator(kind, params)
+    neighbours = estimator.get_params().get("n_neighbors")
+    n = 12 if not isinstance(neighbours, int) else int(min(max(12, 2 * neighbours + 2), 4096))
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(12, 4))
-    y = np.arange(12) % 2
+    x = rng.normal(size=(n, 4))
+    y = np.arange(n) % 2
     if spec(kind).transductive:
-        y = np.where(np.arange(12) < 8, y, -1)
+        y = np.where(np.arange(n) < 2 * n // 3, y, -1)
     try:
         estimator.fit(x, y)
     except (ValueError, TypeError) as exc:  # scikit-learn's InvalidParameterError is both
         message = " ".join(str(exc).split())
-        key = next((k for k in params if f"'{k}'" in message), None)
+        key = next((k for k in params if f"'{k}'" in message), None) or next((k for k in params if k in message),
+                                                                             None)
         where = f"recipe.model.params.{key}" if key else "recipe.model.params"
         raise CompetitionError(f"{where}: {message}") from None
 

@@ -197,6 +197,11 @@ def optimistic_note(rows: list[dict[str, Any]]) -> str | None:
     flagged = [r for r in rows if r.get("optimistic")]
     if not flagged:
         return None
+    unlike = [r for r in flagged if isinstance(r.get("cv"), dict) and "test" in r["cv"]]
+    if unlike:  # marked by `match`: folds another scheme mirrors the test better than
+        return (f"{MARKER} {', '.join(r['run'] for r in unlike)}: folds unlike the test ("
+                + "; ".join(f"{r['cv'].get('scheme')} against {r['cv']['test'].get('closest_scheme')}" for r in unlike)
+                + "): the estimate may be far too high or too low; retrain with cv.scheme: auto (the default)")
     figures = ", ".join(f"{r['run']} {r.get('leak_share', 0):.0%} vs {r.get('test_twin_share', 0):.0%}"
                         for r in flagged)
     return (f"{MARKER} likely optimistic: more validation images have a near twin in their training folds than test "

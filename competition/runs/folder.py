@@ -7,7 +7,8 @@ Layout of ``runs/<name>/`` (ensembles use the same files, so every later stage t
                       written last, so its presence means the run is finished
     recipe.yaml       the resolved recipe (ensembles: their method and members)
     recipe.hash       its hash: a rerun of another recipe never mixes with these folds
-    folds.csv         id,label,fold[,path]: one row per training image; row order == OOF row order.
+    folds.csv         id,label,fold[,path][,subject]: one row per training image; row order == OOF row order;
+                      subject: the subject the folds kept together or cut into blocks (bootstrap resamples it)
                       Written when the run is prepared (the fold assignment every worker reads) and again
                       when it finishes
     oof.npy           float32 (n_train, n_classes) out-of-fold probabilities (with TTA when declared)
@@ -16,7 +17,8 @@ Layout of ``runs/<name>/`` (ensembles use the same files, so every later stage t
     test_plain.npy    the same without TTA
     test_ids.csv      id: row order of test.npy
     skipped_images.csv  training images left out as unreadable (data.on_bad_image: skip)
-    fold_<k>/         k = 0 .. folds-1 ("fold k" in every message, report and listing): model.keras,
+    fold_<k>/         k = 0 .. folds-1 ("fold k" in every message, report and listing): model.keras (a
+                      network) or model.joblib (a scikit-learn model kind: competition.model.classic),
                       history.csv (rewritten whole after every epoch while the fold trains, so it can be
                       watched), oof.npy (rows = that fold's validation rows), test.npy, their *_plain twins,
                       and done.json (written last: the recipe hash and what the fold saw, see `fold_problem`)

@@ -285,8 +285,11 @@ def _fit_classic_fold(prepared: PreparedRun, k: int) -> Any:
     transformer, z_all = prepared.embedded
     val = np.flatnonzero(prepared.folds == k)
     folder.start_fold(prepared.run_dir, k)
-    oof, test, model = fit_fold(recipe.model.kind, recipe.model.params, transformer, z_all[: len(y)], y, val,
-                                z_all[len(y):], len(prepared.classes), recipe.cv.seed * 1000 + k)
+    try:
+        oof, test, model = fit_fold(recipe.model.kind, recipe.model.params, transformer, z_all[: len(y)], y, val,
+                                    z_all[len(y):], len(prepared.classes), (recipe.cv.seed * 1000 + k) % 2**32)
+    except (ValueError, TypeError) as exc:  # a parameter that fits 12 points but not this fold (n_neighbors)
+        raise CompetitionError(f"recipe.model.params: fold {k}: {' '.join(str(exc).split())}") from None
     score = macro_f1(y[val], oof)
     seconds = round(time.perf_counter() - t0, 2)
     history = pd.DataFrame([{"phase": 0, "epoch": 1, "val_macro_f1": score, "seconds": seconds}])

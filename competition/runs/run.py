@@ -44,8 +44,8 @@ class Run:
     # subject id (str) per training row, as the folds saw them (competition.folds.SchemeChoice.subjects); None for
     # runs from before, and contests where no subjects were found
     subjects: np.ndarray | None = None
-    # how the folds were chosen and how much they leak (competition.folds.SchemeChoice.record); None for runs
-    # trained before cv.scheme existed, and for ensembles (their members' folds)
+    # how the folds were chosen and how they relate to the test (competition.folds.SchemeChoice.record); None for
+    # runs trained before cv.scheme existed; an ensemble's is its first member's (they share folds)
     cv: dict[str, Any] | None = None
     # the contest folder the run reads: the `data` given to load (the contest moved), else run.json's
     data_root: Path | None = None
