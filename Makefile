@@ -18,10 +18,10 @@ ENSEMBLE ?= ensemble
 METHOD ?= caruana
 NAMES := $(basename $(notdir $(RECIPES)))
 # The candidates `submit` chooses from by honest (nested-CV) OOF macro F1, those whose estimate the folds cannot
-# vouch for on this test (marked ⚠) last: the runs, their ensemble if any, and
-# the last of these averaged per subject (`competition aggregate`: near-duplicate groups, within folds for the OOF).
-BASE := $(lastword $(NAMES) $(if $(word 2,$(NAMES)),$(ENSEMBLE)))
-CANDIDATES := $(strip $(NAMES) $(if $(word 2,$(NAMES)),$(ENSEMBLE)) $(BASE)-subjects)
+# vouch for on this test (marked ⚠) last: the runs, their ensemble if any, and each of these averaged per subject
+# (`competition aggregate`: near-duplicate groups, within folds for the OOF).
+BASES := $(NAMES) $(if $(word 2,$(NAMES)),$(ENSEMBLE))
+CANDIDATES := $(strip $(BASES) $(addsuffix -subjects,$(BASES)))
 SUBMISSION ?= submissions/$(notdir $(abspath $(DATA))).csv
 MESSAGE ?= make submit: $(CANDIDATES)
 COMPETITION := $(BIN)/competition
@@ -43,7 +43,7 @@ demo-data/sample_submission.csv: | $(COMPETITION)
 submit: $(COMPETITION) $(if $(filter demo-data,$(DATA)),demo-data/sample_submission.csv)
 	$(foreach r,$(RECIPES),$(COMPETITION) train $(r) --data $(DATA) --runs $(RUNS) --name $(basename $(notdir $(r))) &&) true
 	$(if $(word 2,$(NAMES)),$(COMPETITION) ensemble $(NAMES) --method $(METHOD) --name $(ENSEMBLE) --runs $(RUNS))
-	$(COMPETITION) aggregate $(BASE) --name $(BASE)-subjects --runs $(RUNS)
+	$(foreach b,$(BASES),$(COMPETITION) aggregate $(b) --name $(b)-subjects --runs $(RUNS) &&) true
 	$(COMPETITION) submit $(CANDIDATES) --runs $(RUNS) --tune --out $(SUBMISSION) --message "$(MESSAGE)"
 	$(COMPETITION) validate $(SUBMISSION) --sample $(DATA)/sample_submission.csv
 	$(COMPETITION) leaderboard --runs $(RUNS)

@@ -462,22 +462,23 @@ def print_audit(result: dict[str, Any], console: Any = None) -> None:
 
     auto = result["leak"].get("auto", {})
     table = Table(title="Fold schemes against the test: distances to the training images a model learns from")
-    for col in ("scheme", "match (0 = like the test)", "KS nearest", "KS chain", "median nearest",
-                "median chain", "leak share"):
+    for col in ("scheme", "match (0 = like the test)", "KS nearest", "KS chain", "KS hops", "median nearest",
+                "median chain", "median hops", "leak share"):
         table.add_column(col, justify="left" if col == "scheme" else "right")
     for name, entry in auto.get("candidates", {}).items():
         chosen = " [bold](auto)[/]" if name == auto.get("scheme") else ""
         if "problem" in entry and "nearest" not in entry:
-            table.add_row(escape(entry["name"]), "[red]impossible[/]", escape(entry["problem"]), "", "", "", "")
+            table.add_row(escape(entry["name"]), "[red]impossible[/]", escape(entry["problem"]), *[""] * 6)
             continue
         table.add_row(escape(entry["name"]) + chosen, _fig(entry.get("match")), _fig(entry.get("ks_nearest")),
-                      _fig(entry.get("ks_chain")), _fig(entry["nearest"].get("p50"), 4),
-                      _fig(entry["chain"].get("p50"), 4), f"{entry['leak_share']:.1%}")
+                      _fig(entry.get("ks_chain")), _fig(entry.get("ks_hops")), _fig(entry["nearest"].get("p50"), 4),
+                      _fig(entry["chain"].get("p50"), 4), _hops(entry.get("hops", {}).get("p50")),
+                      f"{entry['leak_share']:.1%}")
     test = auto.get("test") or {}
     if test:
-        table.add_row("[italic]test vs train (what CV should mimic)[/]", "", "", "",
+        table.add_row("[italic]test vs train (what CV should mimic)[/]", "", "", "", "",
                       _fig(test["nearest"].get("p50"), 4), _fig(test["chain"].get("p50"), 4),
-                      f"{auto.get('test_twin_share', 0):.1%}")
+                      _hops(test.get("hops", {}).get("p50")), f"{auto.get('test_twin_share', 0):.1%}")
     console.print(table)
     if result.get("verdict"):
         console.print(f"[bold]Verdict:[/] {escape(result['verdict'])}")
@@ -493,6 +494,15 @@ def print_audit(result: dict[str, Any], console: Any = None) -> None:
                 console.print(f"  {escape(feature['feature'])}: AUC {feature['auc']:.3f} alone, higher in {feature['higher_in']}")
     if "seconds" in result:
         console.print(f"[dim]{result['seconds']:.1f} s[/]")
+
+
+def _hops(value: Any) -> str:
+    """Near-twin steps to a training image; 'not joined' for the figure that stands for none."""
+    from competition.folds import NOT_JOINED
+
+    if not isinstance(value, int | float):
+        return ""
+    return "not joined" if value >= NOT_JOINED else f"{value:g}"
 
 
 def _fig(value: Any, digits: int = 2) -> str:

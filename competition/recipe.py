@@ -430,7 +430,8 @@ class Recipe(Section):
             given = [key for key in ("augment", "tta") if getattr(self, key)]
             for section, default in (("train", TrainConfig()), ("balance", BalanceConfig())):
                 ours, plain = getattr(self, section).model_dump(), default.model_dump()
-                given += [f"{section}.{key}" for key in ours if key != "workers" and ours[key] != plain[key]]
+                given += [f"{section}.{key}" for key in type(default).model_fields
+                          if key != "workers" and ours.get(key) != plain.get(key)]
             if given:
                 raise CompetitionError(f"recipe.{given[0]}: used only by model.kind 'network', not by "
                                        f"{self.model.kind!r}; remove it")

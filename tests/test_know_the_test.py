@@ -79,6 +79,19 @@ def test_seen_subject_folds_cut_each_chain_into_contiguous_blocks() -> None:
         assert runs <= 6  # contiguous blocks (a walk may start inside the chain: one block then splits in two)
 
 
+def test_too_few_subjects_to_hold_out_can_still_be_cut_into_blocks() -> None:
+    train, images, test_images, _ = _chains(seen=True, n_subjects=4)  # 4 subjects cannot fill 5 grouped folds
+    choice = choose_scheme(train, None, n_folds=5, seed=0, group_by="column:subject",
+                           train_signatures=similarity.signatures(images),
+                           test_signatures=similarity.signatures(test_images))
+    assert choice.scheme == "seen_subjects" and "groups cannot fill 5 folds" in choice.candidates["grouped"]["problem"]
+
+
+def test_large_neighbour_counts_are_accepted_when_the_recipe_loads() -> None:
+    assert load_recipe(None, ["model.kind=label_spreading", "model.params.n_neighbors=20"]).model.params == {
+        "n_neighbors": 20}
+
+
 def test_seen_subjects_as_asked_and_its_one_line_error() -> None:
     train, images, test_images, _ = _chains(seen=True)
     sigs, test_sigs = similarity.signatures(images), similarity.signatures(test_images)
@@ -131,6 +144,12 @@ def test_transductive_folds_never_see_their_validation_labels() -> None:
     (["model.kind=knn", "model.embedding.kind=umap"], "recipe.model.embedding.kind"),
     (["model.params.n_neighbors=3"], "recipe.model.params: used only by a scikit-learn model.kind"),
     (["model.kind=label_spreading", "model.backbone=mobilenetv2"], "recipe.model.backbone: used only by model.kind"),
+    (["model.kind=knn", "balance.method=oversample"], "recipe.balance.method: used only by model.kind 'network'"),
+    (["model.kind=knn", "train.batch_size=64"], "recipe.train.batch_size: used only by model.kind 'network'"),
+    (["model.kind=knn", "augment=[{HorizontalFlip: {p: 0.5}}]"], "recipe.augment: used only by model.kind"),
+    (["model.kind=knn", "train.pseudo_label={run: x}"], "recipe.train.pseudo_label"),
+    (["train.keep=last", "train.patience=3"], "recipe.train.keep: 'last' keeps an epoch chosen without"),
+    (["train.pseudo_label={run: x, threshold: 0}"], "recipe.train.pseudo_label.threshold"),
 ])
 def test_model_kind_mistakes_are_one_line(overrides: list[str], message: str) -> None:
     with pytest.raises(CompetitionError) as exc:
