@@ -178,7 +178,9 @@ class CaruanaEnsembler(BlendEnsembler):
 
     Each step adds the member whose inclusion scores best (even if worse than now, to escape
     plateaus); the kept selection is the best-scoring prefix, so in-sample it is never below the
-    best member. Weights are selection counts, normalised.
+    best member. Weights are selection counts, normalised. Ties (macro F1 moves in steps) go to the lower
+    log loss, as AutoGluon breaks them, then to the member listed first: the order members are named in
+    decides nothing that a score can.
     """
 
     fitted_on_oof = True
@@ -193,11 +195,12 @@ class CaruanaEnsembler(BlendEnsembler):
         m = len(P)
         eye = np.eye(m)
         self.member_scores_ = np.array([score(y, blend(eye[j], P)) for j in range(m)])
-        counts = eye[int(self.member_scores_.argmax())].copy()
+        counts = eye[_best(self.member_scores_, [blend(eye[j], P) for j in range(m)], y)].copy()
         best, best_counts = float(self.member_scores_.max()), counts.copy()
         for _ in range(self.n_iter):
-            trials = [score(y, blend((counts + eye[j]) / (counts.sum() + 1), P)) for j in range(m)]
-            j = int(np.argmax(trials))
+            blends = [blend((counts + eye[j]) / (counts.sum() + 1), P) for j in range(m)]
+            trials = [score(y, b) for b in blends]
+            j = _best(np.asarray(trials), blends, y)
             counts[j] += 1
             if trials[j] > best + 1e-12:
                 best, best_counts = trials[j], counts.copy()
@@ -206,6 +209,16 @@ class CaruanaEnsembler(BlendEnsembler):
         self.weights_ = best_counts / best_counts.sum()
         self.score_ = best
         return self
+
+
+def _best(scores: np.ndarray, blends: list[np.ndarray], y: np.ndarray) -> int:
+    """Index of the best score; among scores tied with it (within 1e-12), the blend of lowest log loss."""
+    tied = np.flatnonzero(scores >= scores.max() - 1e-12)
+    if len(tied) == 1:
+        return int(tied[0])
+    rows = np.arange(len(y))
+    losses = [-np.mean(np.log(np.clip(blends[j][rows, y], EPS, 1.0))) for j in tied]
+    return int(tied[int(np.argmin(losses))])
 
 
 @register("stacking")

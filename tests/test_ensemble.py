@@ -173,3 +173,20 @@ def test_build_ensemble_refuses_unknown_method_and_single_run(tmp_path, runs):
         build_ensemble(runs[:1], "mean", "ens", tmp_path)
     with pytest.raises(CompetitionError, match="already holds a model run"):
         build_ensemble(runs[:2], "mean", "m2", tmp_path)
+
+
+def test_caruana_does_not_depend_on_the_order_members_are_named() -> None:
+    """Two members with the same macro F1 (same argmax everywhere) but different confidence: the tie goes to the
+    lower log loss, whichever is listed first (issue "Never touch what the user gave", kind: ambiguous answers)."""
+    from competition.ensemble import CaruanaEnsembler
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 200)
+    sharp = np.full((200, 3), 0.05)
+    sharp[np.arange(200), y] = 0.9
+    sharp[:40] = np.roll(sharp[:40], 1, axis=1)  # some mistakes, the same in both
+    dull = 0.5 * sharp + 0.5 / 3  # same argmax, less confident: higher log loss on the right rows
+    for order in ((sharp, dull), (dull, sharp)):
+        fitted = CaruanaEnsembler(n_iter=5).fit(np.stack(order), y)
+        favourite = int(np.argmax(fitted.weights_))
+        assert order[favourite] is sharp
