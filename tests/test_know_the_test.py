@@ -273,3 +273,14 @@ def test_pseudo_labels_come_from_the_same_fold_of_the_teacher(tmp_path: Path) ->
     with pytest.raises(CompetitionError, match=r"^recipe.train.pseudo_label.run: 'teacher' was trained on other"):
         prepare_run(other, runs, data_root=data, name="other")
     assert not (runs / "other").exists()
+
+
+def test_the_leaderboard_says_in_one_line_how_the_test_relates_to_train() -> None:
+    from competition.report.leaderboard import relation_note
+
+    cv = {"test": {"relation_text": "other images of the training subjects", "chain_share": 0.95,
+                   "closest_scheme": "seen_subjects"}}
+    note = relation_note([{"run": "old"}, {"run": "a", "cv": cv}])
+    assert note is not None and "\n" not in note
+    assert note.startswith("the test holds other images of the training subjects (95%") and "seen subjects" in note
+    assert relation_note([{"run": "old", "cv": {"scheme": "grouped"}}]) is None  # runs from before the figures

@@ -186,6 +186,19 @@ def damaged_note(row: dict[str, Any]) -> str:
     return f"run {row['run']} left out: {row['damaged']}"
 
 
+def relation_note(rows: list[dict[str, Any]]) -> str | None:
+    """One line: how the test relates to train and the folds that mirror it, from the first row whose fold
+    record measured the test (competition.folds); None when no run did."""
+    for row in rows:
+        cv = row.get("cv")
+        test = cv.get("test") if isinstance(cv, dict) else None
+        if isinstance(test, dict) and test.get("relation_text"):
+            scheme = str(test.get("closest_scheme", "")).replace("_", " ")
+            return (f"the test holds {test['relation_text']} ({test['chain_share']:.0%} of its images joined to "
+                    f"train by near twins): {scheme} folds mirror it; trust the estimates without {MARKER}")
+    return None
+
+
 def optimistic_note(rows: list[dict[str, Any]]) -> str | None:
     """One line naming the rows whose folds leak far more than the test does, or None when there are none."""
     doubted = [r for r in rows if r.get("doubt")]
@@ -256,7 +269,7 @@ def render(rows: list[dict[str, Any]], fmt: str, console: Any, *, per_class: boo
     if fmt not in FORMATS:
         raise OptionError("fmt", f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
     rows, damaged = damaged_rows(rows)
-    notes = [n for n in (optimistic_note(rows), *below_member_notes(rows)) if n]
+    notes = [n for n in (relation_note(rows), optimistic_note(rows), *below_member_notes(rows)) if n]
     if fmt != "table":
         for row in damaged:
             print(f"warning: {damaged_note(row)}", file=sys.stderr)
