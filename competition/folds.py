@@ -213,8 +213,8 @@ def describe_scheme(n_folds: int, seed: int, group_by: str | None, threshold: fl
 # when grouped folds cannot be made for it.
 NEW_SHARE = 0.2
 # What each scheme's validation mirrors, as the verdict names it.
-RELATIONS = {"stratified": "images like random draws of the training images (near twins on both sides)",
-             "grouped": "new subjects (no training image of theirs)",
+RELATIONS = {"stratified": "images like random draws of the training images, with near twins on both sides",
+             "grouped": "new subjects, none of whose images is in train",
              "seen_subjects": "other images of the training subjects"}
 
 

@@ -339,7 +339,8 @@ def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "
         return Choice(best.path, best.name, score, reason)
     trusted = sum(d is None for d in doubts.values())
     among = f"{trusted} trusted" if 0 < trusted < len(runs) else str(len(runs))
-    reason = f"{best.name}: the best honest OOF macro F1 of {among} candidates, {score:.4f}"
+    reason = (f"{best.name}: the best honest OOF macro F1 of {among} candidate{'s' * (among != '1' and trusted != 1)}"
+              f", {score:.4f}")
     if summary is not None and summary["vs_best_member"] is not None:
         reason += (f"; it beats its best member {summary['best_member']} ({summary['best_member_macro_f1']:.4f}) "
                    f"by {summary['vs_best_member']:+.4f} under nested CV")
@@ -349,7 +350,7 @@ def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "
             e = beaten[0]
             reason += (f"; ensemble {e.name} scores {scores[id(e)]:.4f} under nested CV "
                        f"({scores[id(e)] - score:+.4f}), so not the ensemble")
-        else:
+        elif doubts[id(ranked[1])] is None or doubts[id(best)] is not None:
             reason += f" (next: {ranked[1].name} {scores[id(ranked[1])]:.4f})"
     set_aside = [r for r in ranked if doubts[id(r)] and scores[id(r)] > score]
     if set_aside and doubts[id(best)] is None:

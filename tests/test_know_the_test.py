@@ -284,3 +284,15 @@ def test_the_leaderboard_says_in_one_line_how_the_test_relates_to_train() -> Non
     assert note is not None and "\n" not in note
     assert note.startswith("the test holds other images of the training subjects (95%") and "seen subjects" in note
     assert relation_note([{"run": "old", "cv": {"scheme": "grouped"}}]) is None  # runs from before the figures
+
+
+def test_a_neighbour_count_above_the_contest_is_refused_before_the_run_folder(tmp_path: Path) -> None:
+    from competition.demo import make_demo
+    from competition.runs.prepare import prepare_run
+
+    data = make_demo(tmp_path / "d", seed=1, size=32, scale=0.4)
+    for kind, where in (("knn", "training images of the smallest fold"), ("label_spreading", "training and test")):
+        recipe = load_recipe(None, [f"model.kind={kind}", "model.params.n_neighbors=100000", "data.image_size=32"])
+        with pytest.raises(CompetitionError, match=r"^recipe.model.params.n_neighbors: 100000 is more than") as exc:
+            prepare_run(recipe, tmp_path / "runs", data_root=data, name=kind)
+        assert where in str(exc.value) and not (tmp_path / "runs" / kind).exists()

@@ -111,12 +111,14 @@ def check_params(kind: str, params: dict[str, Any]) -> None:
     scikit-learn's own parameter validation words it), not after the images are decoded."""
     estimator = make_estimator(kind, params)
     neighbours = estimator.get_params().get("n_neighbors")
-    n = 12 if not isinstance(neighbours, int) else int(min(max(12, 2 * neighbours + 2), 4096))
+    if isinstance(neighbours, int) and not isinstance(neighbours, bool) and neighbours > 5:
+        estimator.set_params(n_neighbors=5)  # its type is checked here; its size against the contest (check_size)
+    n = 12
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, 4))
     y = np.arange(n) % 2
     if spec(kind).transductive:
-        y = np.where(np.arange(n) < 2 * n // 3, y, -1)
+        y = np.where(np.arange(n) < 8, y, -1)
     try:
         estimator.fit(x, y)
     except (ValueError, TypeError) as exc:  # scikit-learn's InvalidParameterError is both
@@ -125,6 +127,19 @@ def check_params(kind: str, params: dict[str, Any]) -> None:
                                                                              None)
         where = f"recipe.model.params.{key}" if key else "recipe.model.params"
         raise CompetitionError(f"{where}: {message}") from None
+
+
+def check_size(kind: str, params: dict[str, Any], n_train_min: int, n_all: int) -> None:
+    """CompetitionError naming recipe.model.params.n_neighbors when it exceeds the images a fold's estimator is
+    fitted on: the smallest fold's training images (inductive), or every training and test image (transductive).
+    Run before the run folder exists."""
+    neighbours = make_estimator(kind, params).get_params().get("n_neighbors")
+    if not isinstance(neighbours, int):
+        return
+    limit, what = ((n_all, "training and test images") if spec(kind).transductive
+                   else (n_train_min, "training images of the smallest fold"))
+    if neighbours > limit:
+        raise CompetitionError(f"recipe.model.params.n_neighbors: {neighbours} is more than the {limit} {what}")
 
 
 def embed(images: np.ndarray, embedding: Any, seed: int = 0) -> tuple[Any, np.ndarray]:

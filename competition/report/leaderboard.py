@@ -195,7 +195,7 @@ def relation_note(rows: list[dict[str, Any]]) -> str | None:
         if isinstance(test, dict) and test.get("relation_text"):
             scheme = str(test.get("closest_scheme", "")).replace("_", " ")
             return (f"the test holds {test['relation_text']} ({test['chain_share']:.0%} of its images joined to "
-                    f"train by near twins): {scheme} folds mirror it; trust the estimates without {MARKER}")
+                    f"train by near twins): {scheme} folds mirror it; trust the {MARKER}-free estimates")
     return None
 
 

@@ -152,6 +152,11 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     folds = choice.folds
     if recipe.model.kind == "network":
         check_model(recipe, x.shape[1:], len(contest.classes), deterministic)
+    else:
+        from competition.model.classic import check_size
+
+        check_size(recipe.model.kind, recipe.model.params, int(len(folds) - np.bincount(folds).max()),
+                   len(contest.train) + len(contest.test))
     teacher_run(run_dir, recipe, folds, contest)  # pseudo-labels from the same folds: checked before the folder
 
     recipe_hash = recipe.hash()
