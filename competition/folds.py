@@ -188,25 +188,16 @@ def describe_scheme(n_folds: int, seed: int, group_by: str | None, threshold: fl
     so a later change of the default cannot make two schemes look alike. `scheme` "seen_subjects" names the
     chain blocks of the subjects (group_by None: near-duplicate groups at `threshold`)."""
     kind, arg = parse_group_by(group_by)
-    if scheme == "seen_subjects":
-        if kind in ("none", NEAR):
-            if threshold is None:
-                from competition.data.similarity import DEFAULT_THRESHOLD
+    if kind in ("none", NEAR) and (scheme == "seen_subjects" or kind == NEAR) and threshold is None:
+        from competition.data.similarity import DEFAULT_THRESHOLD
 
-                threshold = float(arg) if arg else DEFAULT_THRESHOLD
-            subjects = f"{NEAR}, threshold {threshold:g}"
-        else:
-            subjects = f"{kind}:{arg}"
-        return f"seen subjects ({blocks or n_folds} chain blocks of {subjects}) {n_folds}-fold, seed {seed}"
-    if kind == "none":
+        threshold = float(arg) if arg else DEFAULT_THRESHOLD
+    if kind == "none" and scheme != "seen_subjects":
         return f"stratified {n_folds}-fold, seed {seed}"
-    if kind == NEAR:
-        if threshold is None:
-            from competition.data.similarity import DEFAULT_THRESHOLD
-
-            threshold = float(arg) if arg else DEFAULT_THRESHOLD
-        return f"grouped ({NEAR}, threshold {threshold:g}) {n_folds}-fold, seed {seed}"
-    return f"grouped ({kind}:{arg}) {n_folds}-fold, seed {seed}"
+    subjects = f"{NEAR}, threshold {threshold:g}" if kind in ("none", NEAR) else f"{kind}:{arg}"
+    if scheme == "seen_subjects":
+        return f"seen subjects ({blocks or n_folds} chain blocks of {subjects}) {n_folds}-fold, seed {seed}"
+    return f"grouped ({subjects}) {n_folds}-fold, seed {seed}"
 
 
 # A test with at most this share of its images joined to train by near twins holds new subjects: auto warns
@@ -570,12 +561,10 @@ def choose_scheme(
                                    "cv.group_by (e.g. column:<patient id>)")
         return chosen(scheme, f"as asked{figures}")
     if not made:  # a group_by whose subjects can be neither held out nor cut into blocks
-        raise CompetitionError(f"{KEY}: {group_by!r}: " + "; ".join(
-            f"{k.replace('_', ' ')}: {c['problem']}" for k, c in candidates.items()))
+        raise CompetitionError(f"{KEY}: {group_by!r}: {_problems(candidates)}")
     if len(made) == 1:  # nothing to choose between
         (name,) = made
-        problems = "; ".join(f"{k.replace('_', ' ')}: {c['problem']}" for k, c in candidates.items() if "problem" in c)
-        return chosen(name, f"the only scheme that can be made ({problems}){figures}")
+        return chosen(name, f"the only scheme that can be made ({_problems(candidates)}){figures}")
     if not test_figures:
         name = ("grouped" if "grouped" in made else "seen_subjects") if kind != "none" else "stratified"
         why = f"cv.group_by {group_by!r} given and " if kind != "none" else ""
@@ -619,6 +608,11 @@ def _seen_subject_folds(subjects: np.ndarray, signatures: np.ndarray, labels: np
         return None, {"problem": problem or "no fold assignment"}, None
     _, blocks, folds, found, figures = best
     return blocks, {**figures, "blocks": blocks, "blocks_tried": tried}, (folds, found)
+
+
+def _problems(candidates: dict[str, dict[str, Any]]) -> str:
+    """'grouped: why; seen subjects: why' over the candidates that could not be made."""
+    return "; ".join(f"{k.replace('_', ' ')}: {c['problem']}" for k, c in candidates.items() if "problem" in c)
 
 
 def _ks(a: np.ndarray, b: np.ndarray) -> float:

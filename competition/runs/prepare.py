@@ -68,6 +68,7 @@ class PreparedRun:
     cv: dict[str, Any] | None = None  # the folds' choice and leak figures (competition.folds.SchemeChoice.record)
     embedded: tuple[Any, np.ndarray] | None = None  # a scikit-learn kind's (transformer, train and test embedding)
     subjects: np.ndarray | None = None  # subject id per training row (competition.folds.SchemeChoice.subjects)
+    teacher: Path | None = None  # the checked run that pseudo-labels the test images (teacher_run)
 
     @property
     def classes(self) -> list[str]:
@@ -157,7 +158,7 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
 
         check_size(recipe.model.kind, recipe.model.params, int(len(folds) - np.bincount(folds).max()),
                    len(contest.train) + len(contest.test))
-    teacher_run(run_dir, recipe, folds, contest)  # pseudo-labels from the same folds: checked before the folder
+    teacher = teacher_run(run_dir, recipe, folds, contest)  # pseudo-labels from the same folds: before the folder
 
     recipe_hash = recipe.hash()
     data = data_record(contest, folds, size, channels)
@@ -177,7 +178,7 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
         lock.release()
         raise
     prepared = PreparedRun(recipe, recipe_hash, run_dir, contest, folds, x, x_test, deterministic, data, lock,
-                           cv=choice.record(), subjects=choice.subjects)
+                           cv=choice.record(), subjects=choice.subjects, teacher=teacher)
     for k in range(recipe.cv.folds):
         problem = prepared.fold_problem(k)
         if problem is not None and problem.startswith("data changed"):
@@ -238,14 +239,14 @@ def train_fold(prepared: PreparedRun, k: int, progress: Progress | None = None,
     return fitted
 
 
-def teacher_run(prepared_or_dir: Any, recipe: Recipe, folds: np.ndarray, contest: Any) -> Path | None:
+def teacher_run(run_dir: Path, recipe: Recipe, folds: np.ndarray, contest: Any) -> Path | None:
     """The run whose fold models label the test images for pseudo-labelling (recipe.train.pseudo_label.run),
     checked: a finished model run beside this one, trained on the same training ids and folds and the same test
     ids. None without pseudo-labelling. CompetitionError of one line naming the key otherwise."""
     config = recipe.train.pseudo_label
     if config is None:
         return None
-    run_dir = Path(prepared_or_dir).parent / config.run
+    run_dir = Path(run_dir).parent / config.run
     key = "recipe.train.pseudo_label.run"
     if not folder.is_finished(run_dir):
         raise CompetitionError(f"{key}: {config.run!r}: no finished run at {run_dir}")
@@ -269,8 +270,7 @@ def pseudo_labels(prepared: PreparedRun, k: int) -> tuple[np.ndarray, np.ndarray
     config = prepared.recipe.train.pseudo_label
     if config is None:
         return None
-    teacher = teacher_run(prepared.run_dir, prepared.recipe, prepared.folds, prepared.contest)
-    proba = folder.load_fold(teacher, k)["test"]
+    proba = folder.load_fold(prepared.teacher, k)["test"]
     rows = np.flatnonzero(proba.max(axis=1) >= config.threshold)
     return rows, proba[rows].argmax(axis=1), float(config.weight)
 
@@ -342,7 +342,8 @@ def load_prepared(run_dir: str | Path, *, deterministic: bool = False) -> Prepar
     setup_tensorflow(deterministic)  # the model was checked when the run was prepared
     return PreparedRun(recipe, folder.stored_hash(run_dir) or "", run_dir, contest, folds, x, x_test, deterministic,
                        data_record(contest, folds, size, channels),
-                       subjects=assignment["subject"].to_numpy() if "subject" in assignment else None)
+                       subjects=assignment["subject"].to_numpy() if "subject" in assignment else None,
+                       teacher=teacher_run(run_dir, recipe, folds, contest))
 
 
 def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Path:
