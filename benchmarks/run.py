@@ -184,7 +184,7 @@ def plain_fit(recipe: Any, x: Any, y: Any, *, steps_per_execution: int = 1, x_va
 
     from competition.engine.optim import make_optimizer
     from competition.model.backbones import build_model, pretrained_backbone, set_trainable
-    from competition.predict import predict_proba
+    from competition.tta import predict_proba
 
     phase = recipe.train.phases[0]
     batch = phase.batch_size or recipe.train.batch_size

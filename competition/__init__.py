@@ -6,10 +6,13 @@ import TensorFlow)::
     import competition
 
     recipe = competition.load_recipe("recipes/demo.yaml", ["cv.folds=3"])
-    run_dir = competition.train(recipe, "runs", data_root="demo-data", executor="local")
+    run_dir = competition.train(recipe, "runs", data_root="demo-data", executor="local")  # prints progress
     competition.leaderboard("runs")                      # a pandas DataFrame, best first
     run = competition.Run.load(run_dir)                  # OOF and test probabilities as numpy arrays
-    path, tuning = competition.submit(run_dir.name, "runs", tune=True)
+    done = competition.submit([run_dir.name], "runs", tune=True)   # as `competition submit`: the best candidate
+    competition.predict(run_dir.name, images, "runs")    # image files, or a numpy array (n, h, w[, c])
+
+Each command of the command line is one function here with the same name and choices.
 
 Errors the user can fix are CompetitionError (OptionError names a bad argument), one line each.
 """
@@ -29,17 +32,27 @@ _API = {
     "load_recipe": ("competition.recipe", "load_recipe"),
     "load_contest": ("competition.data", "load_contest"),
     "index_contest": ("competition.data", "index_contest"),
-    "train": ("competition.training", "train_run"),
+    "train": ("competition.training", "train"),  # train_run, printing progress as the command does
     "train_many": ("competition.training", "train_recipes"),
     "Run": ("competition.runs", "Run"),
     "list_runs": ("competition.runs", "list_runs"),
-    "ensemble_runs": ("competition.ensemble", "ensemble_runs"),
-    "submit": ("competition.submission", "submit_run"),
-    "validate_submission": ("competition.submission", "validate_file"),
+    # one function per command, as the command line calls it (competition/cli.py)
+    "ensemble": ("competition.ensemble", "ensemble_runs"),
+    "aggregate": ("competition.subjects", "aggregate"),
+    "submit": ("competition.submission", "submit"),  # the candidate choice; returns Submitted
+    "validate": ("competition.submission", "check_file"),
+    "predict": ("competition.inference", "predict_run"),  # image files or a numpy array of images
+    "explain": ("competition.report.explain", "explain_run"),
+    "export": ("competition.export", "export_run"),
+    "audit": ("competition.audit", "run_audit"),
+    "doctor": ("competition.doctor", "check_recipes"),
     "leaderboard": ("competition.report.leaderboard", "leaderboard_frame"),
-    "run_audit": ("competition.audit", "run_audit"),
     "write_report": ("competition.report.plots", "write_report"),
     "make_demo": ("competition.demo", "make_demo"),
+    # earlier names, kept
+    "ensemble_runs": ("competition.ensemble", "ensemble_runs"),
+    "validate_submission": ("competition.submission", "validate_file"),
+    "run_audit": ("competition.audit", "run_audit"),
 }
 
 __all__ = ["CompetitionError", "OptionError", "__version__", *_API]
@@ -52,3 +65,8 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'competition' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public API, for tab completion in a notebook (the names load on first use)."""
+    return sorted({*globals(), *__all__})

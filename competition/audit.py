@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 
 from competition.data.similarity import (DEFAULT_THRESHOLD, THUMB, area_matrix, connected_groups, file_hashes, grayscale,
-                                           image_signatures, load_for_signatures, nearest_in_other_fold,
-                                           one_blas_thread, scan, signatures)
+                                           image_signatures, load_for_signatures, one_blas_thread, scan, signatures)
 from competition.errors import CompetitionError
-from competition.files import atomic_write, write_json
+from competition.files import atomic_write, check_output, mark_owned, write_json
 
 HIST_BINS = 16
 MAX_LISTED = 50  # closest pairs written to audit.json (all are counted)
@@ -307,6 +306,8 @@ def run_audit(
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
+    check_output(out_dir, folder=True, protected=[("the contest folder", data_root)],
+                 ours=lambda folder: (folder / "audit.json").is_file())  # an audit written before the marker
     contest = index_contest(data_root)
     train, test = contest.train.reset_index(drop=True), contest.test.reset_index(drop=True)
     train_paths = [Path(p) for p in train["path"]]
@@ -330,6 +331,7 @@ def run_audit(
     result = {"data_root": str(Path(data_root).resolve()), **result}
     closest = result.pop("_closest_test")
     distances = result.pop("_distances", None)
+    mark_owned(out_dir, "audit")  # before its first file: a later audit may write here again
     if distances:
         _plot_relation(out_dir / "relation.png", distances, result["signature"]["threshold"])
     clock = time.perf_counter()

@@ -46,6 +46,40 @@ def _accepted(cls: type) -> set[str]:
     return names
 
 
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_bool(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_bool(v) for v in value.values())
+    return False
+
+
+def _bool_as_number(cls: type, params: dict[str, Any]) -> tuple[str, str] | None:
+    """(parameter, what it takes) of the first parameter given a YAML boolean (`yes`, `on`, at any depth) that
+    the transform does not take as a boolean: albumentations' lax validation would read True as 1 (`p: yes` as
+    p=1.0). None when none."""
+    schema = getattr(cls, "InitSchema", None)
+    fields = getattr(schema, "model_fields", None) or {}
+    for name, value in params.items():
+        if not _holds_bool(value):
+            continue
+        field = fields.get(name)
+        if field is not None:
+            annotation: Any = field.annotation
+        else:
+            found = [inspect.signature(k.__dict__["__init__"]).parameters.get(name) for k in cls.__mro__
+                     if "__init__" in k.__dict__]
+            annotation = next((p.annotation for p in found if p is not None), None)
+        if annotation is None or annotation is inspect.Parameter.empty:
+            continue
+        text = annotation if isinstance(annotation, str) else repr(annotation)
+        if not any(word in text for word in ("bool", "Any", "object")):
+            return name, "a number" if ("float" in text or "int" in text) else f"a value of {text[:60]}"
+    return None
+
+
 def build_transform(step: dict[str, dict[str, Any]], index: int) -> Any:
     """One `{Name: {param: value}}` item as an albumentations transform; errors name the item and param."""
     where = f"recipe.augment[{index}]"
@@ -57,6 +91,11 @@ def build_transform(step: dict[str, dict[str, Any]], index: int) -> Any:
     unknown = sorted(set(params) - _accepted(cls))
     if unknown:
         raise CompetitionError(f"{where}.{unknown[0]}: not a parameter of {name}")
+    boolean = _bool_as_number(cls, params)
+    if boolean is not None:
+        param, wanted = boolean
+        raise CompetitionError(f"{where}.{param[:60]}: expected {wanted}, got {_shown(params[param])} (YAML reads "
+                               "yes, no, on, off, true and false as booleans, which are not numbers)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

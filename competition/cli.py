@@ -24,7 +24,7 @@ err_console = Console(stderr=True)
 # Library parameters by their command-line flags: an OptionError names the flag the user typed.
 FLAGS = {"data_root": "--data", "data": "--data", "name": "--name", "executor": "--executor", "address": "--address",
          "fmt": "--format", "method": "--method", "metric": "--metric", "out": "--out", "sample": "--sample",
-         "per_class": "--per-class", "runs_dir": "--runs"}
+         "per_class": "--per-class", "runs_dir": "--runs", "limit": "--max-images"}
 
 RunsOption = Annotated[Path, typer.Option("--runs", help="Folder of runs.")]
 ImagesArgument = Annotated[list[Path], typer.Argument(help="Image files, folders of images, or a contest folder (its test/).")]
@@ -71,7 +71,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
     size: Annotated[int, typer.Option(help="Image size in pixels.")] = 64,
     scale: Annotated[float, typer.Option(help="Number of images relative to the default (~500 train, 120 test).")] = 1.0,
-    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty folder.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier demo contest there (never a folder of other files).")] = False,
     relation: Annotated[Relation, typer.Option(help="What the test holds: slices of new subjects, or the next "
                                                     "slice of training subjects.")] = Relation.new_subjects,
 ) -> None:
@@ -131,11 +131,12 @@ def leaderboard(
 
 @app.command()
 def submit(
+    ctx: typer.Context,
     run: Annotated[list[str] | None, typer.Argument(help="Candidate runs or ensembles (names under --runs, or folders): the one with the best honest OOF macro F1 is submitted; default: every finished run.")] = None,
     runs: RunsOption = Path("runs"),
     out: Annotated[Path | None, typer.Option("--out", help="CSV to write (default submissions/<run>.csv).")] = None,
     sample: Annotated[Path | None, typer.Option("--sample", help="sample_submission.csv (default: the run's contest's).")] = None,
-    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Fit per-class decision offsets on the OOF for macro F1 (applied only with a positive nested-CV gain).")] = False,
+    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Fit per-class decision offsets on the OOF for macro F1 (applied only with a positive nested-CV gain); --no-tune: plain argmax, offsets saved by an earlier --tune not applied; neither: saved offsets applied.")] = False,
     data: MovedDataOption = None,
     message: Annotated[str, typer.Option("--message", "-m", help="A note for the submission log (log.csv beside the file).")] = "",
 ) -> None:
@@ -143,7 +144,11 @@ def submit(
     and log them; an ensemble is chosen only when it beats its members under nested CV."""
     from competition.submission import submit as submit_best
 
-    for line in submit_best(run, runs, out=out, sample=sample, tune=tune, message=message, data=data).lines():
+    # neither flag given: None, the run's saved decisions apply; --no-tune typed: False, none apply
+    source = ctx.get_parameter_source("tune")
+    given = source is not None and source.name == "COMMANDLINE"
+    for line in submit_best(run, runs, out=out, sample=sample, tune=tune if given else None, message=message,
+                            data=data).lines():
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -290,14 +295,16 @@ def explain(
     runs: RunsOption = Path("runs"),
     out: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("explain.png"),
     data: MovedDataOption = None,
+    max_images: Annotated[int, typer.Option("--max-images", help="Images in the grid, the first by name (0: all).")] = 64,
 ) -> None:
-    """Grad-CAM heat maps: where the run's fold models looked for the class they predict (64 images at most)."""
+    """Grad-CAM heat maps: where the run's fold models looked for the class they predict (the first 64 images by
+    name unless --max-images says otherwise; a line says when some were left out)."""
     from competition.report.explain import explain_run
     from competition.runs import resolve_run
     from competition.runs.run import contest_folder
 
     images = images or [contest_folder(resolve_run(run, runs), data)]
-    written = explain_run(run, images, runs, out=out,
+    written = explain_run(run, images, runs, out=out, limit=max_images,
                           on_note=lambda note: console.print(note, markup=False, highlight=False))
     console.print(f"Grad-CAM grid written to {written}")
 
@@ -418,8 +425,29 @@ def _os_error_message(exc: OSError) -> tuple[str, int]:
     return (f"{where}: {reason}" if where else reason), 2
 
 
+def _one_line_warnings() -> None:
+    """Warnings about one image file (competition.data.decode.ImageWarning, their message naming the file) as
+    one line on stderr, 'warning: <path>: ...', not Python's two lines naming the library's source."""
+    import warnings
+
+    shown = warnings.showwarning
+    if getattr(shown, "one_line", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        decode = sys.modules.get("competition.data.decode")  # imported by whatever warned about an image
+        if decode is not None and isinstance(category, type) and issubclass(category, decode.ImageWarning):
+            err_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.one_line = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
+    _one_line_warnings()
     try:
         app(args=argv, standalone_mode=True)
     except OptionError as exc:

@@ -19,7 +19,6 @@ import contextlib
 import io
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from competition.errors import CompetitionError
+from competition.files import check_output, staging_folder
 
 CLASSES = ("MildDemented", "ModerateDemented", "NonDemented", "VeryMildDemented")
 # Atrophy stage per class (0 = none ... 3 = moderate).
@@ -252,6 +252,7 @@ def make_demo(
             raise CompetitionError(f"{out_dir}: exists and is not a folder")
         if any(out_dir.iterdir()) and not overwrite:
             raise CompetitionError(f"{out_dir}: already exists and is not empty")
+        check_output(out_dir, folder=True, ours=is_demo, option="DIR")  # --overwrite replaces only a demo
 
     root = np.random.SeedSequence([int(seed), 0x5EED_DE30])
     plan_rng = np.random.default_rng(root.spawn(1)[0])
@@ -285,10 +286,8 @@ def make_demo(
             seen.add(hid)
             ids.append(hid)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    tmp = staging_folder(out_dir)  # of the user's umask, as the contest folder will be
     try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the contest folder is ordinary
         for cls in CLASSES:
             (tmp / "train" / cls).mkdir(parents=True)
         (tmp / "test").mkdir()
@@ -331,6 +330,11 @@ def make_demo(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def is_demo(folder: Path) -> bool:
+    """A demo contest written by `make_demo` (its hidden .solution.csv): what --overwrite replaces."""
+    return (folder / ".solution.csv").is_file()
 
 
 def _swap_in(tmp: Path, out_dir: Path) -> None:

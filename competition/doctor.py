@@ -1,7 +1,7 @@
 """Pre-flight checks for recipes: does each one validate, does its contest folder index and fit the recipe (the
 class names in balance.weights / balance.alpha, the folds' checks: the same checks `train` makes before its run
-folder exists), and can its weights be had on this machine (offline)? Every problem is one failed check with a
-one-line detail naming the path or key.
+folder exists), does every image's header read, and can its weights be had on this machine (offline) and do they
+load into the declared backbone? Every problem is one failed check with a one-line detail naming the path or key.
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _check_data(name: str, root: Path, recipe: Any = None) -> Check:
-    """The contest folder indexes; with a recipe, it also fits the recipe (recipe.check_with_contest)."""
-    from competition.data import index_contest
+    """The contest folder indexes, every image's header reads (as `train` would report an unreadable one;
+    with the recipe's data.on_bad_image); with a recipe, it also fits the recipe (recipe.check_with_contest)."""
+    from competition.data import index_contest, unreadable_message
 
     try:
         contest = index_contest(root)
@@ -79,11 +80,72 @@ def _check_data(name: str, root: Path, recipe: Any = None) -> Check:
             recipe.check_with_contest(contest)
         except CompetitionError as exc:
             return Check(name, "data", False, _one_line(exc))
+    skip = recipe is not None and recipe.data.on_bad_image == "skip"
+    unreadable = _unreadable_headers(contest.test["path"].tolist())
+    if unreadable:
+        return Check(name, "data", False, f"{unreadable_message(unreadable, 'test')}; test images cannot be skipped, "
+                                          "the submission needs a prediction for each: fix or replace them")
+    unreadable = _unreadable_headers(contest.train["path"].tolist())
+    if unreadable and not skip:
+        return Check(name, "data", False, f"{unreadable_message(unreadable, 'training')}; fix or remove them, or set "
+                                          "data.on_bad_image: skip to train without them")
+    skipped = f" ({len(unreadable)} unreadable, skipped: data.on_bad_image)" if unreadable else ""
     return Check(name, "data", True,
-                 f"{root}: {len(contest.train)} train images in {len(contest.classes)} classes, {len(contest.test)} test images")
+                 f"{root}: {len(contest.train)} train images{skipped} in {len(contest.classes)} classes, "
+                 f"{len(contest.test)} test images")
+
+
+def _unreadable_headers(paths: list[str]) -> list[tuple[str, str]]:
+    """(path, reason) of the images whose header does not read (an empty file, a file of another kind, a
+    decompression bomb, a DICOM file without an image), as `train`'s decoder words it; pixels are not decoded,
+    so a file whose pixel data alone is damaged passes here and fails in `train`."""
+    from PIL import Image
+
+    from competition.data import UnreadableImage, decode_image
+    from competition.data.decode import DICOM_EXTENSIONS
+
+    bad: list[tuple[str, str]] = []
+    for path in paths:
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(132)
+            if not head:
+                bad.append((path, "empty file"))
+                continue
+            if Path(path).suffix.lower() in DICOM_EXTENSIONS or head[128:132] == b"DICM":
+                import pydicom
+
+                dataset = pydicom.dcmread(path, force=True, stop_before_pixels=True)
+                if "Rows" not in dataset or "Columns" not in dataset:
+                    raise ValueError("no image in the DICOM header")
+                continue
+            with Image.open(path):
+                pass
+        except Exception:  # the decoder says why, in the words `train` uses
+            try:
+                decode_image(path, (8, 8), 1)
+            except UnreadableImage as exc:
+                bad.append((path, exc.reason))
+            except Exception as exc:  # not a reason the decoder words: Pillow's own, on one line
+                bad.append((path, _one_line(exc)))
+    return bad
 
 
 def _check_weights(name: str, recipe: Any) -> Check:
+    """The weights can be had offline, and a file loads into the recipe's backbone as training will load it
+    (competition.model.backbones.check_weights: the same check `train` makes before its run folder exists)."""
+    from competition.model.backbones import check_weights
+
+    check = _weights_at_hand(name, recipe)
+    if check.ok and recipe.model.weights != "none":
+        try:
+            check_weights(recipe.model, recipe.data.image_size, recipe.data.channels)
+        except CompetitionError as exc:
+            return Check(name, "weights", False, _one_line(exc))
+    return check
+
+
+def _weights_at_hand(name: str, recipe: Any) -> Check:
     from competition.model.backbones import BACKBONES, find_imagenet_file, imagenet_file
 
     model = recipe.model

@@ -23,8 +23,10 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from competition.errors import CompetitionError
+from competition.files import check_output, locked
 from competition.metrics import EPS, cross_fit_predict, fast_macro_f1, log_proba, macro_f1
 from competition.runs import Run, check_same_folds, save_run
+from competition.runs.run import check_one_contest
 from competition.runs.folder import building, holds, lock_holder, run_name_problem, write_recipe
 
 METRICS = ("macro_f1", "log_loss")
@@ -284,7 +286,8 @@ def build_ensemble(
         raise CompetitionError(f"ensemble '{name}': a run is listed twice in {members}")
     if name in members:
         raise CompetitionError(f"ensemble '{name}': has the same name as one of its members")
-    check_replaceable(name, out)
+    check_replaceable(name, out, runs)
+    check_one_contest(runs, f"ensemble '{name}'")
     check_same_folds(runs)
 
     first = runs[0]
@@ -316,25 +319,58 @@ def write_ensemble(out: Path, name: str, recipe: dict[str, Any], runs: list[Run]
     """Write `out` (runs_dir/name) as a run of kind 'ensemble' of `runs`: probabilities oof (n, k) and test
     (m, k), `recipe` (with its "method") as its recipe.yaml and hash, run.json recording the members, their
     OOF macro F1, `weights`, the in-sample and saved OOF macro F1, `oof_is` and any `extra` keys. Built whole
-    aside, then put in place of any earlier ensemble of this name; CompetitionError if `out` holds anything else."""
+    aside, then put in place of any earlier ensemble of this name; CompetitionError if `out` holds anything else.
+    Each member's entry in `recipe` gets the digest of the OOF it was built from (competition.runs.run.member_problem
+    tells later when a member was trained again), and run.json the test images' fingerprint the members share
+    (CompetitionError when members predicted different test images)."""
+    recipe = {**recipe, "members": [_with_oof_digest(m, runs) for m in recipe.get("members", [])]}
+    test_images = _shared_test_images(name, runs)
+    if test_images is not None:
+        extra = {"test_images": test_images, **(extra or {})}
     recipe_hash = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-    check_replaceable(name, out)  # again: a train may have begun there meanwhile
-    with building(out) as new:
-        write_recipe(new, yaml.safe_dump(recipe, sort_keys=False))
-        _save_ensemble(new, name, recipe["method"], metric, runs, oof, test, recipe_hash, weights, in_sample, oof_is,
-                       extra or {})
+    with locked(out):  # one build of this name at a time: checked, built and swapped in without another between
+        check_replaceable(name, out, runs)  # again: a train may have begun there meanwhile
+        with building(out) as new:
+            write_recipe(new, yaml.safe_dump(recipe, sort_keys=False))
+            _save_ensemble(new, name, recipe["method"], metric, runs, oof, test, recipe_hash, weights, in_sample,
+                           oof_is, extra or {})
     return out
 
 
-def check_replaceable(name: str, out: Path) -> None:
+def _with_oof_digest(member: Any, runs: list[Run]) -> Any:
+    """A member entry ({"name", "recipe_hash"}) with the digest of that member's OOF (folder.oof_digest)."""
+    from competition.runs.folder import oof_digest
+
+    run = next((r for r in runs if isinstance(member, dict) and r.name == member.get("name")), None)
+    return {**member, "oof_sha256": oof_digest(run.path)} if run is not None else member
+
+
+def _shared_test_images(name: str, runs: list[Run]) -> dict[str, Any] | None:
+    """The test images' fingerprint (run.json "test_images") the members recorded, or None when none did;
+    CompetitionError when two members predicted different test images (one trained before they changed)."""
+    known = [(r, r.record.test_images) for r in runs if r.record.test_images is not None]
+    for run, record in known[1:]:
+        first, seen = known[0]
+        if (record.get("n"), record.get("content")) != (seen.get("n"), seen.get("content")):
+            raise CompetitionError(f"ensemble '{name}': members '{first.name}' and '{run.name}' predicted different "
+                                   "test images (the contest's test images changed between their trainings); train "
+                                   "the older one again so that every member predicts the same images")
+    return known[0][1] if known else None
+
+
+def check_replaceable(name: str, out: Path, runs: Sequence[Run] = ()) -> None:
     """An ensemble may only replace nothing or an earlier ensemble: never a model run (finished or not),
-    nor a folder a train is working in."""
+    nor a folder a train is working in; and it never lands in the contest folder or run folder of one of its
+    `runs` (competition.files.check_output)."""
     holder = lock_holder(out)
     if holder is not None:
         raise CompetitionError(f"ensemble '{name}': {out} is in use by a train ({holder}); pick another name")
     what = holds(out)
     if what not in (None, "an ensemble"):
         raise CompetitionError(f"ensemble '{name}': {out} already holds {what}; pick another name")
+    check_output(out, folder=True, option="runs_dir", ours=lambda _: True,  # what it holds: checked just above
+                 protected=[guard for r in runs for guard in (("the contest folder of run " + r.name, r.data_root),
+                                                               ("the folder of run " + r.name, r.path))])
 
 
 def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Run], oof: np.ndarray,
@@ -373,7 +409,7 @@ def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Ru
             # as the first member stores it, relative to its contest folder: spelled out whole here, since
             # save_run takes a relative path from the working folder before storing it relative again
             "sample_submission": _stored_path(first, "sample_submission"),
-            "data_root": first.meta.get("data_root", ""),
+            "data_root": first.record.data_root,
             **extra,
         },
     )
@@ -390,25 +426,22 @@ def ensemble_summary(run: Run) -> dict[str, Any] | None:
     and `vs_best_member` (nested minus best member: below zero, the ensemble loses to one of its own members)."""
     if run.kind != "ensemble":
         return None
-    meta = run.meta
-    names = [str(m) for m in meta.get("members", [])] if isinstance(meta.get("members"), list) else []
-    weights = meta.get("weights")
-    weights = ([float(w) for w in weights] if isinstance(weights, list) and len(weights) == len(names)
-               and all(isinstance(w, int | float) for w in weights) else [None] * len(names))
-    recorded = meta.get("member_macro_f1") if isinstance(meta.get("member_macro_f1"), dict) else {}
+    record = run.record
+    names = record.members
+    weights: list[float | None] = list(record.weights) if record.weights is not None else [None] * len(names)
     members = [{"name": n, "weight": w,
-                "macro_f1": float(recorded[n]) if isinstance(recorded.get(n), int | float) else _member_score(run, n)}
+                "macro_f1": record.member_macro_f1[n] if n in record.member_macro_f1 else _member_score(run, n)}
                for n, w in zip(names, weights, strict=True)]
     nested = macro_f1(run.y, run.oof)
-    in_sample = meta.get("in_sample_macro_f1")
+    in_sample = record.in_sample_macro_f1
     scored = [m for m in members if m["macro_f1"] is not None]
     best = max(scored, key=lambda m: m["macro_f1"]) if scored else None
     return {
-        "method": str(meta.get("method", "")),
-        "oof_is": str(meta.get("oof_is", "")),
+        "method": record.method,
+        "oof_is": record.oof_is,
         "members": members,
         "nested_macro_f1": nested,
-        "in_sample_macro_f1": float(in_sample) if isinstance(in_sample, int | float) else None,
+        "in_sample_macro_f1": in_sample,
         "best_member": best["name"] if best else None,
         "best_member_macro_f1": best["macro_f1"] if best else None,
         "vs_best_member": nested - best["macro_f1"] if best else None,
@@ -420,8 +453,8 @@ def _stored_path(run: Run, key: str) -> str:
     joined to the run's contest folder when stored relative to it); '' when none is recorded."""
     from competition.runs.run import contest_paths
 
-    stored = run.meta.get(key)
-    return contest_paths([stored], run.meta)[0] if isinstance(stored, str) and stored else ""
+    stored = getattr(run.record, key)
+    return contest_paths([stored], run.meta)[0] if stored else ""
 
 
 def _member_score(ensemble: Run, member: str) -> float | None:

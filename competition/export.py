@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from competition.errors import CompetitionError, OptionError
+from competition.files import check_output, mark_owned, staging_folder
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 TOLERANCE = 1e-4
@@ -28,15 +27,15 @@ ONNX_PACKAGES = ("tf2onnx", "onnxruntime")  # the `onnx` extra of pyproject.toml
 
 def averaged_model(run_dir: Path, n_folds: int) -> Any:
     """One Keras model: the mean of the run's fold models' probabilities (standard layers only). Raises
-    CompetitionError naming a missing fold model (competition.inference.check_fold_models)."""
+    CompetitionError naming a missing fold model (competition.inference.check_fold_models), or one that is
+    damaged or made by a newer version of Keras (competition.runs.folder.load_fold_model)."""
     import keras
 
     from competition.inference import check_fold_models
-    from competition.runs.folder import fold_model_path
+    from competition.runs.folder import load_fold_model
 
     check_fold_models(run_dir, n_folds)
-    import_module("competition.model.layers")  # registers the layer of models saved by earlier versions
-    models = [keras.saving.load_model(fold_model_path(run_dir, k)) for k in range(n_folds)]
+    models = [load_fold_model(run_dir, k) for k in range(n_folds)]
     for k, model in enumerate(models):
         model.name = f"fold_{k}"
     image = keras.Input(models[0].input_shape[1:], name="image")
@@ -76,13 +75,11 @@ def export_run(run: str | Path, runs_dir: str | Path = "runs", *, fmt: str = "ke
     the largest absolute difference from the fold models' mean on 8 of its images, read from `data` when the
     run's contest folder moved). Raises CompetitionError (OptionError for `fmt`) for an ensemble, an unknown
     format, or an export that disagrees with the run."""
-    import yaml
-
     from competition.data import decode_images
-    from competition.recipe import Recipe
     from competition.registry import unknown_name
     from competition.runs import resolve_run
-    from competition.runs.folder import read_meta, read_recipe_text
+    from competition.runs.folder import read_recipe
+    from competition.runs.record import RunRecord
     from competition.runs.run import training_images
     from competition.runtime import import_tensorflow
 
@@ -92,11 +89,13 @@ def export_run(run: str | Path, runs_dir: str | Path = "runs", *, fmt: str = "ke
     if fmt == "onnx":
         _require_onnx()
     run_dir = resolve_run(run, runs_dir)
-    meta = read_meta(run_dir)
-    if meta.get("kind") == "ensemble":
-        raise CompetitionError(f"export: '{meta.get('name')}' is an ensemble; export one of its member runs")
-    recipe = Recipe.model_validate(yaml.safe_load(read_recipe_text(run_dir) or "{}"))
+    record = RunRecord.read(run_dir)
+    if record.is_ensemble:
+        raise CompetitionError(f"export: '{run_dir.name}' is an ensemble; export one of its member runs")
+    meta = record.raw
+    recipe = read_recipe(run_dir)
     out = Path(out) if out is not None else Path("exports") / f"{run_dir.name}-{fmt}"
+    _check_out(out, run_dir, meta, data)
     import_tensorflow()
     model = averaged_model(run_dir, recipe.cv.folds)
     paths = (training_images(run_dir, data) or [])[:8]
@@ -107,14 +106,14 @@ def export_run(run: str | Path, runs_dir: str | Path = "runs", *, fmt: str = "ke
         images = rng.integers(0, 256, (8, *recipe.data.image_size, recipe.data.channels), dtype=np.uint8)
     expected = np.asarray(model.predict(images.astype(np.float32), verbose=0))
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
+    staging = staging_folder(out)
     try:
         target = _write(fmt, model, staging)
         difference = float(np.abs(_predict(fmt, target, images) - expected).max())
         if difference > TOLERANCE:
             raise CompetitionError(f"export: the {fmt} model differs from the run by {difference:.2e} "
                                    f"(> {TOLERANCE:g}); nothing written")
-        info = {"run": run_dir.name, "format": fmt, "file": target.name, "classes": list(meta["classes"]),
+        info = {"run": run_dir.name, "format": fmt, "file": target.name, "classes": record.classes,
                 "input": {"height": recipe.data.image_size[0], "width": recipe.data.image_size[1],
                           "channels": recipe.data.channels, "dtype": "float32", "range": "0-255 (raw pixels)"},
                 "preprocessing": _preprocessing(recipe), "folds_averaged": recipe.cv.folds,
@@ -122,13 +121,32 @@ def export_run(run: str | Path, runs_dir: str | Path = "runs", *, fmt: str = "ke
                 "max_difference_from_run": difference}
         (staging / "model.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         (staging / "README.md").write_text(_readme(info), encoding="utf-8")
-        out.parent.mkdir(parents=True, exist_ok=True)
+        mark_owned(staging, "export")
+        _check_out(out, run_dir, meta, data)  # again: the folder may have been filled meanwhile
         if out.exists():
             shutil.rmtree(out)
         staging.replace(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out, difference
+
+
+def _check_out(out: Path, run_dir: Path, meta: dict[str, Any], data: str | Path | None) -> None:
+    """The export folder: never the run's contest folder or run folder (or inside them), never a folder of
+    the user's (competition.files.check_output); an earlier export is replaced."""
+    from competition.runs.run import contest_root
+
+    check_output(out, folder=True, ours=_is_export, protected=[("the run's contest folder", contest_root(meta, data)),
+                                                                ("the run folder", run_dir)])
+
+
+def _is_export(folder: Path) -> bool:
+    """An export written before exports were marked as the tool's: its model.json says which run and file."""
+    try:
+        info = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and {"run", "format", "file", "max_difference_from_run"} <= info.keys()
 
 
 def _require_onnx() -> None:

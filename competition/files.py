@@ -1,20 +1,23 @@
-"""Atomic file writes (a reader never sees a half-written output) and CSV files read as literal text."""
+"""Atomic file writes (a reader never sees a half-written output), the one guard every user-named output passes
+(`check_output`: never on the user's inputs or files the tool did not write), the one lock of a file that is
+read, changed and written back (`locked`), and CSV files read as literal text."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from competition.errors import CompetitionError
+from competition.errors import CompetitionError, OptionError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -96,6 +99,150 @@ def read_cached_npy(path: str | Path, shape: tuple[int, ...] | None = None) -> n
     except (OSError, ValueError, EOFError):
         return None
     return array if shape is None or array.shape == shape else None
+
+
+def run_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a run folder's name (a plain folder name: no '/', '\\', leading '.', or
+    surrounding spaces), or None when it can."""
+    if not name or "/" in name or "\\" in name or name.startswith(".") or name != name.strip():
+        return f"a run name is a plain folder name (no '/', '\\', leading '.' or surrounding spaces), got {name!r}"
+    return None
+
+
+# ---------------------------------------------------------------- where an output may go
+
+OWNED_MARKER = ".competition"  # in a folder the tool wrote (export, report, audit): it may write there again
+
+
+def staging_folder(path: str | Path, suffix: str = ".tmp") -> Path:
+    """A new hidden folder beside `path` (parents made) in which an output folder is built whole before it is
+    renamed to `path`; its mode is the user's umask's, like any folder the user makes (not mkdtemp's 700)."""
+    path = Path(path)
+    _make_parent(path)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent))
+    os.chmod(staging, 0o777 & ~_UMASK)
+    return staging
+
+
+def mark_owned(folder: str | Path, command: str) -> None:
+    """Mark `folder` as written by `competition <command>`, so that a later run may write there again."""
+    write_text(Path(folder) / OWNED_MARKER, f"written by competition {command}; it may write here again\n")
+
+
+def owns_folder(folder: str | Path) -> bool:
+    """True when `folder` holds the tool's marker (`mark_owned`)."""
+    return (Path(folder) / OWNED_MARKER).is_file()
+
+
+def _real(path: str | Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def check_output(path: str | Path, *, protected: Iterable[tuple[str, str | Path | None]] = (), folder: bool = False,
+                 ours: Callable[[Path], bool] | None = None, what: str = "an output of competition",
+                 option: str = "out") -> Path:
+    """The one check of every output the user names (a file, or with `folder` a folder written whole), before
+    anything is written; returns `path`. Refused with an OptionError of one line naming `path` (the command
+    line names the flag of `option`) when the output would land on or inside one of the `protected` paths
+    ((label, path) pairs: the contest folder, a run folder, the input images, the sample; None entries are
+    skipped), or would hold one of them (a folder output), or when it exists and is not the tool's: a file that
+    `ours` does not recognise (`what` says what was expected), a folder where a file goes (or the other way),
+    or a non-empty folder without the tool's marker (`OWNED_MARKER`) that `ours` does not recognise either."""
+    path = Path(path)
+    real = _real(path)
+    for label, guarded in protected:
+        if guarded is None:
+            continue
+        root = _real(guarded)
+        if real == root:
+            raise OptionError(option, f"{path}: is {label} ({guarded}); outputs never replace an input, "
+                                      "choose another path")
+        if root in real.parents:
+            raise OptionError(option, f"{path}: lies inside {label} ({guarded}); outputs are never written there, "
+                                      "choose a path outside it")
+        if folder and real in root.parents:
+            raise OptionError(option, f"{path}: holds {label} ({guarded}); choose a folder of its own for the output")
+    if not os.path.lexists(path):
+        return path
+    if not folder:
+        if path.is_dir():
+            raise OptionError(option, f"{path}: is a folder; give the name of a file to write")
+        if not (path.is_file() and ours is not None and ours(path)):
+            raise OptionError(option, f"{path}: exists and is not {what}; not replaced (remove it or choose another "
+                                      "path)")
+        return path
+    if not path.is_dir():
+        raise OptionError(option, f"{path}: exists and is not a folder; choose a folder to write")
+    entries = sorted(p.name for p in path.iterdir())
+    if entries and not owns_folder(path) and not (ours is not None and ours(path)):
+        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise OptionError(option, f"{path}: a folder holding files competition did not write ({shown}); not "
+                                  "touched, choose a new or empty folder")
+    return path
+
+
+def csv_header(path: str | Path) -> list[str] | None:
+    """The first line of a CSV file as its fields (a UTF-8 byte-order mark dropped); None when it does not read."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            return next(csv.reader([handle.readline()]), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def is_matplotlib_png(path: str | Path) -> bool:
+    """True for a PNG file that matplotlib wrote (the PNGs of this tool: its Software text says so)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return False
+    return head.startswith(b"\x89PNG\r\n\x1a\n") and b"Software\x00Matplotlib" in head
+
+
+# ---------------------------------------------------------------- the lock of a shared file
+
+
+def _take_flock(lock_file: Path) -> int:
+    """An exclusive flock on `lock_file` (created if missing), waited for while another process (or thread)
+    holds it; returns its descriptor. A file its holder removed on release (`_drop_flock`) is never kept:
+    the lock is then taken on the new one (as competition.runs.folder.lock_run does for a run's train.lock)."""
+    while True:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            if os.stat(lock_file).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # its holder removed it as we waited: lock the one there now
+
+
+def _drop_flock(lock_file: Path, fd: int) -> None:
+    """Release `_take_flock`'s lock: the lock file removed (when it is still this one), the descriptor closed."""
+    with contextlib.suppress(OSError):
+        if os.stat(lock_file).st_ino == os.fstat(fd).st_ino:
+            os.unlink(lock_file)
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(path: str | Path) -> Iterator[Path]:
+    """Hold the lock of `path` (a file or folder that is read, changed and written back: the submission log, a
+    run's decisions, a cache entry, an ensemble folder) for the block, waiting for any other process or thread
+    that holds it: a flock on the hidden `.<name>.lock` beside it, removed when released. Yields `path`."""
+    path = Path(path)
+    _make_parent(path)
+    lock_file = path.parent / f".{path.name}.lock"
+    fd = _take_flock(lock_file)
+    try:
+        yield path
+    finally:
+        _drop_flock(lock_file, fd)
 
 
 # ---------------------------------------------------------------- CSV as text

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from competition.errors import CompetitionError
+from competition.errors import CompetitionError, OptionError
 
 CHUNK = 512  # images decoded and predicted at a time
 
@@ -75,23 +74,30 @@ def image_files(inputs: Sequence[str | Path]) -> list[Path]:
     return found
 
 
+def check_unique_ids(paths: Sequence[Path], ids: Sequence[str]) -> None:
+    """Each id names one image: two files with one id (`a/001.png` and `b/001.png`, or `001.png` and `001.jpg`)
+    would be two rows of one id, which no reader of the CSV can tell apart, so they are refused, as is one file
+    given twice. Raises CompetitionError naming both files."""
+    seen: dict[str, Path] = {}
+    for path, image in zip(paths, ids):
+        first = seen.setdefault(image, path)
+        if first is path:
+            continue
+        if Path(first).resolve() == Path(path).resolve():
+            raise CompetitionError(f"{path}: given twice (also as {first}); each image once, so each id has one row")
+        raise CompetitionError(f"id {image!r} is the name of two images, {first} and {path} (an id is the file name "
+                               "without its extension, and each row of the predictions must name one image); "
+                               "predict them in separate calls (each with its own --out), or rename one")
+
+
 def fold_models(run_dir: Path, n_folds: int) -> list[Any]:
-    """The run's fold models (Keras), loaded. Raises CompetitionError naming the first missing or unloadable
-    model file (a run whose folds did not all finish)."""
-    import keras
+    """The run's fold models (Keras), loaded through the checked reader (competition.runs.folder.load_fold_model).
+    Raises CompetitionError naming the first missing, damaged or newer-version model file (a run whose folds did
+    not all finish)."""
+    from competition.runs.folder import load_fold_model
 
-    import_module("competition.model.layers")  # registers the layer of models saved by earlier versions
     check_fold_models(run_dir, n_folds)
-    from competition.runs.folder import fold_model_path
-
-    models = []
-    for k in range(n_folds):
-        path = fold_model_path(run_dir, k)
-        try:
-            models.append(keras.saving.load_model(path))
-        except Exception as exc:  # a damaged or foreign file: Keras raises many kinds
-            raise CompetitionError(f"{path}: cannot load the fold model ({str(exc).splitlines()[0][:200]})") from None
-    return models
+    return [load_fold_model(run_dir, k) for k in range(n_folds)]
 
 
 def check_sklearn_models(run_dir: Path, recipe: Any) -> None:
@@ -219,12 +225,13 @@ def _count(items: Sequence[Any], noun: str) -> str:
 def model_runs(run_dir: Path) -> list[Path]:
     """The model runs whose fold models predict for `run_dir`: itself, or an ensemble's members (theirs)."""
     from competition.runs import resolve_run
-    from competition.runs.folder import read_meta
+    from competition.runs.folder import read_members
+    from competition.runs.record import RunRecord
 
-    meta = read_meta(run_dir)
-    if meta.get("kind") != "ensemble":
+    record = RunRecord.read(run_dir)
+    if not record.is_ensemble:
         return [run_dir]
-    members = [resolve_run(m["name"] if isinstance(m, dict) else m, run_dir.parent) for m in meta["members"]]
+    members = [resolve_run(name, run_dir.parent) for name in read_members(run_dir, record.raw)]
     return [model for member in members for model in model_runs(member)]
 
 
@@ -233,18 +240,15 @@ def check_inputs(run_dir: Path, paths: Sequence[Path]) -> list[str]:
     raises CompetitionError (one line) for an unreadable file (by its header), a missing fold model, or
     transparent images (channel_note). Returns the notes on converted channel counts, one per distinct
     conversion."""
-    import yaml
-
     from competition.data import unreadable_message
-    from competition.recipe import Recipe
-    from competition.runs.folder import read_recipe_text
+    from competition.runs.folder import read_recipe
 
     layouts, bad = image_layouts(paths)
     if bad:
         raise CompetitionError(unreadable_message(bad))
     notes: list[str] = []
     for model_run in model_runs(run_dir):
-        recipe = Recipe.model_validate(yaml.safe_load(read_recipe_text(model_run) or "{}"))
+        recipe = read_recipe(model_run)
         if recipe.model.kind != "network":
             check_sklearn_models(model_run, recipe)
         else:
@@ -273,26 +277,24 @@ def decode_chunks(paths: Sequence[str | Path], recipe: Any) -> Iterator[np.ndarr
 def run_probabilities(run_dir: Path, paths: list[Path]) -> np.ndarray:
     """float32 (n, n_classes): the run's prediction for each image file (mean over folds, with its TTA), or
     for an ensemble of blend weights, the weighted sum of its members' predictions."""
-    import yaml
-
-    from competition.predict import predict_tta
-    from competition.recipe import Recipe
+    from competition.tta import predict_tta
     from competition.runs import resolve_run
-    from competition.runs.folder import read_meta, read_recipe_text
+    from competition.runs.folder import read_members, read_recipe, read_weights
+    from competition.runs.record import RunRecord
     from competition.runtime import import_tensorflow
 
-    meta = read_meta(run_dir)
-    if meta.get("kind") == "ensemble" and meta.get("method") == "subject-mean":
-        return subject_mean(run_dir, meta, paths)
-    if meta.get("kind") == "ensemble":
-        weights = meta.get("weights")
+    record = RunRecord.read(run_dir)
+    if record.is_ensemble and record.method == "subject-mean":
+        return subject_mean(run_dir, record, paths)
+    if record.is_ensemble:
+        weights = read_weights(run_dir, record.raw)
         if weights is None:
-            raise CompetitionError(f"ensemble '{meta.get('name')}': method {meta.get('method')!r} has no blend "
-                                   "weights; predict supports model runs and mean, weighted and caruana ensembles")
-        members = [resolve_run(m["name"] if isinstance(m, dict) else m, run_dir.parent) for m in meta["members"]]
+            raise CompetitionError(f"ensemble '{run_dir.name}': method {record.method!r} has no blend weights; "
+                                   "predict supports model runs and mean, weighted and caruana ensembles")
+        members = [resolve_run(name, run_dir.parent) for name in read_members(run_dir, record.raw)]
         return np.sum([w * run_probabilities(m, paths) for w, m in zip(weights, members, strict=True) if w],
                       axis=0).astype(np.float32)
-    recipe = Recipe.model_validate(yaml.safe_load(read_recipe_text(run_dir) or "{}"))
+    recipe = read_recipe(run_dir)
     if recipe.model.kind != "network":  # an inductive scikit-learn kind (check_inputs refused the others)
         from competition.runs.folder import load_sklearn_model
 
@@ -307,39 +309,85 @@ def run_probabilities(run_dir: Path, paths: list[Path]) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
-def subject_mean(run_dir: Path, meta: dict[str, Any], paths: list[Path]) -> np.ndarray:
+def subject_mean(run_dir: Path, record: Any, paths: list[Path]) -> np.ndarray:
     """A subject-averaged run's prediction (competition.subjects): its member's probabilities averaged over the
     near-duplicate groups among the given images, at the run's recorded threshold, as `aggregate` averaged the
     contest's test images (so predicting them gives its test.npy)."""
     from competition.data.similarity import cached_groups, image_signatures
     from competition.runs import resolve_run
+    from competition.runs.folder import read_members
     from competition.subjects import group_mean
 
-    member = meta["members"][0]
-    proba = run_probabilities(resolve_run(member["name"] if isinstance(member, dict) else member, run_dir.parent),
-                              paths)
-    threshold = (meta.get("subjects") or {}).get("threshold")
+    proba = run_probabilities(resolve_run(read_members(run_dir, record.raw)[0], run_dir.parent), paths)
+    threshold = record.subjects.get("threshold")
     if not isinstance(threshold, int | float):
         return proba
     return group_mean(proba, cached_groups(image_signatures(paths), float(threshold))).astype(np.float32)
 
 
-def predict_run(run: str | Path, inputs: Sequence[str | Path], runs_dir: str | Path = "runs", *,
+def output_guards(run_dir: Path, inputs: Sequence[str | Path]) -> list[tuple[str, str | Path | None]]:
+    """What an output of `predict` or `explain` must never land on or in (competition.files.check_output): the
+    run's contest folder, the run folder and every image file or folder given."""
+    from competition.runs.folder import read_meta
+    from competition.runs.run import contest_root
+
+    return [("the run's contest folder", contest_root(read_meta(run_dir))), ("the run folder", run_dir),
+            *(("an input of this command", path) for path in inputs)]
+
+
+def array_images(images: np.ndarray, folder: Path) -> list[Path]:
+    """Write a numpy array of images as PNG files named by row index (0.png, 1.png, ...) into `folder`, so that
+    they are decoded exactly as image files are. `images`: uint8 or uint16 (n, h, w) grayscale, or (n, h, w, c)
+    with c 1, 3 (RGB) or 4 (RGBA; uint8 only). Raises OptionError (`inputs`) for another shape or dtype."""
+    from PIL import Image
+
+    array = np.asarray(images)
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (3, 4) or (array.ndim == 4 and array.shape[-1] not in (3, 4)) or not len(array):
+        raise OptionError("inputs", f"an array of images is (n, h, w) or (n, h, w, c) with c 1, 3 or 4 and n > 0, "
+                                    f"got shape {array.shape}")
+    if array.dtype not in (np.uint8, np.uint16) or (array.dtype == np.uint16 and array.ndim == 4):
+        raise OptionError("inputs", f"expected uint8 pixels (or uint16 grayscale), got {array.dtype}: scale to "
+                                    "0-255 and cast with .astype(np.uint8)")
+    paths = []
+    for i, image in enumerate(array):
+        paths.append(folder / f"{i}.png")
+        Image.fromarray(image).save(paths[-1])
+    return paths
+
+
+def predict_run(run: str | Path, inputs: Sequence[str | Path] | np.ndarray, runs_dir: str | Path = "runs", *,
                 out: str | Path | None = None, probabilities: bool = False) -> Predictions:
-    """Predict image files with a finished run (or blend ensemble) named `run` under runs_dir (or a run
-    folder); the run's saved decisions (from `submit --tune`) pick the labels. With `out`, the CSV is written
-    atomically. Raises CompetitionError naming the run, path or image at fault (check_inputs: no images, an
-    unreadable one, a missing fold model, transparent images); nothing is written then. Memory is bounded:
-    CHUNK images are decoded and predicted at a time (benchmarks/predict_memory.py measures it)."""
+    """Predict image files (or a numpy array of images, see `array_images`: ids are the row indices "0", "1",
+    ...) with a finished run (or blend ensemble) named `run` under runs_dir (or a run folder); the run's saved
+    decisions (from `submit --tune`) pick the labels. With `out`, the CSV is written atomically. Raises
+    CompetitionError naming the run, path or image at fault (check_inputs: no images, an unreadable one, a
+    missing fold model, transparent images); nothing is written then. Memory is bounded: CHUNK images are
+    decoded and predicted at a time (benchmarks/predict_memory.py measures it)."""
+    if isinstance(inputs, np.ndarray):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="competition-predict-") as folder:
+            return predict_run(run, array_images(inputs, Path(folder)), runs_dir, out=out,
+                               probabilities=probabilities)
     from competition.data import image_id
-    from competition.files import write_text
+    from competition.files import check_output, csv_header, write_text
     from competition.runs import resolve_run
     from competition.runs.folder import read_decisions, read_meta
+    from competition.runs.run import member_problem
 
     run_dir = resolve_run(run, runs_dir)
     classes = list(read_meta(run_dir)["classes"])
+    stale = member_problem(run_dir)  # an ensemble predicts through its members: as they were when it was built
+    if stale is not None:
+        raise CompetitionError(stale)
+    if out is not None:
+        check_output(out, protected=output_guards(run_dir, inputs), what="a predictions CSV (id,label,...)",
+                     ours=lambda p: (csv_header(p) or [])[:2] == ["id", "label"])
     paths = image_files(inputs)
     ids = [image_id(p) for p in paths]
+    check_unique_ids(paths, ids)
     notes = check_inputs(run_dir, paths)
     proba = run_probabilities(run_dir, paths)
     decisions = read_decisions(run_dir)

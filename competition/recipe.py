@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer,
-                      model_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, field_validator,
+                      model_serializer, model_validator)
+from pydantic_core import PydanticCustomError
 
 from competition.errors import CompetitionError
 from competition.registry import check_name
@@ -39,6 +40,25 @@ MAX_ECHO = 60  # characters of a value an error echoes
 MAX_LINE = 400  # characters of one error line
 
 
+def _not_a_bool(kind: str) -> BeforeValidator:
+    """A validator run before pydantic's own: a YAML boolean (`yes`, `on`, `true`) is never a number, though
+    Python counts True as 1 (pydantic's lax mode would take `epochs: yes` as one epoch)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError(f"{kind}_from_bool", "a boolean is not a number")
+        return value
+
+    return BeforeValidator(check)
+
+
+# Numbers of the recipe: ints and floats that refuse booleans (strings of numbers, as `1e-3`, which YAML 1.1
+# reads as a string, still convert); booleans that refuse numbers and strings (Strict).
+Int = Annotated[int, _not_a_bool("int")]
+Float = Annotated[float, _not_a_bool("float")]
+Bool = Annotated[bool, Strict()]
+
+
 def _registered(value: str, registry: dict[str, Any], what: str) -> str:
     """A name the recipe gives must be in its registry (backbones, balancers, ...)."""
     return check_name(value, registry, what)
@@ -51,8 +71,8 @@ class Section(BaseModel):
 
 class DataConfig(Section):
     root: Path | None = None  # contest folder; `--data` overrides it
-    image_size: tuple[int, int] = (64, 64)  # (height, width); a single number means square
-    channels: Literal[1, 3] = 1
+    image_size: tuple[Int, Int] = (64, 64)  # (height, width); a single number means square
+    channels: Annotated[Literal[1, 3], _not_a_bool("int")] = 1
     # An unreadable training image: "error" stops before training and lists every unreadable file; "skip"
     # trains without them (listed in the run's skipped_images.csv). An unreadable test image is always an error.
     on_bad_image: Literal["error", "skip"] = "error"
@@ -60,16 +80,16 @@ class DataConfig(Section):
     # train and test: None maps the bit depth's full range (16-bit: 0..65535; DICOM files keep their own window),
     # [low, high] maps low..high, values outside clipped (DICOM: in its rescaled units, instead of the file's
     # window). Part of the decode-cache key (competition.data.decode, competition.data.cache).
-    intensity_window: tuple[float, float] | None = None
+    intensity_window: tuple[Float, Float] | None = None
     # Preprocessing that removes acquisition differences, train and test alike, part of the decode-cache key
     # (competition.data.decode.DecodeOptions). crop "foreground": crop the full-resolution image to the box of
     # the pixels above foreground_threshold, each side grown by crop_margin times the box's extent, then to the
     # aspect of image_size, before the resize (as MONAI's CropForeground). standardize "image": after the
     # resize, each image's foreground (above foreground_threshold) to mean 128 and std 40, background to 0.
     crop: Literal["none", "foreground"] = "none"
-    crop_margin: Annotated[float, Field(ge=0, le=1)] = 0.05
+    crop_margin: Annotated[Float, Field(ge=0, le=1)] = 0.05
     standardize: Literal["none", "image"] = "none"
-    foreground_threshold: Annotated[int, Field(ge=0, le=254)] = 10  # grey level out of 255, for crop and standardize
+    foreground_threshold: Annotated[Int, Field(ge=0, le=254)] = 10  # grey level out of 255, for crop and standardize
 
     @model_serializer(mode="wrap")
     def _omit_defaults_of_later_fields(self, handler: Any) -> Any:
@@ -132,8 +152,8 @@ class DataConfig(Section):
 
 class HeadConfig(Section):
     pooling: Literal["flatten", "avg", "max"] = "avg"
-    dense: list[Annotated[int, Field(gt=0, le=MAX_UNITS)]] = [128]
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.3
+    dense: list[Annotated[Int, Field(gt=0, le=MAX_UNITS)]] = [128]
+    dropout: Annotated[Float, Field(ge=0, lt=1)] = 0.3
 
 
 class EmbeddingConfig(Section):
@@ -141,7 +161,7 @@ class EmbeddingConfig(Section):
     data.image_size as `pixels`, or their first `components` principal components (`pca`)."""
 
     kind: Literal["pixels", "pca"] = "pca"
-    components: Annotated[int, Field(ge=1, le=4096)] = 100
+    components: Annotated[Int, Field(ge=1, le=4096)] = 100
 
 
 class ModelConfig(Section):
@@ -150,8 +170,8 @@ class ModelConfig(Section):
     kind: str = "network"
     backbone: str = "cnn"
     weights: str = "none"  # "none", "imagenet", or a path to a weights file
-    alpha: Annotated[float, Field(gt=0, le=4)] | None = None  # width multiplier for MobileNets
-    filters: list[Annotated[int, Field(gt=0, le=MAX_UNITS)]] = [32, 64, 128]  # the small CNN's conv blocks
+    alpha: Annotated[Float, Field(gt=0, le=4)] | None = None  # width multiplier for MobileNets
+    filters: list[Annotated[Int, Field(gt=0, le=MAX_UNITS)]] = [32, 64, 128]  # the small CNN's conv blocks
     head: HeadConfig = HeadConfig()
     embedding: EmbeddingConfig | None = None  # scikit-learn kinds only; default pca of 100 components
     params: dict[str, Any] = Field(default_factory=dict, max_length=50)  # the estimator's own parameters
@@ -206,10 +226,10 @@ class BalanceConfig(Section):
     method: str = "none"  # see competition.balance.BALANCERS
     # class_weight: given per class (else balanced); every class named, checked against the contest by
     # check_with_contest
-    weights: dict[str, Annotated[float, Field(gt=0, le=1e6)]] | None = None
-    power: Annotated[float, Field(ge=0, le=1)] = 0.0  # oversample: class share ~ count**power (0 = balanced)
-    gamma: Annotated[float, Field(ge=0, le=10)] = 2.0  # focal: down-weights easy examples
-    alpha: dict[str, Annotated[float, Field(gt=0, le=1e6)]] | None = None  # focal: per-class factor (else balanced)
+    weights: dict[str, Annotated[Float, Field(gt=0, le=1e6)]] | None = None
+    power: Annotated[Float, Field(ge=0, le=1)] = 0.0  # oversample: class share ~ count**power (0 = balanced)
+    gamma: Annotated[Float, Field(ge=0, le=10)] = 2.0  # focal: down-weights easy examples
+    alpha: dict[str, Annotated[Float, Field(gt=0, le=1e6)]] | None = None  # focal: per-class factor (else balanced)
 
     @field_validator("method")
     @classmethod
@@ -232,22 +252,22 @@ class BalanceConfig(Section):
 
 
 class PhaseConfig(Section):
-    epochs: Annotated[int, Field(ge=1, le=100_000)] = 10
+    epochs: Annotated[Int, Field(ge=1, le=100_000)] = 10
     optimizer: str = "adam"  # a name in OPTIMIZERS
-    learning_rate: Annotated[float, Field(gt=0, le=10)] = 1e-3
+    learning_rate: Annotated[Float, Field(gt=0, le=10)] = 1e-3
     trainable: str = "all"  # "all", "head" (backbone frozen) or a backbone layer name from which on to train
-    augment: bool = True  # apply the recipe's augment list (and train.mixup, train.cutmix) in this phase
+    augment: Bool = True  # apply the recipe's augment list (and train.mixup, train.cutmix) in this phase
     # Decoupled weight decay (each step: w -= weight_decay * learning rate * w, as AdamW); None: the optimizer's
     # own default (adamw 0.004, the others none).
-    weight_decay: Annotated[float, Field(ge=0, le=1)] | None = None
+    weight_decay: Annotated[Float, Field(ge=0, le=1)] | None = None
     # The learning rate over the phase's steps (competition.engine.optim): constant; cosine (decay to 0,
     # after a linear warm-up from 0 over `warmup` of the steps, default none); one_cycle (cosine warm-up from
     # learning_rate / 25 over `warmup` of the steps, default 0.3, then cosine decay; Smith & Topin 2019).
     schedule: Literal["constant", "cosine", "one_cycle"] = "constant"
-    warmup: Annotated[float, Field(ge=0, lt=1)] | None = None  # share of the phase's steps; cosine, one_cycle
+    warmup: Annotated[Float, Field(ge=0, lt=1)] | None = None  # share of the phase's steps; cosine, one_cycle
     # This phase's batch size; None: train.batch_size. A head on cached features trains faster in larger batches
     # (fewer optimizer updates of its large first Dense layer; benchmarks/results.md).
-    batch_size: Annotated[int, Field(ge=1, le=65536)] | None = None
+    batch_size: Annotated[Int, Field(ge=1, le=65536)] | None = None
 
     @field_validator("optimizer")
     @classmethod
@@ -269,14 +289,14 @@ class MixConfig(Section):
     """Mixing two training images and their labels, per batch (competition.engine.mixing): mixup (Zhang et al.
     2018) or CutMix (Yun et al. 2019)."""
 
-    alpha: Annotated[float, Field(gt=0, le=100)] = 1.0  # the mixing weight is drawn from Beta(alpha, alpha)
-    p: Annotated[float, Field(gt=0, le=1)] = 1.0  # share of the batches mixed
+    alpha: Annotated[Float, Field(gt=0, le=100)] = 1.0  # the mixing weight is drawn from Beta(alpha, alpha)
+    p: Annotated[Float, Field(gt=0, le=1)] = 1.0  # share of the batches mixed
 
 
 class ReduceLRConfig(Section):
-    factor: Annotated[float, Field(gt=0, lt=1)] = 0.5
-    patience: Annotated[int, Field(ge=1, le=100_000)] = 2
-    min_lr: Annotated[float, Field(ge=0, le=10)] = 1e-6
+    factor: Annotated[Float, Field(gt=0, lt=1)] = 0.5
+    patience: Annotated[Int, Field(ge=1, le=100_000)] = 2
+    min_lr: Annotated[Float, Field(ge=0, le=10)] = 1e-6
 
 
 class PseudoLabelConfig(Section):
@@ -286,26 +306,26 @@ class PseudoLabelConfig(Section):
     a model that saw its own validation labels."""
 
     run: str  # an earlier finished run in the same runs folder, trained on the same folds
-    threshold: Annotated[float, Field(gt=0, le=1)] = 0.9
-    weight: Annotated[float, Field(gt=0, le=1)] = 1.0
+    threshold: Annotated[Float, Field(gt=0, le=1)] = 0.9
+    weight: Annotated[Float, Field(gt=0, le=1)] = 1.0
 
 
 class TrainConfig(Section):
-    batch_size: Annotated[int, Field(ge=1, le=65536)] = 32
+    batch_size: Annotated[Int, Field(ge=1, le=65536)] = 32
     phases: list[PhaseConfig] = Field(default_factory=lambda: [PhaseConfig()], min_length=1, max_length=100)
     # early stop after this many epochs without a better F1
-    patience: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    patience: Annotated[Int, Field(ge=1, le=100_000)] | None = None
     reduce_lr: ReduceLRConfig | None = None  # lower the learning rate when validation macro F1 stalls
-    workers: Annotated[int, Field(ge=1, le=256)] = 2  # threads preparing augmented batches
-    mixed_precision: bool = False  # float16 compute, float32 weights and outputs (a GPU speed-up; slow on CPU)
-    jit_compile: bool | Literal["auto"] = "auto"  # XLA; "auto" is Keras's choice (on with a GPU, off on CPU)
+    workers: Annotated[Int, Field(ge=1, le=256)] = 2  # threads preparing augmented batches
+    mixed_precision: Bool = False  # float16 compute, float32 weights and outputs (a GPU speed-up; slow on CPU)
+    jit_compile: Bool | Literal["auto"] = "auto"  # XLA; "auto" is Keras's choice (on with a GPU, off on CPU)
     # Regularisation (competition.engine): targets y (1 - s) + s / n_classes (Szegedy et al. 2016)
-    label_smoothing: Annotated[float, Field(ge=0, lt=0.5)] = 0.0
+    label_smoothing: Annotated[Float, Field(ge=0, lt=0.5)] = 0.0
     mixup: MixConfig | None = None  # per batch, in phases with augment: true
     cutmix: MixConfig | None = None  # per batch, in phases with augment: true; with mixup, each batch picks one
     # Momentum of an exponential moving average of the weights, used for validation, the kept epoch and so
     # for prediction (Keras's optimizer EMA, restarted at each phase from the weights the phase starts with).
-    ema: Annotated[float, Field(gt=0, lt=1)] | None = None
+    ema: Annotated[Float, Field(gt=0, lt=1)] | None = None
     # Which epoch a fold keeps: "best" validation macro F1 (picked on the rows that become its OOF, which can
     # flatter the OOF: `train` prints by how much) or "last" (picked without them).
     keep: Literal["best", "last"] = "best"
@@ -320,6 +340,14 @@ class TrainConfig(Section):
                 if key in dumped and dumped[key] == type(self).model_fields[key].default:
                     dumped.pop(key)
         return dumped
+
+    @field_validator("jit_compile", mode="before")
+    @classmethod
+    def _jit_choice(cls, value: Any) -> Any:
+        # Named here: as a union, pydantic would only say that a boolean was expected.
+        if isinstance(value, bool) or (isinstance(value, str) and value == "auto"):
+            return value
+        raise ValueError(f"expected true, false or 'auto', got {shown(value)}")
 
     @model_validator(mode="after")
     def _keep_last_looks_at_nothing(self) -> TrainConfig:
@@ -346,8 +374,8 @@ class TrainConfig(Section):
 
 
 class CVConfig(Section):
-    folds: Annotated[int, Field(ge=2, le=1000)] = 5
-    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42  # numpy's and scikit-learn's seed range
+    folds: Annotated[Int, Field(ge=2, le=1000)] = 5
+    seed: Annotated[Int, Field(ge=0, le=2**32 - 1)] = 42  # numpy's and scikit-learn's seed range
     # auto: the candidate whose validation images relate to their training images as the test relates to train;
     # stratified; grouped (new subjects: group_by, else near-duplicate groups); seen_subjects (other images of the
     # training subjects: chain blocks of each subject). competition.folds.choose_scheme. Serialised even at its
@@ -355,7 +383,7 @@ class CVConfig(Section):
     scheme: Literal["auto", "stratified", "grouped", "seen_subjects"] = "auto"
     group_by: str | None = None  # None, "column:<name>", "regex:<pattern>" or "near_duplicates"
     # a distance 1 - cosine similarity, so at most 2
-    near_duplicate_threshold: Annotated[float, Field(gt=0, le=2)] | None = None
+    near_duplicate_threshold: Annotated[Float, Field(gt=0, le=2)] | None = None
 
     @field_validator("group_by")
     @classmethod
@@ -391,8 +419,8 @@ class CVConfig(Section):
 class ResourcesConfig(Section):
     """What one fold asks of a Ray cluster (`--executor ray`); ignored by the local executor."""
 
-    cpus_per_fold: Annotated[float, Field(gt=0, le=1024)] = 1
-    gpus_per_fold: Annotated[float, Field(ge=0, le=64)] = 0  # 0.5: two folds share a GPU
+    cpus_per_fold: Annotated[Float, Field(gt=0, le=1024)] = 1
+    gpus_per_fold: Annotated[Float, Field(ge=0, le=64)] = 0  # 0.5: two folds share a GPU
 
 
 class Recipe(Section):
@@ -410,7 +438,7 @@ class Recipe(Section):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        from competition.runs.folder import run_name_problem
+        from competition.files import run_name_problem
 
         problem = run_name_problem(value)
         if problem:
@@ -422,7 +450,7 @@ class Recipe(Section):
         # Checks across sections, run on every validation so `doctor` and `train` fail alike, before decoding.
         from competition.augment import check_pipeline
         from competition.model.backbones import check_config
-        from competition.predict import check_tta
+        from competition.tta import check_tta
 
         check_pipeline(self.augment, self.data.image_size, self.data.channels)
         if self.model.kind != "network":  # a scikit-learn kind is fitted on the images as decoded
@@ -579,12 +607,20 @@ def _one_line(message: str) -> str:
     return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
 
 
+_UNION_TAGS = frozenset({"bool", "int", "float", "str"})  # how pydantic names a union's members in a location
+
+
+def _is_tag(part: Any) -> bool:
+    """A part of a pydantic error location that names a validator or a union member, not a recipe key."""
+    return isinstance(part, str) and (part in _UNION_TAGS or part.startswith(("function-", "literal[")))
+
+
 def _location(loc: tuple[Any, ...]) -> str:
     out = "recipe"
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in {"function-after", "function-before"} or str(part).startswith(("function-", "literal[")):
+        elif _is_tag(part):
             continue
         else:
             out += f".{part}"
@@ -617,6 +653,9 @@ _EXPECTED = {
     "float_parsing": "expected a number",
     "float_type": "expected a number",
     "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "int_from_bool": "expected an integer",
+    "float_from_bool": "expected a number",
     "string_type": "expected a string",
     "list_type": "expected a list",
     "dict_type": "expected a mapping",
@@ -625,8 +664,10 @@ _EXPECTED = {
 }
 
 
-def format_error(error: ValidationError, source: str = "") -> str:
-    """The first validation problem as one line: `recipe.key: what was expected, got value`."""
+def format_error(error: ValidationError, source: str = "", written: Any = None) -> str:
+    """The first validation problem as one line: `recipe.key: what was expected, got value`. `written`, given
+    the problem's location, returns the value's text as the user wrote it (None when unknown): echoed after
+    the value when it reads otherwise (`got True ('yes')`)."""
     first = error.errors()[0]
     where = _location(first["loc"])
     prefix = f"{source}: " if source else ""
@@ -637,6 +678,9 @@ def format_error(error: ValidationError, source: str = "") -> str:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return _one_line(f"{prefix}{where}: unknown key{hint}")
     got = shown(first.get("input"))
+    text = written(first["loc"]) if written is not None and isinstance(first.get("input"), bool) else None
+    if isinstance(text, str) and text.strip().lower() != str(first.get("input")).lower():
+        got += f" ({shown(text)})"
     if kind in _EXPECTED:
         return _one_line(f"{prefix}{where}: {_EXPECTED[kind]}, got {got}")
     message = first["msg"].removeprefix("Value error, ")
@@ -696,10 +740,54 @@ def _default_container(path: list[str]) -> Any:
     return value
 
 
+def _unshared(value: Any) -> Any:
+    """The loaded YAML with every mapping and list copied where it is used: an alias (`*phase`) gives the
+    same Python object at each use, so a `--set` on one use would change the others too."""
+    if isinstance(value, dict):
+        return {key: _unshared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unshared(item) for item in value]
+    return value
+
+
+def _scalar_text(node: Any, parts: list[Any]) -> str | None:
+    """The text of the YAML scalar at `parts` (keys and list indexes; pydantic's validator and union tags
+    skipped) below a composed node; None when there is none (an alias merge, a value built by a default)."""
+    for part in parts:
+        if _is_tag(part) and not (isinstance(node, yaml.MappingNode)
+                                  and any(getattr(k, "value", None) == part for k, _ in node.value)):
+            continue
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+        else:
+            return None
+        if node is None:
+            return None
+    return node.value if isinstance(node, yaml.ScalarNode) else None
+
+
+def _written(loc: tuple[Any, ...], text: str | None, overrides: list[str]) -> str | None:
+    """How the value at a validation error's location was written: in the last `--set` that reaches it, else
+    in the recipe file's text; None when unknown."""
+    try:
+        for assignment in reversed(overrides):
+            key, _, value = assignment.partition("=")
+            keys = key.strip().split(".")
+            parts = [p for p in loc if not _is_tag(p)]
+            if [str(p) for p in parts[: len(keys)]] == keys:
+                return _scalar_text(yaml.compose(value, Loader=yaml.SafeLoader), parts[len(keys):])
+        return _scalar_text(yaml.compose(text, Loader=yaml.SafeLoader), list(loc)) if text else None
+    except (yaml.YAMLError, RecursionError, ValueError):
+        return None
+
+
 def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
     """Read, override and validate a recipe; every problem becomes a one-line CompetitionError."""
     raw: dict[str, Any] = {}
     source = str(path) if path is not None else "recipe"
+    text: str | None = None
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -708,7 +796,8 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise CompetitionError(f"{path}: {path.stat().st_size:,} bytes, not a recipe "
                                    f"(at most {MAX_RECIPE_BYTES:,} bytes)")
         try:
-            loaded = _yaml_load(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            loaded = _yaml_load(text)
         except _YAMLProblem as exc:
             raise CompetitionError(f"{path}: {exc}") from None
         except RecursionError:
@@ -721,13 +810,13 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
             loaded = {}
         if not isinstance(loaded, dict):
             raise CompetitionError(f"{path}: a recipe is a mapping of sections, got {type(loaded).__name__}")
-        raw = loaded
+        raw = _unshared(loaded)
         raw.setdefault("name", path.stem)
     for assignment in overrides or []:
         apply_override(raw, assignment)
     try:
         return Recipe.model_validate(raw)
     except ValidationError as exc:
-        raise CompetitionError(format_error(exc, source)) from None
+        raise CompetitionError(format_error(exc, source, lambda loc: _written(loc, text, overrides or []))) from None
     except CompetitionError as exc:  # raised by checks that validate against other libraries
         raise CompetitionError(_one_line(f"{source}: {exc}")) from None

@@ -152,7 +152,7 @@ def aggregate_run(run: Any, name: str, runs_dir: str | Path, threshold: float | 
     out = ensemble_dir(runs_dir, name)
     if name == run.name:
         raise CompetitionError(f"aggregate '{name}': has the same name as the run it averages")
-    check_replaceable(name, out)
+    check_replaceable(name, out, [run])
     train_sig, test_sig = _signatures(run)
     averager = SubjectAverage(threshold).fit(train_sig, run.y)
     oof_groups, test_groups = averager.oof_groups(train_sig, run.y, run.folds), averager.groups(test_sig)

@@ -6,22 +6,28 @@ class (``id,<class 1>,...``: probabilities), or, in a two-class contest, one col
 tells them apart, positive_class names the class). Every CSV is read as literal text. Row numbers in
 messages count data rows from 1 (the header is not a row), as a spreadsheet user would after freezing
 the header.
+
+A sample may also carry Kaggle's public/private marker column ('Usage': Public/Private per row, copied from a
+solution file; competition.data.contest.marker_columns). The submission leaves it out: Kaggle scores the id and
+prediction columns and rejects a column it does not expect, so a submission with it is refused here too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from competition.data.contest import positive_class, sample_format
-from competition.errors import CompetitionError
-from competition.files import CsvShapeError, read_string_csv, write_text
+from competition.data.contest import marker_columns, positive_class, sample_format
+from competition.data.contest import value_columns as submission_values
+from competition.errors import CompetitionError, OptionError
+from competition.files import CsvShapeError, check_output, csv_header, locked, read_string_csv, write_text
 from competition.metrics import macro_f1
 from competition.runs import Run
 from competition.tuning import DecisionTuner
@@ -50,22 +56,28 @@ def _is_empty(column: pd.Series) -> np.ndarray:
 
 
 def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list[str] | None = None) -> list[str]:
-    """Every way `frame` differs from what the sample's format demands; empty list means valid.
+    """Every way `frame` differs from what the sample's format demands; empty list means valid. Rows may come in
+    any order (the id set must equal the sample's, each id once), as Kaggle accepts.
 
     Labels are checked against `classes` only when given: a sample's placeholder labels
     (often all one class) are not the vocabulary.
     """
     problems: list[str] = []
-    expected, got = list(sample.columns), list(frame.columns)
+    expected, got = [sample.columns[0], *submission_values(sample)], list(frame.columns)
+    markers = [c for c in marker_columns(sample) if c in got]
     missing = [c for c in expected if c not in got]
-    extra = [c for c in got if c not in expected]
+    extra = [c for c in got if c not in expected and c not in markers]
+    if markers:
+        problems.append(f"column {markers[0]!r} is the sample's public/private marker (Kaggle's Usage column), "
+                        f"not a prediction: leave it out (Kaggle rejects columns it does not score; columns to "
+                        f"write: {expected})")
     if missing:
         alike = [f"{e!r} as {g!r}" for e in missing for g in extra if e.strip().lower() == g.strip().lower()]
         hint = f"; the submission writes {', '.join(alike)} (names are compared as written)" if alike else ""
         problems.append(f"missing columns {missing} (sample columns: {expected}){hint}")
     if extra:
         problems.append(f"extra columns {extra} (sample columns: {expected})")
-    if not missing and not extra and got != expected:
+    if not missing and not extra and not markers and got != expected:
         problems.append(f"columns in order {got}, sample has {expected}")
     if len(frame) != len(sample):
         problems.append(f"{len(frame)} data rows, sample has {len(sample)}")
@@ -89,13 +101,8 @@ def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list
         unknown = np.flatnonzero([i not in sample_set for i in ids])
         if len(unknown):
             problems.append(f"ids not in the sample at {_rows(unknown, list(ids[unknown]))}")
-        if not len(duplicated) and not len(absent) and not len(unknown) and not np.array_equal(ids, sample_ids):
-            moved = np.flatnonzero(ids != sample_ids)
-            first = moved[0]
-            problems.append(
-                f"ids not in the sample's order at {_rows(moved)} "
-                f"(row {first + 1} has {ids[first]!r}, sample has {sample_ids[first]!r})"
-            )
+        # rows in another order than the sample's are valid, as Kaggle matches rows by id (submissions this tool
+        # writes keep the sample's order all the same)
 
     value_columns = [c for c in expected[1:] if c in got]
     kind = sample_format(sample, classes)
@@ -142,6 +149,8 @@ def validate_file(
     """A submission whose rows do not fit its own header (a field too many or too few) has that one problem:
     everything else would be read shifted and reported wrongly. A bad sample is an error, not a problem."""
     sample = read_csv_strings(sample_path)
+    if not len(sample):  # every submission of the same header alone would be "valid" against it
+        raise CompetitionError(f"{sample_path}: no rows, only the header; a sample lists every test id")
     try:
         frame = read_csv_strings(submission_path)
     except CsvShapeError as err:
@@ -208,7 +217,9 @@ def make_submission(
     sample = read_csv_strings(sample_path)
     if len(sample.columns) < 2:
         raise CompetitionError(f"{sample_path}: sample needs an id column and at least one value column")
-    id_column, value_columns = sample.columns[0], list(sample.columns[1:])
+    if not len(sample):  # a submission of its header alone would be "valid" against it
+        raise CompetitionError(f"{sample_path}: no rows, only the header; a sample lists every test id")
+    id_column, value_columns = sample.columns[0], submission_values(sample)  # no marker column (Usage)
     position = {str(i): r for r, i in enumerate(run.test_ids)}
     sample_ids = sample[id_column].astype(str).to_numpy()
     absent = [i for i in sample_ids if i not in position]
@@ -235,17 +246,17 @@ def make_submission(
     else:
         pred = tuner.predict(test) if tuner is not None else test.argmax(axis=1)
         rows[value_columns[0]] = np.asarray(run.classes, dtype=object)[pred]
-    frame = pd.DataFrame(rows, columns=list(sample.columns))
+    frame = pd.DataFrame(rows, columns=[id_column, *value_columns])
 
     problems = validate_submission(frame, sample, run.classes)
     if problems:
         raise CompetitionError(f"submission for run '{run.name}' refused: " + "; ".join(problems))
     out_path = Path(out_path)
+    check_outputs(run, sample_path, out_path, log_path)
     write_text(out_path, frame.to_csv(index=False))
 
     if log_path is not None:
         log_path = Path(log_path)
-        log = read_string_csv(log_path) if log_path.is_file() else pd.DataFrame(columns=LOG_COLUMNS)
         oof_macro_f1 = macro_f1(run.y, run.oof)
         entry = {
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -257,9 +268,34 @@ def make_submission(
             "honest_macro_f1": f"{oof_macro_f1 if honest_macro_f1 is None else honest_macro_f1:.6f}",
             "message": " ".join(message.split()),
         }
-        log = pd.concat([log, pd.DataFrame([entry])], ignore_index=True).fillna("")  # older logs: fewer columns
-        write_text(log_path, log.to_csv(index=False))
+        with locked(log_path):  # read, one row added, written back: never while another submit does the same
+            log = read_string_csv(log_path) if log_path.is_file() else pd.DataFrame(columns=LOG_COLUMNS)
+            log = pd.concat([log, pd.DataFrame([entry])], ignore_index=True).fillna("")  # older logs: fewer columns
+            write_text(log_path, log.to_csv(index=False))
     return out_path
+
+
+def check_outputs(run: Run, sample_path: str | Path, out_path: str | Path, log_path: str | Path | None) -> None:
+    """Where a submission and its log may go (competition.files.check_output): never on or inside the run's
+    contest folder or run folder, never on the sample; an existing file is replaced only when it is a
+    submission of the sample's columns (the submission) or a log of LOG_COLUMNS (the log). OptionError of one
+    line naming the file otherwise."""
+    protected = [("the run's contest folder", run.data_root), ("the sample submission", sample_path),
+                 ("the run folder", run.path)]
+    out_path = Path(out_path)
+    if log_path is not None and Path(log_path).resolve() == out_path.resolve():
+        raise OptionError("out", f"{out_path}: is the submission log of its folder ({LOG_FILE}); give the "
+                                 "submission another name")
+    header = csv_header(sample_path)
+    if header is not None:  # a submission leaves the sample's marker columns (Kaggle's Usage) out
+        markers = set(marker_columns(read_csv_strings(sample_path)))
+        header = [c for c in header if c not in markers]
+    check_output(out_path, protected=protected, ours=lambda p: header is not None and csv_header(p) == header,
+                 what="a submission with the sample's columns")
+    if log_path is None:
+        return
+    check_output(log_path, protected=protected, what=f"a submission log ({','.join(LOG_COLUMNS[:3])},...)",
+                 ours=lambda p: (csv_header(p) or [])[:3] == LOG_COLUMNS[:3])
 
 
 @dataclass
@@ -284,6 +320,7 @@ class Submitted:
     tuning: dict[str, Any] | None
     tuned: bool
     honest_macro_f1: float
+    notes: list[str] = field(default_factory=list)  # decisions not applied, and why (one line each)
 
     def lines(self) -> list[str]:
         """What `competition submit` prints: the choice and why, the tuning verdict, the file."""
@@ -297,6 +334,7 @@ class Submitted:
                          f"(the honest gain); {verdict}")
         elif self.tuned:
             lines.append("decision offsets saved by an earlier submit --tune applied")
+        lines += self.notes
         lines.append(f"submission written to {self.path} (expected macro F1 {self.honest_macro_f1:.4f}; "
                      f"logged in {self.log})")
         return lines
@@ -304,7 +342,8 @@ class Submitted:
 
 def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "runs") -> Choice:
     """The candidate with the best honest OOF macro F1: every finished run under runs_dir when `candidates` is
-    empty or None (damaged runs left out), else the named runs (names under runs_dir, or folders). A run whose
+    empty or None (damaged runs left out), else the named runs (names under runs_dir, or folders); all of one
+    contest (Run.contest), else CompetitionError of one line naming two runs and their contests. A run whose
     estimate is likely optimistic on this test for its kind of model (Run.estimate_doubt) ranks after every other
     and is chosen only when all are; the reason names what was set aside. An ensemble's
     OOF is its nested-CV one (competition.ensemble.cross_val_oof), so an ensemble is chosen only when it beats
@@ -313,6 +352,7 @@ def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "
     best member."""
     from competition.ensemble import ensemble_summary
     from competition.runs import load_runs, resolve_run
+    from competition.runs.run import check_one_contest
 
     if candidates:
         runs = [Run.load(resolve_run(c, runs_dir)) for c in dict.fromkeys(candidates)]
@@ -322,6 +362,7 @@ def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "
         if not runs:
             raise CompetitionError(f"{runs_dir}: no finished runs to submit")
         left_out = f"; damaged, not considered: {', '.join(n for n, _ in damaged)}" if damaged else ""
+    check_one_contest(runs, "submit")  # a submission answers one contest: never the best of two
     scores = {id(r): macro_f1(r.y, r.oof) for r in runs}
     # An estimate likely optimistic for its kind of model on this test (competition.folds.estimate_doubt) ranks
     # after every trusted one: its figure is not a promise about the test.
@@ -367,7 +408,7 @@ def _sample_path(run: Run, sample: str | Path | None) -> Path:
 
 
 def submit(runs: Sequence[str | Path] | None = None, runs_dir: str | Path = "runs", *, out: str | Path | None = None,
-           sample: str | Path | None = None, tune: bool = False, message: str = "",
+           sample: str | Path | None = None, tune: bool | None = None, message: str = "",
            submissions_dir: str | Path = "submissions", data: str | Path | None = None) -> Submitted:
     """`competition submit`: choose the run to submit (`choose_run`: the best honest score among `runs`, or
     among every finished run when none are named), write its test predictions validated against the contest's
@@ -377,30 +418,66 @@ def submit(runs: Sequence[str | Path] | None = None, runs_dir: str | Path = "run
     With `tune`, per-class decision offsets are fitted on the OOF and applied only when their nested-CV gain
     (fit on the other folds, scored on the held-out one) is positive; the applied offsets and the figures
     that justified them are saved in the run folder (decisions.json), so later `submit` and `predict` calls
-    use the same decisions; when the gain is not positive any saved decisions are removed. Without `tune`,
-    saved decisions are used."""
-    from competition.runs.folder import read_decisions, remove_decisions, write_decisions
+    use the same decisions; when the gain is not positive any saved decisions are removed. With `tune` None
+    (neither --tune nor --no-tune), saved decisions are used; with False (--no-tune), none are (plain argmax,
+    a note says so, the saved ones are kept). Offsets only move labels: for a sample that wants probabilities
+    nothing is tuned or applied, and a note says so.
+
+    The run's test predictions must be of the contest's test images as they are now, and an ensemble's
+    members as they were when it was built (competition.runs.run.stale_problem): CompetitionError of one line
+    saying what changed and what to run otherwise, nothing written."""
+    from competition.runs.folder import DECISIONS_FILE
+    from competition.runs.run import stale_problem
+
+    if isinstance(runs, str | Path):  # one run named as a string (Python), not its characters
+        runs = [runs]
+    choice = choose_run(runs, runs_dir)
+    loaded = Run.load(choice.path, data)
+    stale = stale_problem(loaded)
+    if stale is not None:
+        raise CompetitionError(stale)
+    sample_path = _sample_path(loaded, sample)
+    out_path = Path(out) if out is not None else Path(submissions_dir) / f"{loaded.name}.csv"
+    check_outputs(loaded, sample_path, out_path, out_path.parent / LOG_FILE)  # before any tuning is fitted
+    # --tune reads, fits and writes back the run's decisions: one submit --tune of a run at a time (a plain
+    # submit only reads them, a whole file replaced in one rename)
+    with locked(choice.path / DECISIONS_FILE) if tune else contextlib.nullcontext():
+        return _submit_locked(choice, loaded, sample_path, out_path, tune=tune, message=message)
+
+
+def _submit_locked(choice: Choice, loaded: Run, sample_path: Path, out_path: Path, *, tune: bool | None,
+                   message: str) -> Submitted:
+    """`submit` once the run is chosen and the outputs checked (with `tune`, under the lock of its decisions)."""
+    from competition.runs.folder import DECISIONS_FILE, read_decisions, remove_decisions, write_decisions
     from competition.tuning import nested_cv_gain
 
-    choice = choose_run(runs, runs_dir)
     run_dir = choice.path
-    loaded = Run.load(run_dir, data)
     tuner, tuning, honest = None, None, choice.macro_f1
-    if tune:
+    notes: list[str] = []
+    wanted = sample_format(read_csv_strings(sample_path), loaded.classes)
+    if wanted != "labels" and tune is not False:  # offsets move labels; probabilities are written as they are
+        if tune or (run_dir / DECISIONS_FILE).is_file():
+            what = "decision tuning" if tune else "decision offsets saved by an earlier submit --tune"
+            asked = "a probability per class" if wanted == "probabilities" else "the positive class's probability"
+            notes.append(f"{what}: not applied: {sample_path.name} wants {asked}, which per-class offsets do not "
+                         "change (they only move labels); the probabilities are written as they are")
+    elif tune is False:
+        if (run_dir / DECISIONS_FILE).is_file():
+            notes.append("decision offsets saved by an earlier submit --tune: not applied (--no-tune), plain argmax; "
+                         "they stay saved for predict (submit --tune fits them again or removes them)")
+    elif tune:
         tuning = nested_cv_gain(loaded.oof, loaded.y, loaded.folds)
         tuning["applied"] = tuning["nested_gain"] > 0
         if tuning["applied"]:
             tuner = DecisionTuner().fit(loaded.oof, loaded.y)
             honest = tuning["nested_macro_f1"]
     else:
-        saved = read_decisions(run_dir)
+        saved = read_decisions(run_dir)  # checked: one offset per class, tuned on the run's OOF as it is now
         if saved is not None:
             tuner = DecisionTuner()
             tuner.offsets_ = np.asarray(saved["offsets"], dtype=np.float64)
             gain = saved.get("nested_gain")
             honest += float(gain) if isinstance(gain, int | float) else 0.0
-    sample_path = _sample_path(loaded, sample)
-    out_path = Path(out) if out is not None else Path(submissions_dir) / f"{loaded.name}.csv"
     log_path = out_path.parent / LOG_FILE
     written = make_submission(loaded, sample_path, out_path, tuner=tuner, log_path=log_path,
                               honest_macro_f1=honest, message=message)
@@ -409,15 +486,16 @@ def submit(runs: Sequence[str | Path] | None = None, runs_dir: str | Path = "run
                                   **{k: float(tuning[k]) for k in ("base_macro_f1", "in_sample_gain", "nested_gain")}})
     elif tuning is not None:
         remove_decisions(run_dir)
-    return Submitted(written, log_path, choice, tuning, tuner is not None, honest)
+    return Submitted(written, log_path, choice, tuning, tuner is not None, honest, notes)
 
 
 def submit_run(run: str | Path, runs_dir: str | Path = "runs", *, out: str | Path | None = None,
-               sample: str | Path | None = None, tune: bool = False, message: str = "",
+               sample: str | Path | None = None, tune: bool | None = None, message: str = "",
                submissions_dir: str | Path = "submissions",
                data: str | Path | None = None) -> tuple[Path, dict[str, Any] | None]:
     """`submit` of one named run (the Python API's `competition.submit`): (the file written, the tuning figures:
-    in-sample and nested gains and "applied"; None without `tune`)."""
+    in-sample and nested gains and "applied"; None without `tune`). `tune` as in `submit`: None uses saved
+    decisions, False none."""
     done = submit([run], runs_dir, out=out, sample=sample, tune=tune, message=message,
                   submissions_dir=submissions_dir, data=data)
     return done.path, done.tuning

@@ -42,6 +42,21 @@ def train_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str |
         prepared.release()
 
 
+def train(recipe: Recipe, runs_dir: str | Path = "runs", *, quiet: bool = False, **options: Any) -> Path:
+    """`competition.train` from Python: train_run (the same `options`) with its progress printed as `train`
+    prints it (the folds' scheme and why, each fold's score, the run's line on the leaderboard), in a notebook
+    as in a terminal, unless `quiet` or a `console` is given; returns the finished run folder."""
+    if options.get("console") is None and not quiet:
+        from competition.report import leaderboard_for
+        from rich.console import Console
+
+        options["console"] = Console()
+        run_dir = train_run(recipe, runs_dir, **options)
+        leaderboard_for([run_dir], options["console"])
+        return run_dir
+    return train_run(recipe, runs_dir, **options)
+
+
 def train_recipes(recipes: list[Recipe], runs_dir: str | Path = "runs", *, data_root: str | Path | None = None,
                   name: str | None = None, overwrite: bool = False, deterministic: bool = False,
                   console: Any = None, executor: str = "local", address: str | None = None) -> list[Path]:

@@ -27,6 +27,24 @@ def _tiny_h5(path: Path) -> None:
         handle.create_dataset("w", data=np.zeros(3, dtype=np.float32))
 
 
+def _mobilenet_v2_h5(path: Path, alpha: float, size: int) -> None:
+    """A no-top MobileNetV2 weights file (random values) in the layout of Keras's published files (Keras 2
+    HDF5: layer_names, each layer's weight_names), the layout doctor loads into the declared backbone."""
+    import keras
+
+    model = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=alpha, input_shape=(size, size, 3))
+    layers = [layer for layer in model.layers if layer.weights]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as handle:
+        handle.attrs["layer_names"] = [layer.name.encode() for layer in layers]
+        for layer in layers:
+            names = []
+            for weight in layer.trainable_weights + layer.non_trainable_weights:
+                names.append(f"{layer.name}/{weight.name}".encode())
+                handle.create_dataset(f"{layer.name}/{layer.name}/{weight.name}", data=np.asarray(weight.numpy()))
+            handle[layer.name].attrs["weight_names"] = names
+
+
 def test_good_cnn_recipe_passes_every_check(tiny_recipe, tiny_contest):
     checks = check_recipes([tiny_recipe], data=tiny_contest)
     assert [c.item for c in checks] == ["recipe", "data", "weights"]
@@ -44,7 +62,7 @@ def test_missing_imagenet_file_names_full_cache_path_then_passes_once_placed(tmp
     assert not weights.ok
     assert str(expected) in weights.detail and "network" in weights.detail
 
-    _tiny_h5(expected)
+    _mobilenet_v2_h5(expected, 0.35, 96)  # MobileNet files are not hash-checked: doctor loads them (round 5)
     try:
         checks = check_recipes([recipe])
         assert all(c.ok for c in checks), checks
@@ -84,7 +102,15 @@ def test_local_weights_file_missing_fails_naming_it_and_h5_is_opened(tmp_path, t
     weights = _by_item(check_recipes([recipe]))["weights"]
     assert not weights.ok and str(missing) in weights.detail
 
-    _tiny_h5(missing)
+    _tiny_h5(missing)  # HDF5, but not the weights of this backbone: loaded into it, refused (round 5)
+    weights = _by_item(check_recipes([recipe]))["weights"]
+    assert not weights.ok and "does not fit backbone 'cnn'" in weights.detail, weights.detail
+
+    from types import SimpleNamespace
+
+    from competition.model.backbones import BACKBONES
+
+    BACKBONES["cnn"].build((32, 32, 1), SimpleNamespace(filters=[32, 64, 128])).save_weights(str(missing))
     assert _by_item(check_recipes([recipe]))["weights"].ok
 
 

@@ -106,6 +106,22 @@ def test_seen_subjects_as_asked_and_its_one_line_error() -> None:
                       train_signatures=sigs, test_signatures=test_sigs)
 
 
+def test_the_block_count_ignores_test_images_no_chain_joins_to_train() -> None:
+    """A test of the next slices of the training chains, then the same with new subjects' slices added (joined to
+    nothing): the seen-subject block count and the figures it is chosen by stay the same (match_joined), while
+    the candidate's match over all test images moves."""
+    train, images, test_images, _ = _chains(seen=True, train_slices=12)
+    _, _, strangers, _ = _chains(seen=False, n_subjects=12, train_slices=1, seed=1)
+    signatures = similarity.signatures(images)
+    choices = [choose_scheme(train, None, n_folds=5, seed=0, group_by="column:subject", train_signatures=signatures,
+                             test_signatures=similarity.signatures(test)) for test in
+               (test_images, np.concatenate([test_images, strangers]))]
+    alone, mixed = (c.candidates["seen_subjects"] for c in choices)
+    assert choices[1].test["chain_share"] < 0.8 < choices[0].test["chain_share"]
+    assert mixed["blocks_tried"] == alone["blocks_tried"] and choices[0].blocks == choices[1].blocks
+    assert mixed["match"] > alone["match"] and mixed["match_joined"] == alone["match_joined"]
+
+
 def test_estimate_doubt_names_the_distance_each_kind_relies_on() -> None:
     record = {"scheme": "seen_subjects", "test": {"nearest": {"p50": 0.022}, "hops": {"p50": 4.0}},
               "candidates": {"seen_subjects": {"ks_nearest": 0.5, "ks_hops": 0.09, "nearest": {"p50": 0.0097},

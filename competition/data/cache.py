@@ -4,6 +4,10 @@ channels and the recipe's decode options (data.intensity_window, data.crop, data
 they read: competition.data.decode.DecodeOptions), so every fold, epoch and later run at that size reuses it.
 An entry keeps how the grey values of images of more than 8 bits were mapped, so `intensity_note` can say it
 whether the pixels were decoded now or read back. A damaged entry is a miss: decoded again and replaced.
+
+Since the key is the files' contents, not their paths, one entry serves the same files named another way (a
+relative path, then an absolute one; a moved contest folder): an entry records its unreadable files by their
+position in the list, and they are reported under the paths of the call that reads it back.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from competition.data.decode import DecodeOptions, Mapping, UnreadableImage, Window, decode_image
+from competition.data.decode import DecodeOptions, Mapping, UnreadableImage, Window, decode_image, named_warnings
 from competition.errors import CompetitionError
-from competition.files import atomic_write, write_text
+from competition.files import atomic_write, locked, write_text
 
 SHOW = 5  # files named in one message before "and N more"
 CACHE_VERSION = "v3"  # bump when decoding changes what pixels a file gives (v3: one 16-bit mapping per contest)
@@ -58,13 +62,26 @@ def decode_images(
     options: DecodeOptions | None = None, window: Window | None = None,
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Every image decoded once (or read from the cache): the readable ones as one uint8 array
-    (n_readable, h, w, channels) in the order given, and (path, reason) for each unreadable file. `options`
+    (n_readable, h, w, channels) in the order given, and (path, reason) for each unreadable file, its path as
+    given here. `decode_images_at` says the same with each unreadable file's position. `options`
     are the recipe's decode options (``recipe.data.decode_options()``; None: the defaults); `window`
     alone is short for DecodeOptions(window=window). Raises ValueError when both are given.
 
     The cache entry covers the whole list, unreadable files included, so a later call with the same
     files neither decodes again nor forgets which were bad. An entry that cannot be read back whole
     (cut short, damaged) is decoded again and replaced."""
+    images, bad = decode_images_at(paths, size, channels, cache=cache, workers=workers, options=options,
+                                   window=window)
+    return images, [(path, reason) for _, path, reason in bad]
+
+
+def decode_images_at(
+    paths: Sequence[str | Path], size: tuple[int, int], channels: int, *, cache: bool = True, workers: int = 4,
+    options: DecodeOptions | None = None, window: Window | None = None,
+) -> tuple[np.ndarray, list[tuple[int, str, str]]]:
+    """`decode_images`, each unreadable file given as (its position in `paths`, its path as given, reason):
+    row k of the images is the k-th readable file, whichever way the files were named when the cache entry
+    was written."""
     size = (int(size[0]), int(size[1]))
     if window is not None and options is not None:
         raise ValueError("decode_images: give the window in `options`, not both")
@@ -72,7 +89,7 @@ def decode_images(
     remember = (tuple(str(p) for p in paths), options.window)
     target = cache_dir() / "decoded" / f"{content_key(paths, size, channels, options)}.npy" if cache else None
     if target is not None:
-        found = _read_entry(target, (len(paths), size[0], size[1], channels))
+        found = _read_entry(target, [str(p) for p in paths], (size[0], size[1], channels))
         if found is not None:
             images, bad, mappings = found
             _MAPPINGS[remember] = mappings
@@ -87,22 +104,23 @@ def decode_images(
         except UnreadableImage as exc:
             reasons[i] = exc.reason
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with named_warnings(paths), ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow's EXIF warnings name files
         list(pool.map(fill, range(len(paths))))
-    bad = [(str(p), r) for p, r in zip(paths, reasons) if r is not None]
+    bad = [(i, str(p), r) for i, (p, r) in enumerate(zip(paths, reasons)) if r is not None]
     if bad:
         out = out[[r is None for r in reasons]]
     mappings = _summarise([_as_group(m) for m in mapped if m is not None])
     _MAPPINGS[remember] = mappings
     if target is not None:
         bad_file, mapping_file = _sidecars(target)
-        if bad:
-            write_text(bad_file, json.dumps(bad) + "\n")
-        else:
-            bad_file.unlink(missing_ok=True)
-        write_text(mapping_file, json.dumps(mappings) + "\n")
-        with atomic_write(target, "wb") as handle:  # last: the array marks the entry complete
-            np.save(handle, out, allow_pickle=False)
+        with locked(target):  # an entry's three files written by one process at a time, never a mix of two
+            if bad:  # by position: the entry is found by content, whatever the paths are called next time
+                write_text(bad_file, json.dumps([[i, r] for i, _, r in bad]) + "\n")
+            else:
+                bad_file.unlink(missing_ok=True)
+            write_text(mapping_file, json.dumps(mappings) + "\n")
+            with atomic_write(target, "wb") as handle:  # last: the array marks the entry complete
+                np.save(handle, out, allow_pickle=False)
     return out, bad  # type: ignore[return-value]
 
 
@@ -111,15 +129,18 @@ def _sidecars(target: Path) -> tuple[Path, Path]:
     return target.with_suffix(".bad.json"), target.with_suffix(".mapping.json")
 
 
-def _read_entry(target: Path, shape: tuple[int, int, int, int]
-                ) -> tuple[np.ndarray, list[tuple[str, str]], list[dict]] | None:
-    """A complete cache entry (images, unreadable files, mappings), or None: missing, or damaged in any way
-    (cut short, not an array, of another shape), which makes it a miss."""
+def _read_entry(target: Path, paths: list[str], shape: tuple[int, int, int]
+                ) -> tuple[np.ndarray, list[tuple[int, str, str]], list[dict]] | None:
+    """A complete cache entry for `paths` (images, unreadable files as (position, path in `paths`, reason),
+    mappings), or None: missing, or damaged in any way (cut short, not an array, of another shape, an
+    unreadable file at no position of `paths`), which makes it a miss."""
     if not target.is_file():
         return None
     bad_file, mapping_file = _sidecars(target)
     try:
-        bad = [(str(b[0]), str(b[1])) for b in json.loads(bad_file.read_text())] if bad_file.is_file() else []
+        bad = _positions(json.loads(bad_file.read_text()), paths) if bad_file.is_file() else []
+        if bad is None:
+            return None
         mappings = json.loads(mapping_file.read_text()) if mapping_file.is_file() else []
         fields = {"kind", "how", "low", "high", "count", "min", "max"}
         if not isinstance(mappings, list) or not all(isinstance(g, dict) and fields <= g.keys() for g in mappings):
@@ -128,9 +149,32 @@ def _read_entry(target: Path, shape: tuple[int, int, int, int]
             cached = np.load(handle, allow_pickle=False)
     except (OSError, ValueError, TypeError, IndexError, EOFError):
         return None
-    if cached.dtype != np.uint8 or cached.shape != (shape[0] - len(bad), *shape[1:]):
+    if cached.dtype != np.uint8 or cached.shape != (len(paths) - len(bad), *shape):
         return None
     return cached, bad, mappings  # type: ignore[return-value]
+
+
+def _positions(recorded: object, paths: list[str]) -> list[tuple[int, str, str]] | None:
+    """The unreadable files of an entry, [[position, reason], ...], as (position, path, reason) under `paths`;
+    None when the record does not fit them. Entries written before positions were recorded name paths
+    ([[path, reason], ...]): used when each names one of `paths`, else a miss (decoded again)."""
+    if not isinstance(recorded, list):
+        return None
+    out: list[tuple[int, str, str]] = []
+    where = {p: i for i, p in reversed(list(enumerate(paths)))}
+    for item in recorded:
+        if not isinstance(item, list) or len(item) != 2:
+            return None
+        key, reason = item
+        if isinstance(key, int) and not isinstance(key, bool) and 0 <= key < len(paths):
+            position = key
+        elif isinstance(key, str) and key in where and paths.count(key) == 1:
+            position = where[key]
+        else:
+            return None
+        out.append((position, paths[position], str(reason)))
+    positions = [i for i, _, _ in out]
+    return out if positions == sorted(set(positions)) else None
 
 
 def _key(group: dict) -> tuple:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from competition.data.cache import decode_images, unreadable_message
+from competition.data.cache import decode_images_at, unreadable_message
 from competition.data.decode import IMAGE_EXTENSIONS, DecodeOptions
 from competition.errors import CompetitionError
 from competition.files import read_string_csv, write_text
@@ -144,9 +144,17 @@ def index_contest(root: str | Path) -> Contest:
     if not sample_path.is_file():
         raise CompetitionError(f"{sample_path}: sample submission not found{_why_missing(sample_path, 'a file')}")
     sample = _read_csv(sample_path)
-    if len(sample.columns) < 2:
+    if len(sample.columns) < 2 or not value_columns(sample):
+        markers = marker_columns(sample)
+        also = (f"; {', '.join(map(repr, markers))} is Kaggle's public/private marker, not a value column"
+                if markers else "")
         raise CompetitionError(f"{sample_path}: needs an id column and at least one value column "
-                               f"(columns: {', '.join(sample.columns)})")
+                               f"(columns: {', '.join(sample.columns)}){also}")
+    if not len(sample):
+        if not any(_is_image(p) for p in _visible(test_dir)):  # the cause: nothing to submit for
+            raise CompetitionError(f"{test_dir}: test folder holds no images")
+        raise CompetitionError(f"{sample_path}: no rows, only the header; a sample submission lists every test id "
+                               "(one row per image in test/)")
 
     train_csv = root / "train.csv"
     train = _train_from_csv(train_csv, train_dir) if train_csv.is_file() else _train_from_folders(train_dir)
@@ -169,9 +177,31 @@ def _why_missing(path: Path, wanted: str) -> str:
     return ""
 
 
+def _unicode_forms(a: str, b: str) -> str:
+    """'only in Unicode normalisation (NFC/NFD): ...' when `a` and `b` are the same text in two Unicode normal
+    forms (macOS writes file names decomposed, NFD; most editors write NFC), else ''. The two are shown
+    with their code points escaped, since on screen they look the same."""
+    if a == b or unicodedata.normalize("NFC", a) != unicodedata.normalize("NFC", b):
+        return ""
+
+    def form(text: str) -> str:
+        for name in ("NFC", "NFD"):
+            if unicodedata.is_normalized(name, text):
+                return name
+        return "mixed"
+
+    return (f"only in Unicode normalisation (NFC/NFD): {ascii(a)} is {form(a)}, {ascii(b)} is {form(b)}; they "
+            "look the same but are different characters")
+
+
 def _near_miss(name: str, candidates: Sequence[str], what: str) -> str:
     """A hint when `name` is not among `candidates` but one of them differs from it only in a way that is
-    easy to miss: surrounding whitespace, upper/lower case, leading zeros a spreadsheet dropped."""
+    easy to miss: Unicode normalisation (NFC/NFD), surrounding whitespace, upper/lower case, leading zeros a
+    spreadsheet dropped."""
+    for other in candidates:
+        forms = _unicode_forms(name, other)
+        if forms:
+            return f" ({what} {other!r} exists: it differs {forms})"
     stripped = name.strip()
     if stripped != name and stripped in candidates:
         return f" ({what} {stripped!r} exists: {name!r} has surrounding whitespace, and ids are compared as written)"
@@ -222,8 +252,8 @@ def _check_look_alike_labels(train: pd.DataFrame, source: Path, *, from_csv: boo
         counts = {v: int((labels == v).sum()) for v in variants}
         main = key if key in counts else max(variants, key=lambda v: (counts[v], v == v.strip()))
         odd = next(v for v in variants if v != main)
-        how = ("only by surrounding whitespace" if odd.strip() == main.strip()
-               else "only by whitespace or invisible characters (Unicode form)")
+        how = (_unicode_forms(odd, main) or ("only by surrounding whitespace" if odd.strip() == main.strip()
+               else "only by whitespace, invisible characters or Unicode compatibility forms (NFKC)"))
         where = _rows_with_ids(train, (labels == odd).to_numpy(), rows=from_csv)
         if from_csv:
             raise CompetitionError(f"{source}: label {odd!r} on {where} differs from label {main!r} "
@@ -270,6 +300,9 @@ def _train_from_csv(train_csv: Path, image_dir: Path) -> pd.DataFrame:
             hint = _near_miss(column, list(frame.columns), "a column")
             raise CompetitionError(f"{train_csv}: missing column '{column}' (columns: {', '.join(map(repr, frame.columns))})"
                                    f"{hint}")
+    if not len(frame):
+        raise CompetitionError(f"{train_csv}: no rows, only the header; it lists the training images, one row "
+                               "(id,label) each")
     repeated = frame.index[frame["id"].duplicated()]
     if len(repeated):
         raise CompetitionError(f"{train_csv}: id {frame['id'][repeated[0]]!r} appears more than once "
@@ -300,6 +333,27 @@ def _train_from_csv(train_csv: Path, image_dir: Path) -> pd.DataFrame:
 
 
 SampleFormat = Literal["labels", "probabilities", "binary"]
+# Columns a sample may hold beside the id and the predictions, by name (compared without case), with the only
+# values they hold: Kaggle's public/private split marker, copied from a solution file ("Usage": Public, Private
+# or Ignored per row). Such a column is no class and no prediction: it is left out of the submission, because
+# Kaggle scores the id and prediction columns and rejects a submission column it does not expect.
+MARKER_COLUMNS = {"usage": frozenset({"public", "private", "ignored", ""})}
+
+
+def marker_columns(sample: pd.DataFrame) -> list[str]:
+    """The sample's marker columns (MARKER_COLUMNS): named so, every value one of the marker's values."""
+    found = []
+    for column in sample.columns[1:]:
+        allowed = MARKER_COLUMNS.get(str(column).strip().lower())
+        if allowed is not None and sample[column].astype(str).str.strip().str.lower().isin(allowed).all():
+            found.append(column)
+    return found
+
+
+def value_columns(sample: pd.DataFrame) -> list[str]:
+    """The columns a submission fills (after the id): every column but the id and the marker columns."""
+    markers = set(marker_columns(sample))
+    return [c for c in sample.columns[1:] if c not in markers]
 NEGATIVE_NAMES = frozenset({"0", "no", "false", "negative", "neg", "normal", "benign", "healthy", "absent",
                             "control", "nonmalignant", "non-malignant", "clean", "ok"})
 
@@ -310,12 +364,14 @@ def sample_format(sample: pd.DataFrame, classes: Sequence[str] | None = None) ->
 
     One value column is "binary" when its placeholders are numbers that are not class names: numbers with a
     fraction ('0.5') always; whole numbers ('0') only when `classes` is given and none of them is a class (a
-    contest whose classes are '0' and '1' keeps labels)."""
-    if len(sample.columns) > 2:
+    contest whose classes are '0' and '1' keeps labels). Marker columns (Kaggle's 'Usage': `marker_columns`)
+    do not count."""
+    columns = value_columns(sample)
+    if len(columns) > 1:
         return "probabilities"
-    if len(sample.columns) < 2 or not len(sample):
+    if len(columns) < 1 or not len(sample):
         return "labels"
-    values = sample[sample.columns[1]].astype(str).str.strip()
+    values = sample[columns[0]].astype(str).str.strip()
     if classes is not None and values.isin(list(classes)).any():
         return "labels"
     numbers = pd.to_numeric(values, errors="coerce")
@@ -353,12 +409,12 @@ def _check_sample_classes(sample: pd.DataFrame, sample_path: Path, train: pd.Dat
     sample of probabilities needs two classes; a label-format sample's placeholder labels are no vocabulary, so
     it is not checked."""
     kind = sample_format(sample, classes)
+    columns = value_columns(sample)
     if kind == "binary":
-        positive_class(sample.columns[1], classes, sample_path)  # refuses unless two classes
+        positive_class(columns[0], classes, sample_path)  # refuses unless two classes
         return
     if kind == "labels":
         return
-    columns = list(sample.columns[1:])
     unknown = [c for c in classes if c not in columns]
     if unknown:
         count = int((train["label"] == unknown[0]).sum())
@@ -448,8 +504,11 @@ def load_contest(root: str | Path, size: tuple[int, int], channels: int, *, on_b
         raise CompetitionError(f"recipe.data.on_bad_image: expected 'error' or 'skip', got {on_bad!r}")
     contest = index_contest(root)
     # one intensity mapping, crop and standardisation for train and test
-    x, bad_train = decode_images(contest.train["path"].tolist(), size, channels, cache=cache, options=options)
-    x_test, bad_test = decode_images(contest.test["path"].tolist(), size, channels, cache=cache, options=options)
+    x, bad_rows = decode_images_at(contest.train["path"].tolist(), size, channels, cache=cache, options=options)
+    x_test, bad_test_rows = decode_images_at(contest.test["path"].tolist(), size, channels, cache=cache,
+                                             options=options)
+    bad_train = [(path, reason) for _, path, reason in bad_rows]
+    bad_test = [(path, reason) for _, path, reason in bad_test_rows]
     if bad_test:
         also = (f" (and {len(bad_train)} unreadable training images)" if bad_train and on_bad == "error" else "")
         raise CompetitionError(f"{unreadable_message(bad_test, 'test')}{also}; test images cannot be skipped, the "
@@ -459,8 +518,8 @@ def load_contest(root: str | Path, size: tuple[int, int], channels: int, *, on_b
     if on_bad == "error":
         raise CompetitionError(f"{unreadable_message(bad_train, 'training')}; fix or remove them, or set "
                                "data.on_bad_image: skip to train without them")
-    dropped = {path for path, _ in bad_train}
-    keep = ~contest.train["path"].isin(dropped).to_numpy()
+    keep = np.ones(len(contest.train), dtype=bool)
+    keep[[row for row, _, _ in bad_rows]] = False  # by position: row k of x is the k-th readable image
     train = contest.train[keep].reset_index(drop=True)
     emptied = [c for c in contest.classes if not (train["label"] == c).any()]
     if emptied:

@@ -4,7 +4,8 @@ Formats and how each becomes pixels (then converted to the recipe's channels, 1:
 replicated):
 
 - JPEG (CMYK JPEGs converted to RGB), PNG, BMP, TIFF, GIF, WebP through Pillow; multi-frame files
-  (GIF, TIFF) give their first frame. EXIF orientation is applied; a broken EXIF block is ignored.
+  (GIF, TIFF) give their first frame. EXIF orientation is applied; a broken EXIF block is ignored, with one
+  ImageWarning naming the file (Pillow's own "Corrupt EXIF data" warning names none).
 - Grey images of more than 8 bits (PNG ``I;16``, TIFF ``I;16``/``I``/``F``) are mapped to 0..255 in one way for
   the whole contest, train and test alike (never by each image's own minimum and maximum, which would erase
   the brightness differences between images): by default the bit depth's full range (16-bit:
@@ -19,6 +20,8 @@ replicated):
   centre - width/2 to centre + width/2) or, without a window, min-max per image; MONOCHROME1 inverted so
   that high values are bright; multi-frame files give their first frame; RGB, YBR and palette-colour
   DICOM give colour. Compressed transfer syntaxes need pydicom's optional decoders (pylibjpeg, gdcm).
+- A file whose bytes are another format than its name says (PNG bytes named ``.dcm``, a web page named
+  ``.jpg``) is unreadable with a reason naming what its first bytes ("magic bytes") show it is (`file_kind`).
 - Size limit: an image with more pixels than Pillow's ``PIL.Image.MAX_IMAGE_PIXELS`` (89,478,485 by
   default, about 9459 x 9459) is rejected as a possible decompression bomb, DICOM included. Raise that
   setting to allow larger images.
@@ -27,12 +30,17 @@ Then, in this order (`DecodeOptions`, from the recipe by ``recipe.data.decode_op
 mapping above; the foreground crop (``data.crop: foreground``) on the full-resolution 0..255 image; the
 conversion to the recipe's channels and the resize to its size; the per-image standardisation
 (``data.standardize: image``) of the resized pixels. Train, test and new images go through the same steps.
+Both find the foreground the same robust way (`foreground_mask`): noise above the threshold in the background
+counts as background.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +51,63 @@ from competition.errors import CompetitionError
 
 DICOM_EXTENSIONS = {".dcm", ".dicom"}
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"} | DICOM_EXTENSIONS
+
+
+class ImageWarning(UserWarning):
+    """Something about one image file that did not stop it from being read (a broken EXIF block); the message
+    starts with the file's path."""
+
+
+# A file's first bytes and what they show it is: (prefix, what, the extension such a file has).
+_MAGIC: tuple[tuple[bytes, str, str | None], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image", ".png"),
+    (b"\xff\xd8\xff", "a JPEG image", ".jpg"),
+    (b"GIF87a", "a GIF image", ".gif"),
+    (b"GIF89a", "a GIF image", ".gif"),
+    (b"II*\x00", "a TIFF image", ".tif"),
+    (b"MM\x00*", "a TIFF image", ".tif"),
+    (b"%PDF-", "a PDF document", None),
+    (b"PK\x03\x04", "a ZIP archive", None),
+    (b"\x1f\x8b", "a gzip-compressed file", None),
+    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image", None),
+)
+
+
+def file_kind(head: bytes) -> tuple[str, str | None, str] | None:
+    """What a file's first bytes (132 or more; fewer for a short file) show it is: (what, the extension such a
+    file has or None, the first bytes as shown in a message), or None when they show nothing known. DICOM is
+    never reported here (a DICOM file without its preamble has no magic bytes)."""
+    shown_hex = " ".join(f"{b:02X}" for b in head[:8])
+    for prefix, what, extension in _MAGIC:
+        if head.startswith(prefix):
+            return what, extension, f"they begin {shown_hex}"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "a WebP image", ".webp", f"they begin {shown_hex}"
+    if head.startswith(b"BM") and len(head) >= 18 and int.from_bytes(head[14:18], "little") in (12, 40, 52, 56,
+                                                                                                  64, 108, 124):
+        return "a BMP image", ".bmp", f"they begin {shown_hex}"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a character cut at the end of the head is still text
+        text = head[: exc.start].decode("utf-8") if exc.start >= len(head) - 3 and exc.start > 0 else ""
+    if text and all(c.isprintable() or c in "\t\r\n\ufeff" for c in text):
+        lowered = text.lstrip("\ufeff \t\r\n").lower()
+        what = ("an HTML page (a web page saved in place of the file?)"
+                if lowered.startswith(("<!doctype html", "<html")) else
+                "an XML file" if lowered.startswith("<?xml") else "text")
+        first = " ".join(text.split())[:40]
+        return what, None, f"they read {first!r}"
+    return None
+
+
+def _not_what_named(path: str | Path, head: bytes) -> str | None:
+    """The reason a file named .dcm/.dicom is not DICOM when its first bytes show another format, else None."""
+    kind = file_kind(head)
+    if kind is None:
+        return None
+    what, extension, shown = kind
+    rename = f"; rename it to {Path(path).stem}{extension}" if extension else ""
+    return f"named {Path(path).suffix} but not DICOM: its bytes are {what} ({shown}){rename}"
 
 
 
@@ -97,11 +162,13 @@ class DecodeOptions:
       the box's extent along that axis and clipped to the image; then grown, centred, along its shorter
       side to the aspect of the target size (a square for a square size), so the resize does not distort
       the picture, with 0 where the grown box leaves the image. An image without a pixel above `threshold`
-      is left uncropped.
+      is left uncropped. The pixels above `threshold` are first cleared of background noise
+      (`foreground_mask`: the largest connected object after a small opening).
     - `standardize`: data.standardize. "image" standardises each image after the crop and the resize: the
-      mean and standard deviation of its foreground pixels (the maximum over the channels above
-      `threshold`; every channel of such a pixel counts) give each foreground value
-      clip(round(128 + 40 * z), 0, 255), z = (value - mean) / std; background pixels (<= threshold) become 0;
+      mean and standard deviation of its foreground pixels (the maximum over the channels above `threshold`,
+      inside the object `foreground_mask` found on the full-resolution picture; every channel of such a pixel
+      counts) give each foreground value clip(round(128 + 40 * z), 0, 255), z = (value - mean) / std; other
+      pixels (<= threshold, or background noise) become 0;
       an image whose foreground is flat (std 0) gets 128 there, one without foreground is all 0.
     - `threshold`: data.foreground_threshold, the grey level 0..254 (of 255) a foreground pixel is above.
     - `margin`: data.crop_margin, 0..1.
@@ -138,10 +205,10 @@ class DecodeOptions:
         parts = ""
         if self.window is not None:
             parts += f"|window {self.window[0]!r},{self.window[1]!r}"
-        if self.crop != "none":
-            parts += f"|crop {self.crop} {self.threshold} {self.margin!r}"
+        if self.crop != "none":  # "object": the foreground of foreground_mask (entries before it: every pixel)
+            parts += f"|crop {self.crop} {self.threshold} {self.margin!r} object"
         if self.standardize != "none":
-            parts += f"|standardize {self.standardize} {self.threshold}"
+            parts += f"|standardize {self.standardize} {self.threshold} object"
         return parts
 
 
@@ -150,13 +217,49 @@ def _foreground(array: np.ndarray, threshold: int) -> np.ndarray:
     return (array.max(axis=-1) if array.ndim == 3 else array) > threshold
 
 
+KEEP_SHARE = 0.25  # a part of the foreground kept beside the largest: at least this share of its area
+
+
+def foreground_mask(array: np.ndarray, threshold: int) -> np.ndarray:
+    """bool (h, w): the foreground of `array` (uint8 (h, w) or (h, w, c)), robust to noise in the background.
+    The pixels above `threshold` (the maximum over the channels) are opened by a 3 x 3 square (which removes
+    specks and thin bridges between them and the object); of the connected parts left (8-connected), the
+    largest and any other at least KEEP_SHARE of its area (an object in pieces, two lungs say) mark the
+    object; the foreground is every part of the thresholded pixels that touches them, so the object's own thin
+    edges stay while isolated noise above the threshold goes. An object thinner than 3 pixels everywhere
+    (nothing survives the opening) is its largest part of the thresholded pixels. All False when no pixel is
+    above `threshold`."""
+    from scipy import ndimage
+
+    raw = _foreground(array, threshold)
+    if not raw.any():
+        return raw
+    eight = np.ones((3, 3), dtype=bool)
+    core = ndimage.binary_opening(raw, structure=eight)
+    if not core.any():
+        core = raw
+    labels, _ = ndimage.label(core, structure=eight)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0  # the background
+    core = (sizes >= KEEP_SHARE * sizes.max())[labels]
+    parts, count = ndimage.label(raw, structure=eight)
+    touched = np.zeros(count + 1, dtype=bool)
+    touched[parts[core]] = True
+    touched[0] = False
+    return touched[parts]
+
+
 def foreground_box(array: np.ndarray, threshold: int, margin: float, aspect: float = 1.0
                    ) -> tuple[int, int, int, int] | None:
     """The crop box (top, bottom, left, right; bottom and right exclusive) of `array` (uint8 (h, w) or
-    (h, w, c)), as DecodeOptions describes for crop "foreground": `aspect` is the target's height / width.
-    The box may reach outside the image (negative, or past its size) where it was grown to the aspect.
-    None when no pixel is above `threshold`."""
-    mask = _foreground(array, threshold)
+    (h, w, c)), as DecodeOptions describes for crop "foreground", around `foreground_mask`: `aspect` is the
+    target's height / width. The box may reach outside the image (negative, or past its size) where it was
+    grown to the aspect. None when no pixel is above `threshold`."""
+    return _mask_box(foreground_mask(array, threshold), margin, aspect)
+
+
+def _mask_box(mask: np.ndarray, margin: float, aspect: float) -> tuple[int, int, int, int] | None:
+    """foreground_box of a foreground mask."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
         return None
@@ -186,10 +289,12 @@ def _crop(array: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return out
 
 
-def standardize_image(array: np.ndarray, threshold: int) -> np.ndarray:
-    """uint8 (h, w, c) standardised per image as DecodeOptions describes for standardize "image"; a new
-    array of the same shape and dtype."""
-    mask = _foreground(array, threshold)
+def standardize_image(array: np.ndarray, threshold: int, within: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (h, w, c) standardised per image as DecodeOptions describes for standardize "image"; a new array
+    of the same shape and dtype. Its foreground: the pixels above `threshold` inside `within` (bool (h, w):
+    where decode_image found the object on the full-resolution picture), else `foreground_mask` of `array`
+    (noise above the threshold in the background becomes background either way)."""
+    mask = foreground_mask(array, threshold) if within is None else _foreground(array, threshold) & within
     out = np.zeros_like(array)
     if not mask.any():
         return out
@@ -256,12 +361,12 @@ def _map_grey(array: np.ndarray, kind: str, full: Window, window: Window | None)
 _BOMB_WARNING_OFF = False
 
 
-def _pil_pixels(handle: Any, window: Window | None = None) -> tuple[Any, Mapping | None]:
+def _pil_pixels(handle: Any, window: Window | None = None, path: str | Path = "", head: bytes = b""
+                ) -> tuple[Any, Mapping | None]:
     """A Pillow image (frame 0) as mode L or RGB, fully loaded, and how its grey values were mapped when it has
-    more than 8 bits."""
-    import warnings
-
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    more than 8 bits. `path` names the file in the warning about a broken EXIF block; `head` (its first bytes)
+    says what a file Pillow cannot identify is."""
+    from PIL import Image, UnidentifiedImageError
 
     global _BOMB_WARNING_OFF
     if not _BOMB_WARNING_OFF:
@@ -272,6 +377,9 @@ def _pil_pixels(handle: Any, window: Window | None = None) -> tuple[Any, Mapping
     try:
         image = Image.open(handle)
     except UnidentifiedImageError:
+        kind = file_kind(head)
+        if kind is not None and kind[1] is None:  # bytes of something that is no image at all
+            raise _Bad(f"cannot identify image file: its bytes are {kind[0]} ({kind[2]}), not an image") from None
         raise _Bad("cannot identify image file: not an image, or a format Pillow does not read") from None
     except Image.DecompressionBombError as exc:
         found = re.search(r"\((\d+) pixels\)", str(exc))
@@ -281,10 +389,7 @@ def _pil_pixels(handle: Any, window: Window | None = None) -> tuple[Any, Mapping
     with image:
         _check_pixels(image.width, image.height)
         image.load()
-        try:
-            image = ImageOps.exif_transpose(image)  # a new image either way
-        except Exception:  # a broken EXIF block never makes the pixels unreadable
-            image = image.copy()
+        image = _exif_transposed(image, path)  # a new image either way
         mode = image.mode
         if mode.startswith("I") or mode == "F":
             kind, low, high = _depth(image)
@@ -303,11 +408,90 @@ def _pil_pixels(handle: Any, window: Window | None = None) -> tuple[Any, Mapping
         return image.convert("RGB"), None  # P, CMYK (Adobe-inverted CMYK handled by Pillow), YCbCr, HSV, ...
 
 
-def _dicom_pixels(handle: Any, window: Window | None = None) -> tuple[Any, Mapping | None]:
+EXIF_SHOWN_MAX = 5  # files named in ImageWarnings about broken EXIF blocks per decoding, then one line for the rest
+_PILLOW_EXIF = re.compile(r"corrupt exif|tag data larger than file|tag offset too large", re.I)
+_ACTIVE: list[list[tuple[str, str]]] = []  # the broken EXIF blocks found under each open named_warnings
+_FOUND = threading.Lock()
+_CURRENT = threading.local()  # .path: the file decode_image reads in this thread
+
+
+def _exif_transposed(image: Any, path: str | Path) -> Any:
+    """A copy of `image` turned by its EXIF orientation; a broken EXIF block is ignored (kept for an
+    ImageWarning naming `path`: `named_warnings`)."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception as exc:  # a broken EXIF block never makes the pixels unreadable
+        _broken_exif(str(path), _reason(exc, path))
+        return image.copy()
+
+
+def _broken_exif(path: str, reason: str) -> None:
+    if _ACTIVE:
+        with _FOUND:
+            _ACTIVE[-1].append((path, reason))
+    else:
+        _issue([(path, reason)])
+
+
+def _issue(found: list[tuple[str, str]], order: Sequence[str] = ()) -> None:
+    """One ImageWarning per file with a broken EXIF block (the first EXIF_SHOWN_MAX, then one for the rest), in
+    the `order` of the files (as found for the others)."""
+    first: dict[str, str] = {}
+    rank = {path: k for k, path in reversed(list(enumerate(order)))}
+    for path, reason in sorted(found, key=lambda item: rank.get(item[0], len(rank))):
+        first.setdefault(path, reason)
+    for k, (path, reason) in enumerate(first.items()):
+        if k == EXIF_SHOWN_MAX:
+            warnings.warn(f"{path} and {len(first) - k - 1} more files: broken EXIF blocks ignored as well",
+                          ImageWarning, stacklevel=3)
+            break
+        warnings.warn(f"{path}: broken EXIF block ignored ({reason.rstrip('. ')}); the pixels are read as "
+                      "stored, without an EXIF orientation", ImageWarning, stacklevel=3)
+
+
+@contextlib.contextmanager
+def named_warnings(order: Sequence[str | Path] = ()) -> Iterator[None]:
+    """Pillow warns "Corrupt EXIF data" (and the like) without naming the file. Within this context, entered in
+    the main thread (around a pool of decode_image calls, as decode_images does), those warnings, raised while
+    decode_image reads a file in any thread, are kept with that file and issued at exit, in this thread, as
+    one ImageWarning per file naming it, in the `order` of the files given; every other warning passes
+    through unchanged. Elsewhere (another
+    thread) it does nothing: the warnings machinery is process-wide, and only the main thread may swap it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    found: list[tuple[str, str]] = []
+    with warnings.catch_warnings():  # restores the filters and showwarning at exit
+        warnings.filterwarnings("always", message=r"(?i).*(corrupt exif|tag data larger|tag offset too large)",
+                                module=r"PIL\.")
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+            path = getattr(_CURRENT, "path", None)
+            if path is not None and _PILLOW_EXIF.search(str(message)):
+                with _FOUND:
+                    found.append((path, " ".join(str(message).split())))
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        _ACTIVE.append(found)
+        try:
+            yield
+        finally:
+            _ACTIVE.remove(found)
+    _issue(found, [str(p) for p in order])
+
+
+def _dicom_pixels(handle: Any, window: Window | None = None, head: bytes = b"") -> tuple[Any, Mapping | None]:
     """A DICOM file's first frame as a Pillow image: rescaled, windowed (the recipe's window, else the file's,
-    else min-max), MONOCHROME1 inverted; and how its grey values were mapped (None for colour)."""
+    else min-max), MONOCHROME1 inverted; and how its grey values were mapped (None for colour). `head`: the
+    file's first bytes, for the message when it is not DICOM at all."""
     import pydicom
     from PIL import Image
+    from pydicom.datadict import DicomDictionary
     from pydicom.pixels import apply_color_lut, pixel_array
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -316,6 +500,10 @@ def _dicom_pixels(handle: Any, window: Window | None = None) -> tuple[Any, Mappi
     except Exception as exc:
         raise _Bad(f"not a readable DICOM file ({_reason(exc, None)})") from None
     if "PixelData" not in ds:
+        if not any(tag in DicomDictionary for tag in ds.keys()) and not len(getattr(ds, "file_meta", None) or ()):
+            kind = file_kind(head)
+            first = kind[2] if kind else "they begin " + " ".join(f"{b:02X}" for b in head[:8])
+            raise _Bad(f"not a DICOM file: no 'DICM' marker at byte 128 and no DICOM data elements ({first})")
         raise _Bad("DICOM file has no pixel data")
     try:
         _check_pixels(int(ds.Columns), int(ds.Rows))
@@ -364,6 +552,18 @@ def _first(value: Any) -> float | None:
         return None
 
 
+def _picture(handle: Any, path: str | Path, head: bytes, options: DecodeOptions) -> tuple[Any, Mapping | None]:
+    """The open file as a Pillow image (L or RGB) at full resolution, grey values mapped to 0..255: DICOM by its
+    preamble or its name (unless its first bytes show another format), anything else through Pillow."""
+    if head[128:132] != b"DICM" and Path(path).suffix.lower() in DICOM_EXTENSIONS:
+        other = _not_what_named(path, head)
+        if other is not None:
+            raise _Bad(other)
+    if Path(path).suffix.lower() in DICOM_EXTENSIONS or head[128:132] == b"DICM":
+        return _dicom_pixels(handle, options.window, head)
+    return _pil_pixels(handle, options.window, path, head)
+
+
 def decode_image(path: str | Path, size: tuple[int, int], channels: int, options: DecodeOptions | None = None,
                  on_mapping: Callable[[Mapping], None] | None = None) -> np.ndarray:
     """One file as uint8 (h, w, channels), read-only; raises UnreadableImage naming the path and the reason.
@@ -371,6 +571,18 @@ def decode_image(path: str | Path, size: tuple[int, int], channels: int, options
     (``recipe.data.decode_options()``; None: the defaults, no crop, no standardisation); resized
     with an area filter when shrinking, bilinear when growing. For a grey image of more than 8 bits,
     `on_mapping` is called with how its values were mapped to 0..255."""
+    if not _ACTIVE and threading.current_thread() is threading.main_thread():
+        with named_warnings():  # a call of its own: Pillow's EXIF warnings name this file
+            return decode_image(path, size, channels, options, on_mapping)
+    previous, _CURRENT.path = getattr(_CURRENT, "path", None), str(path)
+    try:
+        return _decode_image(path, size, channels, options, on_mapping)
+    finally:
+        _CURRENT.path = previous
+
+
+def _decode_image(path: str | Path, size: tuple[int, int], channels: int, options: DecodeOptions | None,
+                  on_mapping: Callable[[Mapping], None] | None) -> np.ndarray:
     from PIL import Image
 
     options = options if options is not None else DecodeOptions()
@@ -380,20 +592,23 @@ def decode_image(path: str | Path, size: tuple[int, int], channels: int, options
             if not head:
                 raise _Bad("empty file")
             handle.seek(0)
-            if Path(path).suffix.lower() in DICOM_EXTENSIONS or head[128:132] == b"DICM":
-                image, mapping = _dicom_pixels(handle, options.window)
-            else:
-                image, mapping = _pil_pixels(handle, options.window)
-        box = (foreground_box(np.asarray(image), options.threshold, options.margin, size[0] / size[1])
-               if options.crop == "foreground" else None)  # on the picture as decoded, before the channels
+            image, mapping = _picture(handle, path, head, options)
+        # the object, found once on the picture as decoded (full resolution, before the channels): the crop's
+        # box and the standardisation's foreground
+        mask = (foreground_mask(np.asarray(image), options.threshold)
+                if options.crop == "foreground" or options.standardize == "image" else None)
+        box = _mask_box(mask, options.margin, size[0] / size[1]) if options.crop == "foreground" else None
         image = image.convert("L" if channels == 1 else "RGB")
         if box is not None:
             image = Image.fromarray(_crop(np.asarray(image), box))
+            mask = _crop(mask, box)
         shrink = image.width >= size[1]
-        image = image.resize((size[1], size[0]), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR)
+        resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+        image = image.resize((size[1], size[0]), resample)
         array = np.asarray(image, dtype=np.uint8).reshape(size[0], size[1], channels)
-        if options.standardize == "image":
-            array = standardize_image(array, options.threshold)
+        if options.standardize == "image":  # a resized pixel with any of the object in it is the object's
+            within = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size[1], size[0]), resample)) > 0
+            array = standardize_image(array, options.threshold, within)
             array.flags.writeable = False
     except _Bad as exc:
         raise UnreadableImage(path, str(exc)) from None
@@ -409,3 +624,33 @@ def decode_image(path: str | Path, size: tuple[int, int], channels: int, options
         on_mapping(mapping)
     return array
 
+
+def foreground_outline(path: str | Path, size: tuple[int, int], options: DecodeOptions
+                       ) -> tuple[np.ndarray, tuple[float, float, float, float] | None]:
+    """Where data.crop and data.standardize find the foreground of one file, to draw over the image decoded
+    without them (augment-preview): `foreground_mask` of the full-resolution picture resized to `size`
+    (bool (h, w)), and the crop box of data.crop foreground (top, bottom, left, right) in the coordinates of
+    that size, or None when the recipe does not crop or no pixel is above the threshold. Raises
+    UnreadableImage as decode_image does."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132)
+            if not head:
+                raise _Bad("empty file")
+            handle.seek(0)
+            image, _ = _picture(handle, path, head, options)
+        array = np.asarray(image)
+    except _Bad as exc:
+        raise UnreadableImage(path, str(exc)) from None
+    except Exception as exc:
+        raise UnreadableImage(path, _reason(exc, path)) from None
+    height, width = array.shape[:2]
+    mask = foreground_mask(array, options.threshold)
+    shown = Image.fromarray(mask.astype(np.uint8) * 255).resize((size[1], size[0]), Image.Resampling.BOX)
+    box = _mask_box(mask, options.margin, size[0] / size[1]) if options.crop == "foreground" else None
+    if box is not None:
+        sy, sx = size[0] / height, size[1] / width
+        box = (box[0] * sy, box[1] * sy, box[2] * sx, box[3] * sx)
+    return np.asarray(shown) >= 128, box

@@ -26,7 +26,7 @@ from competition.engine.features import extract, frozen_features, set_precision,
 from competition.engine.mixing import phase_mixer, soft_labels
 from competition.engine.optim import patience_start, phase_optimizer
 from competition.model.backbones import build_model, pretrained_backbone, set_trainable
-from competition.predict import predict_proba, predict_tta
+from competition.tta import predict_proba, predict_tta
 from competition.recipe import Recipe
 
 

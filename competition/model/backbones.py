@@ -183,9 +183,13 @@ def _build_backbone(config: Any, input_shape: tuple[int, int, int]) -> Any:
     if not spec.pretrained:
         backbone = spec.build(input_shape, config)
         if weights is not None:
-            _load_local(backbone, weights)
+            load_weights_file(backbone, Path(weights), config)
         return backbone
     check_config(config, input_shape[:2])
+    if weights not in (None, "imagenet"):  # a file: loaded as keras.applications would, quietly, checked
+        backbone = spec.build(input_shape, config, None)
+        load_weights_file(backbone, Path(weights), config)
+        return backbone
     try:
         return spec.build(input_shape, config, weights)
     except Exception as exc:  # Keras raises URL/HTTP/OS/Value errors when the download or the file fails
@@ -198,11 +202,146 @@ def _build_backbone(config: Any, input_shape: tuple[int, int, int]) -> Any:
         raise CompetitionError(f"recipe.model.weights: cannot load {weights!r} into '{spec.name}': {str(exc).splitlines()[0]}") from None
 
 
-def _load_local(model: Any, path: str) -> None:
+def weights_to_check(config: Any, input_shape: tuple[int, int, int]) -> Path | None:
+    """The weights file a network loads by path and nothing else checks: model.weights given as a file, or
+    the cached ImageNet file of a backbone whose file Keras does not hash-check (the MobileNets, whose cache
+    names carry a width that a copied file may not have). None for `none`, for ImageNet files Keras
+    hash-checks and for files not cached (Keras downloads them). CompetitionError when a given file is missing."""
+    spec = BACKBONES[config.backbone]
+    if config.weights == "none":
+        return None
+    if config.weights == "imagenet":
+        return find_imagenet_file(config, input_shape) if spec.pretrained and spec.weights_hash is None else None
+    path = Path(config.weights).expanduser()
+    if not path.is_file():
+        raise CompetitionError(f"recipe.model.weights: weights file {str(path)!r} not found")
+    return path
+
+
+def check_weights(config: Any, image_size: tuple[int, int], channels: int) -> Path | None:
+    """Load the recipe's weights file (weights_to_check) into its backbone, built without weights at the
+    recipe's size, as training will: run by `doctor` and by `train` before the run folder exists. Returns the
+    file checked (None: nothing to check); CompetitionError of one line naming the file, the backbone and the
+    first weight that does not fit (a MobileNet of another alpha, another backbone, a whole classifier)."""
+    spec = BACKBONES[config.backbone]
+    shape = (int(image_size[0]), int(image_size[1]), 3 if spec.pretrained else int(channels))
+    path = weights_to_check(config, shape)
+    if path is None:
+        return None
+    from competition.runtime import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
     try:
-        model.load_weights(path)
-    except Exception as exc:  # shape mismatch, wrong format
-        raise CompetitionError(f"recipe.model.weights: cannot load {path!r}: {str(exc).splitlines()[0]}") from None
+        backbone = spec.build(shape, config, None) if spec.pretrained else spec.build(shape, config)
+        load_weights_file(backbone, path, config)
+    finally:
+        keras.backend.clear_session()
+    return path
+
+
+def load_weights_file(model: Any, path: Path, config: Any) -> None:
+    """`model.load_weights(path)` without Keras's warnings (one per variable that did not load); a file that
+    does not fit is one CompetitionError naming the file, the backbone and the first weight that differs."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.load_weights(str(path))
+    except Exception as exc:  # shape mismatch, another model's file, an unreadable file
+        spec = BACKBONES[config.backbone]
+        if spec.alphas is not None:
+            what = f" at alpha {config.alpha if config.alpha is not None else 1.0:g}"
+        elif not spec.pretrained:
+            what = f" with filters {list(config.filters)}"
+        else:
+            what = ""
+        try:
+            detail = _first_misfit(model, path)
+        except Exception:  # the file does not even read as weights: Keras's own words say why
+            detail = None
+        if detail is None:
+            raise CompetitionError(f"recipe.model.weights: cannot load {path} into backbone '{spec.name}'{what}: "
+                                   f"{_sentence(exc)}") from None
+        raise CompetitionError(f"recipe.model.weights: {path} does not fit backbone '{spec.name}'{what}: "
+                               f"{detail}") from None
+
+
+def _sentence(exc: BaseException, limit: int = 240) -> str:
+    """An exception's message as one line, cut at a word (marked) when long."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def _dims(shape: Any) -> str:
+    return "x".join(str(int(d)) for d in shape) or "scalar"
+
+
+def _saved_weights(path: Path) -> tuple[str, list[tuple[str, list[tuple[int, ...]]]]]:
+    """("legacy" or "keras3", [(name, shapes)]) of a weights file: a legacy .h5 (keras.applications' files,
+    Keras 2 saves) lists its layers with weights in order, each with its arrays' shapes; a Keras 3 file
+    (.weights.h5, or the weights inside a .keras archive) lists every array under its path."""
+    import io
+    import zipfile
+
+    import h5py
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            source: Any = io.BytesIO(archive.read("model.weights.h5"))
+    else:
+        source = str(path)
+    with h5py.File(source, "r") as handle:
+        group = handle["model_weights"] if "model_weights" in handle else handle
+        if "layer_names" in group.attrs:
+            layers = []
+            for raw in group.attrs["layer_names"]:
+                name = raw.decode() if isinstance(raw, bytes) else str(raw)
+                names = group[name].attrs.get("weight_names", [])
+                shapes = [tuple(group[name][w.decode() if isinstance(w, bytes) else str(w)].shape) for w in names]
+                if shapes:
+                    layers.append((name, shapes))
+            return "legacy", layers
+        arrays: list[tuple[str, list[tuple[int, ...]]]] = []
+        handle.visititems(lambda name, item: arrays.append((name, [tuple(item.shape)]))
+                          if isinstance(item, h5py.Dataset) and not name.startswith("optimizer") else None)
+        return "keras3", arrays
+
+
+def _first_misfit(model: Any, path: Path) -> str | None:
+    """The first weight of `model` that the file's do not fit, in words; None when the shapes alone do not
+    tell (the file then failed for another reason)."""
+    from collections import Counter
+
+    kind, saved = _saved_weights(path)
+    if kind == "legacy":  # loaded layer by layer, in order, as Keras's legacy loader does
+        ours = [(layer.name, [tuple(w.shape) for w in layer.trainable_weights + layer.non_trainable_weights])
+                for layer in model.layers if layer.weights]
+        for (mine, shapes), (theirs, stored) in zip(ours, saved):
+            for k, (want, have) in enumerate(zip(shapes, stored)):
+                if tuple(want) != tuple(have):
+                    other = f" (its layer {theirs})" if theirs != mine else ""
+                    return (f"layer {mine}: weight {k} is {_dims(want)} in the backbone, {_dims(have)} in the file"
+                            f"{other}; weights of another backbone or width")
+            if len(shapes) != len(stored):
+                other = f" (its layer {theirs})" if theirs != mine else ""
+                return f"layer {mine}: {len(shapes)} weights in the backbone, {len(stored)} in the file{other}"
+        if len(ours) != len(saved):
+            return f"the file holds weights for {len(saved)} layers, the backbone has {len(ours)}"
+        return None
+    have = Counter(shape for _, shapes in saved for shape in shapes)
+    want = Counter(tuple(w.shape) for w in model.weights)
+    for weight in model.weights:
+        shape = tuple(weight.shape)
+        if have[shape] < want[shape]:
+            return (f"weight {weight.path} is {_dims(shape)} in the backbone, and the file has too few arrays of "
+                    f"that shape (the file holds {sum(have.values())} arrays, the backbone {len(model.weights)}); "
+                    "weights of another backbone or width")
+    if sum(have.values()) != len(model.weights):
+        return f"the file holds {sum(have.values())} arrays, the backbone {len(model.weights)}"
+    return None
 
 
 # ---------------------------------------------------------------- the whole model

@@ -110,6 +110,16 @@ def check_params(kind: str, params: dict[str, Any]) -> None:
     """Fit the kind once on 12 random points, so a bad parameter value fails when the recipe is loaded (as
     scikit-learn's own parameter validation words it), not after the images are decoded."""
     estimator = make_estimator(kind, params)
+    # scikit-learn takes True as the integer 1 (`n_neighbors: yes` would be one neighbour): a YAML boolean is
+    # refused where the parameter's constraints name no boolean
+    constraints = getattr(type(estimator), "_parameter_constraints", None) or {}
+    for key, value in params.items():
+        allowed = constraints.get(key)
+        if isinstance(value, bool) and allowed and not any(c is bool or c in ("boolean", "verbose", "no_validation")
+                                                           for c in allowed if isinstance(c, str | type)):
+            wanted = " or ".join(str(c) for c in allowed if "Hidden" not in type(c).__name__)
+            raise CompetitionError(f"recipe.model.params.{key}: expected {wanted}, got {value!r} (YAML reads yes, "
+                                   "no, on, off, true and false as booleans, which are not numbers)")
     neighbours = estimator.get_params().get("n_neighbors")
     if isinstance(neighbours, int) and not isinstance(neighbours, bool) and neighbours > 5:
         estimator.set_params(n_neighbors=5)  # its type is checked here; its size against the contest (check_size)

@@ -14,19 +14,18 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Sequence
-from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from competition.errors import CompetitionError
+from competition.errors import CompetitionError, OptionError
 
 if TYPE_CHECKING:
     from competition.report.sections import Section
     from competition.runs import Run
 
-MAX_IMAGES = 64  # images in one grid
+MAX_IMAGES = 64  # images in one grid unless asked for more (explain_run's `limit`, explain --max-images)
 WRONG_EXPLAINED = 8  # most confidently wrong OOF images explained in a run's report
 WRONG_PNG = "wrong_gradcam.png"
 
@@ -59,28 +58,35 @@ def grad_cam(model: Any, images: np.ndarray, class_index: np.ndarray | None = No
 
 def explain_run(run: str | Path, inputs: Sequence[str | Path], runs_dir: str | Path = "runs", *,
                 out: str | Path = "explain.png", labels: dict[str, str] | None = None,
-                on_note: Callable[[str], None] | None = None) -> Path:
+                on_note: Callable[[str], None] | None = None, limit: int = MAX_IMAGES) -> Path:
     """A PNG grid: each image, decoded as the run's models see it (its crop and standardisation included),
     with its Grad-CAM map over it (mean over the run's fold models, for the class the run predicts), titled
     id, predicted class and probability, and the true class when `labels` ({id: class}) knows it. The first
-    MAX_IMAGES images are shown. `on_note` gets the note on converted channel counts
-    (competition.inference.check_inputs). Raises CompetitionError (one line, nothing written) for an ensemble
+    `limit` images are shown (MAX_IMAGES by default; 0: all), in name order: when more were given, `on_note`
+    gets one line saying how many are shown and how to show all or choose; it also gets the note on converted
+    channel counts (competition.inference.check_inputs). Raises CompetitionError (one line, nothing written) for an ensemble
     run, no images, an unreadable one, a missing fold model or transparent images."""
-    import yaml
-
     from competition.data import decode_images, image_id, unreadable_message
-    from competition.inference import check_inputs, fold_models, image_files
-    from competition.recipe import Recipe
+    from competition.files import check_output, is_matplotlib_png
+    from competition.inference import check_inputs, fold_models, image_files, output_guards
     from competition.runs import resolve_run
-    from competition.runs.folder import read_meta, read_recipe_text
+    from competition.runs.folder import read_recipe
+    from competition.runs.record import RunRecord
     from competition.runtime import import_tensorflow
 
     run_dir = resolve_run(run, runs_dir)
-    meta = read_meta(run_dir)
-    if meta.get("kind") == "ensemble":
-        raise CompetitionError(f"explain: '{meta.get('name')}' is an ensemble; explain one of its member runs")
-    recipe = Recipe.model_validate(yaml.safe_load(read_recipe_text(run_dir) or "{}"))
-    paths = image_files(inputs)[:MAX_IMAGES]
+    record = RunRecord.read(run_dir)
+    if record.is_ensemble:
+        raise CompetitionError(f"explain: '{run_dir.name}' is an ensemble; explain one of its member runs")
+    check_output(out, protected=output_guards(run_dir, inputs), ours=is_matplotlib_png,
+                 what="a PNG written by competition")
+    recipe = read_recipe(run_dir)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise OptionError("limit", f"expected a whole number of images, 0 for all, got {limit!r}")
+    found = image_files(inputs)
+    paths = found[:limit] if limit else found
+    if len(paths) < len(found) and on_note is not None:
+        on_note(limit_note(len(found), len(paths)))
     for note in check_inputs(run_dir, paths):
         if on_note is not None:
             on_note(note)
@@ -93,10 +99,16 @@ def explain_run(run: str | Path, inputs: Sequence[str | Path], runs_dir: str | P
     proba = np.mean([np.asarray(m.predict(images, verbose=0)) for m in models], axis=0)
     predicted = proba.argmax(axis=1)
     maps = np.mean([grad_cam(m, images, predicted)[0] for m in models], axis=0)
-    classes = list(meta["classes"])
+    classes = record.classes
     ids = [image_id(p) for p in paths]
     return _plot(images, maps, ids, [classes[k] for k in predicted], proba.max(axis=1),
                  [(labels or {}).get(i) for i in ids], Path(out), f"{run_dir.name}: Grad-CAM for the predicted class")
+
+
+def limit_note(found: int, shown: int) -> str:
+    """The line saying that a grid shows fewer images than were given, and how to get all or choose."""
+    return (f"explain: {found} images given, the grid shows the first {shown} by name; --max-images {found} (or 0) "
+            "shows all of them, or name the image files to explain")
 
 
 def _plot(images: np.ndarray, maps: np.ndarray, ids: list[str], predicted: list[str], confidence: np.ndarray,
@@ -156,11 +168,8 @@ class _Skipped(Exception):
 def _explain_wrong(run: Run, ranked: np.ndarray, out: Path, n: int) -> str:
     """Plot the first n of `ranked` (wrong OOF rows) that can be explained; returns the section's note.
     Raises _Skipped with the reason when none can."""
-    import yaml
-
     from competition.data import decode_images
-    from competition.recipe import Recipe
-    from competition.runs.folder import fold_model_path, read_recipe_text
+    from competition.runs.folder import fold_model_path, load_fold_model, read_recipe
 
     if run.kind == "ensemble":
         raise _Skipped("Ensemble run: Grad-CAM needs fold models; see its member runs' reports.")
@@ -171,9 +180,9 @@ def _explain_wrong(run: Run, ranked: np.ndarray, out: Path, n: int) -> str:
     if len(ranked) == 0 or n <= 0:
         raise _Skipped("No wrong OOF predictions to explain." if len(ranked) == 0 else "Grad-CAM not requested.")
     try:
-        recipe = Recipe.model_validate(yaml.safe_load(read_recipe_text(run.path) or "{}"))
-    except (CompetitionError, ValueError, yaml.YAMLError) as exc:  # ValueError: pydantic's ValidationError
-        raise _Skipped(f"recipe.yaml does not load as a recipe ({' '.join(str(exc).split())[:160]}): "
+        recipe = read_recipe(run.path)
+    except CompetitionError as exc:  # missing, damaged, or made by a newer version: the line says which
+        raise _Skipped(f"recipe.yaml does not load as a recipe ({' '.join(str(exc).split())[:200]}): "
                        "Grad-CAM skipped.") from None
     models = {k: fold_model_path(run.path, k) for k in np.unique(run.folds[ranked]).tolist()}
     usable = [r for r in ranked if isinstance(run.paths[r], str) and Path(run.paths[r]).is_file()
@@ -195,12 +204,9 @@ def _explain_wrong(run: Run, ranked: np.ndarray, out: Path, n: int) -> str:
         from competition.runtime import import_tensorflow
 
         import_tensorflow()  # before Keras imports TensorFlow: its start-up log silenced
-        import keras
-
-        import_module("competition.model.layers")  # registers the layer of models saved by earlier versions
         for k in np.unique(run.folds[rows]).tolist():
             where = np.flatnonzero(run.folds[rows] == k)
-            model = keras.saving.load_model(models[k])
+            model = load_fold_model(run.path, k)
             maps[where] = grad_cam(model, images[where], predicted[where])[0]
     except (CompetitionError, OSError, ValueError) as exc:  # a damaged model file: Keras raises ValueError
         raise _Skipped(f"Grad-CAM failed ({' '.join(str(exc).split())[:160]}): skipped.") from None

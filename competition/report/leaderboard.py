@@ -4,7 +4,9 @@ The table fits the terminal: by default compact columns (rank, run, OOF macro F1
 the spread of the per-fold scores, fold scheme in short, backbone, image size, training time, leak figures); when
 the terminal is narrower than they need, the least important (time, then size, backbone, scheme, fold spread and
 leak figures) are left out with a note, never cutting a run name, score or interval. `per_class` adds a table of
-per-class F1, `wide` shows every figure in one table. Markdown, CSV and JSON carry every figure, per-fold scores
+per-class F1, `wide` shows every figure: in one table when the terminal is wide enough, else in as many tables
+as it takes, each repeating the rank, run and macro F1 columns at their full width (a figure is never squeezed
+out of sight). Markdown, CSV and JSON carry every figure, per-fold scores
 included (CSV and Markdown as `f1:fold_<k>`, per-class F1 as `f1:<class>`; an empty cell where a run has no
 value).
 
@@ -32,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from rich.cells import cell_len
 
 from competition.ensemble import ensemble_summary
@@ -40,7 +41,7 @@ from competition.errors import CompetitionError, OptionError
 from competition.folds import OPTIMISTIC_MARGIN, optimistic
 from competition.metrics import bootstrap_ci, fold_scores, score
 from competition.runs import Run
-from competition.runs.folder import read_recipe_text
+from competition.runs.folder import read_recipe
 from competition.runs.run import load_runs
 
 FORMATS = ("table", "md", "csv", "json")
@@ -68,8 +69,9 @@ def run_row(run: Run) -> dict[str, Any]:
         "per_class": scores["per_class"],
         "backbone": backbone,
         "image_size": size,
-        "train_seconds": _train_seconds(run.meta),
+        "train_seconds": _train_seconds(run.record),
     }
+    row["contest_id"], row["contest"] = run.contest  # runs are ranked against runs of their own contest
     interval = bootstrap_ci(run.y, run.oof, groups=run.subjects)  # subjects, not slices, are independent
     row["ci_resamples"] = "subjects" if run.subjects is not None else "images"
     row["macro_f1_ci"] = [interval["low"], interval["high"]]
@@ -105,33 +107,23 @@ def _recipe_facts(run: Run) -> tuple[str | None, str | None]:
     """(backbone, image size) from the run's recipe.yaml; an ensemble's backbone is '<method> of <n>'. Either is
     None when the recipe does not say (or does not read: the scores do not depend on it)."""
     if run.kind == "ensemble":
-        members = run.meta.get("members")
-        n = len(members) if isinstance(members, list) else 0
-        return f"{run.meta.get('method', 'ensemble')} of {n}", None
+        return f"{run.record.method or 'ensemble'} of {len(run.record.members)}", None
     try:
-        recipe = yaml.safe_load(read_recipe_text(run.path) or "")
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        recipe = read_recipe(run.path)
+    except CompetitionError:  # a damaged or newer recipe.yaml: not said here (the scores do not depend on it)
         return None, None
-    if not isinstance(recipe, dict):
-        return None, None
-    model, data = recipe.get("model"), recipe.get("data")
-    backbone = model.get("backbone") if isinstance(model, dict) else None
-    if isinstance(model, dict) and model.get("kind") not in (None, "network"):
-        backbone = model["kind"]  # a scikit-learn kind has no backbone
-    size = data.get("image_size") if isinstance(data, dict) else None
-    if isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) for s in size):
-        size = str(size[0]) if size[0] == size[1] else f"{size[0]}x{size[1]}"
-    return (str(backbone) if backbone is not None else None,
-            str(size) if isinstance(size, int | str) else None)
+    backbone = recipe.model.backbone if recipe.model.kind == "network" else recipe.model.kind
+    height, width = recipe.data.image_size
+    return str(backbone), str(height) if height == width else f"{height}x{width}"
 
 
-def _train_seconds(meta: dict[str, Any]) -> float | None:
-    """The folds' training seconds summed (a resumed run counts every fold once), else the last call's wall time."""
-    folds = meta.get("fold_seconds")
-    if isinstance(folds, list) and folds and all(isinstance(s, int | float) for s in folds):
+def _train_seconds(record: Any) -> float | None:
+    """The folds' training seconds summed (a resumed run counts every fold once), else the last call's wall time
+    (a competition.runs.record.RunRecord's)."""
+    folds = record.fold_seconds
+    if folds and all(s is not None for s in folds):
         return float(sum(folds))
-    wall = meta.get("wall_seconds")
-    return float(wall) if isinstance(wall, int | float) else None
+    return record.wall_seconds
 
 
 def _add_leak(row: dict[str, Any], cv: dict[str, Any] | None) -> None:
@@ -158,7 +150,7 @@ def leaderboard(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
     for row, run in zip(rows, runs, strict=True):
         if run.kind != "ensemble":
             continue
-        members = [by_name[m] for m in run.meta.get("members", []) if isinstance(m, str) and m in by_name]
+        members = [by_name[m] for m in run.record.members if m in by_name]
         # The ensemble's own record of its members' scores, so members kept outside this runs folder count too.
         summary = ensemble_summary(run)
         if summary is not None and summary.get("best_member_macro_f1") is not None:
@@ -175,6 +167,17 @@ def leaderboard(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
             _add_leak(row, recorded[0] if recorded else None)
     return (sorted(rows, key=lambda r: r["macro_f1"], reverse=True)
             + [{"run": name, "damaged": problem} for name, problem in damaged])
+
+
+def contest_groups(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Scored rows by contest ('<folder name> (<contest id>)' when there are several, in the order of each
+    contest's best row), so that runs are ranked only against runs of their own contest."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(str(row.get("contest_id", "")), []).append(row)
+    if len(groups) < 2:
+        return {"": rows} if rows else {}
+    return {f"{g[0].get('contest', '?')} ({key})": g for key, g in groups.items()}
 
 
 def damaged_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -271,6 +274,9 @@ def render(rows: list[dict[str, Any]], fmt: str, console: Any, *, per_class: boo
     rows, damaged = damaged_rows(rows)
     notes = [n for n in (relation_note(rows), optimistic_note(rows), *below_member_notes(rows)) if n]
     if fmt != "table":
+        if len(contest_groups(rows)) > 1:
+            print(f"warning: runs of {len(contest_groups(rows))} contests; the `contest` column tells them apart: "
+                  "rank within one", file=sys.stderr)
         for row in damaged:
             print(f"warning: {damaged_note(row)}", file=sys.stderr)
         for note in notes:
@@ -282,14 +288,19 @@ def render(rows: list[dict[str, Any]], fmt: str, console: Any, *, per_class: boo
         return frame.to_csv(index=False, float_format="%.4f")
     if fmt == "md":
         return _markdown(frame)
-    if rows:
-        table, hidden = (_wide_table(rows), []) if wide else _compact_table(rows, console.width)
-        console.print(table)
+    groups = contest_groups(rows)
+    for contest, group in groups.items():
+        if len(groups) > 1:
+            console.print(f"contest {contest}: {len(group)} run{'s' * (len(group) != 1)}, ranked among themselves",
+                          style="bold", markup=False, highlight=False)
+        tables, hidden = (_wide_tables(group, console.width), []) if wide else _compact_table(group, console.width)
+        for table in tables if wide else [tables]:
+            console.print(table)
         if hidden:
             console.print(f"not shown at {console.width} columns: {', '.join(hidden)} (--wide shows every column)",
                           style="dim", markup=False, highlight=False)
         if per_class and not wide:
-            console.print(_per_class_table(rows))
+            console.print(_per_class_table(group))
     for note in notes:  # wrapped at words to the console's width
         console.print(note, style="bold yellow" if note.startswith(MARKER) else None, markup=False, highlight=False)
     for row in damaged:  # one line whatever the width, so that its file name can be found and copied whole
@@ -442,40 +453,81 @@ def _compact_table(rows: list[dict[str, Any]], width: int) -> tuple[Any, list[st
     return table, hidden
 
 
-def _wide_table(rows: list[dict[str, Any]]) -> Any:
+def wide_columns(rows: list[dict[str, Any]]) -> list[_Column]:
+    """Every figure of the wide table, one column each, in display order: rank, run and macro F1 first (the
+    columns every part of the table repeats: WIDE_KEYS)."""
+    classes = list(dict.fromkeys(c for row in rows for c in row["per_class"]))
+
+    def delta(row: dict[str, Any]) -> str:
+        value = row.get("vs_best_member")
+        return f"{value:+.4f} ({row['best_member']})" if value is not None else ""
+
+    def folds(row: dict[str, Any]) -> str:
+        requested = row.get("cv", {}).get("requested")
+        return f"{row['scheme']} (cv.scheme {requested})" if requested else row["scheme"]
+
+    return [
+        _Column("#", [str(rank) for rank in range(1, len(rows) + 1)]),
+        _Column("run", [_run_cell(r) for r in rows], justify="left"),
+        _Column("macro F1", [f"{r['macro_f1']:.4f}" for r in rows]),
+        _Column("95% CI", [_ci_cell(r) for r in rows]),
+        _Column("accuracy", [f"{r['accuracy']:.4f}" for r in rows]),
+        _Column("weighted F1", [f"{r['weighted_f1']:.4f}" for r in rows]),
+        *(_Column(f"F1 {name}", [f"{r['per_class'][name]['f1']:.3f}" if name in r["per_class"] else "" for r in rows])
+          for name in classes),
+        _Column("fold ±", [f"{r['fold_std']:.3f}" if "fold_std" in r else "" for r in rows]),
+        _Column("vs best member", [delta(r) for r in rows]),
+        _Column("folds", [folds(r) for r in rows], justify="left"),
+        _Column("backbone", [r.get("backbone") or "" for r in rows], justify="left"),
+        _Column("size", [r.get("image_size") or "" for r in rows]),
+        _Column("time", [_seconds(r.get("train_seconds")) for r in rows]),
+        _Column("leak val/test", [_leak_cell(r, precise=True) for r in rows]),
+    ]
+
+
+WIDE_KEYS = 3  # rank, run and macro F1: in every part of the wide table
+
+
+def wide_parts(columns: list[_Column], width: int, gap: int = GAP) -> list[list[tuple[_Column, int]]]:
+    """The wide table's columns cut into parts that each fit `width` cells: every part starts with the key
+    columns (WIDE_KEYS) at their full width, then as many of the other columns, in order, as fit: at their full
+    width, or narrower down to the longest word of their header and cells (which then wrap at spaces onto more
+    lines). Keys wider than the terminal are still shown whole (the terminal wraps them), with one other column
+    a part."""
+    keys, rest = columns[:WIDE_KEYS], columns[WIDE_KEYS:]
+    room = width - sum(c.natural + gap for c in keys)
+    parts: list[list[tuple[_Column, int]]] = [[]]
+    used = 0
+    for column in rest:
+        words = [cell_len(word) for text in [column.header, *column.cells] for word in text.split()]
+        least = max(*words, 1)  # header and cells wrapped at spaces
+        left = room - used - (gap if parts[-1] else 0)
+        if parts[-1] and least > left:
+            parts.append([])
+            used, left = 0, room
+        fitted = max(min(column.natural, left), least)
+        used += (gap if len(parts[-1]) else 0) + fitted
+        parts[-1].append((column, fitted))
+    return [[(c, c.natural) for c in keys] + part for part in parts]
+
+
+def _wide_tables(rows: list[dict[str, Any]], width: int) -> list[Any]:
     from rich.table import Table
 
-    table = Table(title="Leaderboard (out-of-fold), every figure")
-    classes = list(dict.fromkeys(c for row in rows for c in row["per_class"]))
-    table.add_column("#", justify="right")
-    table.add_column("run", no_wrap=True, min_width=max(cell_len(_run_cell(r)) for r in rows))
-    table.add_column("macro F1", justify="right", style="bold")
-    table.add_column("95% CI", justify="right", no_wrap=True)
-    table.add_column("accuracy", justify="right")
-    table.add_column("weighted F1", justify="right")
-    for name in classes:
-        table.add_column(f"F1 {name}", justify="right")
-    table.add_column("fold ±", justify="right")
-    table.add_column("vs best member", justify="right")
-    table.add_column("folds")
-    table.add_column("backbone")
-    table.add_column("size", justify="right")
-    table.add_column("time", justify="right")
-    table.add_column("leak val/test", justify="right")
-    for rank, row in enumerate(rows, 1):
-        delta = row.get("vs_best_member")
-        requested = row.get("cv", {}).get("requested")
-        table.add_row(
-            str(rank), _run_cell(row), f"{row['macro_f1']:.4f}", _ci_cell(row),
-            f"{row['accuracy']:.4f}", f"{row['weighted_f1']:.4f}",
-            *(f"{row['per_class'][c]['f1']:.3f}" if c in row["per_class"] else "" for c in classes),
-            f"{row['fold_std']:.3f}" if "fold_std" in row else "",
-            f"{delta:+.4f} ({row['best_member']})" if delta is not None else "",
-            f"{row['scheme']} (cv.scheme {requested})" if requested else row["scheme"],
-            row.get("backbone") or "", row.get("image_size") or "", _seconds(row.get("train_seconds")),
-            _leak_cell(row, precise=True),
-        )
-    return table
+    parts = wide_parts(wide_columns(rows), width)
+    tables = []
+    for k, part in enumerate(parts, 1):
+        title = ("Leaderboard (out-of-fold), every figure" + (f", in {len(parts)} parts" if len(parts) > 1 else "")
+                 if k == 1 else f"part {k} of {len(parts)}")
+        table = Table(title=title, **_plain())
+        for column, column_width in part:  # narrower than its natural width: header and cells wrap at spaces
+            table.add_column(column.header, justify=column.justify, width=column_width,
+                             no_wrap=column_width >= column.natural, overflow="fold",
+                             style="bold" if column.header == "macro F1" else None)
+        for i in range(len(rows)):
+            table.add_row(*(column.cells[i] for column, _ in part))
+        tables.append(table)
+    return tables
 
 
 def _per_class_table(rows: list[dict[str, Any]]) -> Any:
@@ -507,11 +559,12 @@ def standing(run_dirs: list[Path]) -> list[str]:
         folder = run_dir.parent
         if folder not in boards:
             boards[folder] = damaged_rows(leaderboard(folder))[0]
-        rows = boards[folder]
-        name = str(Run.load(run_dir).name)
+        run = Run.load(run_dir)
+        name = str(run.name)
+        rows = [r for r in boards[folder] if r.get("contest_id") == run.contest[0]]  # ranked within its contest
         rank, row = next(((i, r) for i, r in enumerate(rows, 1) if r["run"] == name), (None, None))
         if row is None:  # not listed under its folder (a damaged neighbour of its name): its own figures only
-            row = run_row(Run.load(run_dir))
+            row = run_row(run)
             rank, rows = 1, [row]
         line = (f"{name}: OOF macro F1 {row['macro_f1']:.4f} (95% CI {_ci_cell(row)}), rank {rank} of {len(rows)} "
                 f"in {folder}")

@@ -21,9 +21,9 @@ from PIL import Image
 
 from competition.ensemble import ensemble_summary
 from competition.errors import CompetitionError
-from competition.files import atomic_write, write_text
+from competition.files import OWNED_MARKER, atomic_write, check_output, mark_owned, write_text
 from competition.metrics import confusion_counts, fold_scores, score
-from competition.report.explain import wrong_gradcam_section
+from competition.report.explain import WRONG_PNG, wrong_gradcam_section
 from competition.report.sections import Section, most_confident_wrong
 from competition.runs import Run
 from competition.runs.folder import read_histories, read_recipe_text
@@ -347,8 +347,8 @@ def render_html(run: Run, scores: dict[str, Any], per_fold: list[float], histori
     ]
     if run.recipe_hash:
         headline.append(["recipe hash", run.recipe_hash])
-    if run.kind == "ensemble" and run.meta.get("members"):
-        headline.append(["members", ", ".join(map(str, run.meta["members"]))])
+    if run.kind == "ensemble" and run.record.members:
+        headline.append(["members", ", ".join(run.record.members)])
     summary = ensemble_summary(run)
     per_class = [[name, f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1']:.4f}", v["support"]]
                  for name, v in scores["per_class"].items()]
@@ -389,6 +389,22 @@ def render_html(run: Run, scores: dict[str, Any], per_fold: list[float], histori
     return "\n".join(parts)
 
 
+REPORT_FILES = {"index.html", "curves.png", "confusion.png", "per_class.png", "members.png", "wrong.png", WRONG_PNG}
+
+
+def _is_report(folder: Path) -> bool:
+    """A report written before reports were marked as the tool's: its index.html is a run report's page, or it
+    holds nothing but the files a report writes."""
+    if {p.name for p in folder.iterdir()} <= REPORT_FILES | {OWNED_MARKER}:
+        return True
+    try:
+        with open(folder / "index.html", encoding="utf-8") as handle:
+            head = handle.read(400)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return head.startswith("<!DOCTYPE html>") and "<title>Run report: " in head
+
+
 def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16,
                  data: str | Path | None = None) -> Path:
     """Write PNG plots and ``index.html`` for one run into out_dir (default ``<run_dir>/report/``); return
@@ -400,7 +416,11 @@ def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16,
         raise CompetitionError(f"{run_dir}: run folder not found")
     run = Run.load(run_dir, data=data)
     out_dir = Path(out_dir) if out_dir is not None else run_dir / REPORT_DIR
+    # never in the contest folder; in the run folder only a folder of its own (the default <run>/report): the run
+    # folder itself and its other folders are not empty and not a report's
+    check_output(out_dir, folder=True, ours=_is_report, protected=[("the run's contest folder", run.data_root)])
     out_dir.mkdir(parents=True, exist_ok=True)
+    mark_owned(out_dir, "report")
 
     scores = score(run.y, run.oof, run.classes)
     per_fold = fold_scores(run.y, run.oof, run.folds)

@@ -27,7 +27,11 @@ Layout of ``runs/<name>/`` (ensembles use the same files, so every later stage t
 A model run is finished only when its run.json is there: preparing a run removes run.json first, and
 finishing writes it last, so a crash in between leaves an unfinished run, never a run.json that disagrees with
 its arrays. An ensemble is built whole in a hidden sibling folder (`.<name>.building-*`) and then swapped into
-place (`building`). Every reader goes through `read_run_files`, which checks the files against each other.
+place (`building`). Every reader goes through the checked readers here: `read_run_files` (the files checked
+against each other), `read_recipe` and `read_recipe_yaml` (recipe.yaml: missing, damaged, or made by a newer
+version), `read_fold_info`, `load_fold`, `load_fold_model` (fold files; `fold_model_problem` checks a model file
+without loading it), `read_decisions` (one offset per class, tuned on the OOF the run holds now: `oof_digest`),
+`read_members` and `read_weights` (an ensemble's run.json). Each problem is one CompetitionError naming the file.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from competition.errors import CompetitionError
-from competition.files import read_npy, write_json, write_npy, write_text
+from competition.files import read_npy, run_name_problem, write_json, write_npy, write_text
 
 RUN_FILE = "run.json"
 RECIPE_FILE = "recipe.yaml"
@@ -74,14 +78,6 @@ SLACK = 1e-3  # how far outside [0, 1] a stored probability may stray (float rou
 # ---------------------------------------------------------------- the run as a whole
 
 
-def run_name_problem(name: str) -> str | None:
-    """Why `name` cannot be a run folder's name (a plain folder name: no '/', '\\', leading '.', or
-    surrounding spaces), or None when it can."""
-    if not name or "/" in name or "\\" in name or name.startswith(".") or name != name.strip():
-        return f"a run name is a plain folder name (no '/', '\\', leading '.' or surrounding spaces), got {name!r}"
-    return None
-
-
 def is_finished(run_dir: str | Path) -> bool:
     """True when the folder holds a finished run or ensemble (its run.json)."""
     return (Path(run_dir) / RUN_FILE).is_file()
@@ -96,20 +92,27 @@ def _damaged(path: Path, problem: str) -> CompetitionError:
     return CompetitionError(f"{path}: damaged ({problem})")
 
 
+def _json_object(path: Path, missing: str) -> dict[str, Any]:
+    """A JSON object file of the run, checked; CompetitionError `missing` when it is not there, else one line
+    naming it when it is unreadable, not JSON or not an object."""
+    if not path.is_file():
+        raise CompetitionError(missing)
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _damaged(path, f"not JSON: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise CompetitionError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    if not isinstance(found, dict):
+        raise _damaged(path, f"a JSON object expected, found {type(found).__name__}")
+    return found
+
+
 def read_meta(run_dir: str | Path) -> dict[str, Any]:
     """run.json as a dict, checked: a JSON object whose `classes` are two or more distinct names.
     CompetitionError naming run.json when it is missing or damaged."""
     meta_file = Path(run_dir) / RUN_FILE
-    if not meta_file.is_file():
-        raise CompetitionError(f"{run_dir}: not a finished run (no {RUN_FILE})")
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _damaged(meta_file, f"not JSON: {str(exc).splitlines()[0]}") from None
-    except OSError as exc:
-        raise CompetitionError(f"{meta_file}: unreadable ({exc.strerror or exc})") from None
-    if not isinstance(meta, dict):
-        raise _damaged(meta_file, f"a JSON object expected, found {type(meta).__name__}")
+    meta = _json_object(meta_file, f"{run_dir}: not a finished run (no {RUN_FILE})")
     classes = meta.get("classes")
     if (not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes)
             or len(set(classes)) != len(classes)):
@@ -181,9 +184,10 @@ def _check_ids(file: Path, ids: pd.Series) -> None:
         raise _damaged(file, f"id {repeated.iloc[0]!r} appears twice")
 
 
-def _read_probabilities(path: Path, n_classes: int) -> np.ndarray:
-    """A (rows, n_classes) float array of probabilities (finite, within [0, 1]); CompetitionError naming the
-    file when it is missing, unreadable or of another shape or kind."""
+def _read_probabilities(path: Path, n_classes: int | None) -> np.ndarray:
+    """A (rows, n_classes) float array of probabilities (finite, within [0, 1]; any number of columns when
+    n_classes is None); CompetitionError naming the file when it is missing, unreadable or of another shape
+    or kind."""
     if not path.is_file():
         raise CompetitionError(f"{path}: missing")
     try:
@@ -192,7 +196,7 @@ def _read_probabilities(path: Path, n_classes: int) -> np.ndarray:
         raise _damaged(path, f"not a whole .npy array: {' '.join(str(exc).split())[:120]}") from None
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating):
         raise _damaged(path, f"{array.dtype} array of shape {array.shape}, expected float (rows, {n_classes})")
-    if array.shape[1] != n_classes:
+    if n_classes is not None and array.shape[1] != n_classes:
         raise _damaged(path, f"{array.shape[1]} columns, but {RUN_FILE} has {n_classes} classes")
     if array.size and not np.isfinite(array).all():
         raise _damaged(path, "holds NaN or infinite values")
@@ -293,7 +297,7 @@ def holds(run_dir: str | Path) -> str | None:
 
     try:
         recipe = yaml.safe_load(read_recipe_text(run_dir) or "")
-    except (OSError, ValueError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError, CompetitionError):
         recipe = None
     if isinstance(recipe, dict) and recipe.get("kind") == "ensemble":
         return "an ensemble"
@@ -391,14 +395,75 @@ def write_recipe(run_dir: Path, recipe_yaml: str, recipe_hash: str | None = None
 
 
 def read_recipe_text(run_dir: Path) -> str | None:
-    """recipe.yaml's text, or None when the folder has none."""
+    """recipe.yaml's text, or None when the folder has none; CompetitionError naming the file when it is not
+    UTF-8 text or cannot be read."""
     path = Path(run_dir) / RECIPE_FILE
-    return path.read_text(encoding="utf-8") if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise _damaged(path, "not UTF-8 text") from None
+    except OSError as exc:
+        raise CompetitionError(f"{path}: unreadable ({exc.strerror or exc})") from None
+
+
+MAX_RECIPE_FILE = 1 << 20  # a stored recipe is a few kB
+
+
+def read_recipe_yaml(run_dir: Path) -> dict[str, Any]:
+    """recipe.yaml as a mapping, checked: there, UTF-8, YAML, a mapping. CompetitionError of one line naming
+    the file otherwise: a missing recipe is never read as the default recipe (the run's image size, channels
+    and folds are in it)."""
+    import yaml
+
+    path = Path(run_dir) / RECIPE_FILE
+    if not path.is_file():
+        raise CompetitionError(f"{path}: missing (the run's recipe: its image size, channels and folds); copy the "
+                               "run folder whole, or train the run again")
+    if path.stat().st_size > MAX_RECIPE_FILE:
+        raise _damaged(path, f"{path.stat().st_size:,} bytes, not a recipe")
+    text = read_recipe_text(run_dir) or ""
+    try:
+        raw = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise _damaged(path, "not YAML" + (f" (line {mark.line + 1})" if mark is not None else "")) from None
+    if not isinstance(raw, dict):
+        raise _damaged(path, f"a mapping of recipe sections expected, found {type(raw).__name__}")
+    return raw
+
+
+def read_recipe(run_dir: Path) -> Any:
+    """A model run's recipe.yaml as a competition.recipe.Recipe, checked (read_recipe_yaml). Keys this version
+    does not know: "made by a newer version"; any other problem: "damaged"; one line naming the file."""
+    from pydantic import ValidationError
+
+    from competition.recipe import Recipe, format_error
+
+    path = Path(run_dir) / RECIPE_FILE
+    raw = read_recipe_yaml(run_dir)
+    if raw.get("kind") == "ensemble":
+        raise CompetitionError(f"{path}: the recipe of an ensemble, not of a model run")
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        unknown = [".".join(str(part) for part in error["loc"]) for error in exc.errors()
+                   if error["type"] == "extra_forbidden"]
+        if unknown:
+            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+            raise CompetitionError(f"{path}: made by a newer version of competition (keys this version does not "
+                                   f"know: {', '.join(unknown[:3])[:200]}{more}); read the run with that version, or "
+                                   "train it again with this one") from None
+        raise _damaged(path, format_error(exc, "recipe")) from None
+    except CompetitionError as exc:  # a check against another library
+        raise _damaged(path, " ".join(str(exc).split())[:300]) from None
 
 
 def stored_hash(run_dir: Path) -> str | None:
+    """recipe.hash's text (a damaged file reads as a hash no recipe has), or None when there is none."""
     path = Path(run_dir) / HASH_FILE
-    return path.read_text().strip() if path.is_file() else None
+    return path.read_text(encoding="utf-8", errors="replace").strip() if path.is_file() else None
 
 
 def skipped_file(run_dir: Path) -> Path:
@@ -511,21 +576,120 @@ def fold_dir(run_dir: Path, fold: int) -> Path:
 
 
 def fold_is_done(run_dir: Path, fold: int, recipe_hash: str) -> bool:
-    """Complete only with done.json (written last) of this recipe's hash and every file present. Whether
-    it saw the data of now is the caller's question (done.json's "data", see PreparedRun.fold_problem)."""
+    """Complete only with done.json (written last) of this recipe's hash and every file present and whole
+    (fold_files_problem: a damaged fold is trained again). Whether it saw the data of now is the caller's
+    question (done.json's "data", see PreparedRun.fold_problem)."""
     try:
         info = read_fold_info(run_dir, fold)
-    except (OSError, ValueError):
+    except CompetitionError:
         return False
-    return (isinstance(info, dict) and info.get("recipe_hash") == recipe_hash
-            and all((fold_dir(run_dir, fold) / f).is_file() for f in FOLD_FILES)
-            and any((fold_dir(run_dir, fold) / f).is_file() for f in (MODEL_FILE, SKLEARN_MODEL_FILE)))
+    return info.get("recipe_hash") == recipe_hash and fold_files_problem(run_dir, fold) is None
 
 
 def read_fold_info(run_dir: Path, fold: int) -> dict[str, Any]:
     """A finished fold's done.json (recipe hash, the data it saw, best epoch, scores, seconds, memory,
-    threads)."""
-    return json.loads((fold_dir(run_dir, fold) / DONE_FILE).read_text(encoding="utf-8"))
+    threads, its model file's name and size), checked: a JSON object. CompetitionError naming the file when
+    it is missing or damaged."""
+    path = fold_dir(run_dir, fold) / DONE_FILE
+    return _json_object(path, f"{path}: missing (fold {fold} did not finish)")
+
+
+def fold_files_problem(run_dir: Path, fold: int) -> str | None:
+    """Why fold `fold`'s files are not whole (one line naming the file: missing, an array that is not a whole
+    .npy file, a damaged model file: fold_model_problem), or None. Reads headers only."""
+    where = fold_dir(run_dir, fold)
+    for name in FOLD_FILES:
+        if not (where / name).is_file():
+            return f"{where / name}: missing"
+    for name in ARRAYS:
+        try:
+            _array_rows(where / f"{name}.npy")
+        except CompetitionError as exc:
+            return str(exc)
+    return fold_model_problem(run_dir, fold)
+
+
+def fold_model_problem(run_dir: Path, fold: int) -> str | None:
+    """Why fold `fold`'s model file (model.keras or model.joblib) cannot be what was saved, from cheap checks
+    (no model is loaded): missing; another size than done.json recorded when it was saved; a model.keras
+    that is not a whole Keras archive (its zip directory, at its end, is read). One line naming the file,
+    or None."""
+    where = fold_dir(run_dir, fold)
+    path = next((where / name for name in (MODEL_FILE, SKLEARN_MODEL_FILE) if (where / name).is_file()), None)
+    if path is None:
+        return f"{where / MODEL_FILE}: fold model missing"
+    try:
+        info = read_fold_info(run_dir, fold)
+    except CompetitionError:
+        info = {}
+    recorded, size = info.get("model_bytes"), path.stat().st_size
+    if info.get("model_file") == path.name and isinstance(recorded, int) and recorded != size:
+        return str(_damaged(path, f"{size:,} bytes, {recorded:,} when it was saved: cut short or changed"))
+    if path.name == MODEL_FILE:
+        problem = _keras_archive_problem(path)
+        if problem:
+            return str(_damaged(path, problem))
+    return None
+
+
+KERAS_PARTS = ("config.json", "model.weights.h5")  # what every saved .keras archive holds
+
+
+def _keras_archive_problem(path: Path) -> str | None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return "not a whole .keras file: cut short or overwritten"
+    missing = [name for name in KERAS_PARTS if name not in names]
+    return f"not a Keras model file (no {missing[0]} inside)" if missing else None
+
+
+def _keras_version(path: Path) -> str | None:
+    """The Keras version that saved a .keras file (its metadata.json), or None when it does not say."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            version = json.loads(archive.read("metadata.json")).get("keras_version")
+    except Exception:  # any unreadable archive or metadata: it does not say
+        return None
+    return version if isinstance(version, str) else None
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in version.split(".")[:3]:
+        digits = "".join(c for c in part if c.isdigit()) if part[:1].isdigit() else ""
+        parts.append(int(digits[:9]) if digits else 0)
+    return tuple(parts)
+
+
+def load_fold_model(run_dir: Path, fold: int) -> Any:
+    """Fold `fold`'s Keras model, loaded; CompetitionError of one line naming the file when it is missing,
+    damaged (fold_model_problem, or Keras cannot load it) or made by a newer version of Keras."""
+    from importlib import import_module
+
+    import keras
+
+    import_module("competition.model.layers")  # registers the layer of models saved by earlier versions
+    path = fold_model_path(run_dir, fold)
+    if not path.is_file():
+        raise CompetitionError(f"{path}: fold model missing; train the run again")
+    problem = fold_model_problem(run_dir, fold)
+    if problem:
+        raise CompetitionError(f"{problem}; train the run again")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as exc:  # a damaged or foreign file: Keras raises many kinds
+        saved = _keras_version(path)
+        if saved is not None and _version_key(saved) > _version_key(keras.__version__):
+            raise CompetitionError(f"{path}: made by a newer version of Keras ({saved}; this is "
+                                   f"{keras.__version__}); load it with that version, or train the run again") from None
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise _damaged(path, f"Keras cannot load it: {reason}") from None
 
 
 def save_fold(run_dir: Path, fold: int, *, arrays: dict[str, np.ndarray], history: pd.DataFrame, model: Any,
@@ -552,6 +716,7 @@ def save_fold(run_dir: Path, fold: int, *, arrays: dict[str, np.ndarray], histor
 
             joblib.dump(model, tmp_model)
         tmp_model.replace(folder / name)
+        info = {**info, "model_file": name, "model_bytes": (folder / name).stat().st_size}  # fold_model_problem
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp_model.unlink()
@@ -578,10 +743,11 @@ def write_history(run_dir: Path, fold: int, history: pd.DataFrame | list[dict[st
     write_text(fold_dir(run_dir, fold) / HISTORY_FILE, frame.to_csv(index=False))
 
 
-def load_fold(run_dir: Path, fold: int) -> dict[str, np.ndarray]:
-    """A finished fold's ARRAYS by name."""
+def load_fold(run_dir: Path, fold: int, n_classes: int | None = None) -> dict[str, np.ndarray]:
+    """A finished fold's ARRAYS by name, each checked (probabilities of `n_classes` columns when given);
+    CompetitionError naming the file that is missing or damaged."""
     folder = fold_dir(run_dir, fold)
-    return {name: read_npy(folder / f"{name}.npy") for name in ARRAYS}
+    return {name: _read_probabilities(folder / f"{name}.npy", n_classes) for name in ARRAYS}
 
 
 def read_histories(run_dir: Path) -> dict[int, pd.DataFrame]:
@@ -653,8 +819,34 @@ def load_sklearn_model(run_dir: Path, fold: int) -> Any:
 
 
 def write_decisions(run_dir: Path, decisions: dict[str, Any]) -> None:
-    """Save the run's decisions: {"offsets": [float per class], ...figures}; `predict` and `submit` use them."""
-    write_json(Path(run_dir) / DECISIONS_FILE, decisions)
+    """Save the run's decisions: {"offsets": [float per class], ...figures}; `predict` and `submit` use them.
+    They are kept with the digest of the OOF they were tuned on (oof_digest): after a retrain they are stale."""
+    write_json(Path(run_dir) / DECISIONS_FILE, {**decisions, "oof_sha256": oof_digest(run_dir)})
+
+
+def oof_digest(run_dir: Path) -> str:
+    """A digest of the run's oof.npy values (what decisions are tuned on); '' when it does not read."""
+    import hashlib
+
+    try:
+        array = np.ascontiguousarray(read_npy(Path(run_dir) / "oof.npy"))
+    except (ValueError, OSError, EOFError):
+        return ""
+    return hashlib.sha256(f"{array.dtype.str}{array.shape}".encode() + array.tobytes()).hexdigest()[:16]
+
+
+def remove_stale_decisions(run_dir: Path) -> bool:
+    """Remove the run's decisions when they were tuned on other OOF than its oof.npy now holds (an earlier
+    training of the run); True when removed. Decisions saved before the digest was kept are left alone."""
+    path = Path(run_dir) / DECISIONS_FILE
+    try:
+        made_for = json.loads(path.read_text(encoding="utf-8")).get("oof_sha256")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if not isinstance(made_for, str) or made_for == oof_digest(run_dir):
+        return False
+    path.unlink(missing_ok=True)
+    return True
 
 
 def remove_decisions(run_dir: Path) -> None:
@@ -672,4 +864,44 @@ def read_decisions(run_dir: Path) -> dict[str, Any] | None:
         offsets = [float(v) for v in decisions["offsets"]]
     except (OSError, ValueError, KeyError, TypeError):
         raise CompetitionError(f"{path}: damaged decisions file; delete it or rerun submit --tune") from None
+    meta = read_meta(run_dir)
+    n_classes = len(meta["classes"])
+    if len(offsets) != n_classes or not np.isfinite(offsets).all():
+        what = f"{len(offsets)} offsets for {n_classes} classes" if len(offsets) != n_classes else "offsets not finite"
+        raise CompetitionError(f"{path}: damaged decisions file ({what}); delete it or rerun submit --tune")
+    made_for = decisions.get("oof_sha256")
+    if isinstance(made_for, str) and made_for != oof_digest(run_dir):
+        name = meta.get("name", Path(run_dir).name)
+        raise CompetitionError(f"{path}: stale: tuned on the out-of-fold predictions of an earlier training of run "
+                               f"'{name}'; run `competition submit {name} --tune` to tune again, or delete it")
     return {**decisions, "offsets": offsets}
+
+
+# ---------------------------------------------------------------- an ensemble's members
+
+
+def read_members(run_dir: Path, meta: dict[str, Any] | None = None) -> list[str]:
+    """An ensemble's member run names from run.json (`meta`, read when not given): its 'members' (names, or
+    {"name": ...} entries), checked: one or more plain run names. CompetitionError naming run.json otherwise."""
+    meta = read_meta(run_dir) if meta is None else meta
+    members = meta.get("members")
+    names = [m.get("name") if isinstance(m, dict) else m for m in members] if isinstance(members, list) else []
+    if not names or not all(isinstance(n, str) and run_name_problem(n) is None for n in names):
+        raise _damaged(Path(run_dir) / RUN_FILE, f"'members' must list the member runs by name, found "
+                                                 f"{str(members)[:80]}")
+    return names
+
+
+def read_weights(run_dir: Path, meta: dict[str, Any] | None = None) -> list[float] | None:
+    """An ensemble's blend weights from run.json, checked: a finite number per member (read_members); None
+    when it has none (methods that blend otherwise). CompetitionError naming run.json otherwise."""
+    meta = read_meta(run_dir) if meta is None else meta
+    weights = meta.get("weights")
+    if weights is None:
+        return None
+    n = len(read_members(run_dir, meta))
+    if (not isinstance(weights, list) or len(weights) != n
+            or not all(isinstance(w, int | float) and not isinstance(w, bool) and np.isfinite(w) for w in weights)):
+        raise _damaged(Path(run_dir) / RUN_FILE, f"'weights' must be {n} numbers, one per member, found "
+                                                 f"{str(weights)[:80]}")
+    return [float(w) for w in weights]

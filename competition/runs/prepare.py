@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from competition.console import Progress, peak_rss_mb, rss_mb, say
 from competition.errors import CompetitionError, OptionError
+from competition.files import check_output
 from competition.recipe import Recipe
 from competition.runs import folder
-from competition.runs.run import folds_frame, save_run
+from competition.runs.run import folds_frame, save_run, test_images_problem, test_images_record
 
 
 # What a fold saw, recorded in its done.json ("data"): a fold is reused only when every part is as now.
@@ -69,6 +69,7 @@ class PreparedRun:
     embedded: tuple[Any, np.ndarray] | None = None  # a scikit-learn kind's (transformer, train and test embedding)
     subjects: np.ndarray | None = None  # subject id per training row (competition.folds.SchemeChoice.subjects)
     teacher: Path | None = None  # the checked run that pseudo-labels the test images (teacher_run)
+    test_images: dict[str, Any] | None = None  # the test files' fingerprint (runs.run.test_images_record), for run.json
 
     @property
     def classes(self) -> list[str]:
@@ -87,7 +88,7 @@ class PreparedRun:
             return None
         try:
             seen = folder.read_fold_info(self.run_dir, k).get("data")
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, CompetitionError):
             return "not finished"
         if not isinstance(seen, dict):
             return "data changed (what it was trained on is not recorded: an earlier version trained it)"
@@ -124,7 +125,7 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
 
     from competition.data import load_contest, print_class_counts, write_skipped
     from competition.folds import choose_scheme
-    from competition.predict import check_tta
+    from competition.tta import check_tta
 
     if data_root is not None:
         recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"root": Path(data_root)})})
@@ -135,7 +136,15 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     if problem:
         raise OptionError("name", problem)
     check_tta(recipe.tta, recipe.data.image_size)
+    if recipe.model.kind == "network" and recipe.model.weights != "none":
+        from competition.model.backbones import check_weights
+
+        setup_tensorflow(deterministic)  # threads pinned before TensorFlow starts, as check_model does
+        check_weights(recipe.model, recipe.data.image_size, recipe.data.channels)  # before decoding: the file fits
     run_dir = Path(runs_dir) / name
+    # never in the contest folder, never over a folder of the user's, even with overwrite (that replaces runs)
+    check_output(run_dir, folder=True, option="runs_dir", protected=[("the contest folder", recipe.data.root)],
+                 ours=lambda found: folder.holds(found) != "files that are not a run")
     folder.refuse_if_locked(run_dir)  # another process trains it: refuse at once, before decoding
     size, channels = recipe.data.image_size, recipe.data.channels
     contest, x, x_test, skipped = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image,
@@ -158,7 +167,8 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
 
         check_size(recipe.model.kind, recipe.model.params, int(len(folds) - np.bincount(folds).max()),
                    len(contest.train) + len(contest.test))
-    teacher = teacher_run(run_dir, recipe, folds, contest)  # pseudo-labels from the same folds: before the folder
+    test_images = test_images_record(contest.test["path"].tolist())
+    teacher = teacher_run(run_dir, recipe, folds, contest, test_images)  # same folds and test: before the folder
 
     recipe_hash = recipe.hash()
     data = data_record(contest, folds, size, channels)
@@ -178,7 +188,8 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
         lock.release()
         raise
     prepared = PreparedRun(recipe, recipe_hash, run_dir, contest, folds, x, x_test, deterministic, data, lock,
-                           cv=choice.record(), subjects=choice.subjects, teacher=teacher)
+                           cv=choice.record(), subjects=choice.subjects, teacher=teacher,
+                           test_images=test_images)
     for k in range(recipe.cv.folds):
         problem = prepared.fold_problem(k)
         if problem is not None and problem.startswith("data changed"):
@@ -239,10 +250,12 @@ def train_fold(prepared: PreparedRun, k: int, progress: Progress | None = None,
     return fitted
 
 
-def teacher_run(run_dir: Path, recipe: Recipe, folds: np.ndarray, contest: Any) -> Path | None:
+def teacher_run(run_dir: Path, recipe: Recipe, folds: np.ndarray, contest: Any,
+                test_images: dict[str, Any] | None = None) -> Path | None:
     """The run whose fold models label the test images for pseudo-labelling (recipe.train.pseudo_label.run),
     checked: a finished model run beside this one, trained on the same training ids and folds and the same test
-    ids. None without pseudo-labelling. CompetitionError of one line naming the key otherwise."""
+    ids, and, when both fingerprints are known (`test_images`: runs.run.test_images_record), the same test
+    images. None without pseudo-labelling. CompetitionError of one line naming the key otherwise."""
     config = recipe.train.pseudo_label
     if config is None:
         return None
@@ -260,6 +273,9 @@ def teacher_run(run_dir: Path, recipe: Recipe, folds: np.ndarray, contest: Any) 
                                "pseudo-labels must come from the same folds (train both with the same cv)")
     if folder.read_test_ids(run_dir).tolist() != contest.test["id"].astype(str).tolist():
         raise CompetitionError(f"{key}: {config.run!r} predicted other test images than this contest's")
+    if test_images is not None and test_images_problem(meta, test_images) is not None:
+        raise CompetitionError(f"{key}: {config.run!r} predicted the test images as they were before they changed "
+                               f"({test_images_problem(meta, test_images)}); train {config.run!r} again first")
     return run_dir
 
 
@@ -270,7 +286,7 @@ def pseudo_labels(prepared: PreparedRun, k: int) -> tuple[np.ndarray, np.ndarray
     config = prepared.recipe.train.pseudo_label
     if config is None:
         return None
-    proba = folder.load_fold(prepared.teacher, k)["test"]
+    proba = folder.load_fold(prepared.teacher, k, len(prepared.classes))["test"]
     rows = np.flatnonzero(proba.max(axis=1) >= config.threshold)
     return rows, proba[rows].argmax(axis=1), float(config.weight)
 
@@ -331,7 +347,7 @@ def load_prepared(run_dir: str | Path, *, deterministic: bool = False) -> Prepar
     from competition.data import load_contest
 
     run_dir = Path(run_dir)
-    recipe = Recipe.model_validate(yaml.safe_load(folder.read_recipe_text(run_dir) or ""))
+    recipe = folder.read_recipe(run_dir)
     size, channels = recipe.data.image_size, recipe.data.channels
     contest, x, x_test, _ = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image,
                                                  options=recipe.data.decode_options())
@@ -362,7 +378,7 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
     out = {"oof": np.zeros(shape, np.float32), "oof_plain": np.zeros(shape, np.float32)}
     tests: dict[str, list[np.ndarray]] = {"test": [], "test_plain": []}
     for k in range(recipe.cv.folds):
-        files = folder.load_fold(prepared.run_dir, k)
+        files = folder.load_fold(prepared.run_dir, k, len(prepared.classes))
         val = folds == k
         out["oof"][val], out["oof_plain"][val] = files["oof"], files["oof_plain"]
         tests["test"].append(files["test"])
@@ -376,7 +392,7 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
     selection = epoch_selection(prepared.run_dir, done) if recipe.model.kind == "network" else None
     if selection is not None:
         say(console, selection["line"])
-    return save_run(
+    written = save_run(
         prepared.run_dir, name=prepared.run_dir.name, kind="model", classes=prepared.classes,
         ids=prepared.contest.train["id"].to_numpy(), y=y, folds=folds, oof=out["oof"],
         test=np.mean(tests["test"], axis=0), test_ids=prepared.contest.test["id"].to_numpy(),
@@ -392,5 +408,10 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
                "fold_seconds": [d.get("seconds") for d in done], "fold_rss_mb": [d.get("rss_mb") for d in done],
                "wall_seconds": round(time.perf_counter() - started, 2), "deterministic": prepared.deterministic,
                "fold_threads": [d.get("threads") for d in done], "tta": tta, "model_kinds": [recipe.model.kind],
-               "epoch_selection": selection},
+               "epoch_selection": selection,
+               **({"test_images": prepared.test_images} if prepared.test_images is not None else {})},
     )
+    if folder.remove_stale_decisions(prepared.run_dir):
+        say(console, f"decisions.json removed: tuned on the OOF of an earlier training of this run; run `competition "
+                     f"submit {prepared.run_dir.name} --tune` to tune again")
+    return written

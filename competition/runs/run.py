@@ -11,7 +11,9 @@ below the recorded `data_root` is taken from `data`.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import pandas as pd
 
 from competition.errors import CompetitionError
 from competition.runs import folder
+from competition.runs.record import RunRecord
 
 
 @dataclass
@@ -63,7 +66,10 @@ class Run:
         index = {c: i for i, c in enumerate(classes)}
         return cls(
             path=path,
-            name=meta.get("name", path.name),
+            # the folder's name, what every command looks a run up by (`--runs DIR` + name, an ensemble's
+            # members): run.json's recorded name stays behind when a folder is renamed or copied, and two runs
+            # would then show, submit and ensemble as one
+            name=os.path.basename(os.path.abspath(path)) or meta.get("name", "run"),
             kind=meta.get("kind", "model"),
             classes=classes,
             ids=folds["id"].to_numpy(),
@@ -81,6 +87,22 @@ class Run:
             cv=meta["cv"] if isinstance(meta.get("cv"), dict) else None,
             data_root=contest_root(meta, data),
         )
+
+    @property
+    def record(self) -> RunRecord:
+        """run.json, typed (competition.runs.record.RunRecord)."""
+        return RunRecord.from_meta(self.meta)
+
+    @property
+    def contest(self) -> tuple[str, str]:
+        """(id, name) of the contest the run was trained on: id, 12 hex digits of a SHA-256 over its training
+        ids with their labels and its test ids (order-free; what `data_record` hashes, read from the run's own
+        files, so runs from before have one too); name, the contest folder's name ('?' when not recorded)."""
+        digest = hashlib.sha256()
+        labels = np.asarray(self.classes, dtype=object)[self.y]
+        for part in (sorted(f"{i}\t{c}" for i, c in zip(self.ids, labels, strict=True)), sorted(map(str, self.test_ids))):
+            digest.update("\n".join(part).encode("utf-8") + b"\0")
+        return digest.hexdigest()[:12], self.data_root.name if self.data_root is not None else "?"
 
     @property
     def model_kinds(self) -> list[str]:
@@ -187,6 +209,131 @@ def contest_folder(run_dir: str | Path, data: str | Path | None = None) -> Path:
     return root
 
 
+# ---------------------------------------------------------------- is the run's answer still the answer
+
+
+def test_images_record(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """The fingerprint of a contest's test image files that run.json keeps ("test_images"), to tell later
+    whether they are still the images the run predicted: how many, a digest of their names, sizes and
+    modification times (`stat`: stat calls only, what a later check takes first) and one of their names and
+    bytes (`content`: read again only when `stat` differs, so copied or touched files that kept their bytes
+    still match)."""
+    files = _by_name(paths)
+    return {"n": len(files), "stat": _stat_digest(files), "content": _content_digest(files)}
+
+
+def _by_name(paths: Sequence[str | Path]) -> list[tuple[str, str]]:
+    return sorted((os.path.basename(str(p)), str(p)) for p in paths)
+
+
+def _stat_digest(files: list[tuple[str, str]]) -> str:
+    digest = hashlib.sha256()
+    for name, path in files:
+        try:
+            info = os.stat(path)
+            digest.update(f"{name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{name}\0unreadable\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _content_digest(files: list[tuple[str, str]]) -> str:
+    digest = hashlib.sha256()
+    for name, path in files:
+        digest.update(name.encode("utf-8", "surrogateescape") + b"\0")
+        try:
+            digest.update(hashlib.sha1(Path(path).read_bytes()).digest())
+        except OSError:
+            digest.update(b"unreadable")
+    return digest.hexdigest()[:16]
+
+
+def test_images_problem(meta: dict[str, Any], now: dict[str, Any] | None = None,
+                        data: str | Path | None = None) -> str | None:
+    """How the contest's test images differ from those a run (run.json as a dict) predicted, in words, or None
+    when they are the same or either side is unknown (a run from before run.json kept "test_images", a contest
+    folder that is gone). `now`: the current fingerprint (test_images_record) when the caller has it; else the
+    contest's test/ (where it is now: `data`) is listed and each file's stat read, its bytes only when a stat
+    differs."""
+    recorded = meta.get("test_images")
+    if not isinstance(recorded, dict):
+        return None
+    if now is None:
+        root = contest_root(meta, data)
+        test_dir = root / "test" if root is not None else None
+        if test_dir is None or not test_dir.is_dir():
+            return None
+        from competition.data import is_image
+
+        files = _by_name([p for p in sorted(test_dir.iterdir()) if not p.name.startswith(".") and p.is_file()
+                          and is_image(p)])
+        if len(files) == recorded.get("n") and _stat_digest(files) == recorded.get("stat"):
+            return None
+        now = {"n": len(files), "content": _content_digest(files) if len(files) == recorded.get("n") else None}
+    if now.get("n") != recorded.get("n"):
+        return f"{recorded.get('n')} test images when it was trained, {now.get('n')} now"
+    if now.get("content") != recorded.get("content"):
+        return f"{now.get('n')} test images, but their files were replaced or edited since it was trained"
+    return None
+
+
+def stale_problem(run: Run, data: str | Path | None = None) -> str | None:
+    """Why the run's stored test predictions are not the answer of now, in one line with what to run, or None:
+    the contest's test images changed since it (an ensemble: its members) predicted them
+    (test_images_problem), or an ensemble's member was trained again since the ensemble was built
+    (member_problem)."""
+    changed = test_images_problem(run.meta, data=data if data is not None else run.data_root)
+    if changed is not None:
+        if run.kind == "ensemble":
+            return (f"ensemble '{run.name}': the contest's test images changed ({changed}), so its test predictions "
+                    "are of the old images: train its members again, build it again, then submit")
+        return (f"run '{run.name}': the contest's test images changed ({changed}), so its test predictions are of the "
+                f"old images: train it again (competition train RECIPE --name {run.name}: its folds are retrained "
+                "on the new images), then submit")
+    return member_problem(run.path)
+
+
+def member_problem(run_dir: str | Path, _seen: frozenset[str] = frozenset()) -> str | None:
+    """For an ensemble (or a subject-averaged run): one line naming the first member that was trained again
+    since the ensemble was built, and what to run; None when every member present is as it was built, or for
+    a model run. A member is compared with what the ensemble's recipe.yaml recorded of it: its recipe hash,
+    and the digest of its OOF (folder.oof_digest; ensembles built before it was kept: the hash only); a member
+    that is an ensemble is checked the same way. A member that is gone is left to the reader that needs it.
+    CompetitionError naming recipe.yaml when it is missing or damaged."""
+    run_dir = Path(run_dir)
+    meta = folder.read_meta(run_dir)
+    if meta.get("kind") != "ensemble" or os.path.realpath(run_dir) in _seen:
+        return None
+    recipe = folder.read_recipe_yaml(run_dir)
+    members = recipe.get("members")
+    if not isinstance(members, list) or not all(isinstance(m, dict) and isinstance(m.get("name"), str)
+                                                for m in members):
+        raise CompetitionError(f"{run_dir / folder.RECIPE_FILE}: damaged ('members' must list the members by name)")
+    name = meta.get("name", run_dir.name)
+    for member in members:
+        member_dir = run_dir.parent / member["name"]
+        if not folder.is_finished(member_dir):
+            continue
+        then_hash, then_oof = member.get("recipe_hash"), member.get("oof_sha256")
+        now_hash = folder.read_meta(member_dir).get("recipe_hash")
+        if isinstance(then_hash, str) and then_hash and then_hash != now_hash:
+            what = f"recipe hash {then_hash} when the ensemble was built, {now_hash} now"
+        elif isinstance(then_oof, str) and then_oof != folder.oof_digest(member_dir):
+            what = "its out-of-fold predictions changed since the ensemble was built"
+        else:
+            # a member that is itself an ensemble (a blend's averaged twin); a loop of rebuilt names is walked once
+            inner = member_problem(member_dir, _seen | {os.path.realpath(run_dir)})
+            if inner is not None:
+                return inner
+            continue
+        names = " ".join(m["name"] for m in members)
+        again = (f"competition aggregate {names} --name {name}" if recipe.get("method") == "subject-mean"
+                 else f"competition ensemble {names} --name {name} --method {recipe.get('method', 'caruana')}")
+        return (f"ensemble '{name}': its member '{member['name']}' was trained again ({what}); build the ensemble "
+                f"again ({again})")
+    return None
+
+
 def save_run(
     path: str | Path,
     *,
@@ -285,6 +432,18 @@ def load_runs(runs_dir: str | Path = "runs") -> tuple[list[Run], list[tuple[str,
         except CompetitionError as exc:
             damaged.append((path.name, str(exc)))
     return runs, damaged
+
+
+def check_one_contest(runs: Sequence[Run], what: str) -> None:
+    """CompetitionError of one line naming two of `runs` and their contests (Run.contest) when they were trained
+    on different contests; `what` names the command's object ("ensemble 'x'", "submit")."""
+    first = runs[0]
+    for other in runs[1:]:
+        if other.contest[0] != first.contest[0]:
+            (a, a_name), (b, b_name) = first.contest, other.contest
+            raise CompetitionError(f"{what}: runs of two contests: '{first.name}' ({a_name}, contest {a}) and "
+                                   f"'{other.name}' ({b_name}, contest {b}); name runs of one contest, or keep each "
+                                   "contest's runs in a --runs folder of its own")
 
 
 def check_same_folds(runs: list[Run]) -> None:

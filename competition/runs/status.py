@@ -5,7 +5,8 @@ A run's state, from its folder alone (layout: competition.runs.folder):
 
     running     a process holds its train.lock (a `train` is working on it now)
     finished    run.json is there and the run reads back whole (Run.load)
-    damaged     run.json is there, but a file of the run is damaged (`problem` names it)
+    damaged     run.json is there, but a file of the run is damaged (`problem` names it): one it reads back, or
+                a fold model cut short or missing (headers only: folder.fold_model_problem)
     unfinished  neither: a `train` was killed or failed before run.json; rerunning it resumes (finished folds
                 are kept), `competition clean` removes it
 
@@ -19,8 +20,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from competition.console import duration_text
 from competition.errors import CompetitionError
@@ -107,6 +106,14 @@ def _finished(run_dir: Path, status: RunStatus) -> None:
     except CompetitionError as exc:
         status.state, status.problem = "damaged", str(exc)
         return
+    if run.kind == "model":
+        for k in sorted(set(run.folds.tolist())):
+            problem = folder.fold_model_problem(run_dir, k) if folder.fold_dir(run_dir, k).is_dir() else None
+            if problem is not None:
+                status.state, status.problem = "damaged", (f"{problem}; submit still works from test.npy, predict, "
+                                                           "explain and export need the run trained again")
+                status.epochs = ""  # the fold trained whole: its model file was damaged afterwards
+                return
     status.state, status.kind = "finished", run.kind
     status.score, status.score_is_folds = macro_f1(run.y, run.oof), False
     if run.kind == "model" and status.n_folds:
@@ -117,10 +124,10 @@ def _fold_progress(run_dir: Path, status: RunStatus) -> None:
     """Folds done, their mean best score, and the epochs of the first fold in progress (from its
     history.csv, written after every epoch)."""
     try:
-        recipe = yaml.safe_load(folder.read_recipe_text(run_dir) or "") or {}
+        recipe = folder.read_recipe_yaml(run_dir)
         n_folds = int(recipe["cv"]["folds"])
         planned = sum(int(phase.get("epochs", 0)) for phase in recipe["train"]["phases"])
-    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError):
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, CompetitionError):
         return
     recipe_hash = folder.stored_hash(run_dir) or ""
     done = [k for k in range(n_folds) if folder.fold_is_done(run_dir, k, recipe_hash)]
@@ -129,7 +136,7 @@ def _fold_progress(run_dir: Path, status: RunStatus) -> None:
     for k in done:
         try:
             scores.append(float(folder.read_fold_info(run_dir, k)["best_macro_f1"]))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, CompetitionError):
             pass
     if scores:
         status.score, status.score_is_folds = sum(scores) / len(scores), True

@@ -36,10 +36,27 @@ def test_the_readme_notebook_example_runs(tmp_path: Path, monkeypatch: pytest.Mo
     assert 0 <= board.loc[0, "macro_f1"] <= 1 and board.loc[0, "ci_low"] <= board.loc[0, "ci_high"]
     run = namespace["run"]
     assert run.oof.shape == (len(run.y), len(run.classes))
-    submission = pd.read_csv(namespace["path"], dtype=str, keep_default_na=False)
+    done = namespace["done"]
+    assert done.choice.name == "nb" and done.log.is_file()
+    predicted = namespace["predicted"]
+    assert predicted.ids == ["0", "1", "2", "3"] and set(predicted.labels) <= set(run.classes)
+    assert predicted.proba.shape == (4, len(run.classes))
+    submission = pd.read_csv(done.path, dtype=str, keep_default_na=False)
     sample = pd.read_csv(tmp_path / "demo-data" / "sample_submission.csv", dtype=str, keep_default_na=False)
     assert list(submission.columns) == list(sample.columns) and submission["id"].tolist() == sample["id"].tolist()
     assert os.path.isfile(tmp_path / "runs" / "nb" / "run.json")
+
+
+def test_dir_lists_the_api_and_an_array_of_the_wrong_kind_is_one_line() -> None:
+    import numpy as np
+
+    names = dir(competition)
+    assert {"train", "submit", "predict", "explain", "export", "ensemble", "aggregate", "audit", "doctor",
+            "validate", "leaderboard", "Run"} <= set(names)
+    with pytest.raises(competition.OptionError, match=r"^inputs: expected uint8 pixels .* got float32"):
+        competition.predict("nb", np.zeros((2, 8, 8), np.float32), "no-runs")
+    with pytest.raises(competition.OptionError, match=r"^inputs: an array of images is .* got shape \(8, 8\)"):
+        competition.predict("nb", np.zeros((8, 8), np.uint8), "no-runs")
 
 
 def test_public_names_resolve_without_tensorflow() -> None:

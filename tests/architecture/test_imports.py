@@ -4,6 +4,7 @@ import TensorFlow to print its help. Every import counts, also those inside func
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +118,19 @@ def test_the_cli_help_does_not_import_tensorflow() -> None:
             "print('TF' if 'tensorflow' in sys.modules else 'noTF')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     assert out.strip().endswith("noTF")
+
+
+def test_run_records_are_read_only_through_runs() -> None:
+    """run.json has one owner (competition.runs: folder.read_meta checks it, record.RunRecord types it): no module
+    outside runs/ reads its keys by hand (`meta.get(`, `meta[...]`), and none parses a recipe's YAML itself."""
+    package = Path(__file__).resolve().parents[2] / "competition"
+    raw = re.compile(r"\bmeta(\.get\(|\[)")
+    recipe_yaml = re.compile(r"Recipe\.model_validate\(yaml\.safe_load")
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.parent.name == "runs":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if raw.search(line) or recipe_yaml.search(line):
+                found.append(f"{path.relative_to(package.parent)}:{number}: {line.strip()}")
+    assert found == []

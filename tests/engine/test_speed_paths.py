@@ -9,7 +9,7 @@ import pytest
 
 from competition.engine.fold import FoldData, fit_phase
 from competition.model.backbones import build_model
-from competition.predict import predict_chunks, predict_proba
+from competition.tta import predict_chunks, predict_proba
 from competition.recipe import load_recipe
 
 TINY = ["data.image_size=16", "model.filters=[4]", "model.head.dense=[8]", "model.head.dropout=0.2",
