@@ -37,19 +37,17 @@ _API = {
     "Run": ("competition.runs", "Run"),
     "list_runs": ("competition.runs", "list_runs"),
     # one function per command, as the command line calls it (competition/cli.py)
-    "ensemble": ("competition.ensemble", "ensemble_runs"),
     "aggregate": ("competition.subjects", "aggregate"),
     "submit": ("competition.submission", "submit"),  # the candidate choice; returns Submitted
     "validate": ("competition.submission", "check_file"),
     "predict": ("competition.inference", "predict_run"),  # image files or a numpy array of images
     "explain": ("competition.report.explain", "explain_run"),
-    "export": ("competition.export", "export_run"),
-    "audit": ("competition.audit", "run_audit"),
-    "doctor": ("competition.doctor", "check_recipes"),
+    "export_run": ("competition.export", "export_run"),
+    "check_recipes": ("competition.doctor", "check_recipes"),  # `doctor`
     "leaderboard": ("competition.report.leaderboard", "leaderboard_frame"),
     "write_report": ("competition.report.plots", "write_report"),
     "make_demo": ("competition.demo", "make_demo"),
-    # earlier names, kept
+    # `ensemble`, `audit`: the names of their modules, so called as here
     "ensemble_runs": ("competition.ensemble", "ensemble_runs"),
     "validate_submission": ("competition.submission", "validate_file"),
     "run_audit": ("competition.audit", "run_audit"),

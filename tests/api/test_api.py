@@ -51,8 +51,8 @@ def test_dir_lists_the_api_and_an_array_of_the_wrong_kind_is_one_line() -> None:
     import numpy as np
 
     names = dir(competition)
-    assert {"train", "submit", "predict", "explain", "export", "ensemble", "aggregate", "audit", "doctor",
-            "validate", "leaderboard", "Run"} <= set(names)
+    assert {"train", "submit", "predict", "explain", "export_run", "ensemble_runs", "aggregate", "run_audit",
+            "check_recipes", "validate", "leaderboard", "Run"} <= set(names)
     with pytest.raises(competition.OptionError, match=r"^inputs: expected uint8 pixels .* got float32"):
         competition.predict("nb", np.zeros((2, 8, 8), np.float32), "no-runs")
     with pytest.raises(competition.OptionError, match=r"^inputs: an array of images is .* got shape \(8, 8\)"):
