@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _SCRIPT = Path(sys.executable).parent / "competition"
 COMPETITION = str(_SCRIPT) if _SCRIPT.is_file() else (shutil.which("competition") or "competition")
@@ -118,3 +119,18 @@ ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
     return real(fd, iov, iovcnt);
 }
 """
+
+
+def cli_in_process(capsys: Any, *args: object) -> tuple[int, list[str]]:
+    """`competition ARGS...` in this process (competition.cli.main; `capsys`, pytest's fixture, captures it):
+    (exit code, the non-empty lines on stderr), asserting that no traceback was printed."""
+    import pytest
+
+    from competition.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in args])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return int(exit_.value.code or 0), [line for line in err.splitlines() if line.strip()]

@@ -581,18 +581,23 @@ def decode_image(path: str | Path, size: tuple[int, int], channels: int, options
         _CURRENT.path = previous
 
 
+def _open_picture(path: str | Path, options: DecodeOptions) -> tuple[Any, Any]:
+    """(picture, intensity mapping) of one file (`_picture` on its first bytes); _Bad for an empty file."""
+    with open(path, "rb") as handle:
+        head = handle.read(132)
+        if not head:
+            raise _Bad("empty file")
+        handle.seek(0)
+        return _picture(handle, path, head, options)
+
+
 def _decode_image(path: str | Path, size: tuple[int, int], channels: int, options: DecodeOptions | None,
                   on_mapping: Callable[[Mapping], None] | None) -> np.ndarray:
     from PIL import Image
 
     options = options if options is not None else DecodeOptions()
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
-            if not head:
-                raise _Bad("empty file")
-            handle.seek(0)
-            image, mapping = _picture(handle, path, head, options)
+        image, mapping = _open_picture(path, options)
         # the object, found once on the picture as decoded (full resolution, before the channels): the crop's
         # box and the standardisation's foreground
         mask = (foreground_mask(np.asarray(image), options.threshold)
@@ -635,12 +640,7 @@ def foreground_outline(path: str | Path, size: tuple[int, int], options: DecodeO
     from PIL import Image
 
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
-            if not head:
-                raise _Bad("empty file")
-            handle.seek(0)
-            image, _ = _picture(handle, path, head, options)
+        image, _ = _open_picture(path, options)
         array = np.asarray(image)
     except _Bad as exc:
         raise UnreadableImage(path, str(exc)) from None

@@ -15,6 +15,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,7 @@ class Run:
             data_root=contest_root(meta, data),
         )
 
-    @property
+    @cached_property
     def record(self) -> RunRecord:
         """run.json, typed (competition.runs.record.RunRecord)."""
         return RunRecord.from_meta(self.meta)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from faultkit import tiny_recipe
+from faultkit import cli_in_process, tiny_recipe
 
 from competition.errors import OptionError
 
@@ -26,15 +26,7 @@ CLASSES = ["cat", "dog", "fox"]
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, list[str]]:
-    """`competition ARGS...` in this process: (exit code, the non-empty lines on stderr)."""
-    from competition.cli import main
-
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_:
-        main([str(a) for a in args])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    return int(exit_.value.code or 0), [line for line in err.splitlines() if line.strip()]
+    return cli_in_process(capsys, *args)
 
 
 def _refused(capsys: pytest.CaptureFixture[str], *args: object, says: tuple[str, ...]) -> str:

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from competition.errors import CompetitionError
+from faultkit import cli_in_process
 
 KNN_RECIPE = """\
 name: tiny
@@ -47,15 +48,7 @@ def _one_line(exc: pytest.ExceptionInfo[CompetitionError], *parts: str) -> str:
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, list[str]]:
-    """`competition ARGS...` in this process: (exit code, the non-empty lines on stderr)."""
-    from competition.cli import main
-
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_:
-        main([str(a) for a in args])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    return int(exit_.value.code or 0), [line for line in err.splitlines() if line.strip()]
+    return cli_in_process(capsys, *args)
 
 
 def small_contest(root: Path, *, csv: bool = False) -> Path:
