@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,8 @@ def _check_one(path: Path, data: Path | None) -> list[Check]:
         return checks
     size = recipe.data.image_size
     model = (f"backbone {recipe.model.backbone}" if recipe.model.kind == "network" else
-             f"{recipe.model.kind} on {recipe.model.embedding.kind}")
+             f"{recipe.model.kind} on {recipe.model.embedding.kind}"
+             + (f" {recipe.model.embedding.backbone}" if recipe.model.embedding.kind == "backbone" else ""))
     checks = [Check(name, "recipe", True,
                     f"valid: {model}, {size[0]}x{size[1]}x{recipe.data.channels}, "
                     f"{len(recipe.augment)} augment step(s)")]
@@ -52,7 +54,7 @@ def _check_one(path: Path, data: Path | None) -> list[Check]:
         checks.append(Check(name, "data", False, "recipe.data.root: no contest folder; set it in the recipe or pass --data DIR"))
     else:
         checks.append(_check_data(name, root, recipe))
-    if recipe.model.kind == "network":  # a scikit-learn kind has no weights to fetch
+    if recipe.loaded_backbone is not None:  # a network, or a scikit-learn kind on frozen backbone features
         checks.append(_check_weights(name, recipe))
     return checks
 
@@ -136,19 +138,26 @@ def _check_weights(name: str, recipe: Any) -> Check:
     (competition.model.backbones.check_weights: the same check `train` makes before its run folder exists)."""
     from competition.model.backbones import check_weights
 
-    check = _weights_at_hand(name, recipe)
-    if check.ok and recipe.model.weights != "none":
-        try:
-            check_weights(recipe.model, recipe.data.image_size, recipe.data.channels)
-        except CompetitionError as exc:
-            return Check(name, "weights", False, _one_line(exc))
+    from competition.model.frozen import embedding_keys
+
+    model = recipe.loaded_backbone
+    keys = embedding_keys() if model is not recipe.model else nullcontext()
+    try:
+        with keys:
+            check = _weights_at_hand(name, recipe)
+            if check.ok and model.weights != "none":
+                check_weights(model, recipe.data.image_size, recipe.data.channels)
+    except CompetitionError as exc:
+        return Check(name, "weights", False, _one_line(exc))
+    if not check.ok and model is not recipe.model:
+        check = Check(check.recipe, check.item, False, check.detail.replace("recipe.model.", "recipe.model.embedding."))
     return check
 
 
 def _weights_at_hand(name: str, recipe: Any) -> Check:
     from competition.model.backbones import BACKBONES, find_imagenet_file, imagenet_file
 
-    model = recipe.model
+    model = recipe.loaded_backbone
     spec = BACKBONES[model.backbone]
     weights = model.weights
     if weights == "none":

@@ -158,10 +158,56 @@ class HeadConfig(Section):
 
 class EmbeddingConfig(Section):
     """What a scikit-learn model kind sees (competition.model.classic.embed): the decoded images at
-    data.image_size as `pixels`, or their first `components` principal components (`pca`)."""
+    data.image_size as `pixels`, their first `components` principal components (`pca`), or a pretrained
+    backbone's frozen features (`backbone`: its last feature map averaged over space, standardised; the
+    backbone, alpha and weights as for a network)."""
 
-    kind: Literal["pixels", "pca"] = "pca"
+    kind: Literal["pixels", "pca", "backbone"] = "pca"
     components: Annotated[Int, Field(ge=1, le=4096)] = 100
+    backbone: str = "mobilenetv2"  # kind backbone only, as model.backbone
+    alpha: Annotated[Float, Field(gt=0, le=4)] | None = None  # kind backbone only, as model.alpha
+    weights: str = "imagenet"  # kind backbone only: "imagenet" or a weights file ("none" is refused)
+
+    @field_validator("backbone")
+    @classmethod
+    def _pretrained_backbone(cls, value: str) -> str:
+        from competition.model.backbones import BACKBONES
+
+        value = _registered(value, BACKBONES, "backbone")
+        if not BACKBONES[value].pretrained:
+            pretrained = ", ".join(name for name, spec in BACKBONES.items() if spec.pretrained)
+            raise ValueError(f"frozen features need a pretrained backbone ({pretrained}), got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> EmbeddingConfig:
+        fields = type(self).model_fields
+        if self.kind != "backbone":
+            for key in ("backbone", "alpha", "weights"):
+                if getattr(self, key) != fields[key].get_default():
+                    raise CompetitionError(f"recipe.model.embedding.{key}: used only by embedding kind 'backbone', "
+                                           f"not by {self.kind!r}; remove it")
+        elif self.weights == "none":
+            raise CompetitionError("recipe.model.embedding.weights: frozen features of random weights mean nothing; "
+                                   "give 'imagenet' or a weights file, got 'none'")
+        if self.kind != "pca" and "components" in self.model_fields_set:
+            raise CompetitionError(f"recipe.model.embedding.components: used only by embedding kind 'pca', not by "
+                                   f"{self.kind!r}; remove it")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_backbone_fields(self, handler: Any) -> Any:
+        # Left out for pixels and pca, so their recipes (and run hashes) are those of before `backbone` existed.
+        dumped = handler(self)
+        if isinstance(dumped, dict):
+            for key in (("backbone", "alpha", "weights") if dumped.get("kind") != "backbone" else ("components",)):
+                dumped.pop(key, None)
+        return dumped
+
+    def network(self) -> dict[str, Any]:
+        """The backbone that gives the features (kind backbone): {"backbone", "alpha", "weights"}, the model
+        section's keys of those names (competition.model.frozen.backbone_features)."""
+        return {"backbone": self.backbone, "alpha": self.alpha, "weights": self.weights}
 
 
 class ModelConfig(Section):
@@ -463,10 +509,26 @@ class Recipe(Section):
             if given:
                 raise CompetitionError(f"recipe.{given[0]}: used only by model.kind 'network', not by "
                                        f"{self.model.kind!r}; remove it")
+            if self.model.embedding.kind == "backbone":
+                from competition.model.frozen import embedding_keys
+
+                with embedding_keys():
+                    check_config(self.loaded_backbone, self.data.image_size)
             return self
         check_config(self.model, self.data.image_size)
         check_tta(self.tta, self.data.image_size)
         return self
+
+    @property
+    def loaded_backbone(self) -> ModelConfig | None:
+        """The model section whose backbone weights are loaded: the network's, or the frozen-feature backbone of
+        a scikit-learn kind's `backbone` embedding (its errors name recipe.model.embedding.*, see embedding_keys);
+        None when no pretrained weights are read."""
+        if self.model.kind == "network":
+            return self.model
+        if self.model.embedding.kind != "backbone":
+            return None
+        return ModelConfig(**self.model.embedding.network(), head=HeadConfig(pooling="avg", dense=[], dropout=0.0))
 
     def check_with_contest(self, contest: Any, console: Any = None) -> None:
         """See the module function check_with_contest."""

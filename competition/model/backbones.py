@@ -177,7 +177,7 @@ def find_imagenet_file(config: Any, input_shape: tuple[int, ...]) -> Path | None
     return fallback if fallback is not None and fallback.is_file() else None
 
 
-def _build_backbone(config: Any, input_shape: tuple[int, int, int]) -> Any:
+def build_backbone(config: Any, input_shape: tuple[int, int, int]) -> Any:
     spec = BACKBONES[config.backbone]
     weights = resolve_weights(config, input_shape)
     if not spec.pretrained:
@@ -359,7 +359,7 @@ def build_model(config: Any, input_shape: tuple[int, int, int], n_classes: int) 
     spec = BACKBONES[config.backbone]
     channels = input_shape[-1]
     backbone_shape = (input_shape[0], input_shape[1], 3 if spec.pretrained else channels)
-    backbone = _build_backbone(config, backbone_shape)
+    backbone = build_backbone(config, backbone_shape)
 
     inputs = keras.Input(input_shape, name="image")
     x = preprocessing(spec.preprocess, input_shape, to_rgb=spec.pretrained and channels == 1)(inputs)

@@ -4,7 +4,8 @@ A recipe's `model.kind` names one (a registry, as the backbones): `knn` (KNeighb
 (LogisticRegression), and the transductive `label_spreading` and `label_propagation` (sklearn.semi_supervised:
 Zhou et al. 2004; Zhu & Ghahramani 2002), which spread the training labels over a nearest-neighbour graph of
 the training *and* unlabelled images. `model.embedding` says what they see: `pixels` (the decoded images at
-`data.image_size`, scaled to [0, 1], flattened) or `pca` (their first `components` principal components).
+`data.image_size`, scaled to [0, 1], flattened), `pca` (their first `components` principal components), or
+`backbone` (a pretrained backbone's frozen features: its last feature map averaged over space, standardised).
 `model.params` are the estimator's own parameters, checked by scikit-learn when the recipe is loaded.
 
 Honesty: the PCA is fitted on the training and test images without labels. A transductive fold model is fitted
@@ -68,7 +69,7 @@ MODEL_KINDS: dict[str, KindSpec | None] = {
     "label_propagation": KindSpec("label_propagation", _propagation,
                                   {"kernel": "knn", "n_neighbors": 3, "max_iter": 1000}, True),
 }
-EMBEDDINGS = ("pixels", "pca")
+EMBEDDINGS = ("pixels", "pca", "backbone")
 
 
 def spec(kind: str) -> KindSpec:
@@ -155,7 +156,12 @@ def check_size(kind: str, params: dict[str, Any], n_train_min: int, n_all: int) 
 def embed(images: np.ndarray, embedding: Any, seed: int = 0) -> tuple[Any, np.ndarray]:
     """(fitted transformer or None, float32 (n, d) embedding) of uint8 images (n, h, w, c): `pixels` scaled to
     [0, 1] and flattened; `pca`: their first `embedding.components` principal components (sklearn PCA, fitted
-    on these images: pass training and test images together, no labels)."""
+    on these images: pass training and test images together, no labels); `backbone`: a pretrained backbone's
+    frozen features (FrozenFeatures), standardised on these images. CompetitionError when the backbone's
+    weights cannot be had."""
+    if embedding.kind == "backbone":
+        transformer = FrozenFeatures(embedding.network(), tuple(images.shape[1:]))
+        return transformer, transformer.fit_images(images)
     flat = pixels(images)
     if embedding.kind == "pixels":
         return None, flat
@@ -164,6 +170,38 @@ def embed(images: np.ndarray, embedding: Any, seed: int = 0) -> tuple[Any, np.nd
     components = int(min(embedding.components, len(flat), flat.shape[1]))
     pca = PCA(n_components=components, random_state=seed, svd_solver="randomized")
     return pca, pca.fit_transform(flat).astype(np.float32)
+
+
+@dataclass
+class FrozenFeatures:
+    """The `backbone` embedding as a fold model keeps it: the backbone's name, alpha and weights (a plain dict) and
+    the images' shape, and the StandardScaler fitted on the features of the training and
+    test images (no labels). The backbone is built again when new images are embedded, from the same weights
+    file; the features go through competition.model.frozen.backbone_features (and its feature store)."""
+
+    network: dict[str, Any]
+    image_shape: tuple[int, ...]
+    scaler: Any = None
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        from competition.model.frozen import backbone_features
+
+        return backbone_features(self.network, np.asarray(images))
+
+    def fit_images(self, images: np.ndarray) -> np.ndarray:
+        """float32 (n, channels): standardised features of uint8 images (n, h, w, c), the scaler fitted on them."""
+        from sklearn.preprocessing import StandardScaler
+
+        features = self.features(images)
+        self.scaler = StandardScaler().fit(features)
+        return self.scaler.transform(features).astype(np.float32)
+
+    def transform_images(self, images: np.ndarray) -> np.ndarray:
+        """float32 (n, channels): standardised features of new uint8 images (n, h, w, c) of the fitted shape."""
+        if tuple(images.shape[1:]) != tuple(self.image_shape):
+            raise CompetitionError(f"frozen features: images of shape {tuple(images.shape[1:])}, the model was fitted "
+                                   f"on {tuple(self.image_shape)}")
+        return self.scaler.transform(self.features(images)).astype(np.float32)
 
 
 def pixels(images: np.ndarray) -> np.ndarray:
@@ -197,7 +235,12 @@ class ClassicModel:
     n_classes: int
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        z = pixels(images) if self.transformer is None else self.transformer.transform(pixels(images))
+        if self.transformer is None:
+            z = pixels(images)
+        elif isinstance(self.transformer, FrozenFeatures):
+            z = self.transformer.transform_images(images)
+        else:
+            z = self.transformer.transform(pixels(images))
         return columns(self.estimator.predict_proba(z), self.estimator.classes_, self.n_classes)
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,11 +137,14 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     if problem:
         raise OptionError("name", problem)
     check_tta(recipe.tta, recipe.data.image_size)
-    if recipe.model.kind == "network" and recipe.model.weights != "none":
+    backbone = recipe.loaded_backbone  # the network's, or a `backbone` embedding's
+    if backbone is not None and backbone.weights != "none":
         from competition.model.backbones import check_weights
+        from competition.model.frozen import embedding_keys
 
         setup_tensorflow(deterministic)  # threads pinned before TensorFlow starts, as check_model does
-        check_weights(recipe.model, recipe.data.image_size, recipe.data.channels)  # before decoding: the file fits
+        with embedding_keys() if backbone is not recipe.model else nullcontext():
+            check_weights(backbone, recipe.data.image_size, recipe.data.channels)  # before decoding: the file fits
     run_dir = Path(runs_dir) / name
     # never in the contest folder, never over a folder of the user's, even with overwrite (that replaces runs)
     check_output(run_dir, folder=True, option="runs_dir", protected=[("the contest folder", recipe.data.root)],
