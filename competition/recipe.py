@@ -190,9 +190,10 @@ class EmbeddingConfig(Section):
         elif self.weights == "none":
             raise CompetitionError("recipe.model.embedding.weights: frozen features of random weights mean nothing; "
                                    "give 'imagenet' or a weights file, got 'none'")
-        if self.kind != "pca" and "components" in self.model_fields_set:
-            raise CompetitionError(f"recipe.model.embedding.components: used only by embedding kind 'pca', not by "
-                                   f"{self.kind!r}; remove it")
+        if self.kind == "backbone" and "components" in self.model_fields_set:
+            # (pixels keeps accepting it: its stored recipes hold the default, as before `backbone` existed)
+            raise CompetitionError("recipe.model.embedding.components: used only by embedding kind 'pca', not by "
+                                   "'backbone'; remove it")
         return self
 
     @model_serializer(mode="wrap")

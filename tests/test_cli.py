@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from faultkit import Result, cli
 
-def competition(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "competition.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+
+def competition(*args: str, cwd: Path) -> Result:
+    """The command in this process (tests/faultkit.cli; COMPETITION_TEST_SUBPROCESS=1 runs each in its own)."""
+    return cli(*args, cwd=cwd)
 
 
 def test_train_leaderboard_submit(tiny_contest: Path, tiny_recipe: Path, tmp_path: Path) -> None:

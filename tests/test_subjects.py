@@ -5,13 +5,12 @@ classes; `competition aggregate` writes an ensemble-like run that the leaderboar
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from faultkit import cli
 
 from competition.data import index_contest
 from competition.errors import CompetitionError
@@ -97,9 +96,7 @@ def test_aggregate_refuses_bad_input_with_one_line(tiny_contest: Path, tmp_path:
         aggregate("cnn", name="cnn", runs_dir=tmp_path / "runs")
     with pytest.raises(CompetitionError, match="--threshold: expected a signature distance between 0 and 2, got 5"):
         aggregate("cnn", runs_dir=tmp_path / "runs", threshold=5.0)
-    done = subprocess.run([sys.executable, "-m", "competition.cli", "aggregate", "cnn", "--runs",
-                           str(tmp_path / "runs"), "--data", str(tmp_path / "gone")],
-                          capture_output=True, text=True, check=False)
+    done = cli("aggregate", "cnn", "--runs", tmp_path / "runs", "--data", tmp_path / "gone", cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "gone" in done.stderr
 

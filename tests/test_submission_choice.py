@@ -4,13 +4,12 @@ the message. `validate` checks labels against the contest's classes by default."
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from faultkit import cli
 
 from competition.ensemble import build_ensemble, ensemble_summary
 from competition.errors import CompetitionError
@@ -132,7 +131,6 @@ def test_validate_checks_labels_against_the_contests_classes(tiny_contest: Path,
     with pytest.raises(CompetitionError, match="run 'ghost'"):
         check_file(bad, loose, run="ghost", runs_dir=tmp_path)
 
-    result = subprocess.run([sys.executable, "-m", "competition.cli", "validate", str(bad), "--sample", str(sample)],
-                            capture_output=True, text=True, timeout=120)
+    result = cli("validate", bad, "--sample", sample, cwd=tmp_path)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and "'Foo'" in lines[0] and "known: " in lines[0], result.stderr

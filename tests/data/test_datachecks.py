@@ -4,12 +4,11 @@ every unreadable image at once or skips bad training images."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from faultkit import cli
 from PIL import Image
 
 from competition.data import index_contest, load_contest
@@ -269,8 +268,7 @@ def test_skip_that_empties_a_class_is_an_error(tmp_path: Path) -> None:
 def test_cli_reports_unreadable_images_on_one_line(tmp_path: Path, tiny_recipe: Path) -> None:
     root = contest(tmp_path / "c")
     _spoil(root)
-    result = subprocess.run([sys.executable, "-m", "competition.cli", "train", str(tiny_recipe), "--data", str(root)],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = cli("train", tiny_recipe, "--data", root, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: 3 unreadable training images: "), result.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faultkit import cli
 
 from competition.console import Progress, duration_text
 from competition.runs import folder, save_run
@@ -119,11 +120,10 @@ def test_runs_lists_every_state_and_clean_removes_only_unfinished_runs(tmp_path:
     assert by_name["half"].epochs == "fold 0: epoch 1/6, best 0.250" and by_name["half"].score is None
 
     assert [s.name for s in clean(tmp_path)] == ["half"] and half.is_dir()
-    cli = [sys.executable, "-m", "competition.cli", "clean", "--runs", str(tmp_path)]
-    listed = subprocess.run(cli, capture_output=True, text=True)
+    listed = cli("clean", "--runs", tmp_path, cwd=tmp_path)
     assert listed.returncode == 0 and f"would remove {half}" in listed.stdout and "pass --yes" in listed.stdout
     assert half.is_dir()
-    removed = subprocess.run([*cli, "--yes"], capture_output=True, text=True)
+    removed = cli("clean", "--runs", tmp_path, "--yes", cwd=tmp_path)
     assert removed.returncode == 0 and f"removed {half}" in removed.stdout, removed.stdout + removed.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [".e.building-host-1-ab", "broken", "done", "notes"]
 

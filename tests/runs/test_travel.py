@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from faultkit import cli
 
 from competition.errors import CompetitionError
 from competition.runs import Run, save_run
@@ -43,8 +42,7 @@ def test_a_copied_run_reads_its_moved_contest_with_data(tiny_contest: Path, tmp_
     monkeypatch.chdir(tmp_path / "far" / "other")
     runs, moved = Path("../runs"), Path("../moved")
 
-    gone = subprocess.run([sys.executable, "-m", "competition.cli", "submit", "r", "--runs", str(runs)],
-                          capture_output=True, text=True)
+    gone = cli("submit", "r", "--runs", runs, cwd=Path.cwd())
     lines = gone.stderr.strip().splitlines()
     assert gone.returncode == 2 and len(lines) == 1, gone.stderr
     assert f"its contest folder {tmp_path / 'contest'} is gone" in lines[0] and "--data" in lines[0]
