@@ -1,4 +1,5 @@
-# `make submit`: from nothing to a validated submission (set-up included). `make test`: the test suite.
+# `make submit`: from nothing to a validated submission (set-up included). `make test`: the test suite
+# (`make test-fast`: without its slow end-to-end layer).
 #   make submit                                   the embedded demo: two recipes, Caruana ensemble, subject-averaged
 #                                                 ensemble, tuned decisions;
 #                                                 submits the best honest candidate to submissions/<contest>.csv
@@ -26,7 +27,7 @@ SUBMISSION ?= submissions/$(notdir $(abspath $(DATA))).csv
 MESSAGE ?= make submit: $(CANDIDATES)
 COMPETITION := $(BIN)/competition
 
-.PHONY: setup submit test bench clean
+.PHONY: setup submit test test-fast bench clean
 
 $(COMPETITION): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,11 @@ submit: $(COMPETITION) $(if $(filter demo-data,$(DATA)),demo-data/sample_submiss
 
 test: $(COMPETITION)
 	$(BIN)/python -m pytest -q -p no:warnings -rs --durations=15
+
+# The suite without its slow end-to-end layer (tests marked `slow`: process kills, Ray, the real contest), for
+# quick iteration; `make test` (what CI runs) runs everything.
+test-fast: $(COMPETITION)
+	$(BIN)/python -m pytest -q -p no:warnings -rs --durations=15 -m "not slow"
 
 bench: $(COMPETITION)
 	$(BIN)/python benchmarks/run.py

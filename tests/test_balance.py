@@ -61,6 +61,7 @@ def _imbalanced_contest(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_balancing_raises_rare_class_recall(tmp_path: Path) -> None:
     from competition.runs import Run
     from competition.training import train_run

@@ -16,6 +16,7 @@ def competition(*args: str, cwd: Path) -> Result:
     return cli(*args, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_train_leaderboard_submit(tiny_contest: Path, tiny_recipe: Path, tmp_path: Path) -> None:
     trained = competition("train", str(tiny_recipe), "--data", str(tiny_contest), "--set", "train.phases.0.epochs=1",
                           cwd=tmp_path)

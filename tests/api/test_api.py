@@ -20,6 +20,7 @@ def _readme_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_the_readme_notebook_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     competition.make_demo(tmp_path / "demo-data", seed=3, size=32, scale=0.15)
     (tmp_path / "recipes").mkdir()

@@ -103,6 +103,7 @@ def test_trailing_space_label_stops_naming_the_rows(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_na_like_names_stay_literal_strings(tmp_path: Path) -> None:
     # A class folder named None, a training image null.png, a test image NA.png; the default executor.
     root = make_contest(tmp_path / "c", classes=("None", "Beta"), test_ids=["NA", "t1", "t2", "t3"],
@@ -466,6 +467,7 @@ def test_ensemble_refuses_a_folder_holding_an_unfinished_model_run(trained_runs:
     assert after == before, "the ensemble was written into the unfinished model run"
 
 
+@pytest.mark.slow
 def test_truncated_cache_entry_is_decoded_again(tmp_path: Path) -> None:
     root = make_contest(tmp_path / "c")
     path, cache = recipe(tmp_path), tmp_path / "cache"

@@ -107,6 +107,7 @@ def test_other_commands(argv: list[str], expected: str, tiny_contest: Path, tmp_
     one_line_error(code, output, expected)
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_rerun_equals_uninterrupted(tiny_contest: Path, tmp_path: Path) -> None:
     recipe = tmp_path / "k.yaml"
     recipe.write_text("name: k\ndata: {image_size: 32}\nmodel: {filters: [8, 16], head: {dense: [16]}}\n"

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from faultkit import COMPETITION, TINY, cli, tiny_recipe
@@ -120,6 +121,7 @@ def test_an_unchanged_rerun_reuses_every_fold_and_changes_nothing(tmp_path: Path
     assert process.returncode == 0 and reused_folds(process.output) == {0, 1}, process.output[-3000:]
 
 
+@pytest.mark.slow
 def test_a_killed_train_does_not_lock_out_the_next_one(tmp_path: Path) -> None:
     root, command, run = setup(tmp_path)
     (root / "test" / "t1.png").unlink()  # a changed contest: the rerun trains both folds again

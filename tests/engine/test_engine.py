@@ -31,6 +31,7 @@ def test_tta_predictions_are_kept_with_and_without(tiny_contest: Path, tmp_path:
     assert 0 <= meta["tta"]["oof_macro_f1_plain"] <= 1 and 0 <= meta["tta"]["oof_macro_f1_tta"] <= 1
 
 
+@pytest.mark.slow
 def test_head_phase_trains_on_features_computed_once(tiny_contest: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from competition.model.backbones import backbone_of, build_model
@@ -84,6 +85,7 @@ def _file_weights(path: Path, recipe: object) -> list[np.ndarray]:
     return backbone_of(model).get_weights()
 
 
+@pytest.mark.slow
 def test_deterministic_runs_give_identical_oof(tiny_contest: Path, tmp_path: Path) -> None:
     recipe = load_recipe(None, ["name=det", *BASE, "augment=[{HorizontalFlip: {p: 0.5}}]"])
     first = Run.load(train_run(recipe, tmp_path / "a", data_root=tiny_contest, deterministic=True))
@@ -92,6 +94,7 @@ def test_deterministic_runs_give_identical_oof(tiny_contest: Path, tmp_path: Pat
     np.testing.assert_array_equal(first.test, second.test)
 
 
+@pytest.mark.slow
 def test_sigkill_in_fold_2_then_rerun_equals_an_uninterrupted_run(tiny_contest: Path, tmp_path: Path) -> None:
     recipe_file = tmp_path / "kill.yaml"
     recipe_file.write_text("name: kill\ndata: {image_size: 32}\nmodel: {filters: [8, 16], head: {dense: [16]}}\n"

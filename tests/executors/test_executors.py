@@ -19,6 +19,8 @@ from competition.runs import Run
 from competition.runs.folder import fold_is_done
 from competition.training import train_recipes, train_run
 
+pytestmark = pytest.mark.slow  # every test here trains folds in other processes or on Ray
+
 BASE = ["name=tiny", "data.image_size=32", "model.filters=[8, 16]", "model.head.dense=[16]",
         "train.phases.0.epochs=2", "cv.folds=2", "cv.seed=1", "augment=[{HorizontalFlip: {p: 0.5}}]"]
 

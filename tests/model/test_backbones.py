@@ -47,6 +47,7 @@ def images() -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 256, (48, SIZE, SIZE, 1), dtype=np.uint8), np.arange(48) % 4
 
 
+@pytest.mark.slow
 def test_finetuning_keeps_batchnorm_statistics_and_inference_mode(tmp_path: Path, images: tuple) -> None:
     from competition.model.backbones import build_model
     from competition.engine.fold import FoldData, fit_phase

@@ -48,6 +48,7 @@ competition.train(recipe, runs, data_root=contest, executor="local", callbacks=[
 """
 
 
+@pytest.mark.slow
 def test_a_run_killed_in_epoch_3_of_fold_1_shows_its_finished_epochs(tiny_contest: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     victim = subprocess.Popen([sys.executable, "-u", "-c", STALL_IN_FOLD_1_EPOCH_3, str(runs), str(tiny_contest)],
