@@ -58,7 +58,7 @@ test-fast: $(COMPETITION)
 	$(BIN)/python -m pytest -q -p no:warnings -rs --durations=15 -m "not slow"
 
 bench: $(COMPETITION)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py --out benchmarks
 
 clean:
 	rm -rf $(RUNS) demo-data submissions/*.csv

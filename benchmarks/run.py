@@ -5,12 +5,13 @@ TF_ENABLE_ONEDNN_OPTS), on in-memory synthetic uint8 arrays, except where a benc
 ../shared (the Alzheimer set, the MobileNetV2 weights); without that file its row says "skipped". A benchmark
 that fails becomes an "error: ..." row; the others still run.
 
-    python benchmarks/run.py                  # everything, sized to take about 10 minutes on 2 CPU cores
+    python benchmarks/run.py --out benchmarks # everything, about 10 minutes on 2 CPU cores (what `make bench` runs)
     python benchmarks/run.py --quick          # tiny sizes: checks the script works, the numbers mean nothing
     python benchmarks/run.py --only ensemble,decode --out /tmp/bench
 
-Results: a Markdown table (benchmark, measured, goal, pass/fail, notes) in OUT/results.md, every figure in
-OUT/results.json (both written atomically), and the table printed.
+Results: the table printed (benchmark, measured, goal, pass/fail, notes); with --out, also as Markdown in
+OUT/results.md and every figure in OUT/results.json (both written atomically). Without --out nothing is written,
+so a trial run never replaces the committed benchmarks/results.md.
 
 Timing conventions. Training throughput is images per second over the epochs after the first (the first
 epoch traces the graph), taken as the median epoch. "Excluding validation" subtracts the time the
@@ -832,7 +833,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds), to test the script")
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks"), help="folder for results.md and results.json")
+    parser.add_argument("--out", default=None,
+                        help="folder for results.md and results.json (none: the table is printed, nothing written; "
+                             "`make bench` gives benchmarks/)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -854,12 +857,14 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(), "load_before": load_before, "load_after": _load(), "versions": _versions(),
             "host": platform.node(), "machine": platform.machine()}
 
+    print_table(meta, rows)
+    if args.out is None:
+        return 0
     from competition.files import write_json, write_text
 
     out = Path(args.out)
     write_text(out / "results.md", markdown(meta, rows))
     write_json(out / "results.json", {**meta, "results": rows})
-    print_table(meta, rows)
     print(f"written: {out / 'results.md'}, {out / 'results.json'}")
     return 0
 
