@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,20 +137,17 @@ def _check_weights(name: str, recipe: Any) -> Check:
     (competition.model.backbones.check_weights: the same check `train` makes before its run folder exists)."""
     from competition.model.backbones import check_weights
 
-    from competition.model.frozen import embedding_keys
+    from competition.model.frozen import embedding_key
 
     model = recipe.loaded_backbone
-    keys = embedding_keys() if model is not recipe.model else nullcontext()
-    try:
-        with keys:
-            check = _weights_at_hand(name, recipe)
-            if check.ok and model.weights != "none":
-                check_weights(model, recipe.data.image_size, recipe.data.channels)
-    except CompetitionError as exc:
-        return Check(name, "weights", False, _one_line(exc))
-    if not check.ok and model is not recipe.model:
-        check = Check(check.recipe, check.item, False, check.detail.replace("recipe.model.", "recipe.model.embedding."))
-    return check
+    check = _weights_at_hand(name, recipe)
+    if check.ok and model.weights != "none":
+        try:
+            check_weights(model, recipe.data.image_size, recipe.data.channels)
+        except CompetitionError as exc:
+            check = Check(name, "weights", False, _one_line(exc))
+    # a `backbone` embedding's weights: the key the user wrote is recipe.model.embedding.<key>
+    return check if model is recipe.model else Check(check.recipe, check.item, check.ok, embedding_key(check.detail))
 
 
 def _weights_at_hand(name: str, recipe: Any) -> Check:

@@ -16,16 +16,23 @@ import numpy as np
 from competition.errors import CompetitionError
 
 
+def embedding_key(message: str) -> str:
+    """A backbone check's message (competition.model.backbones names recipe.model.<key>) as it reads for the
+    frozen-feature backbone of a `backbone` embedding, where the key the user wrote is recipe.model.embedding.<key>."""
+    if message.startswith("recipe.model.") and not message.startswith("recipe.model.embedding."):
+        return "recipe.model.embedding." + message[len("recipe.model."):]
+    return message
+
+
 @contextmanager
 def embedding_keys() -> Iterator[None]:
-    """The backbone checks (competition.model.backbones) name recipe.model.<key>; for the frozen-feature backbone
-    of a `backbone` embedding the key the user wrote is recipe.model.embedding.<key>."""
+    """CompetitionErrors raised inside, with their keys as embedding_key words them."""
     try:
         yield
     except CompetitionError as exc:
-        message = str(exc)
-        if message.startswith("recipe.model.") and not message.startswith("recipe.model.embedding."):
-            raise CompetitionError("recipe.model.embedding." + message[len("recipe.model."):]) from None
+        message = embedding_key(str(exc))
+        if message != str(exc):
+            raise CompetitionError(message) from None
         raise
 
 
