@@ -295,8 +295,10 @@ def run_audit(
     n_folds: int = 5,
     seed: int = 42,
     threshold: float | None = None,
+    layout: Any = None,
 ) -> dict[str, Any]:
-    """Audit a contest folder; writes audit.json and closest_pairs.png into out_dir, returns the dict.
+    """Audit a contest folder (laid out as `layout`, a competition.data.contest.Layout; None: the default);
+    writes audit.json and closest_pairs.png into out_dir, returns the dict.
 
     Exact duplicates (within train, within test, across), near-duplicate pairs and groups, the share
     of test images with a near twin in train, fold leakage under stratified and near-duplicate grouped
@@ -308,7 +310,7 @@ def run_audit(
     out_dir = Path(out_dir)
     check_output(out_dir, folder=True, protected=[("the contest folder", data_root)],
                  ours=lambda folder: (folder / "audit.json").is_file())  # an audit written before the marker
-    contest = index_contest(data_root)
+    contest = index_contest(data_root, layout)
     train, test = contest.train.reset_index(drop=True), contest.test.reset_index(drop=True)
     train_paths = [Path(p) for p in train["path"]]
     test_paths = [Path(p) for p in test["path"]]

@@ -39,7 +39,7 @@ OptionalImages = Annotated[list[Path] | None, typer.Argument(help="Image files, 
 ExecutorName = Literal["process", "local", "ray"]
 BoardFormat = Literal["table", "md", "csv", "json"]
 EnsembleMethod = Literal["mean", "weighted", "rank", "geometric", "caruana", "stacking"]
-EnsembleMetric = Literal["macro_f1", "log_loss"]
+EnsembleMetric = Literal["macro_f1", "accuracy", "balanced_accuracy", "kappa", "roc_auc", "log_loss"]
 ExportFormat = Literal["keras", "savedmodel", "tflite", "onnx"]
 
 
@@ -58,6 +58,14 @@ def _main(
     """Win image-classification contests: recipes, k-fold OOF training, leaderboards, submissions."""
 
 
+class DemoLayoutName(str, Enum):
+    """A demo contest's shape (competition.demo.LAYOUTS)."""
+
+    folders = "folders"
+    aptos = "aptos"
+    isic = "isic"
+
+
 class Relation(str, Enum):
     """How a demo contest's test relates to its training set (competition.demo.RELATIONS)."""
 
@@ -74,13 +82,23 @@ def demo(
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier demo contest there (never a folder of other files).")] = False,
     relation: Annotated[Relation, typer.Option(help="What the test holds: slices of new subjects, or the next "
                                                     "slice of training subjects.")] = Relation.new_subjects,
+    layout: Annotated[DemoLayoutName, typer.Option(help="The contest's shape: class folders (macro F1), APTOS-like "
+                                                        "(train.csv id_code,diagnosis, 5 grades, kappa) or ISIC-like "
+                                                        "(patients, binary, probabilities, ROC AUC).")] = DemoLayoutName.folders,
 ) -> None:
-    """Write a small synthetic 4-class brain-MRI contest (train/, test/, sample_submission.csv)."""
+    """Write a small synthetic brain-MRI-like contest (train/, test/, sample_submission.csv, or another layout)."""
     from competition.data import index_contest, print_class_counts
     from competition.demo import make_demo
+    from competition.demo import LAYOUTS
 
-    path = make_demo(out, seed=seed, size=size, scale=scale, overwrite=overwrite, relation=relation.value)
-    contest = index_contest(path)
+    path = make_demo(out, seed=seed, size=size, scale=scale, overwrite=overwrite, relation=relation.value,
+                     layout=layout.value)
+    spec = LAYOUTS[layout.value]
+    if layout.value != "folders":
+        keys = ", ".join(f"{k}: {v}" for k, v in spec.recipe_data().items())
+        console.print(f"an {layout.value.upper()}-like contest: a recipe declares its layout and metric, as "
+                      f"recipes/demo-{layout.value}.yaml does (data: {keys})", markup=False, highlight=False)
+    contest = index_contest(path, spec.contest_layout())
     console.print(f"demo contest written to {path}: {len(contest.train)} train, {len(contest.test)} test images")
     print_class_counts(contest, console)
 
@@ -157,7 +175,7 @@ def ensemble(
     members: Annotated[list[str], typer.Argument(help="Runs to combine (names under --runs, or folders).")],
     name: Annotated[str, typer.Option("--name", help="Name of the ensemble run.")],
     method: Annotated[EnsembleMethod, typer.Option("--method", parser=str, help="How the members' probabilities are combined.")] = "caruana",
-    metric: Annotated[EnsembleMetric, typer.Option("--metric", parser=str, help="What fitted methods optimise.")] = "macro_f1",
+    metric: Annotated[EnsembleMetric | None, typer.Option("--metric", parser=str, help="What fitted methods optimise (default: the members' contest metric, recipe.data.metric).")] = None,
     runs: RunsOption = Path("runs"),
 ) -> None:
     """Combine runs that share folds, fitted and scored on their OOF; stored like a run."""
@@ -259,11 +277,14 @@ def audit(
     folds: Annotated[int, typer.Option(help="Folds of the schemes measured against the test.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of those folds.")] = 42,
     threshold: Annotated[float | None, typer.Option(help="Near-duplicate distance (1 - cosine) threshold.", show_default="0.005")] = None,
+    recipe: Annotated[Path | None, typer.Option("--recipe", help="A recipe whose data section declares the contest's layout (train_csv, id_column, ...).")] = None,
 ) -> None:
     """How the test relates to train (a verdict), each fold scheme against it, duplicates, adversarial validation."""
     from competition.audit import print_audit, run_audit
+    from competition.recipe import load_recipe
 
-    print_audit(run_audit(data, out, n_folds=folds, seed=seed, threshold=threshold), console)
+    layout = load_recipe(recipe).data.layout() if recipe is not None else None
+    print_audit(run_audit(data, out, n_folds=folds, seed=seed, threshold=threshold, layout=layout), console)
     console.print(f"audit written to {out / 'audit.json'}")
 
 
@@ -279,9 +300,9 @@ def predict(
     """Predict new images with a trained run: every fold model, the run's TTA and its saved decisions."""
     from competition.inference import predict_run
     from competition.runs import resolve_run
-    from competition.runs.run import contest_folder
+    from competition.runs.run import contest_test_folder
 
-    images = images or [contest_folder(resolve_run(run, runs), data)]
+    images = images or [contest_test_folder(resolve_run(run, runs), data)]
     result = predict_run(run, images, runs, out=out, probabilities=probabilities)
     for note in result.notes:
         console.print(note, markup=False, highlight=False)
@@ -301,9 +322,9 @@ def explain(
     name unless --max-images says otherwise; a line says when some were left out)."""
     from competition.report.explain import explain_run
     from competition.runs import resolve_run
-    from competition.runs.run import contest_folder
+    from competition.runs.run import contest_test_folder
 
-    images = images or [contest_folder(resolve_run(run, runs), data)]
+    images = images or [contest_test_folder(resolve_run(run, runs), data)]
     written = explain_run(run, images, runs, out=out, limit=max_images,
                           on_note=lambda note: console.print(note, markup=False, highlight=False))
     console.print(f"Grad-CAM grid written to {written}")

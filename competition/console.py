@@ -41,21 +41,25 @@ class Progress:
     folds_after: int = 0  # pending folds after the current one
     started: float | None = None  # time.perf_counter() when the first fold started
     epochs_seen: int = 0  # epochs finished since then
+    metric: Any = None  # the contest metric (competition.metrics.Metric) the epochs report; None: macro F1
 
     def epoch(self, epoch: int, total: int, f1: float, loss: float = float("nan")) -> None:
         """Epoch `epoch` of the fold's `total` planned epochs (counted across phases, from 1) ended with
-        training loss `loss` and validation macro F1 `f1`."""
-        self.best = max(self.best, f1)
+        training loss `loss` and validation score `f1` (the contest metric: macro F1 unless `metric` says)."""
+        title = self.metric.title if self.metric is not None else "macro F1"
+        lower = self.metric is not None and not self.metric.greater_is_better
+        if self.best == float("-inf") or (f1 < self.best if lower else f1 > self.best):
+            self.best = f1
         self.epochs_seen += 1
         eta = self.eta(epoch, total)
         where = f"fold {self.fold} ({self.fold + 1} of {self.n_folds})" if self.n_folds else f"fold {self.fold}"
         if self.bar is not None:
             self.bar.update(self.epoch_task, completed=epoch, total=total,
-                            description=f"{where} · epoch {epoch}/{total} · val macro F1 {f1:.3f} "
+                            description=f"{where} · epoch {epoch}/{total} · val {title} {f1:.3f} "
                                         f"(best {self.best:.3f}) · ETA {duration_text(eta)}")
         elif self.console is not None:
             self.console.print(f"{self.name + ': ' if self.name else ''}{where}  epoch {epoch}/{total}  "
-                               f"loss {loss:.3f}  val macro F1 {f1:.3f}  best {self.best:.3f}  "
+                               f"loss {loss:.3f}  val {title} {f1:.3f}  best {self.best:.3f}  "
                                f"ETA {duration_text(eta)}", markup=False, highlight=False, soft_wrap=True)
 
     def eta(self, epoch: int, total: int) -> float | None:

@@ -19,7 +19,9 @@ import contextlib
 import io
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -39,15 +41,73 @@ PLACEHOLDER = "NonDemented"
 MIN_TRAIN_PER_CLASS = 6
 MIN_TEST_PER_CLASS = 2
 RELATIONS = ("new_subjects", "seen_subjects")  # what the test holds
+
+
+@dataclass(frozen=True)
+class DemoLayout:
+    """How a demo contest is laid out and scored, after a public contest's shape (its description, not its
+    data): the classes and their atrophy stage (how far the phantom is from healthy), the images per class,
+    where the files go, the columns, the metric a recipe declares for it."""
+
+    classes: tuple[str, ...]
+    stage: dict[str, float]
+    train: dict[str, int]
+    test: dict[str, int]
+    placeholder: str  # the sample's value in every row
+    train_csv: tuple[str, ...] | None = None  # the labels file's columns (id, label[, group]); None: class folders
+    sample_columns: tuple[str, str] = ("id", "label")
+    train_images: str = "train"
+    test_images: str = "test"
+    id_prefix: str = ""
+    metric: str = "macro_f1"
+    task: str = "4 atrophy classes"
+
+    def recipe_data(self) -> dict[str, str]:
+        """The recipe.data keys that declare this layout (and its metric)."""
+        if self.train_csv is None:
+            return {}
+        keys = {"train_csv": "train.csv", "id_column": self.train_csv[0], "label_column": self.train_csv[1]}
+        if len(self.train_csv) > 2:
+            keys["group_column"] = self.train_csv[2]
+        if self.train_images != "train":
+            keys["train_images"] = self.train_images
+        if self.test_images != "test":
+            keys["test_images"] = self.test_images
+        return {**keys, **({"metric": self.metric} if self.metric != "macro_f1" else {})}
+
+    def contest_layout(self) -> Any:
+        """competition.data.contest.Layout of this demo layout."""
+        from competition.data.contest import Layout
+
+        return Layout(**{k: v for k, v in self.recipe_data().items() if k != "metric"})
+
+
+LAYOUTS = {
+    # The seed's own contests: train/<Class>/ folders, macro F1.
+    "folders": DemoLayout(CLASSES, STAGE, TRAIN_COUNTS, TEST_COUNTS, PLACEHOLDER),
+    # APTOS 2019 blindness detection: train.csv id_code,diagnosis, train_images/ and test_images/, grades 0-4
+    # in its proportions (1805, 370, 999, 193, 295 of 3662), quadratic weighted kappa.
+    "aptos": DemoLayout(("0", "1", "2", "3", "4"), {"0": 0.0, "1": 0.8, "2": 1.6, "3": 2.4, "4": 3.2},
+                        {"0": 246, "1": 51, "2": 136, "3": 26, "4": 41}, {"0": 59, "1": 12, "2": 33, "3": 7, "4": 9},
+                        "0", train_csv=("id_code", "diagnosis"), sample_columns=("id_code", "diagnosis"),
+                        train_images="train_images", test_images="test_images", metric="kappa",
+                        task="5 ordinal grades"),
+    # SIIM-ISIC melanoma: train.csv image_name,patient_id,target (0/1, malignant rare), patients with several
+    # images, a probability submission, ROC AUC.
+    "isic": DemoLayout(("0", "1"), {"0": 0.0, "1": 2.4}, {"0": 410, "1": 90}, {"0": 98, "1": 22}, "0",
+                       train_csv=("image_name", "target", "patient_id"), sample_columns=("image_name", "target"),
+                       id_prefix="ISIC_", metric="roc_auc", task="benign (0) or malignant (1)"),
+}
 SEVERITY_NOISE = 0.42  # std of a subject's severity around its class stage; neighbours overlap
 
 
-def class_counts(scale: float = 1.0) -> tuple[dict[str, int], dict[str, int]]:
-    """(train, test) images per class for `scale`."""
+def class_counts(scale: float = 1.0, layout: str = "folders") -> tuple[dict[str, int], dict[str, int]]:
+    """(train, test) images per class for `scale` and the demo `layout`."""
     if not scale > 0:
         raise CompetitionError(f"demo scale must be > 0, got {scale}")
-    train = {c: max(MIN_TRAIN_PER_CLASS, round(n * scale)) for c, n in TRAIN_COUNTS.items()}
-    test = {c: max(MIN_TEST_PER_CLASS, round(n * scale)) for c, n in TEST_COUNTS.items()}
+    spec = LAYOUTS[layout]
+    train = {c: max(MIN_TRAIN_PER_CLASS, round(n * scale)) for c, n in spec.train.items()}
+    test = {c: max(MIN_TEST_PER_CLASS, round(n * scale)) for c, n in spec.test.items()}
     return train, test
 
 
@@ -58,7 +118,7 @@ def _sig(x: np.ndarray, sharp: float) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(x * sharp))
 
 
-def _subject(rng: np.random.Generator, stage: int) -> dict:
+def _subject(rng: np.random.Generator, stage: float) -> dict:
     """Base anatomy of one subject; slices vary around it."""
     sev = float(np.clip(stage + rng.normal(0.0, SEVERITY_NOISE), -0.6, 3.8))
     a = rng.uniform(0.66, 0.76)  # head half-width (grid units: image spans -1..1)
@@ -233,20 +293,28 @@ def make_demo(
     *,
     overwrite: bool = False,
     relation: str = "new_subjects",
+    layout: str = "folders",
 ) -> Path:
     """Write the synthetic contest into `out_dir` (created atomically) and return it. `relation` says what the
     test holds: "new_subjects" (other subjects' slices, the default) or "seen_subjects" (the next slice of
-    training subjects, as the Alzheimer MRI test holds the top slices of the training brains).
+    training subjects, as the Alzheimer MRI test holds the top slices of the training brains). `layout` is
+    the contest's shape (LAYOUTS): "folders" (train/<Class>/, macro F1, the default), "aptos" (train.csv
+    id_code,diagnosis, train_images/, 5 ordinal grades, kappa) or "isic" (train.csv image_name,target,
+    patient_id, binary, a probability sample, ROC AUC); the recipe that declares each is
+    recipes/demo-<layout>.yaml.
 
     Raises CompetitionError for a bad argument or an occupied `out_dir`."""
     out_dir = Path(out_dir)
     if relation not in RELATIONS:
         raise CompetitionError(f"demo relation: {relation!r} is not one of: {', '.join(RELATIONS)}")
+    if layout not in LAYOUTS:
+        raise CompetitionError(f"demo layout: {layout!r} is not one of: {', '.join(LAYOUTS)}")
+    spec = LAYOUTS[layout]
     if int(seed) < 0:
         raise CompetitionError(f"demo seed must be >= 0, got {seed}")
     if size < 32:
         raise CompetitionError(f"demo size must be at least 32 pixels, got {size}")
-    train_counts, test_counts = class_counts(scale)
+    train_counts, test_counts = class_counts(scale, layout)
     if out_dir.exists():
         if not out_dir.is_dir():
             raise CompetitionError(f"{out_dir}: exists and is not a folder")
@@ -262,15 +330,15 @@ def make_demo(
     # New subjects: 2-4 training slices a subject. Seen subjects: longer scans (6-10 training slices), whose
     # next slices are the test, as the Alzheimer test holds the top slices of the training brains.
     low, high = (2, 4) if relation == "new_subjects" else (6, 10)
-    for cls in CLASSES:
+    for cls in spec.classes:
         for k in _slices_per_subject(plan_rng, train_counts[cls], low, high):
             subjects.append((cls, k, 0))
     if relation == "new_subjects":
-        for cls in CLASSES:
+        for cls in spec.classes:
             for k in _slices_per_subject(plan_rng, test_counts[cls], 1, 3):
                 subjects.append((cls, 0, k))
     else:  # the next slices of the training subjects, one more each, round the class's subjects
-        for cls in CLASSES:
+        for cls in spec.classes:
             rows = [i for i, s in enumerate(subjects) if s[0] == cls]
             for n in range(test_counts[cls]):
                 i = rows[n % len(rows)]
@@ -288,48 +356,80 @@ def make_demo(
 
     tmp = staging_folder(out_dir)  # of the user's umask, as the contest folder will be
     try:
-        for cls in CLASSES:
-            (tmp / "train" / cls).mkdir(parents=True)
-        (tmp / "test").mkdir()
+        if spec.train_csv is None:
+            for cls in spec.classes:
+                (tmp / spec.train_images / cls).mkdir(parents=True)
+        else:
+            (tmp / spec.train_images).mkdir()
+        (tmp / spec.test_images).mkdir()
         solution: list[tuple[str, str]] = []
+        labels: list[tuple[str, str, str]] = []  # a labels file's rows: (id, label, subject)
         subj_seeds = root.spawn(len(subjects) + 1)[1:]
         width = max(3, len(str(n_train_subj)))
         t_i = 0
         for i, ((cls, n_train, n_test), ss) in enumerate(zip(subjects, subj_seeds)):
             rng = np.random.default_rng(ss)
-            subj = _subject(rng, STAGE[cls])
+            subj = _subject(rng, spec.stage[cls])
             step = rng.uniform(0.08, 0.14)
             for k in range(n_train + n_test):
                 arr = _draw(subj, subj["z0"] + k * step, size, rng)
-                if k < n_train:
+                if k < n_train and spec.train_csv is None:
                     name = f"subj{numbers[i]:0{width}d}_slice{k + 1:02d}.png"
-                    (tmp / "train" / cls / name).write_bytes(_png_bytes(arr))
+                    (tmp / spec.train_images / cls / name).write_bytes(_png_bytes(arr))
+                elif k < n_train:  # a labels file: the file named by a hex id, the subject only in its column
+                    name = f"{spec.id_prefix}{plan_rng.bytes(6).hex()}"
+                    (tmp / spec.train_images / f"{name}.png").write_bytes(_png_bytes(arr))
+                    labels.append((name, cls, f"IP_{numbers[i]:0{width}d}"))
                 else:
-                    hid = ids[t_i]
+                    hid = f"{spec.id_prefix}{ids[t_i]}"
                     t_i += 1
-                    (tmp / "test" / f"{hid}.png").write_bytes(_png_bytes(arr))
+                    (tmp / spec.test_images / f"{hid}.png").write_bytes(_png_bytes(arr))
                     solution.append((hid, cls))
         solution.sort()
+        id_col, value_col = spec.sample_columns
         (tmp / "sample_submission.csv").write_text(
-            "id,label\n" + "".join(f"{hid},{PLACEHOLDER}\n" for hid, _ in solution), encoding="utf-8"
-        )
+            f"{id_col},{value_col}\n" + "".join(f"{hid},{spec.placeholder}\n" for hid, _ in solution),
+            encoding="utf-8")
         (tmp / ".solution.csv").write_text(
-            "id,label\n" + "".join(f"{hid},{cls}\n" for hid, cls in solution), encoding="utf-8"
+            f"{id_col},{value_col}\n" + "".join(f"{hid},{cls}\n" for hid, cls in solution), encoding="utf-8"
         )
-        table = "\n".join(f"| {c} | {train_counts[c]} | {test_counts[c]} |" for c in CLASSES)
-        (tmp / "README.md").write_text(
-            _README.format(
-                seed=seed, size=size, scale=scale, table=table, n_subjects=n_train_subj,
-                n_test=n_test, placeholder=PLACEHOLDER, test_from="from other subjects" if relation == "new_subjects"
-                else "that are the next slice of training subjects (their other slices are in train)",
-            ),
-            encoding="utf-8",
-        )
+        if spec.train_csv is not None:
+            labels.sort()
+            columns = spec.train_csv
+            (tmp / "train.csv").write_text(",".join(columns) + "\n" + "".join(
+                ",".join((name, cls, subject)[: len(columns)]) + "\n" for name, cls, subject in labels),
+                encoding="utf-8")
+        table = "\n".join(f"| {c} | {train_counts[c]} | {test_counts[c]} |" for c in spec.classes)
+        test_from = ("from other subjects" if relation == "new_subjects"
+                     else "that are the next slice of training subjects (their other slices are in train)")
+        readme = _README.format(seed=seed, size=size, scale=scale, table=table, n_subjects=n_train_subj,
+                                n_test=n_test, placeholder=spec.placeholder, test_from=test_from)
+        if layout != "folders":
+            readme = _layout_readme(readme, layout, spec, n_train_subj)
+        (tmp / "README.md").write_text(readme, encoding="utf-8")
         _swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _layout_readme(readme: str, layout: str, spec: DemoLayout, n_subjects: int) -> str:
+    """The demo README for a layout other than class folders: its task, metric and files."""
+    head, _, rest = readme.partition("## Task")
+    table = rest[rest.index("| class"):rest.index("\n\nThe imbalance")]
+    signal = rest[rest.index("## Signal"):rest.index("## Layout")]
+    id_col, value_col = spec.sample_columns
+    group = (f" ({spec.train_csv[2]}: {n_subjects} subjects, several images each; the recipe groups folds by it)"
+             if len(spec.train_csv or ()) > 2 else "")
+    value = ("the probability of class 1" if spec.metric == "roc_auc" else f"a grade, placeholder {spec.placeholder}")
+    return (f"{head.replace('Synthetic Alzheimer MRI contest (demo)', f'Synthetic {layout}-like contest (demo)')}"
+            f"## Task\n\n{spec.task}; the metric is {spec.metric} (recipes/demo-{layout}.yaml declares it).\n\n"
+            f"{table}\n\n{signal}## Layout\n\n"
+            f"- `train.csv`: `{','.join(spec.train_csv or ())}`{group}; images in `{spec.train_images}/<id>.png`.\n"
+            f"- `{spec.test_images}/<id>.png`: the test images.\n"
+            f"- `sample_submission.csv`: `{id_col},{value_col}`, {value}.\n"
+            f"- `.solution.csv`: the hidden answer key, for measuring real test scores.\n")
 
 
 def is_demo(folder: Path) -> bool:

@@ -68,7 +68,7 @@ def _check_data(name: str, root: Path, recipe: Any = None) -> Check:
     from competition.data import index_contest, unreadable_message
 
     try:
-        contest = index_contest(root)
+        contest = index_contest(root, recipe.data.layout() if recipe is not None else None)
     except CompetitionError as exc:
         detail = _one_line(exc)
         if str(root) not in detail:

@@ -24,21 +24,23 @@ from threadpoolctl import threadpool_limits
 
 from competition.errors import CompetitionError
 from competition.files import check_output, locked
+from competition.metrics import METRICS as CONTEST_METRICS
 from competition.metrics import EPS, cross_fit_predict, fast_macro_f1, log_proba, macro_f1
 from competition.runs import Run, check_same_folds, save_run
 from competition.runs.run import check_one_contest
 from competition.runs.folder import building, holds, lock_holder, run_name_problem, write_recipe
 
-METRICS = ("macro_f1", "log_loss")
-
-
 def ensemble_score(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
-    """Higher-is-better score of (y, proba) for the searches: macro F1, or minus the mean log loss."""
+    """Higher-is-better score of (y, proba) for the searches: any registered contest metric (competition.metrics.
+    METRICS), oriented (a loss negated); macro F1 and log loss by their fast paths."""
     if metric == "macro_f1":
         return lambda y, proba: fast_macro_f1(y, proba.argmax(axis=1), proba.shape[1])
     if metric == "log_loss":
         return lambda y, proba: float(log_proba(proba[np.arange(len(y)), y]).mean())
-    raise CompetitionError(f"ensemble metric: unknown '{metric}'; known: {', '.join(METRICS)}")
+    if metric not in CONTEST_METRICS:
+        raise CompetitionError(f"ensemble metric: unknown '{metric}'; known: {', '.join(CONTEST_METRICS)}")
+    scorer = CONTEST_METRICS[metric]
+    return lambda y, proba: scorer.oriented(scorer(y, proba))
 
 
 def blend(weights: np.ndarray, P: np.ndarray) -> np.ndarray:
@@ -274,20 +276,22 @@ def ensemble_dir(runs_dir: str | Path, name: str) -> Path:
 
 
 def build_ensemble(
-    runs: list[Run], method: str, name: str, runs_dir: str | Path, metric: str = "macro_f1"
+    runs: list[Run], method: str, name: str, runs_dir: str | Path, metric: str | None = None
 ) -> Path:
-    """Fit `method` on the members' OOF and write runs_dir/name as a run of kind 'ensemble'."""
-    estimator = make_ensembler(method, metric)
-    out = ensemble_dir(runs_dir, name)
+    """Fit `method` on the members' OOF and write runs_dir/name as a run of kind 'ensemble'. `metric`: what a
+    fitted method optimises; None: the members' contest metric (recipe.data.metric)."""
     if len(runs) < 2:
         raise CompetitionError(f"ensemble '{name}': needs at least 2 runs, got {len(runs)}")
+    check_one_contest(runs, f"ensemble '{name}'")  # one contest, one contest metric
+    metric = metric or runs[0].record.metric
+    estimator = make_ensembler(method, metric)
+    out = ensemble_dir(runs_dir, name)
     members = [r.name for r in runs]
     if len(set(members)) != len(members):
         raise CompetitionError(f"ensemble '{name}': a run is listed twice in {members}")
     if name in members:
         raise CompetitionError(f"ensemble '{name}': has the same name as one of its members")
     check_replaceable(name, out, runs)
-    check_one_contest(runs, f"ensemble '{name}'")
     check_same_folds(runs)
 
     first = runs[0]
@@ -380,6 +384,10 @@ def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Ru
     members = [r.name for r in runs]
     used = [r for r, w in zip(runs, weights if weights is not None else [1.0] * len(runs), strict=True) if w > 0]
     kinds = sorted({k for r in used for k in r.model_kinds})
+    contest = first.metric  # the members' contest metric (check_one_contest): what the ensemble is scored by
+    scored = ({} if contest.name == "macro_f1" else
+              {"contest_metric": contest.name, "in_sample_score": contest(first.y, in_sample),
+               "member_scores": {r.name: r.score() for r in runs}})
     return save_run(
         out,
         name=name,
@@ -405,46 +413,56 @@ def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Ru
             "in_sample_macro_f1": macro_f1(first.y, in_sample),
             "oof_macro_f1": macro_f1(first.y, oof),
             "member_macro_f1": {r.name: macro_f1(r.y, r.oof) for r in runs},
+            **scored,
             "oof_is": oof_is,
             # as the first member stores it, relative to its contest folder: spelled out whole here, since
             # save_run takes a relative path from the working folder before storing it relative again
             "sample_submission": _stored_path(first, "sample_submission"),
             "data_root": first.record.data_root,
+            **({"layout": first.record.layout} if first.record.layout else {}),
             **extra,
         },
     )
 
 
 def ensemble_summary(run: Run) -> dict[str, Any] | None:
-    """What an ensemble rests on, from its run.json (None for a model run): `method`, `oof_is`, `members` as
-    [{"name", "weight" (float, or None for methods without weights), "macro_f1" (the member's OOF macro F1, or
-    None when not recorded)}], `nested_macro_f1` (its saved OOF: for fitted methods each fold predicted by an
-    ensembler fitted on the other folds (cross_val_oof), the honest figure the leaderboard ranks),
-    `in_sample_macro_f1` (fitted and scored on the same OOF rows: optimistic; equal to the nested figure for
-    methods that fit nothing), `best_member` and `best_member_macro_f1` (None when no member score is known: a
-    score not in run.json is read from the member's run beside the ensemble)
-    and `vs_best_member` (nested minus best member: below zero, the ensemble loses to one of its own members)."""
+    """What an ensemble rests on, from its run.json (None for a model run), every figure by the contest metric
+    (`metric`, a competition.metrics.Metric; run.json's member_scores and in_sample_score, or for macro F1 its
+    member_macro_f1 and in_sample_macro_f1): `method`, `oof_is`, `members` as [{"name", "weight" (float, or None
+    for methods without weights), "score" (the member's OOF score, or None when not recorded)}], `nested` (its
+    saved OOF: for fitted methods each fold predicted by an ensembler fitted on the other folds
+    (cross_val_oof), the honest figure the leaderboard ranks), `in_sample` (fitted and scored on the same OOF
+    rows: optimistic; equal to the nested figure for methods that fit nothing), `best_member` and
+    `best_member_score` (None when no member score is known: a score not in run.json is read from the member's
+    run beside the ensemble) and `vs_best_member` (nested against the best member, in the metric's direction:
+    below zero, the ensemble loses to one of its own members)."""
     if run.kind != "ensemble":
         return None
-    record = run.record
+    record, metric = run.record, run.metric
+    recorded, in_sample = record.member_macro_f1, record.in_sample_macro_f1
+    if metric.name != "macro_f1":
+        scores = record.raw.get("member_scores")
+        recorded = ({str(k): float(v) for k, v in scores.items() if isinstance(v, int | float)}
+                    if isinstance(scores, dict) else {})
+        value = record.raw.get("in_sample_score")
+        in_sample = float(value) if isinstance(value, int | float) else None
     names = record.members
     weights: list[float | None] = list(record.weights) if record.weights is not None else [None] * len(names)
-    members = [{"name": n, "weight": w,
-                "macro_f1": record.member_macro_f1[n] if n in record.member_macro_f1 else _member_score(run, n)}
+    members = [{"name": n, "weight": w, "score": recorded[n] if n in recorded else _member_score(run, n)}
                for n, w in zip(names, weights, strict=True)]
-    nested = macro_f1(run.y, run.oof)
-    in_sample = record.in_sample_macro_f1
-    scored = [m for m in members if m["macro_f1"] is not None]
-    best = max(scored, key=lambda m: m["macro_f1"]) if scored else None
+    nested = run.score()
+    scored = [m for m in members if m["score"] is not None]
+    best = max(scored, key=lambda m: metric.oriented(m["score"])) if scored else None
     return {
+        "metric": metric,
         "method": record.method,
         "oof_is": record.oof_is,
         "members": members,
-        "nested_macro_f1": nested,
-        "in_sample_macro_f1": in_sample,
+        "nested": nested,
+        "in_sample": in_sample,
         "best_member": best["name"] if best else None,
-        "best_member_macro_f1": best["macro_f1"] if best else None,
-        "vs_best_member": nested - best["macro_f1"] if best else None,
+        "best_member_score": best["score"] if best else None,
+        "vs_best_member": metric.oriented(nested) - metric.oriented(best["score"]) if best else None,
     }
 
 
@@ -458,17 +476,17 @@ def _stored_path(run: Run, key: str) -> str:
 
 
 def _member_score(ensemble: Run, member: str) -> float | None:
-    """A member's OOF macro F1 read from its run beside the ensemble (ensembles written before run.json
-    recorded them); None when that run is not there or does not read."""
+    """A member's OOF score (the ensemble's contest metric) read from its run beside the ensemble (ensembles
+    written before run.json recorded them); None when that run is not there or does not read."""
     try:
         run = Run.load(ensemble.path.parent / member)
     except CompetitionError:
         return None
-    return macro_f1(run.y, run.oof)
+    return ensemble.metric(run.y, run.oof)
 
 
 def ensemble_runs(members: list[str], *, method: str, name: str, runs_dir: str | Path = "runs",
-                  metric: str = "macro_f1") -> Path:
+                  metric: str | None = None) -> Path:
     """`competition ensemble`: load the member runs by name or folder, then build_ensemble."""
     from competition.runs import resolve_run
 

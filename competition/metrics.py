@@ -1,12 +1,22 @@
-"""Contest metrics on labels and probabilities (scikit-learn does the counting)."""
+"""Contest metrics on labels and probabilities (scikit-learn does the counting).
+
+`METRICS` is the registry of the scores a contest can be judged by (recipe.data.metric); each `Metric` says its
+direction and whether it reads labels or probabilities, and every choice the tool makes (the epoch a fold keeps,
+early stopping, the ensemblers, `submit`'s candidate, the leaderboard's order) goes through `Metric.oriented`,
+which is larger for better whatever the direction. Macro F1 keeps its fast confusion-matrix paths below
+(`fast_macro_f1`, `bootstrap_ci`), as it is the default and the one the decision tuner optimises.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, cohen_kappa_score, f1_score,
+                             log_loss, precision_recall_fscore_support, roc_auc_score)
 
 EPS = 1e-7  # probabilities are clipped to [EPS, 1] before a log
 
@@ -134,3 +144,139 @@ def fold_scores(y: np.ndarray, proba: np.ndarray, folds: np.ndarray) -> list[flo
     pred = proba.argmax(axis=1) if np.ndim(proba) == 2 else np.asarray(proba)
     k = proba.shape[1] if np.ndim(proba) == 2 else int(max(y.max(), pred.max()) + 1)
     return [fast_macro_f1(y[folds == f], pred[folds == f], k) for f in np.unique(folds)]
+
+
+# ---------------------------------------------------------------- the registry of contest metrics
+
+
+def _labels(proba_or_pred: np.ndarray) -> np.ndarray:
+    return proba_or_pred.argmax(axis=1) if np.ndim(proba_or_pred) == 2 else np.asarray(proba_or_pred)
+
+
+def _roc_auc(y: np.ndarray, proba: np.ndarray) -> float:
+    """ROC AUC: of the second class's probability with two classes (Kaggle's binary AUC), else one-vs-rest
+    macro over the classes present (sklearn's multi_class="ovr"); NaN when y holds one class only."""
+    present = np.unique(y)
+    if len(present) < 2:
+        return float("nan")
+    if proba.shape[1] == 2:
+        return float(roc_auc_score(y, proba[:, 1]))
+    scores = [roc_auc_score(y == c, proba[:, c]) for c in present]
+    return float(np.mean(scores))
+
+
+def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    clipped = np.clip(np.asarray(proba, dtype=np.float64), EPS, 1.0)
+    return float(log_loss(y, clipped / clipped.sum(axis=1, keepdims=True), labels=np.arange(proba.shape[1])))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A contest metric. `needs` "labels": scored on the argmax class (a probability matrix is turned into one);
+    "probabilities": on float (n, k) probabilities (class indices are one-hot). `greater_is_better` False for a
+    loss. `monitor`: the Keras log key a fold's training watches (competition.engine.callbacks)."""
+
+    name: str
+    title: str
+    needs: Literal["labels", "probabilities"]
+    greater_is_better: bool
+    function: Callable[[np.ndarray, np.ndarray], float]
+    short: str = ""  # a table header's name ("QW kappa"); the title when empty
+
+    def __call__(self, y: np.ndarray, proba_or_pred: np.ndarray, n_classes: int | None = None) -> float:
+        """The metric of int class indices `y` (n,) against probabilities (n, k) or class indices (n,)."""
+        y = np.asarray(y, dtype=np.int64)
+        given = np.asarray(proba_or_pred)
+        if self.name == "macro_f1":  # every class of the matrix counts, absent ones as 0 (as everywhere before)
+            return macro_f1(y, given)
+        if self.needs == "labels":
+            return float(self.function(y, _labels(given)))
+        if given.ndim == 1:
+            k = n_classes or int(max(y.max(initial=0), given.max(initial=0)) + 1)
+            given = np.eye(k)[given.astype(np.int64)]
+        return float(self.function(y, given))
+
+    def oriented(self, value: float) -> float:
+        """`value` made larger-is-better (a loss negated): what every choice compares."""
+        return value if self.greater_is_better else -value
+
+    @property
+    def monitor(self) -> str:
+        """The Keras log key of this metric on a fold's validation rows (ValidationScore writes it)."""
+        return "val_loss" if self.name == "log_loss" else f"val_{self.name}"
+
+    @property
+    def header(self) -> str:
+        return self.short or self.title
+
+    @property
+    def mode(self) -> str:
+        return "max" if self.greater_is_better else "min"
+
+
+def _register(*metrics: Metric) -> dict[str, Metric]:
+    return {m.name: m for m in metrics}
+
+
+METRICS = _register(
+    Metric("macro_f1", "macro F1", "labels", True, lambda y, p: macro_f1(y, p)),
+    Metric("accuracy", "accuracy", "labels", True, lambda y, p: float(accuracy_score(y, p))),
+    Metric("balanced_accuracy", "balanced accuracy", "labels", True,
+           lambda y, p: float(balanced_accuracy_score(y, p)), short="bal. accuracy"),
+    # Quadratic weighted kappa (APTOS): the classes, in sorted order, are the grades.
+    Metric("kappa", "quadratic weighted kappa", "labels", True,
+           lambda y, p: float(cohen_kappa_score(y, p, weights="quadratic")) if len(np.unique(np.r_[y, p])) > 1
+           else 0.0, short="QW kappa"),
+    Metric("roc_auc", "ROC AUC", "probabilities", True, _roc_auc),
+    Metric("log_loss", "log loss", "probabilities", False, _log_loss),
+)
+DEFAULT_METRIC = "macro_f1"
+
+
+def get_metric(name: str | None) -> Metric:
+    """The registered metric `name` (None: macro F1); CompetitionError naming recipe.data.metric, with a did-you-
+    mean, for an unknown one."""
+    from competition.errors import CompetitionError
+    from competition.registry import unknown_name
+
+    problem = unknown_name(name or DEFAULT_METRIC, METRICS, "metric")
+    if problem:
+        raise CompetitionError(f"recipe.data.metric: {problem}")
+    return METRICS[name or DEFAULT_METRIC]
+
+
+def metric_ci(metric: Metric, y: np.ndarray, proba: np.ndarray, groups: np.ndarray | None = None,
+              n_boot: int = 400, seed: int = 0, alpha: float = 0.05) -> dict[str, float]:
+    """Percentile bootstrap interval of any metric: {"value", "low", "high", "std"}. Macro F1 goes through the
+    exact multinomial shortcut of `bootstrap_ci`; the others resample rows, or whole subjects with `groups` (the
+    cluster bootstrap), and rescore (draws that score NaN, one class only for an AUC, are dropped)."""
+    if metric.name == "macro_f1":
+        ci = bootstrap_ci(y, proba, groups=groups, seed=seed, alpha=alpha)
+        return {"value": ci["macro_f1"], "low": ci["low"], "high": ci["high"], "std": ci["std"]}
+    y = np.asarray(y, dtype=np.int64)
+    value = metric(y, proba)
+    rng = np.random.default_rng(seed)
+    if groups is not None:
+        _, g = np.unique(np.asarray(groups), return_inverse=True)
+        members = [np.flatnonzero(g == i) for i in range(int(g.max()) + 1)]
+    draws = []
+    for _ in range(n_boot):
+        if groups is not None:
+            rows = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        else:
+            rows = rng.integers(0, len(y), len(y))
+        draws.append(metric(y[rows], proba[rows], n_classes=np.shape(proba)[-1] if np.ndim(proba) == 2 else None))
+    scores = np.asarray(draws, dtype=np.float64)
+    scores = scores[np.isfinite(scores)]
+    if not len(scores):
+        return {"value": value, "low": float("nan"), "high": float("nan"), "std": float("nan")}
+    low, high = np.quantile(scores, [alpha / 2, 1 - alpha / 2])
+    return {"value": value, "low": float(low), "high": float(high), "std": float(scores.std())}
+
+
+def fold_metric(metric: Metric, y: np.ndarray, proba: np.ndarray, folds: np.ndarray) -> list[float]:
+    """The metric of each fold's OOF rows, in fold order."""
+    if metric.name == "macro_f1":
+        return fold_scores(y, proba, folds)
+    y, folds = np.asarray(y), np.asarray(folds)
+    return [metric(y[folds == f], proba[folds == f], n_classes=np.shape(proba)[-1]) for f in np.unique(folds)]

@@ -55,6 +55,10 @@ def _not_a_bool(kind: str) -> BeforeValidator:
 # Numbers of the recipe: ints and floats that refuse booleans (strings of numbers, as `1e-3`, which YAML 1.1
 # reads as a string, still convert); booleans that refuse numbers and strings (Strict).
 Int = Annotated[int, _not_a_bool("int")]
+# A file, folder or column name a recipe declares: text, not empty
+Name = Annotated[str, Field(min_length=1, max_length=255)]
+LAYOUT_KEYS = ("train_csv", "id_column", "label_column", "group_column", "train_images", "test_images",
+               "sample_submission")
 Float = Annotated[float, _not_a_bool("float")]
 Bool = Annotated[bool, Strict()]
 
@@ -90,6 +94,25 @@ class DataConfig(Section):
     crop_margin: Annotated[Float, Field(ge=0, le=1)] = 0.05
     standardize: Literal["none", "image"] = "none"
     foreground_threshold: Annotated[Int, Field(ge=0, le=254)] = 10  # grey level out of 255, for crop and standardize
+    # Where the contest keeps its files and what its labels file's columns are called (competition.data.contest.
+    # Layout; paths relative to the contest folder). The defaults read train/<Class>/ folders or train.csv
+    # (id,label) with train/, test/ and sample_submission.csv. group_column groups the folds by subject.
+    train_csv: Name | None = None
+    id_column: Name = "id"
+    label_column: Name = "label"
+    group_column: Name | None = None
+    train_images: Name = "train"
+    test_images: Name = "test"
+    sample_submission: Name = "sample_submission.csv"
+    # What the contest is scored by (competition.metrics.METRICS): every choice the tool makes follows it.
+    metric: str = "macro_f1"
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        from competition.metrics import METRICS
+
+        return check_name(value, METRICS, "metric")
 
     @model_serializer(mode="wrap")
     def _omit_defaults_of_later_fields(self, handler: Any) -> Any:
@@ -101,7 +124,7 @@ class DataConfig(Section):
                 dumped.pop("on_bad_image")
             if dumped.get("intensity_window", 0) is None:
                 dumped.pop("intensity_window")
-            for key in ("crop", "crop_margin", "standardize", "foreground_threshold"):
+            for key in ("crop", "crop_margin", "standardize", "foreground_threshold", "metric", *LAYOUT_KEYS):
                 if key in dumped and dumped[key] == type(self).model_fields[key].default:
                     dumped.pop(key)
         return dumped
@@ -126,6 +149,12 @@ class DataConfig(Section):
         if value is not None and not value[0] < value[1]:
             raise ValueError(f"expected [low, high] with low < high, got {shown(list(value))}")
         return value
+
+    def layout(self) -> Any:
+        """competition.data.contest.Layout of this section: where the contest's files are."""
+        from competition.data.contest import Layout
+
+        return Layout(**{key: getattr(self, key) for key in LAYOUT_KEYS})
 
     def decode_options(self) -> Any:
         """competition.data.decode.DecodeOptions of this section: how every image of the recipe is decoded."""
@@ -493,6 +522,15 @@ class Recipe(Section):
         return value
 
     @model_validator(mode="after")
+    def _group_column_groups_the_folds(self) -> Recipe:
+        # A declared subject column is what the folds group by, unless the recipe groups otherwise (group_by: none
+        # for no groups; cv.scheme: stratified).
+        column = self.data.group_column
+        if column is not None and self.cv.group_by is None and self.cv.scheme != "stratified":
+            self.cv.group_by = f"column:{column}"
+        return self
+
+    @model_validator(mode="after")
     def _check_augment(self) -> Recipe:
         # Checks across sections, run on every validation so `doctor` and `train` fail alike, before decoding.
         from competition.augment import check_pipeline
@@ -562,6 +600,7 @@ def check_with_contest(recipe: Recipe, contest: Any, console: Any = None) -> Non
     from competition.folds import make_folds, parse_group_by, resolve_groups
 
     check_classes(recipe.balance, list(contest.classes))
+    _check_metric_with_sample(recipe.data.metric, contest)
     from competition.model.classic import is_transductive
 
     if is_transductive(recipe.model.kind) and len(contest.test) == 0:
@@ -579,6 +618,29 @@ def check_with_contest(recipe: Recipe, contest: Any, console: Any = None) -> Non
         note = intensity_note(paths, recipe.data.intensity_window)
         if note:
             console.print(note, markup=False, highlight=False)
+
+
+def _check_metric_with_sample(name: str, contest: Any) -> None:
+    """A metric that scores probabilities (ROC AUC, log loss) needs a sample that asks for them: one column per
+    class, or one column of numbers in a two-class contest. CompetitionError naming the key and the sample."""
+    from competition.data.contest import sample_format, value_columns
+    from competition.files import read_string_csv
+    from competition.metrics import get_metric
+
+    metric = get_metric(name)
+    if metric.needs != "probabilities":
+        return
+    sample = read_string_csv(contest.sample_path)
+    kind = sample_format(sample, contest.classes, probabilities=True)
+    if kind == "labels":
+        column = value_columns(sample)[0]
+        raise CompetitionError(f"recipe.data.metric: {name!r} scores probabilities, but {contest.sample_path} asks for "
+                               f"labels (column {column!r} holds class names such as "
+                               f"{str(sample[column].iloc[0])!r}); choose a metric of labels (macro_f1, accuracy, "
+                               "balanced_accuracy, kappa) or check the sample")
+    if kind == "binary" and len(contest.classes) != 2:
+        raise CompetitionError(f"recipe.data.metric: {name!r} with a one-column sample ({contest.sample_path}) needs "
+                               f"two classes; the contest has {len(contest.classes)}")
 
 
 # ---------------------------------------------------------------- loading and errors

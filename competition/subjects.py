@@ -136,10 +136,10 @@ def _signatures(run: Any) -> tuple[np.ndarray, np.ndarray]:
     root = run.data_root
     if root is None or not Path(root).is_dir():
         raise CompetitionError(f"run '{run.name}': contest folder not found ({root}); pass --data DIR")
-    test = index_contest(root).test.set_index("id")
+    test = index_contest(root, run.record.contest_layout()).test.set_index("id")
     missing = [i for i in run.test_ids if i not in test.index]
     if missing:
-        raise CompetitionError(f"run '{run.name}': test image '{missing[0]}' is not in {root}/test")
+        raise CompetitionError(f"run '{run.name}': test image '{missing[0]}' is not in the test images of {root}")
     return image_signatures(list(run.paths)), image_signatures(list(test.loc[list(run.test_ids), "path"]))
 
 
@@ -165,7 +165,7 @@ def aggregate_run(run: Any, name: str, runs_dir: str | Path, threshold: float | 
     recipe = {"kind": "ensemble", "method": METHOD, "threshold": averager.threshold_,
               "members": [{"name": run.name, "recipe_hash": run.recipe_hash}]}
     # the averaging fits nothing on the scores (the threshold comes from label purity): its OOF is unfitted
-    return write_ensemble(out, name, recipe, [run], oof, test, metric="macro_f1", weights=[1.0], in_sample=oof,
+    return write_ensemble(out, name, recipe, [run], oof, test, metric=run.record.metric, weights=[1.0], in_sample=oof,
                           oof_is="unfitted", extra={"subjects": record})
 
 

@@ -36,9 +36,11 @@ SHOW = 5  # rows/values named per problem before "and N more"
 SUM_TOLERANCE = 1e-3
 LOG_FILE = "log.csv"  # in the folder of the submissions it logs
 # file: the submission's name (beside the log); oof_macro_f1: the run's OOF macro F1 (an ensemble's nested-CV
-# one); tuned: yes when per-class decision offsets were applied; honest_macro_f1: what the file is expected to
-# score (with tuning, its nested-CV figure); message: the user's note (`submit --message`)
-LOG_COLUMNS = ["time", "file", "run", "recipe_hash", "oof_macro_f1", "tuned", "honest_macro_f1", "message"]
+# one); tuned: yes when per-class decision offsets were applied; honest_macro_f1: the macro F1 the file is
+# expected to score (with tuning, its nested-CV figure); message: the user's note (`submit --message`); metric:
+# the contest metric (recipe.data.metric); expected: the file's expected score by it (the honest figure)
+LOG_COLUMNS = ["time", "file", "run", "recipe_hash", "oof_macro_f1", "tuned", "honest_macro_f1", "message",
+               "metric", "expected"]
 
 
 def _rows(positions: np.ndarray, values: list[str] | None = None) -> str:
@@ -55,12 +57,16 @@ def _is_empty(column: pd.Series) -> np.ndarray:
     return (column.isna() | column.astype(str).str.strip().eq("")).to_numpy()
 
 
-def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list[str] | None = None) -> list[str]:
+def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list[str] | None = None, *,
+                        probabilities: bool | None = None) -> list[str]:
     """Every way `frame` differs from what the sample's format demands; empty list means valid. Rows may come in
     any order (the id set must equal the sample's, each id once), as Kaggle accepts.
 
     Labels are checked against `classes` only when given: a sample's placeholder labels
-    (often all one class) are not the vocabulary.
+    (often all one class) are not the vocabulary. `probabilities`: whether the contest metric reads
+    probabilities (contest.sample_format); None when unknown (`validate` without a run): a one-column sample of
+    whole numbers answered with numbers that are not all class names is read as the positive class's
+    probability, as an AUC contest's 0/1 sample is.
     """
     problems: list[str] = []
     expected, got = [sample.columns[0], *submission_values(sample)], list(frame.columns)
@@ -105,7 +111,15 @@ def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list
         # writes keep the sample's order all the same)
 
     value_columns = [c for c in expected[1:] if c in got]
-    kind = sample_format(sample, classes)
+    kind = sample_format(sample, classes, probabilities=bool(probabilities))
+    if (probabilities is None and kind == "labels" and len(value_columns) == 1
+            and sample_format(sample, classes, probabilities=True) == "binary"):
+        written = frame[value_columns[0]].astype(str).str.strip()
+        numeric = pd.to_numeric(written, errors="coerce").notna().all()
+        fractions = not written.str.fullmatch(r"[+-]?\d+").all()
+        known_pair = classes is not None and len(classes) == 2 and not written.isin(list(classes)).all()
+        if numeric and (fractions or known_pair):
+            kind = "binary"  # a 0/1 sample answered with probabilities (an AUC contest): both readings are the sample's
     if kind != "labels":
         values = {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64) for c in value_columns}
         for c, v in values.items():
@@ -173,14 +187,15 @@ def label_classes(sample_path: str | Path, classes: Sequence[str] | None = None,
     known: list[str] | None = None
     where: list[str] = []
     unknown = "the sample is not in a contest folder"
-    if (root / "train").is_dir() or (root / "train.csv").is_file():
+    loaded = Run.load(resolve_run(run, runs_dir)) if run is not None else None
+    layout = loaded.record.contest_layout() if loaded is not None else None  # the run's contest's layout
+    if (root / (layout.train_images if layout else "train")).is_dir() or (root / "train.csv").is_file() or layout:
         try:
-            known = list(index_contest(root).classes)
+            known = list(index_contest(root, layout).classes)
             where.append(f"the training classes of {root}")
         except CompetitionError as exc:
             unknown = f"its contest folder does not read: {exc}"
-    if run is not None:
-        loaded = Run.load(resolve_run(run, runs_dir))
+    if loaded is not None:
         known = [c for c in (known if known is not None else loaded.classes) if c in loaded.classes]
         where.append(f"run {loaded.name}'s classes")
     if known is None:
@@ -209,11 +224,12 @@ def make_submission(
     tuner: DecisionTuner | None = None,
     log_path: Path | None = None,
     *,
-    honest_macro_f1: float | None = None,
+    honest: float | None = None,
     message: str = "",
 ) -> Path:
     """Write run's test predictions in the sample's columns and id order; refuse if invalid. With `log_path`,
-    append a row to that CSV (LOG_COLUMNS; `honest_macro_f1` defaults to the run's OOF macro F1)."""
+    append a row to that CSV (LOG_COLUMNS; `honest`, the expected score by the run's contest metric, defaults to
+    the run's OOF score)."""
     sample = read_csv_strings(sample_path)
     if len(sample.columns) < 2:
         raise CompetitionError(f"{sample_path}: sample needs an id column and at least one value column")
@@ -229,7 +245,8 @@ def make_submission(
     test = np.asarray(run.test, dtype=np.float64)[[position[i] for i in sample_ids]]
 
     rows: dict[str, object] = {id_column: sample_ids}
-    kind = sample_format(sample, run.classes)
+    wants_probabilities = run.metric.needs == "probabilities"
+    kind = sample_format(sample, run.classes, probabilities=wants_probabilities)
     if kind == "binary":
         if tuner is not None:
             raise CompetitionError(f"{sample_path}: a decision tuner applies to label submissions, not probabilities")
@@ -248,7 +265,7 @@ def make_submission(
         rows[value_columns[0]] = np.asarray(run.classes, dtype=object)[pred]
     frame = pd.DataFrame(rows, columns=[id_column, *value_columns])
 
-    problems = validate_submission(frame, sample, run.classes)
+    problems = validate_submission(frame, sample, run.classes, probabilities=wants_probabilities)
     if problems:
         raise CompetitionError(f"submission for run '{run.name}' refused: " + "; ".join(problems))
     out_path = Path(out_path)
@@ -258,6 +275,7 @@ def make_submission(
     if log_path is not None:
         log_path = Path(log_path)
         oof_macro_f1 = macro_f1(run.y, run.oof)
+        expected = run.score() if honest is None else honest
         entry = {
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "file": out_path.name if out_path.parent.resolve() == log_path.parent.resolve() else str(out_path),
@@ -265,8 +283,10 @@ def make_submission(
             "recipe_hash": run.recipe_hash,
             "oof_macro_f1": f"{oof_macro_f1:.6f}",
             "tuned": "yes" if tuner is not None else "no",
-            "honest_macro_f1": f"{oof_macro_f1 if honest_macro_f1 is None else honest_macro_f1:.6f}",
+            "honest_macro_f1": f"{expected if run.metric.name == 'macro_f1' else oof_macro_f1:.6f}",
             "message": " ".join(message.split()),
+            "metric": run.metric.name,
+            "expected": f"{expected:.6f}",
         }
         with locked(log_path):  # read, one row added, written back: never while another submit does the same
             log = read_string_csv(log_path) if log_path.is_file() else pd.DataFrame(columns=LOG_COLUMNS)
@@ -300,26 +320,28 @@ def check_outputs(run: Run, sample_path: str | Path, out_path: str | Path, log_p
 
 @dataclass
 class Choice:
-    """The run `choose_run` picked: its folder, name, honest OOF macro F1 and the one line saying why."""
+    """The run `choose_run` picked: its folder, name, honest OOF score by the contest metric (`metric`, a
+    competition.metrics.Metric) and the one line saying why."""
 
     path: Path
     name: str
-    macro_f1: float
+    score: float
     reason: str
+    metric: Any = None
 
 
 @dataclass
 class Submitted:
     """What `submit` did: the file written, the log it went into, the choice, the tuning figures (None without
-    --tune), whether decision offsets were applied (tuned now or saved by an earlier --tune), and the macro F1
-    the file is honestly expected to score (OOF; with offsets, their nested-CV figure)."""
+    --tune), whether decision offsets were applied (tuned now or saved by an earlier --tune), and the score (by
+    the contest metric) the file is honestly expected to score (OOF; with offsets, their nested-CV figure)."""
 
     path: Path
     log: Path
     choice: Choice
     tuning: dict[str, Any] | None
     tuned: bool
-    honest_macro_f1: float
+    honest: float
     notes: list[str] = field(default_factory=list)  # decisions not applied, and why (one line each)
 
     def lines(self) -> list[str]:
@@ -335,8 +357,8 @@ class Submitted:
         elif self.tuned:
             lines.append("decision offsets saved by an earlier submit --tune applied")
         lines += self.notes
-        lines.append(f"submission written to {self.path} (expected macro F1 {self.honest_macro_f1:.4f}; "
-                     f"logged in {self.log})")
+        title = self.choice.metric.title if self.choice.metric is not None else "macro F1"
+        lines.append(f"submission written to {self.path} (expected {title} {self.honest:.4f}; logged in {self.log})")
         return lines
 
 
@@ -362,44 +384,46 @@ def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "
         if not runs:
             raise CompetitionError(f"{runs_dir}: no finished runs to submit")
         left_out = f"; damaged, not considered: {', '.join(n for n, _ in damaged)}" if damaged else ""
-    check_one_contest(runs, "submit")  # a submission answers one contest: never the best of two
-    scores = {id(r): macro_f1(r.y, r.oof) for r in runs}
+    check_one_contest(runs, "submit")  # a submission answers one contest (and its metric): never the best of two
+    metric = runs[0].metric
+    scores = {id(r): r.score() for r in runs}
     # An estimate likely optimistic for its kind of model on this test (competition.folds.estimate_doubt) ranks
     # after every trusted one: its figure is not a promise about the test.
     doubts = {id(r): r.estimate_doubt() for r in runs}
-    ranked = sorted(runs, key=lambda r: (doubts[id(r)] is None, scores[id(r)], r.kind != "ensemble"), reverse=True)
+    ranked = sorted(runs, key=lambda r: (doubts[id(r)] is None, metric.oriented(scores[id(r)]), r.kind != "ensemble"),
+                    reverse=True)
     best = ranked[0]
     score = scores[id(best)]
     summary = ensemble_summary(best)
     if len(runs) == 1:
-        reason = f"{best.name} as named (OOF macro F1 {score:.4f})"
+        reason = f"{best.name} as named (OOF {metric.title} {score:.4f})"
         if summary is not None and summary["vs_best_member"] is not None and summary["vs_best_member"] <= 0:
             reason += (f"; but its best member {summary['best_member']} scores {-summary['vs_best_member']:.4f} "
-                       f"higher ({summary['best_member_macro_f1']:.4f}) under nested CV: name both, or none, "
+                       f"better ({summary['best_member_score']:.4f}) under nested CV: name both, or none, "
                        "to have the better one chosen")
-        return Choice(best.path, best.name, score, reason)
+        return Choice(best.path, best.name, score, reason, metric)
     trusted = sum(d is None for d in doubts.values())
     among = f"{trusted} trusted" if 0 < trusted < len(runs) else str(len(runs))
-    reason = (f"{best.name}: the best honest OOF macro F1 of {among} candidate{'s' * (among != '1' and trusted != 1)}"
-              f", {score:.4f}")
+    reason = (f"{best.name}: the best honest OOF {metric.title} of {among} "
+              f"candidate{'s' * (among != '1' and trusted != 1)}, {score:.4f}")
     if summary is not None and summary["vs_best_member"] is not None:
-        reason += (f"; it beats its best member {summary['best_member']} ({summary['best_member_macro_f1']:.4f}) "
+        reason += (f"; it beats its best member {summary['best_member']} ({summary['best_member_score']:.4f}) "
                    f"by {summary['vs_best_member']:+.4f} under nested CV")
     else:
         beaten = [r for r in ranked[1:] if r.kind == "ensemble"]
         if beaten:
             e = beaten[0]
             reason += (f"; ensemble {e.name} scores {scores[id(e)]:.4f} under nested CV "
-                       f"({scores[id(e)] - score:+.4f}), so not the ensemble")
+                       f"({metric.oriented(scores[id(e)]) - metric.oriented(score):+.4f}), so not the ensemble")
         elif doubts[id(ranked[1])] is None or doubts[id(best)] is not None:
             reason += f" (next: {ranked[1].name} {scores[id(ranked[1])]:.4f})"
-    set_aside = [r for r in ranked if doubts[id(r)] and scores[id(r)] > score]
+    set_aside = [r for r in ranked if doubts[id(r)] and metric.oriented(scores[id(r)]) > metric.oriented(score)]
     if set_aside and doubts[id(best)] is None:
         reason += (f"; set aside, though higher: {', '.join(f'{r.name} {scores[id(r)]:.4f}' for r in set_aside)} "
                    f"({doubts[id(set_aside[0])]})")
     elif doubts[id(best)]:
         reason += f"; its estimate is {doubts[id(best)]}"
-    return Choice(best.path, best.name, score, reason + left_out)
+    return Choice(best.path, best.name, score, reason + left_out, metric)
 
 
 def _sample_path(run: Run, sample: str | Path | None) -> Path:
@@ -452,10 +476,17 @@ def _submit_locked(choice: Choice, loaded: Run, sample_path: Path, out_path: Pat
     from competition.tuning import nested_cv_gain
 
     run_dir = choice.path
-    tuner, tuning, honest = None, None, choice.macro_f1
+    tuner, tuning, honest = None, None, choice.score
     notes: list[str] = []
-    wanted = sample_format(read_csv_strings(sample_path), loaded.classes)
-    if wanted != "labels" and tune is not False:  # offsets move labels; probabilities are written as they are
+    metric = loaded.metric
+    wanted = sample_format(read_csv_strings(sample_path), loaded.classes, probabilities=metric.needs == "probabilities")
+    if wanted == "labels" and metric.name != "macro_f1" and tune is not False:
+        # the offsets are fitted for macro F1: for another metric they could lower the score the contest counts
+        if tune or (run_dir / DECISIONS_FILE).is_file():
+            what = "decision tuning" if tune else "decision offsets saved by an earlier submit --tune"
+            notes.append(f"{what}: not applied: the offsets are tuned for macro F1, and this contest is scored by "
+                         f"{metric.title} (recipe.data.metric); plain argmax")
+    elif wanted != "labels" and tune is not False:  # offsets move labels; probabilities are written as they are
         if tune or (run_dir / DECISIONS_FILE).is_file():
             what = "decision tuning" if tune else "decision offsets saved by an earlier submit --tune"
             asked = "a probability per class" if wanted == "probabilities" else "the positive class's probability"
@@ -480,7 +511,7 @@ def _submit_locked(choice: Choice, loaded: Run, sample_path: Path, out_path: Pat
             honest += float(gain) if isinstance(gain, int | float) else 0.0
     log_path = out_path.parent / LOG_FILE
     written = make_submission(loaded, sample_path, out_path, tuner=tuner, log_path=log_path,
-                              honest_macro_f1=honest, message=message)
+                              honest=honest, message=message)
     if tuning is not None and tuner is not None:
         write_decisions(run_dir, {"offsets": [float(o) for o in tuner.offsets_],
                                   **{k: float(tuning[k]) for k in ("base_macro_f1", "in_sample_gain", "nested_gain")}})

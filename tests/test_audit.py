@@ -244,7 +244,7 @@ def test_run_audit_writes_json_and_png(tmp_path: Path, monkeypatch: pytest.Monke
 
     contest = types.SimpleNamespace(train=train, test=test, classes=["alpha", "beta", "gamma"])
     fake = types.ModuleType("competition.data")
-    fake.index_contest = lambda root: contest  # type: ignore[attr-defined]
+    fake.index_contest = lambda root, layout=None: contest  # type: ignore[attr-defined]
     fake.load_images = load_images  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "competition.data", fake)
     monkeypatch.setattr("competition.data.cache.load_images", load_images)  # what signatures decode with

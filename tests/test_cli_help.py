@@ -28,7 +28,7 @@ def _help(*args: str) -> str:
     ("train", "--executor", "process|local|ray"),
     ("leaderboard", "--format", "table|md|csv|json"),
     ("ensemble", "--method", "mean|weighted|rank|geometric|caruana|stacking"),
-    ("ensemble", "--metric", "macro_f1|log_loss"),
+    ("ensemble", "--metric", "macro_f1|accuracy|balanced_accuracy|kappa|roc_auc|log_loss"),
     ("export", "--format", "keras|savedmodel|tflite|onnx"),
 ])
 def test_help_lists_the_choices(command: str, flag: str, choices: str) -> None:
@@ -45,7 +45,8 @@ def test_help_shows_defaults_and_an_example_for_every_command() -> None:
 
 
 def test_the_choices_are_the_library_registries() -> None:
-    from competition.ensemble import ENSEMBLERS, METRICS
+    from competition.ensemble import ENSEMBLERS
+    from competition.metrics import METRICS
     from competition.executors import EXECUTORS
     from competition.export import FORMATS as EXPORT_FORMATS
     from competition.report.leaderboard import FORMATS as BOARD_FORMATS

@@ -135,7 +135,7 @@ def test_make_submission_label_format_follows_sample_order_and_logs(tmp_path):
     make_submission(run, sample, tmp_path / "sub2.csv", log_path=log)
     entries = pd.read_csv(log, dtype=str)
     assert list(entries.columns) == ["time", "file", "run", "recipe_hash", "oof_macro_f1", "tuned", "honest_macro_f1",
-                                     "message"]
+                                     "message", "metric", "expected"]
     assert len(entries) == 2 and entries["recipe_hash"].tolist() == ["abc123"] * 2
     assert entries["file"].tolist() == ["sub.csv", "sub2.csv"] and entries["tuned"].tolist() == ["no", "no"]
     assert entries["honest_macro_f1"].tolist() == entries["oof_macro_f1"].tolist()

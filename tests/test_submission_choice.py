@@ -83,8 +83,8 @@ def test_an_ensemble_worse_than_its_member_is_not_submitted(worse_ensemble: Path
     log = pd.read_csv(tmp_path / "out" / "log.csv", dtype=str, keep_default_na=False)  # beside the file
     assert log.to_dict("records")[0] | {"time": ""} == {
         "time": "", "file": "sub.csv", "run": "strong", "recipe_hash": "h-strong",
-        "oof_macro_f1": f"{done.choice.macro_f1:.6f}", "tuned": "no", "honest_macro_f1": f"{done.choice.macro_f1:.6f}",
-        "message": "try 1"}
+        "oof_macro_f1": f"{done.choice.score:.6f}", "tuned": "no", "honest_macro_f1": f"{done.choice.score:.6f}",
+        "message": "try 1", "metric": "macro_f1", "expected": f"{done.choice.score:.6f}"}
     assert not (tmp_path / "submissions").exists()  # nothing in the working folder's submissions/
 
 
@@ -93,7 +93,7 @@ def test_an_ensemble_that_beats_its_members_is_submitted(better_ensemble: Path, 
     summary = ensemble_summary(blend)
     assert summary is not None and summary["vs_best_member"] > 0
     choice = choose_run(["left", "right", "blend"], better_ensemble)
-    assert choice.name == "blend" and choice.macro_f1 == pytest.approx(macro_f1(blend.y, blend.oof))
+    assert choice.name == "blend" and choice.score == pytest.approx(macro_f1(blend.y, blend.oof))
     assert f"beats its best member {summary['best_member']}" in choice.reason
 
 

@@ -1,10 +1,13 @@
 """The contest folder: index it, check its layout, and load its images (decoded once, through the cache).
 
 A contest folder holds ``train/<Class>/<image>`` (or ``train.csv`` with ``id,label`` and the images in
-``train/``), ``test/<image>`` and ``sample_submission.csv``. `index_contest` checks the layout before anything
-is decoded (each problem one line naming the path); `load_contest` then decodes every image once (the
-preflight, competition.data.cache) and reports every unreadable file together. Input files are only ever
-opened for reading.
+``train/``), ``test/<image>`` and ``sample_submission.csv``: the default `Layout`. A contest laid out otherwise
+(Kaggle's ``train.csv`` with ``id_code,diagnosis`` and ``train_images/``) is declared, not rewritten: the
+recipe's data section names its files, folders and columns (recipe.data.layout(), a `Layout`). An id may carry
+its image extension or not (``x`` and ``x.png`` both name ``x.png``). `index_contest` checks the layout before
+anything is decoded (each problem one line naming the path, the columns or folders that are there, and a
+did-you-mean); `load_contest` then decodes every image once (the preflight, competition.data.cache) and
+reports every unreadable file together. Input files are only ever opened for reading.
 """
 
 from __future__ import annotations
@@ -26,6 +29,49 @@ from competition.errors import CompetitionError
 from competition.files import read_string_csv, write_text
 
 
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a contest keeps its files and what its labels file's columns are called; paths are relative to
+    the contest folder. The recipe keys of the same names (recipe.data.train_csv, ...) declare it.
+
+    train_csv          the labels file; None: ``train.csv`` when there is one, else class folders
+                       (``train_images/<Class>/<image>``)
+    id_column          the labels file's image id column
+    label_column       its class column
+    group_column       its subject (patient, brain) column, or None; it becomes the fold groups
+                       (recipe.cv.group_by column:<name>) unless the recipe groups otherwise
+    train_images       the folder of the training images
+    test_images        the folder of the test images
+    sample_submission  the sample submission file
+    """
+
+    train_csv: str | None = None
+    id_column: str = "id"
+    label_column: str = "label"
+    group_column: str | None = None
+    train_images: str = "train"
+    test_images: str = "test"
+    sample_submission: str = "sample_submission.csv"
+
+    def declared(self) -> dict[str, Any]:
+        """The fields that differ from the default layout (what a run records; {} for the default)."""
+        default = Layout()
+        return {k: v for k, v in vars(self).items() if getattr(default, k) != v}
+
+    @classmethod
+    def from_record(cls, record: Any) -> Layout:
+        """The layout a run recorded (`declared()`), the default for runs that record none."""
+        if not isinstance(record, dict):
+            return cls()
+        return cls(**{k: v for k, v in record.items() if k in cls.__dataclass_fields__ and (isinstance(v, str)
+                                                                                       or v is None)})
+
+
+def _key(layout: Layout, field: str) -> str:
+    """'recipe.data.<field> ' when the layout declares `field`, else '' (an error names the key that set a path)."""
+    return f"recipe.data.{field} " if field in layout.declared() else ""
 
 
 @dataclass
@@ -130,19 +176,35 @@ def _count(n: int, noun: str, plural: str | None = None) -> str:
 # ---------------------------------------------------------------- indexing and checks
 
 
-def index_contest(root: str | Path) -> Contest:
-    """Find every train and test image and the sample submission, and check that they fit together; each
-    problem is a CompetitionError of one line naming the offending path. Nothing is written."""
+def index_contest(root: str | Path, layout: Layout | None = None) -> Contest:
+    """Find every train and test image and the sample submission where `layout` (None: the default layout)
+    says they are, and check that they fit together; each problem is a CompetitionError of one line naming
+    the offending path (and the recipe key that declared it). Nothing is written."""
     root = Path(root)
+    layout = layout or Layout()
     if not root.is_dir():
         raise CompetitionError(f"{root}: contest folder not found{_why_missing(root, 'a folder')}")
-    train_dir, test_dir, sample_path = root / "train", root / "test", root / "sample_submission.csv"
+    train_dir, test_dir = root / layout.train_images, root / layout.test_images
+    sample_path = root / layout.sample_submission
+    declared_csv = layout.train_csv is not None
+    train_csv = root / (layout.train_csv or "train.csv")
+    if declared_csv and not train_csv.is_file():
+        raise CompetitionError(f"{train_csv}: recipe.data.train_csv: labels file not found"
+                               f"{_why_missing(train_csv, 'a file')}{_entries_hint(root, layout.train_csv, 'file')}")
     if not train_dir.is_dir():
-        raise CompetitionError(f"{train_dir}: train folder not found{_why_missing(train_dir, 'a folder')}")
+        accepted = ("" if _key(layout, "train_images") else
+                    "; the layouts read: train/<Class>/<images>, or train.csv (id,label) with the images in train/, "
+                    "or declared ones (recipe.data.train_csv, id_column, label_column, train_images, test_images)")
+        raise CompetitionError(f"{train_dir}: {_key(layout, 'train_images')}train folder not found"
+                               f"{_why_missing(train_dir, 'a folder')}"
+                               f"{_entries_hint(root, layout.train_images, 'folder')}{accepted}")
     if not test_dir.is_dir():
-        raise CompetitionError(f"{test_dir}: test folder not found{_why_missing(test_dir, 'a folder')}")
+        raise CompetitionError(f"{test_dir}: {_key(layout, 'test_images')}test folder not found"
+                               f"{_why_missing(test_dir, 'a folder')}{_entries_hint(root, layout.test_images, 'folder')}")
     if not sample_path.is_file():
-        raise CompetitionError(f"{sample_path}: sample submission not found{_why_missing(sample_path, 'a file')}")
+        raise CompetitionError(f"{sample_path}: {_key(layout, 'sample_submission')}sample submission not found"
+                               f"{_why_missing(sample_path, 'a file')}"
+                               f"{_entries_hint(root, layout.sample_submission, 'file')}")
     sample = _read_csv(sample_path)
     if len(sample.columns) < 2 or not value_columns(sample):
         markers = marker_columns(sample)
@@ -156,13 +218,16 @@ def index_contest(root: str | Path) -> Contest:
         raise CompetitionError(f"{sample_path}: no rows, only the header; a sample submission lists every test id "
                                "(one row per image in test/)")
 
-    train_csv = root / "train.csv"
-    train = _train_from_csv(train_csv, train_dir) if train_csv.is_file() else _train_from_folders(train_dir)
-    source = train_csv if train_csv.is_file() else train_dir
-    _check_look_alike_labels(train, source, from_csv=train_csv.is_file())
+    from_csv = train_csv.is_file()
+    if not from_csv and (layout.id_column, layout.label_column, layout.group_column) != ("id", "label", None):
+        raise CompetitionError(f"{train_csv}: labels file not found, but the recipe declares its columns "
+                               "(recipe.data.id_column, label_column or group_column); set recipe.data.train_csv")
+    train = _train_from_csv(train_csv, train_dir, layout) if from_csv else _train_from_folders(train_dir)
+    source = train_csv if from_csv else train_dir
+    _check_look_alike_labels(train, source, from_csv=from_csv)
     classes = sorted(train["label"].unique())
     if len(classes) < 2:
-        raise CompetitionError(f"{train_dir}: only one class ({classes[0]}); a classifier needs at least two")
+        raise CompetitionError(f"{source}: only one class ({classes[0]}); a classifier needs at least two")
     _check_sample_classes(sample, sample_path, train, classes, source)
     test = _test_images(test_dir, sample, sample_path)
     return Contest(root=root, train=train, test=test, classes=classes, sample_path=sample_path)
@@ -175,6 +240,23 @@ def _why_missing(path: Path, wanted: str) -> str:
     if path.exists():
         return f" ({'a file' if wanted == 'a folder' else 'a folder'} is there, {wanted} is needed)"
     return ""
+
+
+def _entries_hint(root: Path, wanted: str, kind: str) -> str:
+    """'; did you mean 'x'? (folders in ROOT: a, b)': what the contest folder holds of the kind a layout key
+    names, the closest first."""
+    import difflib
+
+    try:
+        entries = sorted(p.name for p in _visible(root) if (p.is_dir() if kind == "folder" else p.is_file()))
+    except (OSError, CompetitionError):
+        return ""
+    if not entries:
+        return f" ({root} holds no {kind}s)"
+    close = difflib.get_close_matches(Path(wanted).name, entries, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    shown = ", ".join(map(repr, entries[:12])) + (f" and {len(entries) - 12} more" if len(entries) > 12 else "")
+    return f"{hint} ({kind}s in {root}: {shown})"
 
 
 def _unicode_forms(a: str, b: str) -> str:
@@ -293,16 +375,41 @@ def _train_from_folders(train_dir: Path) -> pd.DataFrame:
     return train
 
 
-def _train_from_csv(train_csv: Path, image_dir: Path) -> pd.DataFrame:
+def _missing_column(train_csv: Path, column: str, columns: list[str], key: str) -> str:
+    """The one-line error for a labels-file column that is not there: the key that named it, the columns the
+    file has, and the closest one."""
+    import difflib
+
+    hint = _near_miss(column, columns, "a column")
+    if not hint:
+        close = difflib.get_close_matches(column, columns, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+    declare = ("" if key.endswith("group_column") else
+               f"; a labels file with other column names is declared with {key} (and its siblings)")
+    return (f"{train_csv}: {key}: no column {column!r} (columns: {', '.join(map(repr, columns))}){hint}"
+            f"{declare if not hint else ''}")
+
+
+def _train_from_csv(train_csv: Path, image_dir: Path, layout: Layout | None = None) -> pd.DataFrame:
+    """The training rows of a labels file: columns id, path, label first (from the layout's id and label
+    columns), then the file's other columns as written (a group column among them)."""
+    layout = layout or Layout()
     frame = _read_csv(train_csv)
-    for column in ("id", "label"):
-        if column not in frame.columns:
-            hint = _near_miss(column, list(frame.columns), "a column")
-            raise CompetitionError(f"{train_csv}: missing column '{column}' (columns: {', '.join(map(repr, frame.columns))})"
-                                   f"{hint}")
+    for field in ("id_column", "label_column", "group_column"):
+        column = getattr(layout, field)
+        if column is not None and column not in frame.columns:
+            raise CompetitionError(_missing_column(train_csv, column, list(frame.columns), f"recipe.data.{field}"))
+    rest = [c for c in frame.columns if c not in (layout.id_column, layout.label_column, "id", "path", "label")]
+    frame = pd.DataFrame({"id": frame[layout.id_column], "label": frame[layout.label_column],
+                          **{c: frame[c] for c in rest}})
     if not len(frame):
         raise CompetitionError(f"{train_csv}: no rows, only the header; it lists the training images, one row "
-                               "(id,label) each")
+                               f"({layout.id_column},{layout.label_column}) each")
+    if layout.group_column is not None:
+        blank = frame.index[frame[layout.group_column].str.strip() == ""]
+        if len(blank):
+            raise CompetitionError(f"{train_csv}: column {layout.group_column!r} (recipe.data.group_column) is empty "
+                                   f"on row {blank[0] + 1} ({len(blank)} such rows; rows count from 1 after the header)")
     repeated = frame.index[frame["id"].duplicated()]
     if len(repeated):
         raise CompetitionError(f"{train_csv}: id {frame['id'][repeated[0]]!r} appears more than once "
@@ -324,7 +431,8 @@ def _train_from_csv(train_csv: Path, image_dir: Path) -> pd.DataFrame:
                                f"({', '.join(p.name for p in files)}); ids must name one image")
     empty = frame.index[frame["label"].str.strip() == ""]
     if len(empty):
-        raise CompetitionError(f"{train_csv}: row {empty[0] + 1} has an empty label (rows count from 1 after the header)")
+        raise CompetitionError(f"{train_csv}: row {empty[0] + 1} has an empty label in column {layout.label_column!r} "
+                               f"({len(empty)} such rows; rows count from 1 after the header)")
     paths = [by_id[i][0] for i in frame["id"]]
     for path in paths:
         _check_name(path)
@@ -358,20 +466,24 @@ NEGATIVE_NAMES = frozenset({"0", "no", "false", "negative", "neg", "normal", "be
                             "control", "nonmalignant", "non-malignant", "clean", "ok"})
 
 
-def sample_format(sample: pd.DataFrame, classes: Sequence[str] | None = None) -> SampleFormat:
+def sample_format(sample: pd.DataFrame, classes: Sequence[str] | None = None, *,
+                  probabilities: bool = False) -> SampleFormat:
     """What a sample submission asks for: "probabilities" (one column per class), "labels" (one column of
     class names) or "binary" (one column of numbers: the positive class's probability in a two-class contest).
 
     One value column is "binary" when its placeholders are numbers that are not class names: numbers with a
     fraction ('0.5') always; whole numbers ('0') only when `classes` is given and none of them is a class (a
-    contest whose classes are '0' and '1' keeps labels). Marker columns (Kaggle's 'Usage': `marker_columns`)
-    do not count."""
+    contest whose classes are '0' and '1' keeps labels), or when the contest metric reads probabilities
+    (`probabilities`: ROC AUC, log loss; SIIM-ISIC's sample holds target 0 for a probability). Marker columns
+    (Kaggle's 'Usage': `marker_columns`) do not count."""
     columns = value_columns(sample)
     if len(columns) > 1:
         return "probabilities"
     if len(columns) < 1 or not len(sample):
         return "labels"
     values = sample[columns[0]].astype(str).str.strip()
+    if probabilities and pd.to_numeric(values, errors="coerce").notna().all():
+        return "binary"
     if classes is not None and values.isin(list(classes)).any():
         return "labels"
     numbers = pd.to_numeric(values, errors="coerce")
@@ -490,7 +602,7 @@ OnBad = Literal["error", "skip"]
 
 
 def load_contest(root: str | Path, size: tuple[int, int], channels: int, *, on_bad: OnBad = "error",
-                 cache: bool = True, options: DecodeOptions | None = None,
+                 cache: bool = True, options: DecodeOptions | None = None, layout: Layout | None = None,
                  ) -> tuple[Contest, np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Index and check the contest, then decode every train and test image once (the preflight), train and
     test alike with `options` (the recipe's decode options, ``recipe.data.decode_options()``; None: the
@@ -502,7 +614,7 @@ def load_contest(root: str | Path, size: tuple[int, int], channels: int, *, on_b
     error, since the submission needs a prediction for every test id."""
     if on_bad not in ("error", "skip"):
         raise CompetitionError(f"recipe.data.on_bad_image: expected 'error' or 'skip', got {on_bad!r}")
-    contest = index_contest(root)
+    contest = index_contest(root, layout)
     # one intensity mapping, crop and standardisation for train and test
     x, bad_rows = decode_images_at(contest.train["path"].tolist(), size, channels, cache=cache, options=options)
     x_test, bad_test_rows = decode_images_at(contest.test["path"].tolist(), size, channels, cache=cache,

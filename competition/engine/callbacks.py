@@ -1,11 +1,12 @@
 """Keras callbacks of a fold's training, each with one job. In the order fit_phase passes them:
 
-`ValidationScore` writes `val_macro_f1` (the contest metric) and `val_loss` into the epoch's logs, so that
-stock callbacks after it (`keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max")`,
-`ReduceLROnPlateau`) and the user's own callbacks can use them; `DivergenceGuard` stops a NaN loss with a
+`ValidationScore` writes `val_macro_f1`, `val_loss` and the contest metric (`val_<metric>`, recipe.data.metric;
+competition.metrics.Metric.monitor) into the epoch's logs, so that stock callbacks after it
+(`keras.callbacks.EarlyStopping(monitor=metric.monitor, mode=metric.mode)`, `ReduceLROnPlateau`) and the user's
+own callbacks can use them; `DivergenceGuard` stops a NaN loss with a
 message naming the learning rate; `EpochLog` appends the epoch to the fold's history (and hands the history so
 far to `FoldState.on_epoch`, which writes the fold's history.csv, so a run is watched while it trains);
-`KeepBest` snapshots the whole classifier at its best validation macro F1 across all phases; `EpochProgress`
+`KeepBest` snapshots the whole classifier at its best validation score (the contest metric) across all phases; `EpochProgress`
 reports to the progress bar or log (console.Progress).
 With `train.ema`, `ema_callbacks` gives the first and the last of the list: every callback in between, from
 ValidationScore to the user's own, sees the averaged weights at each epoch's end.
@@ -22,7 +23,7 @@ import keras
 import numpy as np
 
 from competition.errors import CompetitionError
-from competition.metrics import EPS, macro_f1
+from competition.metrics import DEFAULT_METRIC, EPS, Metric, get_metric, macro_f1
 
 
 @dataclass
@@ -33,19 +34,20 @@ class FoldState:
 
     epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
-    best_f1: float = -1.0
+    best_score: float = -np.inf  # the kept epoch's metric, as logged (a loss: its value, not negated)
     best_epoch: int = 0
     best_weights: list[np.ndarray] | None = None
     on_epoch: Callable[[list[dict[str, float]]], None] | None = None
+    metric: Metric = field(default_factory=lambda: get_metric(DEFAULT_METRIC))
 
 
 class ValidationScore(keras.callbacks.Callback):
     """At each epoch end, predict the validation images (`predict_val()`: float (n_val, n_classes)) and put
     `val_macro_f1` and `val_loss` (cross-entropy, probabilities clipped at metrics.EPS) into the logs."""
 
-    def __init__(self, predict_val: Callable[[], np.ndarray], y_val: np.ndarray) -> None:
+    def __init__(self, predict_val: Callable[[], np.ndarray], y_val: np.ndarray, metric: Metric | None = None) -> None:
         super().__init__()
-        self.predict_val, self.y_val = predict_val, y_val
+        self.predict_val, self.y_val, self.metric = predict_val, y_val, metric or get_metric(DEFAULT_METRIC)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         proba = self.predict_val()
@@ -53,6 +55,8 @@ class ValidationScore(keras.callbacks.Callback):
             logs["val_macro_f1"] = macro_f1(self.y_val, proba)
             picked = proba[np.arange(len(self.y_val)), self.y_val]
             logs["val_loss"] = float(-np.mean(np.log(np.clip(picked, EPS, 1))))
+            if self.metric.monitor not in logs:
+                logs[self.metric.monitor] = self.metric(self.y_val, proba)
 
 
 class DivergenceGuard(keras.callbacks.Callback):
@@ -86,18 +90,20 @@ class EpochLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         self.state.epoch += 1
-        trained = {k: float(v) for k, v in logs.items() if k not in ("val_loss", "val_macro_f1")}
+        monitor = self.state.metric.monitor
+        trained = {k: float(v) for k, v in logs.items() if k not in ("val_loss", "val_macro_f1", monitor)}
+        scored = {monitor: logs.get(monitor, np.nan)} if monitor not in ("val_loss", "val_macro_f1") else {}
         self.state.history.append({
             "phase": self.phase, "epoch": self.state.epoch, **trained, "val_loss": logs.get("val_loss", np.nan),
-            "val_macro_f1": logs.get("val_macro_f1", np.nan), "seconds": time.perf_counter() - self.started,
+            "val_macro_f1": logs.get("val_macro_f1", np.nan), **scored, "seconds": time.perf_counter() - self.started,
             "learning_rate": self.learning_rate})
         if self.state.on_epoch is not None:
             self.state.on_epoch(self.state.history)
 
 
 class KeepBest(keras.callbacks.Callback):
-    """Snapshots `classifier`'s weights into `state` whenever validation macro F1 beats the best so far in
-    the fold (all phases; the classifier may differ from the model being fitted: a head on cached features
+    """Snapshots `classifier`'s weights into `state` whenever the validation score (state.metric) beats the best so
+    far in the fold (all phases; the classifier may differ from the model being fitted: a head on cached features
     trains the classifier's own head layers). keep "last" (recipe train.keep) snapshots every epoch instead:
     the fold keeps its last epoch, chosen without looking at the rows it predicts."""
 
@@ -106,16 +112,22 @@ class KeepBest(keras.callbacks.Callback):
         self.state, self.classifier, self.keep = state, classifier, keep
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        f1 = (logs or {}).get("val_macro_f1")
-        if f1 is not None and (f1 > self.state.best_f1 or self.keep == "last"):
-            self.state.best_f1, self.state.best_epoch = f1, self.state.epoch
+        metric = self.state.metric
+        value = (logs or {}).get(metric.monitor)
+        if value is None or not np.isfinite(value):  # an AUC of a one-class validation set: not a score
+            if self.state.best_weights is not None and self.keep != "last":
+                return
+            value = -np.inf if metric.greater_is_better else np.inf
+        if (self.state.best_weights is None or self.keep == "last"
+                or metric.oriented(value) > metric.oriented(self.state.best_score)):
+            self.state.best_score, self.state.best_epoch = float(value), self.state.epoch
             self.state.best_weights = self.classifier.get_weights()
 
 
 class EpochProgress(keras.callbacks.Callback):
     """Reports each epoch to a console.Progress: its number in the fold (`state.epoch`, counted across phases
     from 1, so EpochLog must come first) of the fold's `epochs` (every phase's), its training loss and its
-    validation macro F1."""
+    validation score (the contest metric)."""
 
     def __init__(self, progress: Any, state: FoldState, epochs: int) -> None:
         super().__init__()
@@ -123,7 +135,7 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
-        self.progress.epoch(self.state.epoch, self.epochs, float(logs.get("val_macro_f1", np.nan)),
+        self.progress.epoch(self.state.epoch, self.epochs, float(logs.get(self.state.metric.monitor, np.nan)),
                             float(logs.get("loss", np.nan)))
 
 
@@ -151,10 +163,11 @@ def ema_callbacks() -> tuple[keras.callbacks.Callback, keras.callbacks.Callback]
 
 
 def early_stopping(patience: int, state: FoldState, start_from_epoch: int = 0) -> keras.callbacks.EarlyStopping:
-    """Stock EarlyStopping on validation macro F1. In a later phase the fold's best so far is the baseline,
+    """Stock EarlyStopping on the validation score (state.metric, in its direction). In a later phase the fold's best so far is the baseline,
     so an epoch counts as progress only when it beats every earlier phase too. Epochs of the phase before
     `start_from_epoch` (0-based) are not watched (competition.engine.optim.patience_start: a scheduled phase
     is watched only once its learning rate has come down)."""
-    return keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max", patience=patience,
-                                         baseline=state.best_f1 if state.epoch else None,
+    metric = state.metric
+    return keras.callbacks.EarlyStopping(monitor=metric.monitor, mode=metric.mode, patience=patience,
+                                         baseline=state.best_score if state.epoch else None,
                                          start_from_epoch=start_from_epoch, verbose=0)

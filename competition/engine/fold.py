@@ -25,6 +25,7 @@ from competition.engine.callbacks import (DivergenceGuard, EpochLog, EpochProgre
 from competition.engine.features import extract, frozen_features, set_precision, split_head, uses_cached_features
 from competition.engine.mixing import phase_mixer, soft_labels
 from competition.engine.optim import patience_start, phase_optimizer
+from competition.metrics import get_metric
 from competition.model.backbones import build_model, pretrained_backbone, set_trainable
 from competition.tta import predict_proba, predict_tta
 from competition.recipe import Recipe
@@ -41,7 +42,7 @@ class FoldResult:
     test_plain: np.ndarray
     history: pd.DataFrame
     best_epoch: int
-    best_macro_f1: float
+    best_score: float  # the contest metric (recipe.data.metric) of the kept epoch on the fold's validation rows
     model: Any = None
 
 
@@ -105,14 +106,15 @@ def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress |
                     steps_per_execution=steps_per_execution or steps_per_epoch)
     state = data.state
     ema_first, ema_last = ema_callbacks() if recipe.train.ema is not None else (None, None)
-    steps: list[Any] = [ValidationScore(lambda: predict_proba(trained, x_val), data.y_val),
+    steps: list[Any] = [ValidationScore(lambda: predict_proba(trained, x_val), data.y_val, state.metric),
                         DivergenceGuard(data.fold, phase_index, phase.learning_rate),
                         EpochLog(state, phase_index), KeepBest(state, model, recipe.train.keep)]
     if recipe.train.patience is not None:
         steps.append(early_stopping(recipe.train.patience, state, patience_start(phase)))
     if recipe.train.reduce_lr is not None:
         r = recipe.train.reduce_lr
-        steps.append(keras.callbacks.ReduceLROnPlateau(monitor="val_macro_f1", mode="max", factor=r.factor,
+        steps.append(keras.callbacks.ReduceLROnPlateau(monitor=state.metric.monitor, mode=state.metric.mode,
+                                                       factor=r.factor,
                                                        patience=r.patience, min_lr=r.min_lr, verbose=0))
     steps += [EpochProgress(progress or Progress(), state, sum(p.epochs for p in recipe.train.phases)), *callbacks]
     if ema_first is not None:  # the averaged weights are what every callback in between sees at an epoch's end
@@ -162,8 +164,8 @@ def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_te
         row_weights = np.r_[np.ones(len(train_rows)), np.full(len(rows), weight)].astype(np.float32)
         features = {}  # the shared features are of the training images only
     data = FoldData(recipe, classes, train_x, train_y, Rows(x, val), y[val], seed, fold,
-                    train_rows=train_rows, val_rows=val, features=features, state=FoldState(on_epoch=on_epoch),
-                    row_weights=row_weights)
+                    train_rows=train_rows, val_rows=val, features=features, row_weights=row_weights,
+                    state=FoldState(on_epoch=on_epoch, metric=get_metric(recipe.data.metric)))
     model = build_model(recipe.model, x.shape[1:], len(classes))
     for phase_index in range(len(recipe.train.phases)):
         fit_phase(model, data, phase_index, progress, callbacks)
@@ -175,4 +177,4 @@ def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_te
     test_plain, test = predict_tta(model, x_test, recipe.tta)
     return FoldResult(oof=oof, test=test, oof_plain=oof_plain, test_plain=test_plain,
                       history=pd.DataFrame(data.state.history), best_epoch=data.state.best_epoch,
-                      best_macro_f1=data.state.best_f1, model=model)
+                      best_score=data.state.best_score, model=model)

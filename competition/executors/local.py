@@ -17,7 +17,7 @@ def run_local(prepared: Any, *, address: str | None = None, console: Any = None,
     pending = prepared.pending()
     say_reused(prepared, pending, console)
     with progress_bar(console) as bar:
-        progress = Progress(bar=bar, console=console)
+        progress = Progress(bar=bar, console=console, metric=prepared.metric)
         progress.start_folds(prepared.run_dir.name, len(pending), prepared.recipe.cv.folds)
         network = prepared.recipe.model.kind == "network"
         features = None
@@ -30,7 +30,7 @@ def run_local(prepared: Any, *, address: str | None = None, console: Any = None,
             t0 = time.perf_counter()
             fitted = train_fold(prepared, k, progress, features, callbacks)
             kept = f"best epoch {fitted.best_epoch}, " if network else ""
-            say(console, f"fold {k}: {kept}val macro F1 {fitted.best_macro_f1:.4f} "
+            say(console, f"fold {k}: {kept}val {prepared.metric.title} {fitted.best_score:.4f} "
                          f"({time.perf_counter() - t0:.0f} s, RSS {rss_mb():.0f} MB)")
             del fitted
             progress.fold_done()

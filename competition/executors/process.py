@@ -29,7 +29,7 @@ def run_process(prepared: Any, *, address: str | None = None, console: Any = Non
     prepared.free_pixels()  # each fold's process reads the pixels from the decode cache
     context = multiprocessing.get_context("spawn")
     with progress_bar(console) as bar:
-        progress = Progress(bar=bar, console=console)
+        progress = Progress(bar=bar, console=console, metric=prepared.metric)
         progress.start_folds(prepared.run_dir.name, len(pending), prepared.recipe.cv.folds)
         for k in pending:
             progress.start_fold(k)
@@ -58,8 +58,8 @@ def run_process(prepared: Any, *, address: str | None = None, console: Any = Non
             if outcome is None or outcome[0] != "done":
                 reason = outcome[1] if outcome is not None else f"its process ended with exit code {child.exitcode}"
                 raise CompetitionError(f"fold {k} failed: {reason}; finished folds are kept, rerun to resume")
-            _, best_epoch, best_f1, seconds, rss = outcome
-            say(console, f"fold {k}: best epoch {best_epoch}, val macro F1 {best_f1:.4f} "
+            _, best_epoch, best_score, seconds, rss = outcome
+            say(console, f"fold {k}: best epoch {best_epoch}, val {prepared.metric.title} {best_score:.4f} "
                          f"({seconds:.0f} s, RSS {rss:.0f} MB in its own process)")
             progress.fold_done()
 
@@ -77,7 +77,7 @@ def _process_fold(run_dir: str, fold: int, deterministic: bool, workdir: str, me
     t0 = time.perf_counter()
     try:
         fitted = train_fold(load_prepared(run_dir, deterministic=deterministic), fold, Forward())
-        messages.put(("done", int(fitted.best_epoch), float(fitted.best_macro_f1), time.perf_counter() - t0, rss_mb()))
+        messages.put(("done", int(fitted.best_epoch), float(fitted.best_score), time.perf_counter() - t0, rss_mb()))
     except KeyboardInterrupt:
         os._exit(130)
     except CompetitionError as exc:

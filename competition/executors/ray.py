@@ -42,7 +42,7 @@ def _ray_fold(run_dir: str, fold: int, deterministic: bool, workdir: str | None 
     prepared = load_prepared(run_dir, deterministic=deterministic)
     loaded = time.perf_counter() - t0
     fitted = train_fold(prepared, fold, _test_kill_hook(Path(run_dir), fold, test_kill))
-    return {"fold": fold, "best_epoch": int(fitted.best_epoch), "best_macro_f1": float(fitted.best_macro_f1),
+    return {"fold": fold, "best_epoch": int(fitted.best_epoch), "best_score": float(fitted.best_score),
             "seconds": round(time.perf_counter() - t0, 2), "load_seconds": round(loaded, 2),
             "hostname": socket.gethostname(), "pid": os.getpid()}
 
@@ -189,7 +189,8 @@ def submit_ray(prepared_runs: list[Any], *, address: str | None = None, console:
                 failed.setdefault(i, {})[k] = _failure(exc)
                 say(console, f"{who}: failed on Ray: {failed[i][k]}")
                 continue
-            say(console, f"{who}: best epoch {info['best_epoch']}, val macro F1 {info['best_macro_f1']:.4f} "
+            say(console, f"{who}: best epoch {info['best_epoch']}, val {prepared_runs[i].metric.title} "
+                         f"{info['best_score']:.4f} "
                           f"({info['seconds']:.0f} s on {info['hostname']}, {info['load_seconds']:.0f} s of it "
                           f"loading; "
                           f"{time.perf_counter() - started:.0f} s since submit)")
@@ -211,15 +212,15 @@ def _say_epochs(prepared_runs: list[Any], i: int, k: int, seen: dict[tuple[int, 
     if len(rows) < seen.get((i, k), 0):  # a retry started the fold again
         seen[(i, k)] = 0
     planned = sum(phase.epochs for phase in prepared.recipe.train.phases)
-    best = max((float(r.get("val_macro_f1", float("nan"))) for r in rows[: seen.get((i, k), 0)]),
-               default=float("-inf"))
+    metric = prepared.metric
+    values = [float(r.get(metric.monitor, float("nan"))) for r in rows]
+    best = max((metric.oriented(v) for v in values[: seen.get((i, k), 0)]), default=float("-inf"))
     prefix = f"{prepared.run_dir.name}: " if several else ""
-    for row in rows[seen.get((i, k), 0):]:
-        f1 = float(row.get("val_macro_f1", float("nan")))
-        best = max(best, f1)
+    for row, value in zip(rows[seen.get((i, k), 0):], values[seen.get((i, k), 0):]):
+        best = max(best, metric.oriented(value))
         say(console, f"{prefix}fold {k} ({k + 1} of {prepared.recipe.cv.folds})  epoch {int(row.get('epoch', 0))}/"
-                     f"{planned}  loss {float(row.get('loss', float('nan'))):.3f}  val macro F1 {f1:.3f}  "
-                     f"best {best:.3f}")
+                     f"{planned}  loss {float(row.get('loss', float('nan'))):.3f}  val {metric.title} {value:.3f}  "
+                     f"best {metric.oriented(best):.3f}")
     seen[(i, k)] = len(rows)
 
 

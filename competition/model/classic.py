@@ -213,12 +213,12 @@ def pixels(images: np.ndarray) -> np.ndarray:
 @dataclass
 class FoldFit:
     """A fitted fold of a scikit-learn kind, as the executors report it (the networks' FoldResult has the same
-    names): its OOF and test probabilities, its model, its validation macro F1 (one "epoch")."""
+    names): its OOF and test probabilities, its model, its validation score (the contest metric; one "epoch")."""
 
     oof: np.ndarray
     test: np.ndarray
     model: Any
-    best_macro_f1: float
+    best_score: float
     best_epoch: int = 1
 
 

@@ -39,7 +39,7 @@ from rich.cells import cell_len
 from competition.ensemble import ensemble_summary
 from competition.errors import CompetitionError, OptionError
 from competition.folds import OPTIMISTIC_MARGIN, optimistic
-from competition.metrics import bootstrap_ci, fold_scores, score
+from competition.metrics import fold_metric, fold_scores, metric_ci, score
 from competition.runs import Run
 from competition.runs.folder import read_recipe
 from competition.runs.run import load_runs
@@ -50,12 +50,15 @@ GAP = 2  # cells between two columns of the terminal tables (_plain's collapsed 
 
 
 def run_row(run: Run) -> dict[str, Any]:
-    """Everything the leaderboard shows for one run (the JSON row; the other formats flatten it): macro_f1,
-    accuracy, weighted_f1 (floats in [0, 1]), macro_f1_ci ([low, high], 95% bootstrap), fold_macro_f1 (one
-    macro F1 per fold, in fold order) and fold_std, per_class ({class: precision, recall, f1, support}),
+    """Everything the leaderboard shows for one run (the JSON row; the other formats flatten it): metric and
+    metric_title (the contest metric, recipe.data.metric), score (the run's OOF score by it; what the rows are
+    ranked by), score_ci ([low, high], 95% bootstrap, subjects resampled when the folds know them), fold_std
+    (of the per-fold scores), macro_f1, accuracy, weighted_f1 (floats in [0, 1]), fold_macro_f1 (one macro F1
+    per fold, in fold order), per_class ({class: precision, recall, f1, support}),
     scheme and scheme_short, backbone and image_size (text, None when the run's recipe.yaml does not say),
     train_seconds (the folds' training time summed, None when not recorded) and the leak figures."""
     scores = score(run.y, run.oof, run.classes)
+    metric = run.metric
     backbone, size = _recipe_facts(run)
     scheme = str(run.scheme or "")  # run.json is JSON, not always what was written: text from here on
     row: dict[str, Any] = {
@@ -63,6 +66,10 @@ def run_row(run: Run) -> dict[str, Any]:
         "kind": run.kind,
         "scheme": scheme,
         "scheme_short": short_scheme(scheme, run.cv),
+        "metric": metric.name,
+        "metric_title": metric.title,
+        "metric_header": metric.header,
+        "score": metric(run.y, run.oof),
         "macro_f1": scores["macro_f1"],
         "accuracy": scores["accuracy"],
         "weighted_f1": scores["weighted_f1"],
@@ -72,16 +79,15 @@ def run_row(run: Run) -> dict[str, Any]:
         "train_seconds": _train_seconds(run.record),
     }
     row["contest_id"], row["contest"] = run.contest  # runs are ranked against runs of their own contest
-    interval = bootstrap_ci(run.y, run.oof, groups=run.subjects)  # subjects, not slices, are independent
+    interval = metric_ci(metric, run.y, run.oof, groups=run.subjects)  # subjects, not slices, are independent
     row["ci_resamples"] = "subjects" if run.subjects is not None else "images"
-    row["macro_f1_ci"] = [interval["low"], interval["high"]]
-    per_fold = fold_scores(run.y, run.oof, run.folds)
-    row["fold_macro_f1"] = per_fold
-    row["fold_std"] = float(np.std(per_fold))
+    row["score_ci"] = [interval["low"], interval["high"]]
+    row["fold_macro_f1"] = fold_scores(run.y, run.oof, run.folds)
+    row["fold_std"] = float(np.std(fold_metric(metric, run.y, run.oof, run.folds)))
     summary = ensemble_summary(run)
     if summary is not None:
         row["method"] = summary["method"]
-        row["in_sample_macro_f1"] = summary["in_sample_macro_f1"]
+        row["in_sample_score"] = summary["in_sample"]
     _add_leak(row, run.cv)
     doubt = run.estimate_doubt()
     if doubt:
@@ -138,10 +144,11 @@ def _add_leak(row: dict[str, Any], cv: dict[str, Any] | None) -> None:
 
 
 def leaderboard(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
-    """One row per run and ensemble, best OOF macro F1 first; then one row per damaged run, unscored:
-    {"run": name, "damaged": the one-line problem naming the bad file} (`damaged_rows` picks them out).
-    An ensemble's row also has best_member and vs_best_member (its nested-CV macro F1 minus that member's) and
-    its members' image size when they share one."""
+    """One row per run and ensemble, best OOF score (by each run's contest metric, larger-is-better after
+    orientation) first; then one row per damaged run, unscored: {"run": name, "damaged": the one-line problem
+    naming the bad file} (`damaged_rows` picks them out). An ensemble's row also has best_member and
+    vs_best_member (its nested-CV score against that member's, in the metric's direction) and its members'
+    image size when they share one."""
     runs, damaged = load_runs(runs_dir)
     if not runs and not damaged:
         raise CompetitionError(f"{runs_dir}: no finished runs")
@@ -153,31 +160,44 @@ def leaderboard(runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
         members = [by_name[m] for m in run.record.members if m in by_name]
         # The ensemble's own record of its members' scores, so members kept outside this runs folder count too.
         summary = ensemble_summary(run)
-        if summary is not None and summary.get("best_member_macro_f1") is not None:
-            row["best_member"] = summary["best_member"]
-            row["vs_best_member"] = row["macro_f1"] - summary["best_member_macro_f1"]
+        metric = run.metric
+        if summary is not None and summary.get("best_member_score") is not None:
+            row["best_member"], row["vs_best_member"] = summary["best_member"], summary["vs_best_member"]
         elif members:
-            best = max(members, key=lambda m: m["macro_f1"])
-            row["best_member"], row["vs_best_member"] = best["run"], row["macro_f1"] - best["macro_f1"]
+            best = max(members, key=lambda m: metric.oriented(m["score"]))
+            row["best_member"] = best["run"]
+            row["vs_best_member"] = metric.oriented(row["score"]) - metric.oriented(best["score"])
         if members:
             sizes = {m["image_size"] for m in members}
             row["image_size"] = sizes.pop() if len(sizes) == 1 else None
         if "cv" not in row:  # members share its folds (check_same_folds)
             recorded = [by_name[m["run"]].get("cv") for m in members if by_name[m["run"]].get("cv")]
             _add_leak(row, recorded[0] if recorded else None)
-    return (sorted(rows, key=lambda r: r["macro_f1"], reverse=True)
+    return (sorted(rows, key=lambda r: _oriented(r), reverse=True)
             + [{"run": name, "damaged": problem} for name, problem in damaged])
 
 
+def _oriented(row: dict[str, Any]) -> float:
+    """A row's score made larger-is-better (a loss negated), for ranking."""
+    from competition.metrics import METRICS
+
+    metric = METRICS.get(row.get("metric", "macro_f1"), METRICS["macro_f1"])
+    return metric.oriented(row["score"])
+
+
 def contest_groups(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Scored rows by contest ('<folder name> (<contest id>)' when there are several, in the order of each
-    contest's best row), so that runs are ranked only against runs of their own contest."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    """Scored rows by contest and metric ('<folder name> (<contest id>)', with ', by <metric>' when one contest's
+    runs declare two metrics; when there are several, in the order of each contest's best row), so that runs are
+    ranked only against runs of their own contest and metric."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault(str(row.get("contest_id", "")), []).append(row)
+        groups.setdefault((str(row.get("contest_id", "")), str(row.get("metric", "macro_f1"))), []).append(row)
     if len(groups) < 2:
         return {"": rows} if rows else {}
-    return {f"{g[0].get('contest', '?')} ({key})": g for key, g in groups.items()}
+    contests = {key for key, _ in groups}
+    return {f"{g[0].get('contest', '?')} ({key})" + (f", by {g[0].get('metric_title', metric)}"
+                                                       if len(contests) < len(groups) else ""): g
+            for (key, metric), g in groups.items()}
 
 
 def damaged_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -250,8 +270,8 @@ def flat(rows: list[dict[str, Any]]) -> pd.DataFrame:
     records = []
     for row in damaged_rows(rows)[0]:
         record = {k: v for k, v in row.items() if not isinstance(v, list | dict)}
-        if "macro_f1_ci" in row:
-            record["ci_low"], record["ci_high"] = row["macro_f1_ci"]
+        if "score_ci" in row:
+            record["ci_low"], record["ci_high"] = row["score_ci"]
         for name, values in row["per_class"].items():
             record[f"f1:{name}"] = values["f1"]
         for k, value in enumerate(row.get("fold_macro_f1", [])):
@@ -260,7 +280,8 @@ def flat(rows: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(records)
     if "train_seconds" in frame:  # whole seconds; an empty cell where not recorded
         frame["train_seconds"] = pd.to_numeric(frame["train_seconds"]).round().astype("Int64")
-    first = [c for c in ("run", "kind", "scheme", "macro_f1", "ci_low", "ci_high", "fold_std") if c in frame]
+    first = [c for c in ("run", "kind", "scheme", "metric", "score", "ci_low", "ci_high", "fold_std", "macro_f1")
+             if c in frame]
     return frame[first + [c for c in frame.columns if c not in first]]
 
 
@@ -384,8 +405,19 @@ def _run_cell(row: dict[str, Any]) -> str:
 
 
 def _ci_cell(row: dict[str, Any]) -> str:
-    ci = row.get("macro_f1_ci")
+    ci = row.get("score_ci")
     return f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else ""
+
+
+def _metric_title(rows: list[dict[str, Any]], key: str = "metric_title") -> str:
+    """The rows' contest metric (one per table, contest_groups), 'score' if mixed: its title, or with key
+    "metric_header" its column header."""
+    titles = {r.get(key, "macro F1") for r in rows}
+    return titles.pop() if len(titles) == 1 else "score"
+
+
+def _also_macro_f1(rows: list[dict[str, Any]]) -> bool:
+    return any(r.get("metric", "macro_f1") != "macro_f1" for r in rows)
 
 
 def compact_columns(rows: list[dict[str, Any]]) -> list[_Column]:
@@ -393,8 +425,9 @@ def compact_columns(rows: list[dict[str, Any]]) -> list[_Column]:
     columns = [
         _Column("#", [str(rank) for rank in range(1, len(rows) + 1)]),
         _Column("run", [_run_cell(r) for r in rows], justify="left"),
-        _Column("macro F1", [f"{r['macro_f1']:.4f}" for r in rows]),
+        _Column(_metric_title(rows, "metric_header"), [f"{r['score']:.4f}" for r in rows]),
         _Column("95% CI", [_ci_cell(r) for r in rows]),
+        _Column("macro F1", [f"{r['macro_f1']:.4f}" if _also_macro_f1(rows) else "" for r in rows], priority=8),
         _Column("fold ±", [f"{r['fold_std']:.3f}" if "fold_std" in r else "" for r in rows], priority=3),
         _Column("scheme", [r.get("scheme_short") or "" for r in rows], justify="left", priority=4),
         _Column("backbone", [r.get("backbone") or "" for r in rows], justify="left", priority=5, shrink=9),
@@ -443,7 +476,7 @@ def _compact_table(rows: list[dict[str, Any]], width: int) -> tuple[Any, list[st
     from rich.table import Table
 
     fitted, hidden = fit_columns(compact_columns(rows), width)
-    table = Table(title="Leaderboard: out-of-fold macro F1, best first", **_plain())
+    table = Table(title=f"Leaderboard: out-of-fold {_metric_title(rows)}, best first", **_plain())
     for column, column_width in fitted:
         cut = column_width < max(map(cell_len, column.cells))  # a shrunk column: cells end in an ellipsis
         table.add_column(column.header, justify=column.justify, width=column_width, no_wrap=cut,
@@ -469,8 +502,9 @@ def wide_columns(rows: list[dict[str, Any]]) -> list[_Column]:
     return [
         _Column("#", [str(rank) for rank in range(1, len(rows) + 1)]),
         _Column("run", [_run_cell(r) for r in rows], justify="left"),
-        _Column("macro F1", [f"{r['macro_f1']:.4f}" for r in rows]),
+        _Column(_metric_title(rows, "metric_header"), [f"{r['score']:.4f}" for r in rows]),
         _Column("95% CI", [_ci_cell(r) for r in rows]),
+        *([_Column("macro F1", [f"{r['macro_f1']:.4f}" for r in rows])] if _also_macro_f1(rows) else []),
         _Column("accuracy", [f"{r['accuracy']:.4f}" for r in rows]),
         _Column("weighted F1", [f"{r['weighted_f1']:.4f}" for r in rows]),
         *(_Column(f"F1 {name}", [f"{r['per_class'][name]['f1']:.3f}" if name in r["per_class"] else "" for r in rows])
@@ -485,7 +519,7 @@ def wide_columns(rows: list[dict[str, Any]]) -> list[_Column]:
     ]
 
 
-WIDE_KEYS = 3  # rank, run and macro F1: in every part of the wide table
+WIDE_KEYS = 3  # rank, run and the contest metric: in every part of the wide table
 
 
 def wide_parts(columns: list[_Column], width: int, gap: int = GAP) -> list[list[tuple[_Column, int]]]:
@@ -523,7 +557,7 @@ def _wide_tables(rows: list[dict[str, Any]], width: int) -> list[Any]:
         for column, column_width in part:  # narrower than its natural width: header and cells wrap at spaces
             table.add_column(column.header, justify=column.justify, width=column_width,
                              no_wrap=column_width >= column.natural, overflow="fold",
-                             style="bold" if column.header == "macro F1" else None)
+                             style="bold" if column.header == _metric_title(rows, "metric_header") else None)
         for i in range(len(rows)):
             table.add_row(*(column.cells[i] for column, _ in part))
         tables.append(table)
@@ -566,11 +600,11 @@ def standing(run_dirs: list[Path]) -> list[str]:
         if row is None:  # not listed under its folder (a damaged neighbour of its name): its own figures only
             row = run_row(run)
             rank, rows = 1, [row]
-        line = (f"{name}: OOF macro F1 {row['macro_f1']:.4f} (95% CI {_ci_cell(row)}), rank {rank} of {len(rows)} "
-                f"in {folder}")
+        line = (f"{name}: OOF {row.get('metric_title', 'macro F1')} {row['score']:.4f} (95% CI {_ci_cell(row)}), "
+                f"rank {rank} of {len(rows)} in {folder}")
         if row.get("kind") == "ensemble":
-            if row.get("in_sample_macro_f1") is not None and row["in_sample_macro_f1"] != row["macro_f1"]:
-                line += f"; nested CV, {row['in_sample_macro_f1']:.4f} in-sample"
+            if row.get("in_sample_score") is not None and row["in_sample_score"] != row["score"]:
+                line += f"; nested CV, {row['in_sample_score']:.4f} in-sample"
             if row.get("vs_best_member") is not None:
                 line += f"; {row['vs_best_member']:+.4f} against its best member {row['best_member']}"
         lines.append(line)

@@ -180,25 +180,25 @@ def plot_per_class(per_class: dict[str, dict[str, float]], macro_f1: float, path
 def plot_members(summary: dict[str, Any], path: Path, run_name: str = "") -> None:
     """An ensemble beside its members (competition.ensemble.ensemble_summary): one bar per member's OOF macro F1,
     its weight in the label, and the ensemble's nested-CV (solid) and in-sample (dashed) macro F1 as lines."""
-    members = [m for m in summary["members"] if m["macro_f1"] is not None]
+    members = [m for m in summary["members"] if m["score"] is not None]
     fig = Figure(figsize=(9.0, 1.6 + 0.45 * max(len(members), 1)), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(members))
-    scores = [m["macro_f1"] for m in members]
+    scores = [m["score"] for m in members]
     best = summary["best_member"]
     bars = ax.barh(y, scores, color=["#55a868" if m["name"] == best else "#4c72b0" for m in members])
     ax.bar_label(bars, labels=[f"{v:.4f}" for v in scores], fontsize=8, padding=2)
     ax.set_yticks(y, [_short(m["name"], 28) + ("" if m["weight"] is None else f"\n(weight {m['weight']:.2f})")
                       for m in members], fontsize=9)
     ax.invert_yaxis()
-    nested, in_sample = summary["nested_macro_f1"], summary["in_sample_macro_f1"]
+    nested, in_sample = summary["nested"], summary["in_sample"]
     ax.axvline(nested, color="black", linewidth=1.6, label=f"ensemble, nested CV {nested:.4f}")
     if in_sample is not None and abs(in_sample - nested) > 1e-12:
         ax.axvline(in_sample, color="black", linestyle="--", linewidth=1.2,
                    label=f"ensemble, in-sample {in_sample:.4f}")
     values = [*scores, nested] + ([in_sample] if in_sample is not None else [])
     ax.set_xlim(max(0.0, min(values) - 0.1), min(1.0, max(values) + 0.08))
-    ax.set_xlabel("OOF macro F1")
+    ax.set_xlabel(f"OOF {summary['metric'].title}")
     gap = summary["vs_best_member"]
     ax.set_title(_titled(run_name, f"{summary['method']} ensemble and its members"
                          + (f" ({gap:+.4f} against the best member, nested CV)" if gap is not None else "")),
@@ -213,24 +213,26 @@ def ensemble_tables(summary: dict[str, Any]) -> str:
     def figure(value: float | None) -> str:
         return "-" if value is None else f"{value:.4f}"
 
-    nested, gap = summary["nested_macro_f1"], summary["vs_best_member"]
+    nested, gap = summary["nested"], summary["vs_best_member"]
+    title = summary["metric"].title
     honest = "nested CV: each fold predicted by an ensembler fitted on the other folds"
     if summary["oof_is"] == "unfitted":
         honest = "nothing fitted, so in-sample and honest alike"
     headline = [
         ["method", summary["method"]],
-        ["macro F1, nested CV (the honest figure, on the leaderboard)", f"{figure(nested)} ({honest})"],
-        ["macro F1, in-sample (fitted and scored on the same OOF rows: optimistic)",
-         figure(summary["in_sample_macro_f1"])],
-        ["best member", f"{summary['best_member'] or '-'} ({figure(summary['best_member_macro_f1'])})"],
+        [f"{title}, nested CV (the honest figure, on the leaderboard)", f"{figure(nested)} ({honest})"],
+        [f"{title}, in-sample (fitted and scored on the same OOF rows: optimistic)", figure(summary["in_sample"])],
+        ["best member", f"{summary['best_member'] or '-'} ({figure(summary['best_member_score'])})"],
         ["gap to the best member (nested CV)",
          "-" if gap is None else f"{gap:+.4f}" + ("" if gap > 0 else ": the ensemble does not beat its best member, "
                                                    "so submit picks the member")],
     ]
-    members = [[m["name"], "-" if m["weight"] is None else f"{m['weight']:.3f}", figure(m["macro_f1"]),
-                "-" if m["macro_f1"] is None else f"{nested - m['macro_f1']:+.4f}"] for m in summary["members"]]
+    metric = summary["metric"]
+    members = [[m["name"], "-" if m["weight"] is None else f"{m['weight']:.3f}", figure(m["score"]),
+                "-" if m["score"] is None else f"{metric.oriented(nested) - metric.oriented(m['score']):+.4f}"]
+               for m in summary["members"]]
     return (_table(["figure", "value"], headline)
-            + _table(["member", "weight", "OOF macro F1", "ensemble (nested CV) minus member"], members))
+            + _table(["member", "weight", f"OOF {title}", "ensemble (nested CV) against member"], members))
 
 
 # ---------------------------------------------------------------- confidently wrong images
@@ -335,7 +337,9 @@ def render_html(run: Run, scores: dict[str, Any], per_fold: list[float], histori
     """The report's index.html as text: headline figures, per-fold scores, each section's plot and notes,
     and the recipe (all values escaped)."""
     e = html.escape
+    metric = run.metric
     headline = [
+        *([[f"OOF {metric.title} (the contest metric)", f"{run.score():.4f}"]] if metric.name != "macro_f1" else []),
         ["OOF macro F1", f"{scores['macro_f1']:.4f}"],
         ["OOF accuracy", f"{scores['accuracy']:.4f}"],
         ["OOF weighted F1", f"{scores['weighted_f1']:.4f}"],
@@ -365,7 +369,7 @@ def render_html(run: Run, scores: dict[str, Any], per_fold: list[float], histori
         _table(["class", "precision", "recall", "F1", "support"], per_class),
     ]
     if summary is not None:
-        parts += ["<h2>Ensemble and its members (OOF macro F1)</h2>", ensemble_tables(summary)]
+        parts += [f"<h2>Ensemble and its members (OOF {summary['metric'].title})</h2>", ensemble_tables(summary)]
     if histories:
         rows = []
         for fold, frame in histories.items():
@@ -455,7 +459,7 @@ def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16,
 
     # c2. an ensemble beside its members
     summary = ensemble_summary(run)
-    if summary is not None and any(m["macro_f1"] is not None for m in summary["members"]):
+    if summary is not None and any(m["score"] is not None for m in summary["members"]):
         plot_members(summary, out_dir / "members.png", run.name)
         sections.append(Section("Ensemble against its members", "members.png"))
     else:

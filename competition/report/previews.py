@@ -38,7 +38,7 @@ def preview_grid(recipe: Recipe, per_class: int = 6, data: Path | None = None, s
     root = data if data is not None else recipe.data.root
     if root is None:
         raise OptionError("data", "no contest folder; set recipe.data.root or give a contest folder")
-    contest = index_contest(root)
+    contest = index_contest(root, recipe.data.layout())
     pipeline = build_pipeline(recipe.augment, seed=seed)
     draws = per_class if pipeline is not None else 0
     size, channels = tuple(recipe.data.image_size), recipe.data.channels
@@ -73,7 +73,7 @@ def foreground_outlines(recipe: Recipe, data: Path | None = None, seed: int = 0
     options = recipe.data.decode_options()
     if options.crop == "none" and options.standardize == "none":
         return []
-    contest = index_contest(data if data is not None else recipe.data.root)
+    contest = index_contest(data if data is not None else recipe.data.root, recipe.data.layout())
     return [foreground_outline(path, tuple(recipe.data.image_size), options) for _, path in _picked(contest, seed)]
 
 

@@ -77,6 +77,13 @@ class PreparedRun:
         return self.contest.classes
 
     @property
+    def metric(self) -> Any:
+        """The contest metric (competition.metrics.Metric of recipe.data.metric)."""
+        from competition.metrics import get_metric
+
+        return get_metric(self.recipe.data.metric)
+
+    @property
     def y(self) -> np.ndarray:
         return self.contest.y()
 
@@ -152,7 +159,7 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     folder.refuse_if_locked(run_dir)  # another process trains it: refuse at once, before decoding
     size, channels = recipe.data.image_size, recipe.data.channels
     contest, x, x_test, skipped = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image,
-                                                 options=recipe.data.decode_options())
+                                                 options=recipe.data.decode_options(), layout=recipe.data.layout())
     recipe.check_with_contest(contest, console)  # balance weights per class, folds' checks; the 16-bit mapping
     if console is not None:
         print_class_counts(contest, console)
@@ -246,7 +253,8 @@ def train_fold(prepared: PreparedRun, k: int, progress: Progress | None = None,
     folder.save_fold(prepared.run_dir, k, arrays={name: getattr(fitted, name) for name in folder.ARRAYS},
                      history=fitted.history, model=fitted.model,
                      info={"recipe_hash": prepared.recipe_hash, "data": prepared.data, "best_epoch": fitted.best_epoch,
-                           "best_macro_f1": fitted.best_macro_f1, "seconds": round(time.perf_counter() - t0, 2),
+                           "best_score": fitted.best_score, "metric": prepared.metric.name,
+                           "seconds": round(time.perf_counter() - t0, 2),
                            "rss_mb": round(rss_mb(), 1), "threads": thread_settings(),
                            "peak_rss_mb": round(peak_rss_mb(), 1)})
     keras.backend.clear_session()
@@ -298,7 +306,7 @@ def pseudo_labels(prepared: PreparedRun, k: int) -> tuple[np.ndarray, np.ndarray
 def _fit_classic_fold(prepared: PreparedRun, k: int) -> Any:
     """Fold k of a scikit-learn model kind (competition.model.classic): the embedding of every training and test
     image is made once per run (kept on `prepared`), the fold's estimator fitted in seconds and saved as the
-    network folds are (one history row: the fold's validation macro F1)."""
+    network folds are (one history row: the fold's validation macro F1 and contest metric)."""
     from competition.metrics import macro_f1
     from competition.model.classic import FoldFit, embed, fit_fold
 
@@ -315,34 +323,41 @@ def _fit_classic_fold(prepared: PreparedRun, k: int) -> Any:
                                     z_all[len(y):], len(prepared.classes), (recipe.cv.seed * 1000 + k) % 2**32)
     except (ValueError, TypeError) as exc:  # a parameter that fits 12 points but not this fold (n_neighbors)
         raise CompetitionError(f"recipe.model.params: fold {k}: {' '.join(str(exc).split())}") from None
-    score = macro_f1(y[val], oof)
+    metric = prepared.metric
+    score = metric(y[val], oof)
     seconds = round(time.perf_counter() - t0, 2)
-    history = pd.DataFrame([{"phase": 0, "epoch": 1, "val_macro_f1": score, "seconds": seconds}])
+    history = pd.DataFrame([{"phase": 0, "epoch": 1, "val_macro_f1": macro_f1(y[val], oof), metric.monitor: score,
+                             "seconds": seconds}])
     folder.save_fold(prepared.run_dir, k, arrays={"oof": oof, "test": test, "oof_plain": oof, "test_plain": test},
                      history=history, model=model,
                      info={"recipe_hash": prepared.recipe_hash, "data": prepared.data, "best_epoch": 1,
-                           "best_macro_f1": score, "seconds": seconds, "rss_mb": round(rss_mb(), 1),
+                           "best_score": score, "metric": metric.name, "seconds": seconds,
+                           "rss_mb": round(rss_mb(), 1),
                            "peak_rss_mb": round(peak_rss_mb(), 1)})
     return FoldFit(oof, test, model, score)
 
 
-def epoch_selection(run_dir: Path, done: list[dict[str, Any]]) -> dict[str, Any] | None:
+def epoch_selection(run_dir: Path, done: list[dict[str, Any]], metric: Any = None) -> dict[str, Any] | None:
     """How much keeping each fold's best epoch (chosen on the rows it then predicts) can flatter the OOF: the
-    folds' mean validation macro F1 at their kept epoch against at their last epoch, from history.csv and
-    done.json. {"kept", "last", "optimism" (kept - last, an upper bound on the selection's own gain), "line"};
-    None when a fold's history is missing."""
+    folds' mean validation score (the contest `metric`, competition.metrics.Metric; None: macro F1) at their
+    kept epoch against at their last epoch, from history.csv and done.json. {"kept", "last", "optimism" (how
+    much better kept is than last, in the metric's direction: an upper bound on the selection's own gain),
+    "line"}; None when a fold's history is missing."""
+    from competition.metrics import get_metric
+
+    metric = metric or get_metric(None)
     histories = folder.read_histories(run_dir)
-    if len(histories) != len(done) or any("val_macro_f1" not in h for h in histories.values()):
+    if len(histories) != len(done) or any(metric.monitor not in h for h in histories.values()):
         return None
-    kept = [float(d.get("best_macro_f1", np.nan)) for d in done]
-    last = [float(h["val_macro_f1"].iloc[-1]) for _, h in sorted(histories.items())]
+    kept = [float(d.get("best_score", d.get("best_macro_f1", np.nan))) for d in done]
+    last = [float(h[metric.monitor].iloc[-1]) for _, h in sorted(histories.items())]
     if not np.all(np.isfinite(kept + last)):
         return None
-    gap = float(np.mean(kept) - np.mean(last))
+    gap = float(metric.oriented(np.mean(kept)) - metric.oriented(np.mean(last)))
     return {"kept": round(float(np.mean(kept)), 4), "last": round(float(np.mean(last)), 4), "optimism": round(gap, 4),
-            "line": f"kept epochs: folds' val macro F1 {np.mean(kept):.4f} at the kept epoch, {np.mean(last):.4f} "
-                    f"at the last; picking the epoch on the rows it predicts can flatter the OOF by up to "
-                    f"{gap:+.4f}"}
+            "line": f"kept epochs: folds' val {metric.title} {np.mean(kept):.4f} at the kept epoch, "
+                    f"{np.mean(last):.4f} at the last; picking the epoch on the rows it predicts can flatter the OOF "
+                    f"by up to {gap:+.4f}"}
 
 
 def load_prepared(run_dir: str | Path, *, deterministic: bool = False) -> PreparedRun:
@@ -354,7 +369,7 @@ def load_prepared(run_dir: str | Path, *, deterministic: bool = False) -> Prepar
     recipe = folder.read_recipe(run_dir)
     size, channels = recipe.data.image_size, recipe.data.channels
     contest, x, x_test, _ = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image,
-                                                 options=recipe.data.decode_options())
+                                                 options=recipe.data.decode_options(), layout=recipe.data.layout())
     assignment = folder.read_folds(run_dir)
     if assignment["id"].tolist() != contest.train["id"].tolist():
         raise CompetitionError(f"{run_dir}: fold assignment does not match the images in {recipe.data.root}")
@@ -393,7 +408,7 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
         say(console, f"TTA {recipe.tta}: OOF macro F1 {tta['oof_macro_f1_plain']:.4f} without, "
                      f"{tta['oof_macro_f1_tta']:.4f} with")
     done = [folder.read_fold_info(prepared.run_dir, k) for k in range(recipe.cv.folds)]
-    selection = epoch_selection(prepared.run_dir, done) if recipe.model.kind == "network" else None
+    selection = epoch_selection(prepared.run_dir, done, prepared.metric) if recipe.model.kind == "network" else None
     if selection is not None:
         say(console, selection["line"])
     written = save_run(
@@ -413,6 +428,8 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
                "wall_seconds": round(time.perf_counter() - started, 2), "deterministic": prepared.deterministic,
                "fold_threads": [d.get("threads") for d in done], "tta": tta, "model_kinds": [recipe.model.kind],
                "epoch_selection": selection,
+               **({"layout": recipe.data.layout().declared()} if recipe.data.layout().declared() else {}),
+               **({"contest_metric": recipe.data.metric} if recipe.data.metric != "macro_f1" else {}),
                **({"test_images": prepared.test_images} if prepared.test_images is not None else {})},
     )
     if folder.remove_stale_decisions(prepared.run_dir):

@@ -43,6 +43,9 @@ class RunRecord:
     wall_seconds        the run's wall-clock seconds, None when not recorded
     test_images         the test images' fingerprint (runs.run.test_images_record), None for runs from before
     subjects            a subject-averaged run's record (threshold, groups, figures), {} otherwise
+    metric              the contest metric the run was chosen and scored by (recipe.data.metric; "macro_f1" for runs
+                        from before the key)
+    layout              the contest's declared layout (the non-default recipe.data layout keys), {} for the default
     raw                 the whole run.json, for what is only displayed
     """
 
@@ -63,6 +66,8 @@ class RunRecord:
     wall_seconds: float | None = None
     test_images: dict[str, Any] | None = None
     subjects: dict[str, Any] = field(default_factory=dict)
+    layout: dict[str, Any] = field(default_factory=dict)
+    metric: str = "macro_f1"
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -90,7 +95,14 @@ class RunRecord:
             fold_seconds=[_number(s) for s in folds] if isinstance(folds, list) else [],
             wall_seconds=_number(meta.get("wall_seconds")),
             test_images=test_images if isinstance(test_images, dict) else None,
-            subjects=_mapping(meta.get("subjects")), raw=meta)
+            subjects=_mapping(meta.get("subjects")), layout=_mapping(meta.get("layout")),
+            metric=_text(meta.get("contest_metric"), "macro_f1"), raw=meta)
+
+    def contest_layout(self) -> Any:
+        """competition.data.contest.Layout of the run's contest (the default for runs that declare none)."""
+        from competition.data.contest import Layout
+
+        return Layout.from_record(self.layout)
 
     @classmethod
     def read(cls, run_dir: str | Path) -> RunRecord:

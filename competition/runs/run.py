@@ -106,6 +106,23 @@ class Run:
         return digest.hexdigest()[:12], self.data_root.name if self.data_root is not None else "?"
 
     @property
+    def metric(self) -> Any:
+        """The contest metric the run is scored and chosen by (competition.metrics.Metric of run.json's "metric";
+        macro F1 for runs from before it was recorded). CompetitionError of one line for one this version does
+        not know."""
+        from competition.metrics import METRICS
+
+        name = self.record.metric
+        if name not in METRICS:
+            raise CompetitionError(f"run '{self.name}': scored by metric {name!r}, which this version does not know "
+                                   f"(made by a newer version?); known: {', '.join(METRICS)}")
+        return METRICS[name]
+
+    def score(self) -> float:
+        """The run's OOF score by its contest metric (an ensemble's: its nested-CV OOF)."""
+        return self.metric(self.y, self.oof)
+
+    @property
     def model_kinds(self) -> list[str]:
         """The model kinds behind the probabilities (competition.model.classic.MODEL_KINDS): the recipe's for a
         model run, the weighed members' for an ensemble; ["network"] for runs from before kinds were recorded."""
@@ -210,6 +227,13 @@ def contest_folder(run_dir: str | Path, data: str | Path | None = None) -> Path:
     return root
 
 
+def contest_test_folder(run_dir: str | Path, data: str | Path | None = None) -> Path:
+    """The folder of a finished run's contest's test images (the contest's declared test_images, test/ by
+    default), where the contest is now; errors as contest_folder."""
+    root = contest_folder(run_dir, data)
+    return root / RunRecord.from_meta(folder.read_meta(run_dir)).contest_layout().test_images
+
+
 # ---------------------------------------------------------------- is the run's answer still the answer
 
 
@@ -261,7 +285,7 @@ def test_images_problem(meta: dict[str, Any], now: dict[str, Any] | None = None,
         return None
     if now is None:
         root = contest_root(meta, data)
-        test_dir = root / "test" if root is not None else None
+        test_dir = root / RunRecord.from_meta(meta).contest_layout().test_images if root is not None else None
         if test_dir is None or not test_dir.is_dir():
             return None
         from competition.data import is_image
@@ -445,6 +469,10 @@ def check_one_contest(runs: Sequence[Run], what: str) -> None:
             raise CompetitionError(f"{what}: runs of two contests: '{first.name}' ({a_name}, contest {a}) and "
                                    f"'{other.name}' ({b_name}, contest {b}); name runs of one contest, or keep each "
                                    "contest's runs in a --runs folder of its own")
+        if other.record.metric != first.record.metric:
+            raise CompetitionError(f"{what}: runs scored by two metrics: '{first.name}' by {first.record.metric} and "
+                                   f"'{other.name}' by {other.record.metric} (recipe.data.metric); a contest has one "
+                                   "metric: train them with the same one")
 
 
 def check_same_folds(runs: list[Run]) -> None:

@@ -135,7 +135,8 @@ def _fold_progress(run_dir: Path, status: RunStatus) -> None:
     scores = []
     for k in done:
         try:
-            scores.append(float(folder.read_fold_info(run_dir, k)["best_macro_f1"]))
+            info = folder.read_fold_info(run_dir, k)
+            scores.append(float(info["best_score"] if "best_score" in info else info["best_macro_f1"]))
         except (OSError, ValueError, KeyError, TypeError, CompetitionError):
             pass
     if scores:
@@ -143,9 +144,20 @@ def _fold_progress(run_dir: Path, status: RunStatus) -> None:
     for k in (k for k in range(n_folds) if k not in done):
         rows = folder.read_partial_history(run_dir, k)
         if rows:
-            best = max((r.get("val_macro_f1", float("nan")) for r in rows), default=float("nan"))
+            metric = _metric_of(recipe)
+            values = [float(r.get(metric.monitor, float("nan"))) for r in rows]
+            best = metric.oriented(max((metric.oriented(v) for v in values), default=float("nan")))
             status.epochs = f"fold {k}: epoch {len(rows)}/{planned}, best {best:.3f}"
             break
+
+
+def _metric_of(recipe: dict[str, Any]) -> Any:
+    """The contest metric a stored recipe (a plain dict) declares; macro F1 when it declares none or an unknown one."""
+    from competition.metrics import METRICS, get_metric
+
+    data = recipe.get("data") if isinstance(recipe.get("data"), dict) else {}
+    name = data.get("metric")
+    return METRICS[name] if isinstance(name, str) and name in METRICS else get_metric(None)
 
 
 def _age_and_size(run_dir: Path) -> tuple[float, int]:

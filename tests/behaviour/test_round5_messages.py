@@ -377,7 +377,7 @@ def test_the_wide_leaderboard_never_squeezes_rank_or_score(tmp_path: Path, width
     for rank, row in enumerate(rows, 1):
         shown = [line for line in lines if line.startswith(f"{rank}  {row['run']}")]
         assert len(shown) == parts and all(f"{row['macro_f1']:.4f}" in line for line in shown), (rank, shown)
-        low, high = row["macro_f1_ci"]
+        low, high = row["score_ci"]
         assert f"{low:.3f}–{high:.3f}" in text and f"{row['accuracy']:.4f}" in text
         for values in row["per_class"].values():
             assert f"{values['f1']:.3f}" in text

@@ -38,7 +38,7 @@ def test_run_folder_holds_oof_and_test_probabilities(trained: tuple[Path, Path],
         history = (folder / "history.csv").read_text().splitlines()
         assert history[0].startswith("phase,epoch") and len(history) == 3
         f1s = [float(line.split(",")[history[0].split(",").index("val_macro_f1")]) for line in history[1:]]
-        assert done["best_macro_f1"] == pytest.approx(max(f1s))
+        assert done["best_score"] == pytest.approx(max(f1s)) and done["metric"] == "macro_f1"
     assert (trained[0] / "recipe.yaml").is_file() and run.scheme == "stratified 2-fold, seed 1"
 
 

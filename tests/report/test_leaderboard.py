@@ -69,7 +69,7 @@ def test_the_table_fits_the_terminal_and_cuts_no_name_score_or_interval(runs: Pa
     assert max(len(line) for line in lines if not line.startswith((MARKER, "not shown", "ensemble "))) <= width
     for rank, row in enumerate(rows, 1):
         line = next(line for line in lines if line.startswith(f"{rank} "))
-        low, high = row["macro_f1_ci"]
+        low, high = row["score_ci"]
         assert row["run"] in line and f"{row['macro_f1']:.4f}" in line and f"{low:.3f}–{high:.3f}" in line, line
         assert "…" not in line.split()[1]
     assert "effnet-stratified ⚠" in text  # the leak marker stays at any width
@@ -84,7 +84,7 @@ def test_the_table_fits_the_terminal_and_cuts_no_name_score_or_interval(runs: Pa
 
 
 def test_columns_give_way_least_important_first() -> None:
-    rows = [{"run": "r" * 30, "macro_f1": 0.5, "macro_f1_ci": [0.4, 0.6], "fold_std": 0.01, "scheme_short": "strat 5f",
+    rows = [{"run": "r" * 30, "macro_f1": 0.5, "score": 0.5, "score_ci": [0.4, 0.6], "fold_std": 0.01, "scheme_short": "strat 5f",
              "backbone": "efficientnetb0", "image_size": "224", "train_seconds": 60.0}]
     columns = compact_columns(rows)
     assert [c.header for c in columns] == ["#", "run", "macro F1", "95% CI", "fold ±", "scheme", "backbone", "size",
