@@ -386,7 +386,7 @@ def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Ru
     kinds = sorted({k for r in used for k in r.model_kinds})
     contest = first.metric  # the members' contest metric (check_one_contest): what the ensemble is scored by
     scored = ({} if contest.name == "macro_f1" else
-              {"contest_metric": contest.name, "in_sample_score": contest(first.y, in_sample),
+              {"contest_metric": contest.name, "in_sample_score": contest.of_oof(first.y, in_sample, first.folds),
                "member_scores": {r.name: r.score() for r in runs}})
     return save_run(
         out,
@@ -482,7 +482,7 @@ def _member_score(ensemble: Run, member: str) -> float | None:
         run = Run.load(ensemble.path.parent / member)
     except CompetitionError:
         return None
-    return ensemble.metric(run.y, run.oof)
+    return run.score()
 
 
 def ensemble_runs(members: list[str], *, method: str, name: str, runs_dir: str | Path = "runs",

@@ -194,7 +194,9 @@ def label_classes(sample_path: str | Path, classes: Sequence[str] | None = None,
             known = list(index_contest(root, layout).classes)
             where.append(f"the training classes of {root}")
         except CompetitionError as exc:
-            unknown = f"its contest folder does not read: {exc}"
+            unknown = (f"its contest folder does not read: {exc}" if layout is not None else
+                       f"{root} does not read as a contest of the default layout (a layout a recipe declares is "
+                       "known through --run)")
     if loaded is not None:
         known = [c for c in (known if known is not None else loaded.classes) if c in loaded.classes]
         where.append(f"run {loaded.name}'s classes")

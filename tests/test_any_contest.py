@@ -144,6 +144,18 @@ def test_each_metric_is_scikit_learns() -> None:
     assert METRICS["roc_auc"](binary, two) == pytest.approx(roc_auc_score(binary, proba[:, 1]))
 
 
+def test_roc_auc_of_a_runs_oof_is_the_mean_of_its_folds() -> None:
+    """Each fold's model ranks its own rows perfectly, on a scale of its own: pooled, the scales mix (AUC below
+    1); fold by fold, as the test (ranked by one model, the folds' mean) is, it is 1."""
+    y = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    folds = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    p1 = np.array([0.10, 0.20, 0.15, 0.30, 0.70, 0.90, 0.80, 0.95])  # fold 1's model says "1" more freely
+    proba = np.c_[1 - p1, p1]
+    auc = METRICS["roc_auc"]
+    assert auc(y, proba) < 1 and auc.of_oof(y, proba, folds) == 1.0
+    assert METRICS["accuracy"].of_oof(y, proba, folds) == METRICS["accuracy"](y, proba)  # labels: pooled
+
+
 def test_an_unknown_metric_is_one_line_with_a_did_you_mean(tmp_path: Path) -> None:
     with pytest.raises(CompetitionError, match="recipe.data.metric: unknown metric 'kapa'; did you mean 'kappa'"):
         get_metric("kapa")

@@ -69,7 +69,7 @@ def run_row(run: Run) -> dict[str, Any]:
         "metric": metric.name,
         "metric_title": metric.title,
         "metric_header": metric.header,
-        "score": metric(run.y, run.oof),
+        "score": run.score(),
         "macro_f1": scores["macro_f1"],
         "accuracy": scores["accuracy"],
         "weighted_f1": scores["weighted_f1"],
@@ -79,7 +79,8 @@ def run_row(run: Run) -> dict[str, Any]:
         "train_seconds": _train_seconds(run.record),
     }
     row["contest_id"], row["contest"] = run.contest  # runs are ranked against runs of their own contest
-    interval = metric_ci(metric, run.y, run.oof, groups=run.subjects)  # subjects, not slices, are independent
+    # subjects, not slices, are independent
+    interval = metric_ci(metric, run.y, run.oof, groups=run.subjects, folds=run.folds)
     row["ci_resamples"] = "subjects" if run.subjects is not None else "images"
     row["score_ci"] = [interval["low"], interval["high"]]
     row["fold_macro_f1"] = fold_scores(run.y, run.oof, run.folds)

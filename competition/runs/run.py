@@ -119,8 +119,9 @@ class Run:
         return METRICS[name]
 
     def score(self) -> float:
-        """The run's OOF score by its contest metric (an ensemble's: its nested-CV OOF)."""
-        return self.metric(self.y, self.oof)
+        """The run's OOF score by its contest metric (an ensemble's: its nested-CV OOF); a per-fold metric's
+        (ROC AUC) is the mean of the folds' (competition.metrics.Metric.of_oof)."""
+        return self.metric.of_oof(self.y, self.oof, self.folds)
 
     @property
     def model_kinds(self) -> list[str]:

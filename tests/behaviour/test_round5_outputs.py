@@ -126,6 +126,35 @@ def test_submit_over_the_contests_sample_is_refused(trained: Path, tmp_path: Pat
     assert code == 0 and (tmp_path / "subs" / "log.csv").is_file()
 
 
+def test_report_and_augment_preview_never_write_into_the_contest_or_a_users_folder(
+        trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Further members: `report --out` into the contest folder or a folder of the user's files, and
+    `augment-preview --out` over a contest image or a user's PNG, are refused in one line; nothing changes. A
+    report folder of the tool's own is replaced."""
+    root = trained.parent.parent / "contest"
+    before = folder_fingerprint(root)
+    _refused(capsys, "report", "tiny", "--runs", trained.parent, "--out", root / "report",
+             says=("--out", "contest folder"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my notes\n")
+    _refused(capsys, "report", "tiny", "--runs", trained.parent, "--out", mine, says=("--out", "notes.txt"))
+    assert _files(mine) == {"notes.txt": b"my notes\n"}
+    code, _ = _cli(capsys, "report", "tiny", "--runs", trained.parent, "--out", tmp_path / "rep")
+    assert code == 0 and (tmp_path / "rep" / "index.html").is_file()
+    code, _ = _cli(capsys, "report", "tiny", "--runs", trained.parent, "--out", tmp_path / "rep")  # its own: again
+    assert code == 0
+    recipe = tmp_path / "aug.yaml"
+    recipe.write_text(tiny_recipe("aug") + "augment:\n  - HorizontalFlip: {p: 0.5}\n")
+    image = next(p for p in sorted((root / "train").rglob("*")) if p.is_file())
+    _refused(capsys, "augment-preview", recipe, "--data", root, "--out", image, says=("--out", "contest folder"))
+    theirs = tmp_path / "photo.png"
+    theirs.write_bytes(image.read_bytes())  # a PNG of the user's, not a plot this tool drew
+    _refused(capsys, "augment-preview", recipe, "--data", root, "--out", theirs, says=("--out", str(theirs)))
+    assert theirs.read_bytes() == image.read_bytes()
+    assert folder_fingerprint(root) == before
+
+
 def test_audit_into_the_contests_test_folder_is_refused(contest: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Further member: `audit DATA --out DATA/test` wrote audit.json, relation.png and closest_pairs.png among
     the test images (read as test images by every later command)."""
