@@ -64,7 +64,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _check_data(name: str, root: Path, recipe: Any = None) -> Check:
     """The contest folder indexes, every image's header reads (as `train` would report an unreadable one;
-    with the recipe's data.on_bad_image); with a recipe, it also fits the recipe (recipe.check_with_contest)."""
+    with the recipe's data.on_bad_image); with a recipe, it also fits the recipe (competition.recipe.check_with_contest)."""
     from competition.data import index_contest, unreadable_message
 
     try:
@@ -78,7 +78,9 @@ def _check_data(name: str, root: Path, recipe: Any = None) -> Check:
         return Check(name, "data", False, f"{root}: cannot read ({exc.strerror or exc})")
     if recipe is not None:
         try:
-            recipe.check_with_contest(contest)
+            from competition.recipe import check_with_contest
+
+            check_with_contest(recipe, contest)
         except CompetitionError as exc:
             return Check(name, "data", False, _one_line(exc))
     skip = recipe is not None and recipe.data.on_bad_image == "skip"

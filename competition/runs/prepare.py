@@ -23,7 +23,7 @@ import pandas as pd
 from competition.console import Progress, peak_rss_mb, rss_mb, say
 from competition.errors import CompetitionError, OptionError
 from competition.files import check_output
-from competition.recipe import Recipe
+from competition.recipe import Recipe, check_with_contest
 from competition.runs import folder
 from competition.runs.run import folds_frame, save_run, test_images_problem, test_images_record
 
@@ -160,7 +160,7 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     size, channels = recipe.data.image_size, recipe.data.channels
     contest, x, x_test, skipped = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image,
                                                  options=recipe.data.decode_options(), layout=recipe.data.layout())
-    recipe.check_with_contest(contest, console)  # balance weights per class, folds' checks; the 16-bit mapping
+    check_with_contest(recipe, contest, console)  # balance weights per class, folds' checks; the 16-bit mapping
     if console is not None:
         print_class_counts(contest, console)
     choice = choose_scheme(contest.train, contest.test, n_folds=recipe.cv.folds, seed=recipe.cv.seed,

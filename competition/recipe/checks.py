@@ -1,0 +1,65 @@
+"""The recipe's checks that need the contest (its classes, its labels file's columns, its sample): run by `train`
+once the contest is indexed, before the run folder is made, and by `doctor`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from competition.errors import CompetitionError
+from competition.recipe.schema import Recipe
+
+
+
+def check_with_contest(recipe: Recipe, contest: Any, console: Any = None) -> None:
+    """The recipe's checks that need the contest (its classes, its train.csv columns, its images per class): run
+    by `train` once the contest is loaded, before the run folder is made, and by `doctor`. With a console, also
+    says how the contest's grey images of more than 8 bits were mapped to 0..255 (known once they are decoded).
+
+    Raises CompetitionError naming the recipe key and value."""
+    from competition.balance import check_classes
+    from competition.folds import make_folds, parse_group_by, resolve_groups
+
+    check_classes(recipe.balance, list(contest.classes))
+    _check_metric_with_sample(recipe.data.metric, contest)
+    from competition.model.classic import is_transductive
+
+    if is_transductive(recipe.model.kind) and len(contest.test) == 0:
+        raise CompetitionError(f"recipe.model.kind: {recipe.model.kind!r} is transductive (it learns from the test "
+                               f"images, unlabelled), and {contest.root} has no test images")
+    # The folds' checks (images per class, a group_by column or regex against the files) without decoding;
+    # near-duplicate groups need the pixels and are checked when the folds are made.
+    kind, _ = parse_group_by(recipe.cv.group_by)
+    groups = resolve_groups(recipe.cv.group_by, contest.train) if kind in ("column", "regex") else None
+    make_folds(contest.train["label"].to_numpy(), recipe.cv.folds, recipe.cv.seed, groups=groups)
+    if console is not None:
+        from competition.data.cache import intensity_note
+
+        paths = [*contest.train["path"].tolist(), *contest.test["path"].tolist()]
+        note = intensity_note(paths, recipe.data.intensity_window)
+        if note:
+            console.print(note, markup=False, highlight=False)
+
+
+def _check_metric_with_sample(name: str, contest: Any) -> None:
+    """A metric that scores probabilities (ROC AUC, log loss) needs a sample that asks for them: one column per
+    class, or one column of numbers in a two-class contest. CompetitionError naming the key and the sample."""
+    from competition.data.contest import sample_format, value_columns
+    from competition.files import read_string_csv
+    from competition.metrics import get_metric
+
+    metric = get_metric(name)
+    if metric.needs != "probabilities":
+        return
+    sample = read_string_csv(contest.sample_path)
+    kind = sample_format(sample, contest.classes, probabilities=True)
+    if kind == "labels":
+        column = value_columns(sample)[0]
+        raise CompetitionError(f"recipe.data.metric: {name!r} scores probabilities, but {contest.sample_path} asks for "
+                               f"labels (column {column!r} holds class names such as "
+                               f"{str(sample[column].iloc[0])!r}); choose a metric of labels (macro_f1, accuracy, "
+                               "balanced_accuracy, kappa) or check the sample")
+    if kind == "binary" and len(contest.classes) != 2:
+        raise CompetitionError(f"recipe.data.metric: {name!r} with a one-column sample ({contest.sample_path}) needs "
+                               f"two classes; the contest has {len(contest.classes)}")
+
+
