@@ -32,7 +32,7 @@ def test_train_leaderboard_submit(tiny_contest: Path, tiny_recipe: Path, tmp_pat
     assert rows[0]["run"] == "tiny" and 0 <= rows[0]["macro_f1"] <= 1
     assert set(rows[0]["per_class"]) == {"MildDemented", "ModerateDemented", "NonDemented", "VeryMildDemented"}
     assert set(rows[0]["per_class"]["NonDemented"]) == {"precision", "recall", "f1", "support"}
-    for fmt, marker in (("md", "| run |"), ("csv", "run,kind,scheme,macro_f1")):
+    for fmt, marker in (("md", "| run |"), ("csv", "run,kind,scheme,metric,score,ci_low,ci_high,fold_std,macro_f1")):
         out = competition("leaderboard", "--format", fmt, cwd=tmp_path)
         assert out.returncode == 0 and marker in out.stdout.replace("| # |", "|"), out.stdout
 

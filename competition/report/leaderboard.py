@@ -270,7 +270,9 @@ def flat(rows: list[dict[str, Any]]) -> pd.DataFrame:
     macro F1 as `f1:fold_<k>`; damaged runs left out; NaN where a run has no value."""
     records = []
     for row in damaged_rows(rows)[0]:
-        record = {k: v for k, v in row.items() if not isinstance(v, list | dict)}
+        # the metric's display names are the table's headers, not figures: left out of CSV and Markdown
+        record = {k: v for k, v in row.items() if not isinstance(v, list | dict)
+                  and k not in ("metric_title", "metric_header")}
         if "score_ci" in row:
             record["ci_low"], record["ci_high"] = row["score_ci"]
         for name, values in row["per_class"].items():
