@@ -150,11 +150,11 @@ def leaderboard(
 @app.command()
 def submit(
     ctx: typer.Context,
-    run: Annotated[list[str] | None, typer.Argument(help="Candidate runs or ensembles (names under --runs, or folders): the one with the best honest OOF macro F1 is submitted; default: every finished run.")] = None,
+    run: Annotated[list[str] | None, typer.Argument(help="Candidate runs or ensembles (names under --runs, or folders): the one with the best honest OOF score by the contest metric (recipe.data.metric) is submitted; default: every finished run.")] = None,
     runs: RunsOption = Path("runs"),
     out: Annotated[Path | None, typer.Option("--out", help="CSV to write (default submissions/<run>.csv).")] = None,
     sample: Annotated[Path | None, typer.Option("--sample", help="sample_submission.csv (default: the run's contest's).")] = None,
-    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Fit per-class decision offsets on the OOF for macro F1 (applied only with a positive nested-CV gain); --no-tune: plain argmax, offsets saved by an earlier --tune not applied; neither: saved offsets applied.")] = False,
+    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Fit per-class decision offsets on the OOF for macro F1 (applied only under macro F1, with a positive nested-CV gain); --no-tune: plain argmax, offsets saved by an earlier --tune not applied; neither: saved offsets applied.")] = False,
     data: MovedDataOption = None,
     message: Annotated[str, typer.Option("--message", "-m", help="A note for the submission log (log.csv beside the file).")] = "",
 ) -> None:

@@ -284,6 +284,10 @@ def build_ensemble(
         raise CompetitionError(f"ensemble '{name}': needs at least 2 runs, got {len(runs)}")
     check_one_contest(runs, f"ensemble '{name}'")  # one contest, one contest metric
     metric = metric or runs[0].record.metric
+    if method == "rank" and runs[0].metric.name == "log_loss":
+        raise CompetitionError(f"ensemble '{name}': --method rank gives ranks scaled to (0, 1], not probabilities, and "
+                               "this contest is scored by log loss, which needs calibrated probabilities; use mean, "
+                               "geometric, weighted, caruana or stacking")
     estimator = make_ensembler(method, metric)
     out = ensemble_dir(runs_dir, name)
     members = [r.name for r in runs]
@@ -420,6 +424,7 @@ def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Ru
             "sample_submission": _stored_path(first, "sample_submission"),
             "data_root": first.record.data_root,
             **({"layout": first.record.layout} if first.record.layout else {}),
+            **({"positive_class": first.meta["positive_class"]} if first.meta.get("positive_class") else {}),
             **extra,
         },
     )

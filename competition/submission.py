@@ -115,7 +115,8 @@ def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list
     if (probabilities is None and kind == "labels" and len(value_columns) == 1
             and sample_format(sample, classes, probabilities=True) == "binary"):
         written = frame[value_columns[0]].astype(str).str.strip()
-        numeric = pd.to_numeric(written, errors="coerce").notna().all()
+        numbers = pd.to_numeric(written, errors="coerce")
+        numeric = bool(numbers.notna().all() and numbers.between(0, 1).all())  # probabilities, every one
         fractions = not written.str.fullmatch(r"[+-]?\d+").all()
         known_pair = classes is not None and len(classes) == 2 and not written.isin(list(classes)).all()
         if numeric and (fractions or known_pair):
@@ -252,7 +253,9 @@ def make_submission(
     if kind == "binary":
         if tuner is not None:
             raise CompetitionError(f"{sample_path}: a decision tuner applies to label submissions, not probabilities")
-        positive = positive_class(value_columns[0], run.classes, sample_path)
+        declared = run.meta.get("positive_class")
+        positive = positive_class(value_columns[0], run.classes, sample_path,
+                                  declared if isinstance(declared, str) else None)
         rows[value_columns[0]] = [_format_probability(x) for x in test[:, run.classes.index(positive)]]
     elif kind == "probabilities":
         if tuner is not None:
@@ -482,6 +485,14 @@ def _submit_locked(choice: Choice, loaded: Run, sample_path: Path, out_path: Pat
     notes: list[str] = []
     metric = loaded.metric
     wanted = sample_format(read_csv_strings(sample_path), loaded.classes, probabilities=metric.needs == "probabilities")
+    if wanted == "binary":  # say which class's probability fills the column: a wrong one turns an AUC upside down
+        column = submission_values(read_csv_strings(sample_path))[0]
+        declared = loaded.meta.get("positive_class")
+        positive = positive_class(column, loaded.classes, sample_path, declared if isinstance(declared, str) else None)
+        how = ("recipe.data.positive_class" if isinstance(declared, str) else
+               "from the column's name or the other class's negative name, else the second class; "
+               "recipe.data.positive_class says otherwise")
+        notes.append(f"column {column!r} gets the probability of class {positive!r} ({how})")
     if wanted == "labels" and metric.name != "macro_f1" and tune is not False:
         # the offsets are fitted for macro F1: for another metric they could lower the score the contest counts
         if tune or (run_dir / DECISIONS_FILE).is_file():

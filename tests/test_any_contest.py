@@ -85,7 +85,7 @@ def test_isic_folds_hold_out_whole_patients(demos: Path, tmp_path: Path) -> None
 @pytest.mark.parametrize(("keys", "says"), [
     (["data.id_column=image_id"], ["recipe.data.id_column: no column 'image_id'", "'id_code', 'diagnosis'"]),
     (["data.label_column=Diagnosis"], ["recipe.data.label_column", "'diagnosis' exists", "upper/lower case"]),
-    (["data.train_images=train_imgs"], ["recipe.data.train_images train folder not found",
+    (["data.train_images=train_imgs"], ["recipe.data.train_images: train folder not found",
                                         "did you mean 'train_images'?", "'test_images'"]),
 ])
 def test_a_wrong_column_or_folder_is_one_line_with_what_is_there(demos: Path, keys: list[str], says: list[str],
@@ -304,4 +304,56 @@ def test_validate_reads_an_auc_contests_0_sample_as_probabilities() -> None:
     assert validate_submission(written, sample, ["0", "1"]) == []
     assert validate_submission(written, sample, ["0", "1"], probabilities=False) != []  # labels asked: refused
     wrong = pd.DataFrame({"image_name": ["a", "b"], "target": ["1.5", "0.2"]})
-    assert any("outside [0, 1]" in p for p in validate_submission(wrong, sample, ["0", "1"]))
+    assert any("'1.5'" in p for p in validate_submission(wrong, sample, ["0", "1"]))  # neither reading takes it
+    assert any("outside [0, 1]" in p for p in validate_submission(wrong, sample, ["0", "1"], probabilities=True))
+
+
+def test_the_helpers_findings(demos: Path, tmp_path: Path) -> None:
+    """A new user's trial: a group column that is the id column, grades sorted as text, a 0 placeholder with five
+    grades, a rank ensemble under log loss, multi-label strings."""
+    import shutil
+
+    from competition.data.contest import class_order, sample_format
+
+    with pytest.raises(CompetitionError, match="recipe.data.group_column: 'id_code' is also the id column"):
+        index_contest(demos / "aptos", Layout(train_csv="train.csv", id_column="id_code", label_column="diagnosis",
+                                              group_column="id_code", train_images="train_images",
+                                              test_images="test_images"))
+    assert class_order(["1", "10", "2", "9"]) == ["1", "2", "9", "10"]  # grades in their order (kappa's)
+    assert class_order(["b", "a"]) == ["a", "b"]
+    zeros = pd.DataFrame({"id": ["a", "b"], "grade": ["0", "0"]})
+    assert sample_format(zeros, ["1", "2", "3", "4", "5"]) == "labels"  # a placeholder, not a probability
+    assert sample_format(zeros, ["1", "2"]) == "binary"
+    contest = tmp_path / "multi"
+    shutil.copytree(demos / "aptos", contest)
+    frame = pd.read_csv(contest / "train.csv", dtype=str)
+    frame.loc[[0, 5], "diagnosis"] = "Effusion|Mass"
+    frame.to_csv(contest / "train.csv", index=False)
+    with pytest.raises(CompetitionError, match=r"labels joined by '\|' .*multi-label contests are not read yet"):
+        index_contest(contest, LAYOUTS["aptos"].contest_layout())
+    result = cli("train", _recipe(tmp_path), "--data", demos / "isic", "--runs", tmp_path / "runs",
+                 *[a for s in [*[k for k in ISIC if "metric" not in k], "data.metric=kappa", *KNN]
+                   for a in ("--set", s)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr  # grades 0 and 1 are numbers: kappa has their order
+    named = cli("train", _recipe(tmp_path), "--data", demos / "isic", "--runs", tmp_path / "runs2",
+                *[a for s in [*ISIC[:-1], "data.metric=log_loss", *KNN] for a in ("--set", s)], "--name", "a",
+                cwd=tmp_path)
+    assert named.returncode == 0, named.stderr
+    cli("train", _recipe(tmp_path), "--data", demos / "isic", "--runs", tmp_path / "runs2",
+        *[a for s in [*ISIC[:-1], "data.metric=log_loss", *KNN, "model.params={n_neighbors: 7}"] for a in ("--set", s)],
+        "--name", "b", cwd=tmp_path)
+    ranked = cli("ensemble", "a", "b", "--name", "rk", "--method", "rank", "--runs", tmp_path / "runs2", cwd=tmp_path)
+    assert ranked.returncode == 2 and "log loss" in ranked.stderr and not (tmp_path / "runs2" / "rk").exists()
+    submitted = cli("submit", "a", "--runs", tmp_path / "runs2", "--out", tmp_path / "s.csv", cwd=tmp_path)
+    assert "column 'target' gets the probability of class '1'" in submitted.stdout, submitted.stdout
+
+
+def test_kappa_needs_grades_and_a_positive_class_must_be_a_class(tiny_contest: Path, demos: Path,
+                                                                  tmp_path: Path) -> None:
+    result = cli("train", _recipe(tmp_path), "--data", tiny_contest, "--runs", tmp_path / "runs",
+                 *[a for s in ["data.metric=kappa", *KNN] for a in ("--set", s)], cwd=tmp_path)
+    assert result.returncode == 2 and "is not a number, so the classes have no order" in result.stderr, result.stderr
+    result = cli("train", _recipe(tmp_path), "--data", demos / "isic", "--runs", tmp_path / "runs",
+                 *[a for s in [*ISIC, "data.positive_class=malignant", *KNN] for a in ("--set", s)], cwd=tmp_path)
+    assert result.returncode == 2 and "recipe.data.positive_class: 'malignant' is not a class" in result.stderr
+    assert not (tmp_path / "runs").exists()

@@ -71,7 +71,7 @@ class Layout:
 
 def _key(layout: Layout, field: str) -> str:
     """'recipe.data.<field> ' when the layout declares `field`, else '' (an error names the key that set a path)."""
-    return f"recipe.data.{field} " if field in layout.declared() else ""
+    return f"recipe.data.{field}: " if field in layout.declared() else ""
 
 
 @dataclass
@@ -225,12 +225,38 @@ def index_contest(root: str | Path, layout: Layout | None = None) -> Contest:
     train = _train_from_csv(train_csv, train_dir, layout) if from_csv else _train_from_folders(train_dir)
     source = train_csv if from_csv else train_dir
     _check_look_alike_labels(train, source, from_csv=from_csv)
-    classes = sorted(train["label"].unique())
+    _refuse_multilabel(train, source)
+    classes = class_order(train["label"].unique())
     if len(classes) < 2:
         raise CompetitionError(f"{source}: only one class ({classes[0]}); a classifier needs at least two")
     _check_sample_classes(sample, sample_path, train, classes, source)
     test = _test_images(test_dir, sample, sample_path)
     return Contest(root=root, train=train, test=test, classes=classes, sample_path=sample_path)
+
+
+def class_order(labels: Any) -> list[str]:
+    """The classes in probability-column order: by number when every label is a number (grades '1', '2', '10':
+    the order an ordinal metric such as quadratic weighted kappa reads), else as text."""
+    labels = [str(c) for c in labels]
+    try:
+        return sorted(labels, key=lambda c: (float(c), c))
+    except ValueError:
+        return sorted(labels)
+
+
+MULTILABEL_SEPARATORS = ("|",)
+
+
+def _refuse_multilabel(train: pd.DataFrame, source: Path) -> None:
+    """Labels joined by '|' (ChestX-ray14's 'Effusion|Mass') are several findings of one image: read as classes
+    they would be silently trained as label combinations. Refused in one line until multi-label is read."""
+    for separator in MULTILABEL_SEPARATORS:
+        joined = train["label"].astype(str).str.contains(separator, regex=False).to_numpy()
+        if joined.any():
+            example = str(train["label"].iloc[int(np.flatnonzero(joined)[0])])
+            raise CompetitionError(f"{source}: labels joined by {separator!r} on {_rows_with_ids(train, joined, rows=True)}"
+                                   f" (e.g. {example!r}) look multi-label (several findings per image); multi-label "
+                                   "contests are not read yet, and each combination would become a class of its own")
 
 
 def _why_missing(path: Path, wanted: str) -> str:
@@ -399,6 +425,12 @@ def _train_from_csv(train_csv: Path, image_dir: Path, layout: Layout | None = No
         column = getattr(layout, field)
         if column is not None and column not in frame.columns:
             raise CompetitionError(_missing_column(train_csv, column, list(frame.columns), f"recipe.data.{field}"))
+    if layout.group_column in (layout.id_column, layout.label_column):
+        what = "id" if layout.group_column == layout.id_column else "label"
+        raise CompetitionError(f"{train_csv}: recipe.data.group_column: {layout.group_column!r} is also the {what} "
+                               "column; the group column names each image's subject (a patient id), another column")
+    if layout.id_column == layout.label_column:
+        raise CompetitionError(f"{train_csv}: recipe.data.label_column: {layout.label_column!r} is also the id column")
     rest = [c for c in frame.columns if c not in (layout.id_column, layout.label_column, "id", "path", "label")]
     frame = pd.DataFrame({"id": frame[layout.id_column], "label": frame[layout.label_column],
                           **{c: frame[c] for c in rest}})
@@ -491,18 +523,27 @@ def sample_format(sample: pd.DataFrame, classes: Sequence[str] | None = None, *,
         return "labels"
     if not values.str.fullmatch(r"[+-]?\d+").all():
         return "binary"
-    return "binary" if classes is not None else "labels"
+    # whole numbers that are not classes: a two-class contest's placeholder probability; with more classes, the
+    # placeholder of a label column (APTOS grades 1-5 with a sample of 0s)
+    return "binary" if classes is not None and len(classes) == 2 else "labels"
 
 
-def positive_class(column: str, classes: Sequence[str], sample_path: str | Path = "the sample") -> str:
-    """The class whose probability a one-column ("binary") sample wants: the class the column is named
-    after ('malignant', 'is_malignant'), else the one that is not a 'negative' name (normal, benign, no, 0,
-    ...), else the second of the two sorted classes (as 0/1 encodings sort). Refused unless two classes."""
+def positive_class(column: str, classes: Sequence[str], sample_path: str | Path = "the sample",
+                   declared: str | None = None) -> str:
+    """The class whose probability a one-column ("binary") sample wants: `declared` (recipe.data.positive_class)
+    when given, else the class the column is named after ('malignant', 'is_malignant'), else the one that is not
+    a 'negative' name (normal, benign, no, 0, ...), else the second of the two sorted classes (as 0/1 encodings
+    sort). Refused unless two classes, or when `declared` is not one of them."""
     classes = sorted(classes)
     if len(classes) != 2:
         raise CompetitionError(f"{sample_path}: its one value column {column!r} holds numbers (a two-class "
                                f"contest's positive-class probability), but there are {len(classes)} classes "
                                f"({', '.join(classes[:10])}); the sample's numbers cannot be mapped to them")
+    if declared is not None:
+        if declared not in classes:
+            raise CompetitionError(f"recipe.data.positive_class: {declared!r} is not a class (classes: "
+                                   f"{', '.join(classes)})")
+        return declared
     if column in classes:
         return column
     tokens = {t for t in re.split(r"[^0-9a-z]+", column.lower()) if t}

@@ -20,7 +20,7 @@ def check_with_contest(recipe: Recipe, contest: Any, console: Any = None) -> Non
     from competition.folds import make_folds, parse_group_by, resolve_groups
 
     check_classes(recipe.balance, list(contest.classes))
-    _check_metric_with_sample(recipe.data.metric, contest)
+    _check_metric_with_sample(recipe.data.metric, contest, recipe.data.positive_class)
     from competition.model.classic import is_transductive
 
     if is_transductive(recipe.model.kind) and len(contest.test) == 0:
@@ -40,7 +40,15 @@ def check_with_contest(recipe: Recipe, contest: Any, console: Any = None) -> Non
             console.print(note, markup=False, highlight=False)
 
 
-def _check_metric_with_sample(name: str, contest: Any) -> None:
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_metric_with_sample(name: str, contest: Any, recipe_positive: str | None = None) -> None:
     """A metric that scores probabilities (ROC AUC, log loss) needs a sample that asks for them: one column per
     class, or one column of numbers in a two-class contest. CompetitionError naming the key and the sample."""
     from competition.data.contest import sample_format, value_columns
@@ -48,6 +56,15 @@ def _check_metric_with_sample(name: str, contest: Any) -> None:
     from competition.metrics import get_metric
 
     metric = get_metric(name)
+    if recipe_positive is not None and recipe_positive not in contest.classes:
+        raise CompetitionError(f"recipe.data.positive_class: {recipe_positive!r} is not a class (classes: "
+                               f"{', '.join(contest.classes)})")
+    if metric.name == "kappa":  # quadratic weights need the grades' order: numbers give it, names do not
+        named = [c for c in contest.classes if not _is_number(c)]
+        if named:
+            raise CompetitionError(f"recipe.data.metric: 'kappa' (quadratic weighted) weighs errors by the distance "
+                                   f"between grades, but class {named[0]!r} is not a number, so the classes have no "
+                                   "order; use grades as labels (0, 1, 2, ...) or another metric")
     if metric.needs != "probabilities":
         return
     sample = read_string_csv(contest.sample_path)

@@ -116,6 +116,10 @@ class DataConfig(Section):
     sample_submission: Name = "sample_submission.csv"
     # What the contest is scored by (competition.metrics.METRICS): every choice the tool makes follows it.
     metric: str = "macro_f1"
+    # The class whose probability a one-column sample of numbers wants (a binary contest's target); None: the
+    # class the column is named after, else the one that is not a negative name (benign, normal, no, 0), else
+    # the second in order (competition.data.contest.positive_class).
+    positive_class: Name | None = None
 
     @field_validator("metric")
     @classmethod
@@ -134,7 +138,8 @@ class DataConfig(Section):
                 dumped.pop("on_bad_image")
             if dumped.get("intensity_window", 0) is None:
                 dumped.pop("intensity_window")
-            for key in ("crop", "crop_margin", "standardize", "foreground_threshold", "metric", *LAYOUT_KEYS):
+            for key in ("crop", "crop_margin", "standardize", "foreground_threshold", "metric", "positive_class",
+                        *LAYOUT_KEYS):
                 if key in dumped and dumped[key] == type(self).model_fields[key].default:
                     dumped.pop(key)
         return dumped

@@ -61,12 +61,15 @@ def _colour(i: int) -> str:
 # ---------------------------------------------------------------- training curves
 
 
-def best_epoch(frame: pd.DataFrame) -> tuple[int, float] | None:
-    """(epoch, val macro F1) of the first epoch with the highest validation macro F1, as training keeps it."""
-    if "val_macro_f1" not in frame or frame["val_macro_f1"].isna().all():
+def best_epoch(frame: pd.DataFrame, metric: Any = None) -> tuple[int, float] | None:
+    """(epoch, validation score) of the first epoch with the best validation score by the contest `metric`
+    (competition.metrics.Metric; None: macro F1), as training keeps it."""
+    column = metric.monitor if metric is not None else "val_macro_f1"
+    if column not in frame or frame[column].isna().all():
         return None
-    row = frame.loc[frame["val_macro_f1"].idxmax()]
-    return int(row["epoch"]), float(row["val_macro_f1"])
+    values = frame[column]
+    row = frame.loc[values.idxmax() if metric is None or metric.greater_is_better else values.idxmin()]
+    return int(row["epoch"]), float(row[column])
 
 
 def _titled(run_name: str, title: str) -> str:
@@ -74,8 +77,11 @@ def _titled(run_name: str, title: str) -> str:
     return f"{run_name}: {title}" if run_name else title
 
 
-def plot_curves(histories: dict[int, pd.DataFrame], path: Path, run_name: str = "") -> None:
-    """Loss (train dashed, val solid) and val macro F1 per epoch, one colour per fold, best-F1 epoch starred."""
+def plot_curves(histories: dict[int, pd.DataFrame], path: Path, run_name: str = "", metric: Any = None) -> None:
+    """Loss (train dashed, val solid) and the validation score by the contest `metric` (None: macro F1) per
+    epoch, one colour per fold, the best epoch starred."""
+    column = metric.monitor if metric is not None else "val_macro_f1"
+    title = metric.title if metric is not None else "macro F1"
     fig = Figure(figsize=(12, 4.6), layout="constrained")
     loss_ax, f1_ax = fig.subplots(1, 2)
     phased = False
@@ -85,9 +91,9 @@ def plot_curves(histories: dict[int, pd.DataFrame], path: Path, run_name: str = 
             loss_ax.plot(epochs, frame["loss"], color=colour, linestyle="--", linewidth=1.3, alpha=0.85)
         if "val_loss" in frame:
             loss_ax.plot(epochs, frame["val_loss"], color=colour, linestyle="-", linewidth=1.6)
-        if "val_macro_f1" in frame:
-            f1_ax.plot(epochs, frame["val_macro_f1"], color=colour, linewidth=1.6, label=f"fold {fold}")
-        best = best_epoch(frame)
+        if column in frame:
+            f1_ax.plot(epochs, frame[column], color=colour, linewidth=1.6, label=f"fold {fold}")
+        best = best_epoch(frame, metric)
         if best is not None:
             f1_ax.plot([best[0]], [best[1]], marker="*", markersize=14, color=colour,
                        markeredgecolor="black", markeredgewidth=0.6, linestyle="none")
@@ -97,12 +103,12 @@ def plot_curves(histories: dict[int, pd.DataFrame], path: Path, run_name: str = 
             phased = phased or len(starts) > 0
             for start in starts:
                 f1_ax.axvline(start - 0.5, color=colour, linestyle="-.", linewidth=0.8, alpha=0.5)
-    loss_ax.set_title("Loss per epoch (train dashed, validation solid; dotted = best-F1 epoch)", fontsize=10)
+    loss_ax.set_title("Loss per epoch (train dashed, validation solid; dotted = best epoch)", fontsize=10)
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("cross-entropy")
-    f1_ax.set_title("Validation macro F1 per epoch (★ = kept epoch)", fontsize=10)
+    f1_ax.set_title(f"Validation {title} per epoch (★ = best epoch)", fontsize=10)
     f1_ax.set_xlabel("epoch")
-    f1_ax.set_ylabel("macro F1")
+    f1_ax.set_ylabel(title)
     for ax in (loss_ax, f1_ax):
         ax.grid(True, alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -373,11 +379,11 @@ def render_html(run: Run, scores: dict[str, Any], per_fold: list[float], histori
     if histories:
         rows = []
         for fold, frame in histories.items():
-            best = best_epoch(frame)
+            best = best_epoch(frame, run.metric)
             seconds = float(frame["seconds"].sum()) if "seconds" in frame else float("nan")
             rows.append([fold, len(frame), best[0] if best else "-", f"{best[1]:.4f}" if best else "-",
                          f"{seconds:.0f}"])
-        parts += ["<h2>Folds</h2>", _table(["fold", "epochs run", "best epoch", "best val macro F1", "seconds"],
+        parts += ["<h2>Folds</h2>", _table(["fold", "epochs run", "best epoch", f"best val {run.metric.title}", "seconds"],
                                            rows)]
     for section in sections:
         parts.append(f"<h2>{e(section.title)}</h2>")
@@ -444,7 +450,7 @@ def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16,
         curves.notes.append(f"No fold histories found in {run_dir}: training curves skipped.")
         drop("curves.png")
     else:
-        plot_curves(histories, out_dir / "curves.png", run.name)
+        plot_curves(histories, out_dir / "curves.png", run.name, run.metric)
         curves.image = "curves.png"
         missing = sorted(set(np.unique(run.folds).tolist()) - set(histories))
         if missing:

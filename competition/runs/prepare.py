@@ -430,6 +430,7 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
                "epoch_selection": selection,
                **({"layout": recipe.data.layout().declared()} if recipe.data.layout().declared() else {}),
                **({"contest_metric": recipe.data.metric} if recipe.data.metric != "macro_f1" else {}),
+               **({"positive_class": recipe.data.positive_class} if recipe.data.positive_class else {}),
                **({"test_images": prepared.test_images} if prepared.test_images is not None else {})},
     )
     if folder.remove_stale_decisions(prepared.run_dir):

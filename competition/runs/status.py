@@ -30,8 +30,9 @@ STATES = ("running", "finished", "damaged", "unfinished")
 
 @dataclass
 class RunStatus:
-    """One run folder's state. `folds_done` of `n_folds` (None for ensembles); `score` the OOF macro F1 of a
-    finished run, or for another the mean best validation macro F1 of its finished folds (`score_is_folds`);
+    """One run folder's state. `folds_done` of `n_folds` (None for ensembles); `score` the OOF score by the
+    contest metric (`metric`, its table header) of a finished run, or for another the mean best validation score
+    of its finished folds (`score_is_folds`);
     `epochs` the fold in progress ("fold 1: epoch 2/5, best 0.512"; "" when none); `updated` seconds since
     the folder last changed; `size` its bytes on disk; `problem` the lock holder (running) or the damage."""
 
@@ -43,6 +44,7 @@ class RunStatus:
     n_folds: int | None = None
     score: float | None = None
     score_is_folds: bool = False
+    metric: str = "macro F1"
     epochs: str = ""
     updated: float = 0.0
     size: int = 0
@@ -98,7 +100,6 @@ def clean(runs_dir: str | Path = "runs", remove: bool = False) -> list[RunStatus
 
 
 def _finished(run_dir: Path, status: RunStatus) -> None:
-    from competition.metrics import macro_f1
     from competition.runs.run import Run
 
     try:
@@ -115,7 +116,7 @@ def _finished(run_dir: Path, status: RunStatus) -> None:
                 status.epochs = ""  # the fold trained whole: its model file was damaged afterwards
                 return
     status.state, status.kind = "finished", run.kind
-    status.score, status.score_is_folds = macro_f1(run.y, run.oof), False
+    status.score, status.score_is_folds, status.metric = run.score(), False, run.metric.header
     if run.kind == "model" and status.n_folds:
         status.folds_done = status.n_folds
 
@@ -132,6 +133,7 @@ def _fold_progress(run_dir: Path, status: RunStatus) -> None:
     recipe_hash = folder.stored_hash(run_dir) or ""
     done = [k for k in range(n_folds) if folder.fold_is_done(run_dir, k, recipe_hash)]
     status.n_folds, status.folds_done = n_folds, len(done)
+    status.metric = _metric_of(recipe).header
     scores = []
     for k in done:
         try:
@@ -193,7 +195,9 @@ def print_status(statuses: list[RunStatus], console: Any) -> None:
         return
     table = Table(box=None, pad_edge=False, header_style="bold")
     progress = any(s.epochs for s in statuses)  # the column only when some fold is in progress
-    for column, justify in (("run", "left"), ("state", "left"), ("folds", "right"), ("macro F1", "right"),
+    headers = {s.metric for s in statuses if s.score is not None}
+    title = headers.pop() if len(headers) == 1 else "score"  # runs of several metrics: each its own
+    for column, justify in (("run", "left"), ("state", "left"), ("folds", "right"), (title, "right"),
                             ("updated", "right"), ("size", "right"), *([("in progress", "left")] if progress else [])):
         table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for s in statuses:
@@ -203,7 +207,7 @@ def print_status(statuses: list[RunStatus], console: Any) -> None:
         table.add_row(*cells, *([s.epochs] if progress else []), style="red" if s.state == "damaged" else None)
     console.print(table)
     if any(s.score_is_folds for s in statuses):
-        console.print("* the mean best validation macro F1 of the finished folds (the run is not finished)")
+        console.print("* the mean best validation score of the finished folds (the run is not finished)")
     for s in statuses:
         if s.state == "damaged":
             console.print(f"{s.name}: {s.problem}", markup=False, highlight=False, soft_wrap=True)
