@@ -418,7 +418,11 @@ def _layout_readme(readme: str, layout: str, spec: DemoLayout, n_subjects: int) 
     """The demo README for a layout other than class folders: its task, metric and files."""
     head, _, rest = readme.partition("## Task")
     table = rest[rest.index("| class"):rest.index("\n\nThe imbalance")]
-    signal = rest[rest.index("## Signal"):rest.index("## Layout")]
+    stages = ", ".join(f"{c}: {spec.stage[c]:g}" for c in spec.classes)
+    signal = (f"## Signal\n\nEach class is an atrophy stage of the phantom ({stages}; 0 is healthy): the ventricles "
+              "widen, the brain shrinks away from the skull and the sulci deepen with it. Each subject's stage is "
+              "drawn around its class's with noise, so neighbouring classes overlap.\n\n")
+    head = head.replace(")`. Every image", f", layout={layout!r})`. Every image", 1)
     id_col, value_col = spec.sample_columns
     group = (f" ({spec.train_csv[2]}: {n_subjects} subjects, several images each; the recipe groups folds by it)"
              if len(spec.train_csv or ()) > 2 else "")

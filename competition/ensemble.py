@@ -424,7 +424,7 @@ def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Ru
             "sample_submission": _stored_path(first, "sample_submission"),
             "data_root": first.record.data_root,
             **({"layout": first.record.layout} if first.record.layout else {}),
-            **({"positive_class": first.meta["positive_class"]} if first.meta.get("positive_class") else {}),
+            **({"positive_class": first.record.positive_class} if first.record.positive_class else {}),
             **extra,
         },
     )

@@ -253,9 +253,7 @@ def make_submission(
     if kind == "binary":
         if tuner is not None:
             raise CompetitionError(f"{sample_path}: a decision tuner applies to label submissions, not probabilities")
-        declared = run.meta.get("positive_class")
-        positive = positive_class(value_columns[0], run.classes, sample_path,
-                                  declared if isinstance(declared, str) else None)
+        positive = positive_class(value_columns[0], run.classes, sample_path, run.record.positive_class or None)
         rows[value_columns[0]] = [_format_probability(x) for x in test[:, run.classes.index(positive)]]
     elif kind == "probabilities":
         if tuner is not None:
@@ -487,9 +485,9 @@ def _submit_locked(choice: Choice, loaded: Run, sample_path: Path, out_path: Pat
     wanted = sample_format(read_csv_strings(sample_path), loaded.classes, probabilities=metric.needs == "probabilities")
     if wanted == "binary":  # say which class's probability fills the column: a wrong one turns an AUC upside down
         column = submission_values(read_csv_strings(sample_path))[0]
-        declared = loaded.meta.get("positive_class")
-        positive = positive_class(column, loaded.classes, sample_path, declared if isinstance(declared, str) else None)
-        how = ("recipe.data.positive_class" if isinstance(declared, str) else
+        declared = loaded.record.positive_class or None
+        positive = positive_class(column, loaded.classes, sample_path, declared)
+        how = ("recipe.data.positive_class" if declared else
                "from the column's name or the other class's negative name, else the second class; "
                "recipe.data.positive_class says otherwise")
         notes.append(f"column {column!r} gets the probability of class {positive!r} ({how})")

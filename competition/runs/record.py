@@ -45,6 +45,7 @@ class RunRecord:
     subjects            a subject-averaged run's record (threshold, groups, figures), {} otherwise
     metric              the contest metric the run was chosen and scored by (recipe.data.metric; "macro_f1" for runs
                         from before the key)
+    positive_class      the class a one-column probability sample gets (recipe.data.positive_class), '' when none
     layout              the contest's declared layout (the non-default recipe.data layout keys), {} for the default
     raw                 the whole run.json, for what is only displayed
     """
@@ -68,6 +69,7 @@ class RunRecord:
     subjects: dict[str, Any] = field(default_factory=dict)
     layout: dict[str, Any] = field(default_factory=dict)
     metric: str = "macro_f1"
+    positive_class: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -96,7 +98,8 @@ class RunRecord:
             wall_seconds=_number(meta.get("wall_seconds")),
             test_images=test_images if isinstance(test_images, dict) else None,
             subjects=_mapping(meta.get("subjects")), layout=_mapping(meta.get("layout")),
-            metric=_text(meta.get("contest_metric"), "macro_f1"), raw=meta)
+            metric=_text(meta.get("contest_metric"), "macro_f1"), positive_class=_text(meta.get("positive_class")),
+            raw=meta)
 
     def contest_layout(self) -> Any:
         """competition.data.contest.Layout of the run's contest (the default for runs that declare none)."""
