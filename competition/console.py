@@ -47,8 +47,8 @@ class Progress:
         """Epoch `epoch` of the fold's `total` planned epochs (counted across phases, from 1) ended with
         training loss `loss` and validation score `f1` (the contest metric: macro F1 unless `metric` says)."""
         title = self.metric.title if self.metric is not None else "macro F1"
-        lower = self.metric is not None and not self.metric.greater_is_better
-        if self.best == float("-inf") or (f1 < self.best if lower else f1 > self.best):
+        oriented = self.metric.oriented if self.metric is not None else float  # larger is better, a loss negated
+        if self.best == float("-inf") or oriented(f1) > oriented(self.best):
             self.best = f1
         self.epochs_seen += 1
         eta = self.eta(epoch, total)

@@ -482,9 +482,10 @@ def _submit_locked(choice: Choice, loaded: Run, sample_path: Path, out_path: Pat
     tuner, tuning, honest = None, None, choice.score
     notes: list[str] = []
     metric = loaded.metric
-    wanted = sample_format(read_csv_strings(sample_path), loaded.classes, probabilities=metric.needs == "probabilities")
+    sample = read_csv_strings(sample_path)
+    wanted = sample_format(sample, loaded.classes, probabilities=metric.needs == "probabilities")
     if wanted == "binary":  # say which class's probability fills the column: a wrong one turns an AUC upside down
-        column = submission_values(read_csv_strings(sample_path))[0]
+        column = submission_values(sample)[0]
         declared = loaded.record.positive_class or None
         positive = positive_class(column, loaded.classes, sample_path, declared)
         how = ("recipe.data.positive_class" if declared else
