@@ -46,16 +46,20 @@ submit: $(COMPETITION) $(if $(filter demo-data,$(DATA)),demo-data/sample_submiss
 	$(if $(word 2,$(NAMES)),$(COMPETITION) ensemble $(NAMES) --method $(METHOD) --name $(ENSEMBLE) --runs $(RUNS))
 	$(foreach b,$(BASES),$(COMPETITION) aggregate $(b) --name $(b)-subjects --runs $(RUNS) &&) true
 	$(COMPETITION) submit $(CANDIDATES) --runs $(RUNS) --tune --out $(SUBMISSION) --message "$(MESSAGE)"
-	$(COMPETITION) validate $(SUBMISSION) --sample $(DATA)/sample_submission.csv
+	$(COMPETITION) validate $(SUBMISSION) --run $(firstword $(NAMES)) --runs $(RUNS)
 	$(COMPETITION) leaderboard --runs $(RUNS)
 
+# Two pytest-xdist workers (TEST_WORKERS=1: one process), a test module per worker (its fixtures train once).
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -p no:warnings -rs --durations=15 -n $(TEST_WORKERS) --dist loadscope
+
 test: $(COMPETITION)
-	$(BIN)/python -m pytest -q -p no:warnings -rs --durations=15
+	$(PYTEST)
 
 # The suite without its slow end-to-end layer (tests marked `slow`: process kills, Ray, the real contest), for
 # quick iteration; `make test` (what CI runs) runs everything.
 test-fast: $(COMPETITION)
-	$(BIN)/python -m pytest -q -p no:warnings -rs --durations=15 -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench: $(COMPETITION)
 	$(BIN)/python benchmarks/run.py --out benchmarks

@@ -151,8 +151,10 @@ def audit_arrays(
     threshold: float | None = None,
     train_signatures: np.ndarray | None = None,
     test_signatures: np.ndarray | None = None,
+    group_by: str | None = None,
 ) -> dict[str, Any]:
-    """The audit on decoded images (`train`: id, label; `test`: id, rows matching the images).
+    """The audit on decoded images (`train`: id, label; `test`: id, rows matching the images). `group_by`:
+    recipe.cv.group_by (the subjects of the grouped and seen-subject schemes, as training would use them).
 
     Returns the dict that run_audit writes, plus "_distances" (competition.folds.SchemeChoice.distances, when the
     folds could be made) and "_closest_test": [(test row, train row, distance)]
@@ -236,8 +238,9 @@ def audit_arrays(
 
     clock = time.perf_counter()
     try:  # the fold schemes, measured against the test as cv.scheme auto measures them (competition.folds)
-        choice = choose_scheme(train, None, n_folds=n_folds, seed=seed, scheme="auto", threshold=threshold,
-                               train_signatures=train_signatures, test_signatures=test_signatures)
+        choice = choose_scheme(train, None, n_folds=n_folds, seed=seed, scheme="auto", group_by=group_by,
+                               threshold=threshold, train_signatures=train_signatures,
+                               test_signatures=test_signatures)
         auto = choice.record()
         result["_distances"] = choice.distances
     except CompetitionError as exc:
@@ -292,10 +295,12 @@ def _share(mask: np.ndarray) -> float:
 def run_audit(
     data_root: str | Path,
     out_dir: str | Path,
-    n_folds: int = 5,
-    seed: int = 42,
+    n_folds: int | None = None,
+    seed: int | None = None,
     threshold: float | None = None,
     layout: Any = None,
+    group_by: str | None = None,
+    recipe: Any = None,
 ) -> dict[str, Any]:
     """Audit a contest folder (laid out as `layout`, a competition.data.contest.Layout; None: the default);
     writes audit.json and closest_pairs.png into out_dir, returns the dict.
@@ -303,7 +308,17 @@ def run_audit(
     Exact duplicates (within train, within test, across), near-duplicate pairs and groups, the share
     of test images with a near twin in train, fold leakage under stratified and near-duplicate grouped
     folds (same n_folds and seed as training would use), class counts, adversarial validation AUC.
+    `recipe` (a competition.recipe.Recipe): its data section gives the layout, its cv section the folds, seed,
+    near-duplicate threshold and subjects (cv.group_by; a declared data.group_column arrives as `column:<name>`)
+    that training would use; arguments given explicitly win. Without one: 5 folds, seed 42, no group_by.
     """
+    if recipe is not None:
+        layout = recipe.data.layout() if layout is None else layout
+        n_folds = recipe.cv.folds if n_folds is None else n_folds
+        seed = recipe.cv.seed if seed is None else seed
+        threshold = recipe.cv.near_duplicate_threshold if threshold is None else threshold
+        group_by = recipe.cv.group_by if group_by is None else group_by
+    n_folds, seed = 5 if n_folds is None else n_folds, 42 if seed is None else seed
     from competition.data import index_contest
 
     start = time.perf_counter()
@@ -328,7 +343,7 @@ def run_audit(
         train, test, train_images, test_images,
         train_hashes=train_hashes, test_hashes=test_hashes,
         n_folds=n_folds, seed=seed, threshold=threshold,
-        train_signatures=train_sigs, test_signatures=signatures(test_images),
+        train_signatures=train_sigs, test_signatures=signatures(test_images), group_by=group_by,
     )
     result = {"data_root": str(Path(data_root).resolve()), **result}
     closest = result.pop("_closest_test")

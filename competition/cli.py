@@ -208,7 +208,7 @@ def aggregate(
 @app.command()
 def validate(
     submission: Annotated[Path, typer.Argument(help="Submission CSV to check.")],
-    sample: Annotated[Path, typer.Option("--sample", help="The contest's sample_submission.csv.")],
+    sample: Annotated[Path | None, typer.Option("--sample", help="The contest's sample_submission.csv (default with --run: the run's contest's sample).")] = None,
     classes: Annotated[str | None, typer.Option("--classes", help="Allowed labels, comma-separated (default: the training classes of the contest the sample is in).")] = None,
     run: Annotated[str | None, typer.Option("--run", help="Also check the labels against this run's classes (name under --runs, or folder).")] = None,
     runs: RunsOption = Path("runs"),
@@ -216,8 +216,8 @@ def validate(
     """Check a submission against the sample: columns, ids and their order, labels or probabilities, empty cells."""
     from competition.submission import check_file
 
-    problems, checked = check_file(submission, sample, classes=classes.split(",") if classes else None, run=run,
-                                   runs_dir=runs)
+    problems, checked, sample = check_file(submission, sample, classes=classes.split(",") if classes else None,
+                                           run=run, runs_dir=runs)
     if problems:
         for problem in problems:
             err_console.print(f"{submission}: {problem}", markup=False, highlight=False, soft_wrap=True)
@@ -274,17 +274,17 @@ def augment_preview(
 def audit(
     data: Annotated[Path, typer.Argument(help="Contest folder.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for audit.json, relation.png and closest_pairs.png.")] = Path("audit"),
-    folds: Annotated[int, typer.Option(help="Folds of the schemes measured against the test.")] = 5,
-    seed: Annotated[int, typer.Option(help="Seed of those folds.")] = 42,
-    threshold: Annotated[float | None, typer.Option(help="Near-duplicate distance (1 - cosine) threshold.", show_default="0.005")] = None,
-    recipe: Annotated[Path | None, typer.Option("--recipe", help="A recipe whose data section declares the contest's layout (train_csv, id_column, ...).")] = None,
+    folds: Annotated[int | None, typer.Option(help="Folds of the schemes measured against the test.", show_default="the recipe's cv.folds, else 5")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of those folds.", show_default="the recipe's cv.seed, else 42")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Near-duplicate distance (1 - cosine) threshold.", show_default="the recipe's, else 0.005")] = None,
+    recipe: Annotated[Path | None, typer.Option("--recipe", help="A recipe: its data section declares the contest's layout (train_csv, id_column, ...), its cv section the folds, seed and subjects (group_by, data.group_column).")] = None,
 ) -> None:
     """How the test relates to train (a verdict), each fold scheme against it, duplicates, adversarial validation."""
     from competition.audit import print_audit, run_audit
     from competition.recipe import load_recipe
 
-    layout = load_recipe(recipe).data.layout() if recipe is not None else None
-    print_audit(run_audit(data, out, n_folds=folds, seed=seed, threshold=threshold, layout=layout), console)
+    print_audit(run_audit(data, out, n_folds=folds, seed=seed, threshold=threshold,
+                          recipe=load_recipe(recipe) if recipe is not None else None), console)
     console.print(f"audit written to {out / 'audit.json'}")
 
 
@@ -300,9 +300,9 @@ def predict(
     """Predict new images with a trained run: every fold model, the run's TTA and its saved decisions."""
     from competition.inference import predict_run
     from competition.runs import resolve_run
-    from competition.runs.run import contest_test_folder
+    from competition.runs.run import contest_folder
 
-    images = images or [contest_test_folder(resolve_run(run, runs), data)]
+    images = images or [contest_folder(resolve_run(run, runs), data)]  # its test images, by its layout
     result = predict_run(run, images, runs, out=out, probabilities=probabilities)
     for note in result.notes:
         console.print(note, markup=False, highlight=False)
@@ -322,9 +322,9 @@ def explain(
     name unless --max-images says otherwise; a line says when some were left out)."""
     from competition.report.explain import explain_run
     from competition.runs import resolve_run
-    from competition.runs.run import contest_test_folder
+    from competition.runs.run import contest_folder
 
-    images = images or [contest_test_folder(resolve_run(run, runs), data)]
+    images = images or [contest_folder(resolve_run(run, runs), data)]  # its test images, by its layout
     written = explain_run(run, images, runs, out=out, limit=max_images,
                           on_note=lambda note: console.print(note, markup=False, highlight=False))
     console.print(f"Grad-CAM grid written to {written}")

@@ -444,13 +444,7 @@ def ensemble_summary(run: Run) -> dict[str, Any] | None:
     if run.kind != "ensemble":
         return None
     record, metric = run.record, run.metric
-    recorded, in_sample = record.member_macro_f1, record.in_sample_macro_f1
-    if metric.name != "macro_f1":
-        scores = record.raw.get("member_scores")
-        recorded = ({str(k): float(v) for k, v in scores.items() if isinstance(v, int | float)}
-                    if isinstance(scores, dict) else {})
-        value = record.raw.get("in_sample_score")
-        in_sample = float(value) if isinstance(value, int | float) else None
+    recorded, in_sample = record.member_scores, record.in_sample_score
     names = record.members
     weights: list[float | None] = list(record.weights) if record.weights is not None else [None] * len(names)
     members = [{"name": n, "weight": w, "score": recorded[n] if n in recorded else _member_score(run, n)}

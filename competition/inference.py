@@ -52,18 +52,21 @@ class Predictions:
         return frame
 
 
-def image_files(inputs: Sequence[str | Path]) -> list[Path]:
+def image_files(inputs: Sequence[str | Path], layout: Any = None) -> list[Path]:
     """The image files named by `inputs`: files as given; folders' images (sorted, hidden files skipped); a
-    contest folder (with test/) stands for its test images. Raises CompetitionError when none is found or a
-    path does not exist."""
+    contest folder laid out as `layout` (a competition.data.Layout, the run's; None: test/ and
+    sample_submission.csv) stands for its test images (competition.data.contest.contest_test_paths). Raises
+    CompetitionError when none is found or a path does not exist."""
     from competition.data import is_image
+    from competition.data.contest import contest_test_paths
 
     found: list[Path] = []
     for given in inputs:
         path = Path(given)
-        if path.is_dir() and (path / "test").is_dir() and (path / "sample_submission.csv").is_file():
-            path = path / "test"
-        if path.is_dir():
+        contest = contest_test_paths(path, layout) if path.is_dir() else None
+        if contest is not None:
+            found += contest
+        elif path.is_dir():
             found += [p for p in sorted(path.iterdir()) if not p.name.startswith(".") and is_image(p)]
         elif path.is_file():
             found.append(path)
@@ -375,6 +378,7 @@ def predict_run(run: str | Path, inputs: Sequence[str | Path] | np.ndarray, runs
     from competition.files import check_output, csv_header, write_text
     from competition.runs import resolve_run
     from competition.runs.folder import read_decisions, read_meta
+    from competition.runs.record import RunRecord
     from competition.runs.run import member_problem
 
     run_dir = resolve_run(run, runs_dir)
@@ -385,7 +389,7 @@ def predict_run(run: str | Path, inputs: Sequence[str | Path] | np.ndarray, runs
     if out is not None:
         check_output(out, protected=output_guards(run_dir, inputs), what="a predictions CSV (id,label,...)",
                      ours=lambda p: (csv_header(p) or [])[:2] == ["id", "label"])
-    paths = image_files(inputs)
+    paths = image_files(inputs, RunRecord.read(run_dir).contest_layout())
     ids = [image_id(p) for p in paths]
     check_unique_ids(paths, ids)
     notes = check_inputs(run_dir, paths)

@@ -206,14 +206,22 @@ def label_classes(sample_path: str | Path, classes: Sequence[str] | None = None,
     return known, " and ".join(where)
 
 
-def check_file(submission_path: str | Path, sample_path: str | Path, *, classes: Sequence[str] | None = None,
-               run: str | Path | None = None, runs_dir: str | Path = "runs") -> tuple[list[str], str]:
+def check_file(submission_path: str | Path, sample_path: str | Path | None, *, classes: Sequence[str] | None = None,
+               run: str | Path | None = None, runs_dir: str | Path = "runs") -> tuple[list[str], str, Path]:
     """`competition validate`: (every problem of the submission against the sample, as `validate_file`; a line
-    saying what its labels were checked against). Labels are checked by default against `label_classes`."""
+    saying what its labels were checked against; the sample used). Labels are checked by default against
+    `label_classes`. `sample_path` None: the sample of `run`'s contest (its declared layout, where the contest is
+    now); OptionError (`--sample`) when neither is given."""
+    if sample_path is None:
+        if run is None:
+            raise OptionError("sample", "give the contest's sample submission, or --run (its contest's sample is used)")
+        from competition.runs import Run, resolve_run
+
+        sample_path = Run.load(resolve_run(run, runs_dir)).sample_submission()
     known, where = label_classes(sample_path, classes, run, runs_dir)
     problems = validate_file(submission_path, sample_path, known)
     checked = f"labels checked against {where}" if known is not None else f"labels not checked ({where})"
-    return problems, checked
+    return problems, checked, Path(sample_path)
 
 
 def _format_probability(x: float) -> str:

@@ -5,12 +5,17 @@ session ends: nothing any command did in between may have touched what the user 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from competition.demo import make_demo
+# Commands print at one width whatever runs the suite (a terminal, CI's pipe, a pytest-xdist worker, which is
+# given COLUMNS=80): competition.cli reads COLUMNS when its console is made, at import, after this.
+os.environ.pop("COLUMNS", None)
+
+from competition.demo import make_demo  # noqa: E402
 
 TINY_RECIPE = """
 name: tiny

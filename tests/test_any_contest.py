@@ -82,6 +82,20 @@ def test_isic_folds_hold_out_whole_patients(demos: Path, tmp_path: Path) -> None
     assert run.record.contest_layout().group_column == "patient_id" and run.record.metric == "roc_auc"
 
 
+def test_audit_with_the_recipe_measures_the_folds_train_makes(demos: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "isic.yaml"
+    recipe.write_text("name: t\ndata: {train_csv: train.csv, id_column: image_name, label_column: target, "
+                      "group_column: patient_id}\ncv: {folds: 3, seed: 7}\n")
+    result = cli("audit", demos / "isic", "--recipe", recipe, "--out", tmp_path / "a", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    auto = json.loads((tmp_path / "a" / "audit.json").read_text())["leak"]["auto"]
+    assert (auto["group_by"], auto["folds"], auto["seed"]) == ("column:patient_id", 3, 7)
+    assert "patient_id" in result.stdout  # the grouped candidate is named by the subjects training would use
+    given = cli("audit", demos / "isic", "--recipe", recipe, "--folds", "2", "--out", tmp_path / "b", cwd=tmp_path)
+    assert given.returncode == 0, given.stderr
+    assert json.loads((tmp_path / "b" / "audit.json").read_text())["leak"]["auto"]["folds"] == 2  # an option wins
+
+
 @pytest.mark.parametrize(("keys", "says"), [
     (["data.id_column=image_id"], ["recipe.data.id_column: no column 'image_id'", "'id_code', 'diagnosis'"]),
     (["data.label_column=Diagnosis"], ["recipe.data.label_column", "'diagnosis' exists", "upper/lower case"]),
@@ -108,6 +122,25 @@ def test_a_label_column_with_empty_cells_names_the_column_and_rows(demos: Path, 
     frame.to_csv(contest / "train.csv", index=False)
     with pytest.raises(CompetitionError, match=r"row 4 has an empty label in column 'diagnosis' \(2 such rows"):
         index_contest(contest, LAYOUTS["aptos"].contest_layout())
+
+
+def test_train_and_test_images_in_one_folder_are_told_apart_by_the_sample(demos: Path, tmp_path: Path) -> None:
+    import shutil
+
+    contest = tmp_path / "one-folder"
+    shutil.copytree(demos / "aptos", contest)
+    for image in (contest / "test_images").iterdir():
+        image.rename(contest / "train_images" / image.name)
+    layout = Layout(train_csv="train.csv", id_column="id_code", label_column="diagnosis", train_images="train_images",
+                    test_images="train_images")
+    read = index_contest(contest, layout)
+    original = index_contest(demos / "aptos", LAYOUTS["aptos"].contest_layout())
+    assert sorted(read.test["id"]) == sorted(original.test["id"]) and len(read.train) == len(original.train)
+    frame = pd.read_csv(contest / "train.csv", dtype=str)
+    frame.loc[0, "id_code"] = read.test["id"].iloc[0]  # a test image that is also labelled
+    frame.to_csv(contest / "train.csv", index=False)
+    with pytest.raises(CompetitionError, match=r"sample_submission.csv: 1 id also labelled in .*train.csv"):
+        index_contest(contest, layout)
 
 
 def test_columns_declared_without_a_labels_file_are_refused(tiny_contest: Path) -> None:
@@ -272,11 +305,20 @@ def test_aptos_and_isic_demos_submit_valid_files(demos: Path, tmp_path: Path) ->
         out = tmp_path / "subs" / f"{layout}.csv"
         result = cli("submit", layout, "--runs", runs, "--tune", "--out", out, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
-        result = cli("validate", out, "--sample", demos / layout / "sample_submission.csv", "--run", layout,
-                     "--runs", runs, cwd=tmp_path)
+        result = cli("validate", out, "--run", layout, "--runs", runs, cwd=tmp_path)  # the run's contest's sample
         assert result.returncode == 0 and "valid" in result.stdout, result.stdout + result.stderr
+        assert str(demos / layout / "sample_submission.csv") in result.stdout
         board = cli("leaderboard", "--runs", runs, cwd=tmp_path)
         assert header in board.stdout, board.stdout
+    neither = cli("validate", out, cwd=tmp_path)
+    assert neither.returncode == 2 and neither.stderr.strip().count("\n") == 0 and "--sample" in neither.stderr
+    # predict reads the run's contest by its layout: the contest folder, or nothing, stands for its test images
+    sample_ids = sorted(pd.read_csv(demos / "aptos" / "sample_submission.csv", dtype=str)["id_code"])
+    for given in ([demos / "aptos"], []):
+        out = tmp_path / f"pred-{len(given)}.csv"
+        result = cli("predict", "aptos", *given, "--runs", tmp_path / "runs-aptos", "--out", out, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert sorted(pd.read_csv(out, dtype=str)["id"]) == sample_ids
         predicted = cli("predict", layout, "--runs", runs, "--out", tmp_path / f"{layout}-predictions.csv",
                         cwd=tmp_path)  # by default the declared test_images folder
         assert predicted.returncode == 0, predicted.stderr

@@ -37,7 +37,7 @@ def test_help_lists_the_choices(command: str, flag: str, choices: str) -> None:
 
 
 def test_help_shows_defaults_and_an_example_for_every_command() -> None:
-    assert "[default: (0.005)]" in _help("audit")
+    assert "[default: (the recipe's, else 0.005)]" in _help("audit")
     assert "[default: no-tune]" in _help("submit")
     for info in cli.app.registered_commands:
         name = info.name or info.callback.__name__.replace("_", "-")

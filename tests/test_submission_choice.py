@@ -119,14 +119,14 @@ def test_validate_checks_labels_against_the_contests_classes(tiny_contest: Path,
     rows = sample.read_text().splitlines()
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join([rows[0], rows[1].rsplit(",", 1)[0] + ",Foo", *rows[2:]]) + "\n")
-    problems, checked = check_file(bad, sample)
+    problems, checked, _ = check_file(bad, sample)
     assert len(problems) == 1 and "unknown labels in column 'label' at row 1 ('Foo')" in problems[0]
     assert checked.startswith(f"labels checked against the training classes of {tiny_contest}")
     assert check_file(sample, sample)[0] == []
 
     loose = tmp_path / "elsewhere.csv"  # a sample outside any contest folder: labels cannot be checked
     loose.write_text(sample.read_text())
-    problems, checked = check_file(bad, loose)
+    problems, checked, _ = check_file(bad, loose)
     assert problems == [] and checked.startswith("labels not checked (no class list")
     with pytest.raises(CompetitionError, match="run 'ghost'"):
         check_file(bad, loose, run="ghost", runs_dir=tmp_path)

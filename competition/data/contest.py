@@ -230,8 +230,24 @@ def index_contest(root: str | Path, layout: Layout | None = None) -> Contest:
     if len(classes) < 2:
         raise CompetitionError(f"{source}: only one class ({classes[0]}); a classifier needs at least two")
     _check_sample_classes(sample, sample_path, train, classes, source)
-    test = _test_images(test_dir, sample, sample_path)
+    shared = test_dir.resolve() == train_dir.resolve()
+    test = _test_images(test_dir, sample, sample_path, shared=shared)
+    if shared:  # one folder of images (Kaggle's `images/`): the sample says which are the test's
+        _refuse_train_ids_in_sample(train, sample, sample_path, source)
     return Contest(root=root, train=train, test=test, classes=classes, sample_path=sample_path)
+
+
+def contest_test_paths(root: str | Path, layout: Layout | None = None) -> list[Path] | None:
+    """The test image files of the contest folder `root` laid out as `layout` (None: the default), in the
+    folder's order, or None when `root` is not one (no sample submission or no test folder where `layout` puts
+    them). With train and test images in one folder, the images the sample lists. Errors of the test folder
+    against the sample as index_contest's (one line); the training side is not read."""
+    root, layout = Path(root), layout or Layout()
+    test_dir, sample_path = root / layout.test_images, root / layout.sample_submission
+    if not (root.is_dir() and test_dir.is_dir() and sample_path.is_file()):
+        return None
+    shared = test_dir.resolve() == (root / layout.train_images).resolve()
+    return [Path(p) for p in _test_images(test_dir, _read_csv(sample_path), sample_path, shared=shared)["path"]]
 
 
 def class_order(labels: Any) -> list[str]:
@@ -581,7 +597,18 @@ def _check_sample_classes(sample: pd.DataFrame, sample_path: Path, train: pd.Dat
                                f"({_count(len(absent), 'such column')}; training classes: {', '.join(classes)})")
 
 
-def _test_images(test_dir: Path, sample: pd.DataFrame, sample_path: Path) -> pd.DataFrame:
+def _refuse_train_ids_in_sample(train: pd.DataFrame, sample: pd.DataFrame, sample_path: Path, source: Path) -> None:
+    """With train and test images in one folder, an id both labelled and asked for would be its own answer."""
+    both = train["id"].astype(str).isin(set(sample[sample.columns[0]].astype(str))).to_numpy()
+    if both.any():
+        raise CompetitionError(f"{sample_path}: {_count(int(both.sum()), 'id')} also labelled in {source}, e.g. "
+                               f"{str(train['id'].iloc[int(np.flatnonzero(both)[0])])!r}; train and test images share "
+                               "one folder, so the sample's ids must be the unlabelled ones")
+
+
+def _test_images(test_dir: Path, sample: pd.DataFrame, sample_path: Path, shared: bool = False) -> pd.DataFrame:
+    """The test rows (id, path): the images of test_dir, which must be the sample's ids exactly; with `shared`
+    (train and test images in one folder) the images the sample lists, the others being the training images."""
     entries = _visible(test_dir)
     nested = [p for p in entries if p.is_dir()]
     if nested:
@@ -594,6 +621,8 @@ def _test_images(test_dir: Path, sample: pd.DataFrame, sample_path: Path) -> pd.
         _check_name(path)
     sample_ids = sample[sample.columns[0]].tolist()
     wanted = set(sample_ids)
+    if shared:
+        images = [p for p in images if p.name in wanted or image_id(p) in wanted]
     # Ids are file names without extension, or whole file names when the sample lists them that way.
     ids = [p.name if p.name in wanted else image_id(p) for p in images]
     _duplicate_ids(images, ids, test_dir)

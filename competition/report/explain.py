@@ -83,7 +83,7 @@ def explain_run(run: str | Path, inputs: Sequence[str | Path], runs_dir: str | P
     recipe = read_recipe(run_dir)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise OptionError("limit", f"expected a whole number of images, 0 for all, got {limit!r}")
-    found = image_files(inputs)
+    found = image_files(inputs, record.contest_layout())
     paths = found[:limit] if limit else found
     if len(paths) < len(found) and on_note is not None:
         on_note(limit_note(len(found), len(paths)))

@@ -24,6 +24,10 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _scores(value: Any) -> dict[str, float]:
+    return {str(k): float(v) for k, v in _mapping(value).items() if _number(v) is not None}
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """A run's run.json (layout: competition.runs.folder).
@@ -36,6 +40,9 @@ class RunRecord:
     weights             an ensemble's member weights (float per member), None when it has none or they are unusable
     member_macro_f1     member name -> its OOF macro F1 as recorded when the ensemble was built
     in_sample_macro_f1  an ensemble's in-sample (optimistic) figure, None when not recorded
+    member_scores       member name -> its OOF score by the contest metric when the ensemble was built (the
+                        macro F1 ones for ensembles from before the key, which were all scored by macro F1)
+    in_sample_score     the in-sample figure by the contest metric (in_sample_macro_f1 for older ensembles)
     oof_is              how an ensemble's OOF was made: "nested-cv" or "unfitted" ('' when not recorded)
     data_root           the contest folder as recorded ('' when none)
     sample_submission   the sample's path as recorded (relative to data_root when under it; '' when none)
@@ -60,6 +67,8 @@ class RunRecord:
     weights: list[float] | None = None
     member_macro_f1: dict[str, float] = field(default_factory=dict)
     in_sample_macro_f1: float | None = None
+    member_scores: dict[str, float] = field(default_factory=dict)
+    in_sample_score: float | None = None
     oof_is: str = ""
     data_root: str = ""
     sample_submission: str = ""
@@ -84,7 +93,7 @@ class RunRecord:
         weights = meta.get("weights")
         usable = (isinstance(weights, list) and len(weights) == len(names)
                   and all(_number(w) is not None for w in weights))
-        scores = {str(k): float(v) for k, v in _mapping(meta.get("member_macro_f1")).items() if _number(v) is not None}
+        scores = _scores(meta.get("member_macro_f1"))
         folds = meta.get("fold_seconds")
         test_images = meta.get("test_images")
         return cls(
@@ -93,6 +102,8 @@ class RunRecord:
             scheme=_text(meta.get("scheme")), members=names, method=_text(meta.get("method")),
             weights=[float(w) for w in weights] if usable else None, member_macro_f1=scores,
             in_sample_macro_f1=_number(meta.get("in_sample_macro_f1")), oof_is=_text(meta.get("oof_is")),
+            member_scores=_scores(meta["member_scores"]) if "member_scores" in meta else scores,
+            in_sample_score=_number(meta.get("in_sample_score", meta.get("in_sample_macro_f1"))),
             data_root=_text(meta.get("data_root")), sample_submission=_text(meta.get("sample_submission")),
             fold_seconds=[_number(s) for s in folds] if isinstance(folds, list) else [],
             wall_seconds=_number(meta.get("wall_seconds")),

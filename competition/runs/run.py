@@ -228,13 +228,6 @@ def contest_folder(run_dir: str | Path, data: str | Path | None = None) -> Path:
     return root
 
 
-def contest_test_folder(run_dir: str | Path, data: str | Path | None = None) -> Path:
-    """The folder of a finished run's contest's test images (the contest's declared test_images, test/ by
-    default), where the contest is now; errors as contest_folder."""
-    root = contest_folder(run_dir, data)
-    return root / RunRecord.from_meta(folder.read_meta(run_dir)).contest_layout().test_images
-
-
 # ---------------------------------------------------------------- is the run's answer still the answer
 
 
