@@ -28,7 +28,8 @@ from competition.metrics import METRICS as CONTEST_METRICS
 from competition.metrics import EPS, cross_fit_predict, fast_macro_f1, log_proba, macro_f1
 from competition.runs import Run, check_same_folds, save_run
 from competition.runs.run import check_one_contest
-from competition.runs.folder import building, holds, lock_holder, run_name_problem, write_recipe
+from competition.runs.folder import holds, run_name_problem, write_recipe
+from competition.runs.locking import building, lock_holder
 
 def ensemble_score(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
     """Higher-is-better score of (y, proba) for the searches: any registered contest metric (competition.metrics.
@@ -346,8 +347,8 @@ def write_ensemble(out: Path, name: str, recipe: dict[str, Any], runs: list[Run]
 
 
 def _with_oof_digest(member: Any, runs: list[Run]) -> Any:
-    """A member entry ({"name", "recipe_hash"}) with the digest of that member's OOF (folder.oof_digest)."""
-    from competition.runs.folder import oof_digest
+    """A member entry ({"name", "recipe_hash"}) with the digest of that member's OOF (decisions.oof_digest)."""
+    from competition.runs.decisions import oof_digest
 
     run = next((r for r in runs if isinstance(member, dict) and r.name == member.get("name")), None)
     return {**member, "oof_sha256": oof_digest(run.path)} if run is not None else member

@@ -28,11 +28,11 @@ ONNX_PACKAGES = ("tf2onnx", "onnxruntime")  # the `onnx` extra of pyproject.toml
 def averaged_model(run_dir: Path, n_folds: int) -> Any:
     """One Keras model: the mean of the run's fold models' probabilities (standard layers only). Raises
     CompetitionError naming a missing fold model (competition.inference.check_fold_models), or one that is
-    damaged or made by a newer version of Keras (competition.runs.folder.load_fold_model)."""
+    damaged or made by a newer version of Keras (competition.runs.fold_files.load_fold_model)."""
     import keras
 
     from competition.inference import check_fold_models
-    from competition.runs.folder import load_fold_model
+    from competition.runs.fold_files import load_fold_model
 
     check_fold_models(run_dir, n_folds)
     models = [load_fold_model(run_dir, k) for k in range(n_folds)]

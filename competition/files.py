@@ -206,7 +206,7 @@ def is_matplotlib_png(path: str | Path) -> bool:
 def _take_flock(lock_file: Path) -> int:
     """An exclusive flock on `lock_file` (created if missing), waited for while another process (or thread)
     holds it; returns its descriptor. A file its holder removed on release (`_drop_flock`) is never kept:
-    the lock is then taken on the new one (as competition.runs.folder.lock_run does for a run's train.lock)."""
+    the lock is then taken on the new one (as competition.runs.locking.lock_run does for a run's train.lock)."""
     while True:
         fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:

@@ -94,10 +94,10 @@ def check_unique_ids(paths: Sequence[Path], ids: Sequence[str]) -> None:
 
 
 def fold_models(run_dir: Path, n_folds: int) -> list[Any]:
-    """The run's fold models (Keras), loaded through the checked reader (competition.runs.folder.load_fold_model).
+    """The run's fold models (Keras), loaded through the checked reader (competition.runs.fold_files.load_fold_model).
     Raises CompetitionError naming the first missing, damaged or newer-version model file (a run whose folds did
     not all finish)."""
-    from competition.runs.folder import load_fold_model
+    from competition.runs.fold_files import load_fold_model
 
     check_fold_models(run_dir, n_folds)
     return [load_fold_model(run_dir, k) for k in range(n_folds)]
@@ -107,7 +107,7 @@ def check_sklearn_models(run_dir: Path, recipe: Any) -> None:
     """A scikit-learn kind's run predicts new images only when inductive (knn, logistic) and every fold's
     model.joblib is there; CompetitionError of one line otherwise."""
     from competition.model.classic import is_transductive
-    from competition.runs.folder import sklearn_model_path
+    from competition.runs.fold_files import sklearn_model_path
 
     if is_transductive(recipe.model.kind):
         raise CompetitionError(f"run '{run_dir.name}': {recipe.model.kind} is transductive: it labelled the images it "
@@ -121,7 +121,7 @@ def check_sklearn_models(run_dir: Path, recipe: Any) -> None:
 
 def check_fold_models(run_dir: Path, n_folds: int) -> None:
     """Raises CompetitionError when a fold model file of the run is missing, naming it and how many are."""
-    from competition.runs.folder import fold_model_path, sklearn_model_path
+    from competition.runs.fold_files import fold_model_path, sklearn_model_path
 
     missing = [k for k in range(n_folds) if not fold_model_path(run_dir, k).is_file()]
     if missing and sklearn_model_path(run_dir, missing[0]).is_file():
@@ -299,7 +299,7 @@ def run_probabilities(run_dir: Path, paths: list[Path]) -> np.ndarray:
                       axis=0).astype(np.float32)
     recipe = read_recipe(run_dir)
     if recipe.model.kind != "network":  # an inductive scikit-learn kind (check_inputs refused the others)
-        from competition.runs.folder import load_sklearn_model
+        from competition.runs.fold_files import load_sklearn_model
 
         fitted = [load_sklearn_model(run_dir, k) for k in range(recipe.cv.folds)]
         return np.concatenate([np.mean([m.predict_proba(images) for m in fitted], axis=0)
@@ -377,7 +377,8 @@ def predict_run(run: str | Path, inputs: Sequence[str | Path] | np.ndarray, runs
     from competition.data import image_id
     from competition.files import check_output, csv_header, write_text
     from competition.runs import resolve_run
-    from competition.runs.folder import read_decisions, read_meta
+    from competition.runs.decisions import read_decisions
+    from competition.runs.folder import read_meta
     from competition.runs.record import RunRecord
     from competition.runs.run import member_problem
 

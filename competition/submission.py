@@ -483,7 +483,8 @@ def submit(runs: Sequence[str | Path] | None = None, runs_dir: str | Path = "run
 def _submit_locked(choice: Choice, loaded: Run, sample_path: Path, out_path: Path, *, tune: bool | None,
                    message: str) -> Submitted:
     """`submit` once the run is chosen and the outputs checked (with `tune`, under the lock of its decisions)."""
-    from competition.runs.folder import DECISIONS_FILE, read_decisions, remove_decisions, write_decisions
+    from competition.runs.decisions import read_decisions, remove_decisions, write_decisions
+    from competition.runs.folder import DECISIONS_FILE
     from competition.tuning import nested_cv_gain
 
     run_dir = choice.path

@@ -44,7 +44,7 @@ def test_predicting_the_contest_folder_equals_the_run_test_predictions(trained: 
 
 
 def test_saved_decisions_pick_the_labels(trained: Path, tiny_contest: Path, tmp_path: Path) -> None:
-    from competition.runs.folder import write_decisions
+    from competition.runs.decisions import write_decisions
 
     classes = json.loads((trained / "run.json").read_text())["classes"]
     offsets = [50.0] + [0.0] * (len(classes) - 1)  # so large that the first class always wins

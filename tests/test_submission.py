@@ -189,7 +189,7 @@ def _run_with_oof(tmp_path, oof, y, name="r"):
 
 
 def test_tuned_decisions_are_saved_only_when_their_nested_gain_is_positive(tmp_path):
-    from competition.runs.folder import read_decisions
+    from competition.runs.decisions import read_decisions
     from competition.submission import submit_run
 
     rng = np.random.default_rng(0)

@@ -20,7 +20,7 @@ from typing import Any
 from competition.console import Progress, say
 from competition.errors import CompetitionError, OptionError
 from competition.executors.common import TEST_KILL_ENV, say_reused
-from competition.runs import folder
+from competition.runs import fold_files
 
 # Environment a fold worker needs to see what the driver sees (decode cache, Keras weights, TF settings,
 # pinned threads, test hooks). Passed explicitly: Ray workers do not inherit the driver's environment.
@@ -168,7 +168,7 @@ def submit_ray(prepared_runs: list[Any], *, address: str | None = None, console:
                       f"{need.cpus_per_fold:g} CPU and {need.gpus_per_fold:g} GPU "
                       f"(cluster: {total.get('CPU', 0):g} CPU, {total.get('GPU', 0):g} GPU)")
         for k in folds:
-            folder.start_fold(prepared.run_dir, k)  # no epochs of an earlier attempt in the lines below
+            fold_files.start_fold(prepared.run_dir, k)  # no epochs of an earlier attempt in the lines below
             refs[task.remote(run_dir, k, prepared.deterministic, workdir, hook)] = (i, k)
     started = time.perf_counter()
     failed: dict[int, dict[int, str]] = {}
@@ -208,7 +208,7 @@ def _say_epochs(prepared_runs: list[Any], i: int, k: int, seen: dict[tuple[int, 
     if console is None:
         return
     prepared = prepared_runs[i]
-    rows = folder.read_partial_history(prepared.run_dir, k)
+    rows = fold_files.read_partial_history(prepared.run_dir, k)
     if len(rows) < seen.get((i, k), 0):  # a retry started the fold again
         seen[(i, k)] = 0
     planned = sum(phase.epochs for phase in prepared.recipe.train.phases)

@@ -169,7 +169,8 @@ def _explain_wrong(run: Run, ranked: np.ndarray, out: Path, n: int) -> str:
     """Plot the first n of `ranked` (wrong OOF rows) that can be explained; returns the section's note.
     Raises _Skipped with the reason when none can."""
     from competition.data import decode_images
-    from competition.runs.folder import fold_model_path, load_fold_model, read_recipe
+    from competition.runs.fold_files import fold_model_path, load_fold_model
+    from competition.runs.folder import read_recipe
 
     if run.kind == "ensemble":
         raise _Skipped("Ensemble run: Grad-CAM needs fold models; see its member runs' reports.")

@@ -26,7 +26,8 @@ from competition.metrics import confusion_counts, fold_scores, score
 from competition.report.explain import WRONG_PNG, wrong_gradcam_section
 from competition.report.sections import Section, most_confident_wrong
 from competition.runs import Run
-from competition.runs.folder import read_histories, read_recipe_text
+from competition.runs.fold_files import read_histories
+from competition.runs.folder import read_recipe_text
 from competition.runs.run import contest_root, missing_contest
 
 REPORT_DIR = "report"

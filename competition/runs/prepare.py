@@ -24,7 +24,7 @@ from competition.console import Progress, peak_rss_mb, rss_mb, say
 from competition.errors import CompetitionError, OptionError
 from competition.files import check_output
 from competition.recipe import Recipe, check_with_contest
-from competition.runs import folder
+from competition.runs import decisions, fold_files, folder, locking
 from competition.runs.run import folds_frame, save_run, test_images_problem, test_images_record
 
 
@@ -90,12 +90,12 @@ class PreparedRun:
     def fold_problem(self, k: int) -> str | None:
         """Why fold k (0-based) must be trained: "not finished" (no complete fold folder of this recipe) or
         "data changed (test images, ...)" (its done.json saw other data than now); None when it can be reused."""
-        if not folder.fold_is_done(self.run_dir, k, self.recipe_hash):
+        if not fold_files.fold_is_done(self.run_dir, k, self.recipe_hash):
             return "not finished"
         if self.data is None:
             return None
         try:
-            seen = folder.read_fold_info(self.run_dir, k).get("data")
+            seen = fold_files.read_fold_info(self.run_dir, k).get("data")
         except (OSError, ValueError, AttributeError, CompetitionError):
             return "not finished"
         if not isinstance(seen, dict):
@@ -156,7 +156,7 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     # never in the contest folder, never over a folder of the user's, even with overwrite (that replaces runs)
     check_output(run_dir, folder=True, option="runs_dir", protected=[("the contest folder", recipe.data.root)],
                  ours=lambda found: folder.holds(found) != "files that are not a run")
-    folder.refuse_if_locked(run_dir)  # another process trains it: refuse at once, before decoding
+    locking.refuse_if_locked(run_dir)  # another process trains it: refuse at once, before decoding
     size, channels = recipe.data.image_size, recipe.data.channels
     contest, x, x_test, skipped = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image,
                                                  options=recipe.data.decode_options(), layout=recipe.data.layout())
@@ -183,7 +183,7 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
 
     recipe_hash = recipe.hash()
     data = data_record(contest, folds, size, channels)
-    lock = folder.lock_run(run_dir)  # held until train_run ends (or this process does)
+    lock = locking.lock_run(run_dir)  # held until train_run ends (or this process does)
     try:
         folder.prepare_folder(run_dir, recipe_hash, overwrite)
         folder.write_recipe(run_dir, recipe.to_yaml(), recipe_hash)
@@ -245,12 +245,12 @@ def train_fold(prepared: PreparedRun, k: int, progress: Progress | None = None,
 
     t0 = time.perf_counter()
     val = np.flatnonzero(prepared.folds == k)
-    folder.start_fold(prepared.run_dir, k)
+    fold_files.start_fold(prepared.run_dir, k)
     fitted = fit_fold(prepared.recipe, prepared.x, prepared.y, val, prepared.x_test, prepared.classes, k, progress,
                       features=features, callbacks=callbacks,
-                      on_epoch=lambda rows: folder.write_history(prepared.run_dir, k, rows),
+                      on_epoch=lambda rows: fold_files.write_history(prepared.run_dir, k, rows),
                       pseudo=pseudo_labels(prepared, k))
-    folder.save_fold(prepared.run_dir, k, arrays={name: getattr(fitted, name) for name in folder.ARRAYS},
+    fold_files.save_fold(prepared.run_dir, k, arrays={name: getattr(fitted, name) for name in folder.ARRAYS},
                      history=fitted.history, model=fitted.model,
                      info={"recipe_hash": prepared.recipe_hash, "data": prepared.data, "best_epoch": fitted.best_epoch,
                            "best_score": fitted.best_score, "metric": prepared.metric.name,
@@ -298,7 +298,7 @@ def pseudo_labels(prepared: PreparedRun, k: int) -> tuple[np.ndarray, np.ndarray
     config = prepared.recipe.train.pseudo_label
     if config is None:
         return None
-    proba = folder.load_fold(prepared.teacher, k, len(prepared.classes))["test"]
+    proba = fold_files.load_fold(prepared.teacher, k, len(prepared.classes))["test"]
     rows = np.flatnonzero(proba.max(axis=1) >= config.threshold)
     return rows, proba[rows].argmax(axis=1), float(config.weight)
 
@@ -317,7 +317,7 @@ def _fit_classic_fold(prepared: PreparedRun, k: int) -> Any:
         prepared.embedded = embed(images, recipe.model.embedding, recipe.cv.seed)
     transformer, z_all = prepared.embedded
     val = np.flatnonzero(prepared.folds == k)
-    folder.start_fold(prepared.run_dir, k)
+    fold_files.start_fold(prepared.run_dir, k)
     try:
         oof, test, model = fit_fold(recipe.model.kind, recipe.model.params, transformer, z_all[: len(y)], y, val,
                                     z_all[len(y):], len(prepared.classes), (recipe.cv.seed * 1000 + k) % 2**32)
@@ -328,7 +328,7 @@ def _fit_classic_fold(prepared: PreparedRun, k: int) -> Any:
     seconds = round(time.perf_counter() - t0, 2)
     history = pd.DataFrame([{"phase": 0, "epoch": 1, "val_macro_f1": macro_f1(y[val], oof), metric.monitor: score,
                              "seconds": seconds}])
-    folder.save_fold(prepared.run_dir, k, arrays={"oof": oof, "test": test, "oof_plain": oof, "test_plain": test},
+    fold_files.save_fold(prepared.run_dir, k, arrays={"oof": oof, "test": test, "oof_plain": oof, "test_plain": test},
                      history=history, model=model,
                      info={"recipe_hash": prepared.recipe_hash, "data": prepared.data, "best_epoch": 1,
                            "best_score": score, "metric": metric.name, "seconds": seconds,
@@ -346,7 +346,7 @@ def epoch_selection(run_dir: Path, done: list[dict[str, Any]], metric: Any = Non
     from competition.metrics import get_metric
 
     metric = metric or get_metric(None)
-    histories = folder.read_histories(run_dir)
+    histories = fold_files.read_histories(run_dir)
     if len(histories) != len(done) or any(metric.monitor not in h for h in histories.values()):
         return None
     kept = [float(d.get("best_score", d.get("best_macro_f1", np.nan))) for d in done]
@@ -397,7 +397,7 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
     out = {"oof": np.zeros(shape, np.float32), "oof_plain": np.zeros(shape, np.float32)}
     tests: dict[str, list[np.ndarray]] = {"test": [], "test_plain": []}
     for k in range(recipe.cv.folds):
-        files = folder.load_fold(prepared.run_dir, k, len(prepared.classes))
+        files = fold_files.load_fold(prepared.run_dir, k, len(prepared.classes))
         val = folds == k
         out["oof"][val], out["oof_plain"][val] = files["oof"], files["oof_plain"]
         tests["test"].append(files["test"])
@@ -407,7 +407,7 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
     if recipe.tta:
         say(console, f"TTA {recipe.tta}: OOF macro F1 {tta['oof_macro_f1_plain']:.4f} without, "
                      f"{tta['oof_macro_f1_tta']:.4f} with")
-    done = [folder.read_fold_info(prepared.run_dir, k) for k in range(recipe.cv.folds)]
+    done = [fold_files.read_fold_info(prepared.run_dir, k) for k in range(recipe.cv.folds)]
     selection = epoch_selection(prepared.run_dir, done, prepared.metric) if recipe.model.kind == "network" else None
     if selection is not None:
         say(console, selection["line"])
@@ -433,7 +433,7 @@ def finish_run(prepared: PreparedRun, started: float, console: Any = None) -> Pa
                **({"positive_class": recipe.data.positive_class} if recipe.data.positive_class else {}),
                **({"test_images": prepared.test_images} if prepared.test_images is not None else {})},
     )
-    if folder.remove_stale_decisions(prepared.run_dir):
+    if decisions.remove_stale_decisions(prepared.run_dir):
         say(console, f"decisions.json removed: tuned on the OOF of an earlier training of this run; run `competition "
                      f"submit {prepared.run_dir.name} --tune` to tune again")
     return written

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from competition.errors import CompetitionError
-from competition.runs import folder
+from competition.runs import decisions, folder
 from competition.runs.record import RunRecord
 
 
@@ -316,7 +316,7 @@ def member_problem(run_dir: str | Path, _seen: frozenset[str] = frozenset()) -> 
     """For an ensemble (or a subject-averaged run): one line naming the first member that was trained again
     since the ensemble was built, and what to run; None when every member present is as it was built, or for
     a model run. A member is compared with what the ensemble's recipe.yaml recorded of it: its recipe hash,
-    and the digest of its OOF (folder.oof_digest; ensembles built before it was kept: the hash only); a member
+    and the digest of its OOF (decisions.oof_digest; ensembles built before it was kept: the hash only); a member
     that is an ensemble is checked the same way. A member that is gone is left to the reader that needs it.
     CompetitionError naming recipe.yaml when it is missing or damaged."""
     run_dir = Path(run_dir)
@@ -337,7 +337,7 @@ def member_problem(run_dir: str | Path, _seen: frozenset[str] = frozenset()) -> 
         now_hash = folder.read_meta(member_dir).get("recipe_hash")
         if isinstance(then_hash, str) and then_hash and then_hash != now_hash:
             what = f"recipe hash {then_hash} when the ensemble was built, {now_hash} now"
-        elif isinstance(then_oof, str) and then_oof != folder.oof_digest(member_dir):
+        elif isinstance(then_oof, str) and then_oof != decisions.oof_digest(member_dir):
             what = "its out-of-fold predictions changed since the ensemble was built"
         else:
             # a member that is itself an ensemble (a blend's averaged twin); a loop of rebuilt names is walked once

@@ -6,7 +6,7 @@ A run's state, from its folder alone (layout: competition.runs.folder):
     running     a process holds its train.lock (a `train` is working on it now)
     finished    run.json is there and the run reads back whole (Run.load)
     damaged     run.json is there, but a file of the run is damaged (`problem` names it): one it reads back, or
-                a fold model cut short or missing (headers only: folder.fold_model_problem)
+                a fold model cut short or missing (headers only: fold_files.fold_model_problem)
     unfinished  neither: a `train` was killed or failed before run.json; rerunning it resumes (finished folds
                 are kept), `competition clean` removes it
 
@@ -23,7 +23,7 @@ from typing import Any
 
 from competition.console import duration_text
 from competition.errors import CompetitionError
-from competition.runs import folder
+from competition.runs import fold_files, folder, locking
 
 STATES = ("running", "finished", "damaged", "unfinished")
 
@@ -63,7 +63,7 @@ def run_status(run_dir: str | Path, score: bool = True) -> RunStatus | None:
     status = RunStatus(run_dir.name, run_dir, kind, "unfinished", updated=updated, size=size)
     if kind == "model":
         _fold_progress(run_dir, status)
-    holder = folder.lock_holder(run_dir)
+    holder = locking.lock_holder(run_dir)
     if holder is not None and "(this process)" not in holder:
         status.state, status.problem = "running", holder
     elif folder.is_finished(run_dir):
@@ -92,7 +92,7 @@ def clean(runs_dir: str | Path = "runs", remove: bool = False) -> list[RunStatus
     removed = []
     for status in candidates:
         try:
-            folder.remove_unfinished(status.path)
+            fold_files.remove_unfinished(status.path)
         except CompetitionError:  # locked or finished since it was listed: not ours to remove
             continue
         removed.append(status)
@@ -109,7 +109,7 @@ def _finished(run_dir: Path, status: RunStatus) -> None:
         return
     if run.kind == "model":
         for k in sorted(set(run.folds.tolist())):
-            problem = folder.fold_model_problem(run_dir, k) if folder.fold_dir(run_dir, k).is_dir() else None
+            problem = fold_files.fold_model_problem(run_dir, k) if fold_files.fold_dir(run_dir, k).is_dir() else None
             if problem is not None:
                 status.state, status.problem = "damaged", (f"{problem}; submit still works from test.npy, predict, "
                                                            "explain and export need the run trained again")
@@ -131,20 +131,20 @@ def _fold_progress(run_dir: Path, status: RunStatus) -> None:
     except (OSError, ValueError, TypeError, KeyError, AttributeError, CompetitionError):
         return
     recipe_hash = folder.stored_hash(run_dir) or ""
-    done = [k for k in range(n_folds) if folder.fold_is_done(run_dir, k, recipe_hash)]
+    done = [k for k in range(n_folds) if fold_files.fold_is_done(run_dir, k, recipe_hash)]
     status.n_folds, status.folds_done = n_folds, len(done)
     status.metric = _metric_of(recipe).header
     scores = []
     for k in done:
         try:
-            info = folder.read_fold_info(run_dir, k)
+            info = fold_files.read_fold_info(run_dir, k)
             scores.append(float(info["best_score"] if "best_score" in info else info["best_macro_f1"]))
         except (OSError, ValueError, KeyError, TypeError, CompetitionError):
             pass
     if scores:
         status.score, status.score_is_folds = sum(scores) / len(scores), True
     for k in (k for k in range(n_folds) if k not in done):
-        rows = folder.read_partial_history(run_dir, k)
+        rows = fold_files.read_partial_history(run_dir, k)
         if rows:
             metric = _metric_of(recipe)
             values = [float(r.get(metric.monitor, float("nan"))) for r in rows]

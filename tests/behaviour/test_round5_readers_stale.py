@@ -27,7 +27,7 @@ import pytest
 
 from competition.errors import CompetitionError
 from competition.recipe import load_recipe
-from competition.runs import Run, folder, save_run
+from competition.runs import Run, decisions, fold_files, folder, save_run
 from competition.training import train_run
 
 TINY = ["name=tiny", "data.image_size=16", "model.filters=[4]", "model.head.dense=[4]", "train.phases.0.epochs=1",
@@ -225,10 +225,10 @@ def test_a_fold_array_cut_short_is_not_reused_and_reads_as_damaged(trained: Path
     run = runs / "tiny"
     array = run / "fold_0" / "oof.npy"
     array.write_bytes(array.read_bytes()[:-24])
-    assert not folder.fold_is_done(run, 0, folder.stored_hash(run) or "")  # trained again by a resume
-    assert folder.fold_is_done(run, 1, folder.stored_hash(run) or "")
+    assert not fold_files.fold_is_done(run, 0, folder.stored_hash(run) or "")  # trained again by a resume
+    assert fold_files.fold_is_done(run, 1, folder.stored_hash(run) or "")
     with pytest.raises(CompetitionError, match="damaged") as raised:
-        folder.load_fold(run, 0)
+        fold_files.load_fold(run, 0)
     assert str(array) in str(raised.value)
 
 
@@ -262,7 +262,7 @@ def test_decisions_do_not_survive_a_retrain_triggered_by_changed_images(tiny_con
 
     contest = Path(shutil.copytree(tiny_contest, tmp_path / "contest"))
     run = train_run(load_recipe(None, KNN), tmp_path / "runs", data_root=contest)
-    folder.write_decisions(run, {"offsets": [0.0, 3.0, 0.0, 0.0], "nested_gain": 0.05})
+    decisions.write_decisions(run, {"offsets": [0.0, 3.0, 0.0, 0.0], "nested_gain": 0.05})
     _replace_test_images(contest)
     first, second = sorted(contest.glob("train/*/*.png"))[0], sorted(contest.glob("train/*/*.png"))[-1]
     first_bytes = first.read_bytes()
@@ -335,7 +335,7 @@ def test_submit_no_tune_applies_no_saved_offsets(tmp_path: Path, capsys: pytest.
     either flag they still apply (the documented default)."""
     runs, sample = tmp_path / "runs", _sample(tmp_path)
     run = _written(runs, "r", sample)
-    folder.write_decisions(run, {"offsets": [0.0, 50.0, 0.0], "nested_gain": 0.01})  # dog always wins
+    decisions.write_decisions(run, {"offsets": [0.0, 50.0, 0.0], "nested_gain": 0.01})  # dog always wins
 
     code, out, err = _cli(capsys, "submit", "r", "--runs", runs, "--out", tmp_path / "plain.csv", "--no-tune")
     assert code == 0, err
@@ -374,7 +374,7 @@ def test_saved_offsets_are_not_forced_on_a_sample_of_probabilities(tmp_path: Pat
     runs = tmp_path / "runs"
     sample = _sample(tmp_path, "id," + ",".join(CLASSES), "0.333")
     run = _written(runs, "r", sample)
-    folder.write_decisions(run, {"offsets": [0.0, 1.0, 0.0], "nested_gain": 0.02})
+    decisions.write_decisions(run, {"offsets": [0.0, 1.0, 0.0], "nested_gain": 0.02})
     done = submit(["r"], runs, out=tmp_path / "sub.csv")
     assert done.path.is_file() and not done.tuned
     assert any("saved by an earlier submit --tune: not applied" in line for line in done.lines())

@@ -16,7 +16,7 @@ from competition.errors import CompetitionError
 from competition.executors.common import TEST_KILL_ENV
 from competition.recipe import load_recipe
 from competition.runs import Run
-from competition.runs.folder import fold_is_done
+from competition.runs.fold_files import fold_is_done
 from competition.training import train_recipes, train_run
 
 pytestmark = pytest.mark.slow  # every test here trains folds in other processes or on Ray

@@ -7,7 +7,7 @@ import competition.report.plots
 from competition.errors import CompetitionError
 from competition.metrics import macro_f1, score
 from competition.report.plots import most_confident_wrong, write_report, wrong_section
-from competition.runs.folder import read_histories
+from competition.runs.fold_files import read_histories
 from competition.runs import Run, save_run
 
 CLASSES = ["normal", "mild <b>&", "severe"]  # markup in a name: the page must escape it

@@ -16,7 +16,7 @@ import pytest
 
 from competition.errors import CompetitionError
 from competition.runs import Run, save_run
-from competition.runs import folder
+from competition.runs import fold_files, folder, locking
 
 NA_WORDS = ["NA", "None", "null", "nan", "N/A", "007"]
 
@@ -74,12 +74,12 @@ def test_every_damage_names_its_file(tmp_path: Path, file: str, damage, said: st
 def test_an_ensemble_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
     run_dir = _run(tmp_path / "e")
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
-    with pytest.raises(RuntimeError), folder.building(run_dir) as new:
+    with pytest.raises(RuntimeError), locking.building(run_dir) as new:
         _run(new)
         raise RuntimeError("killed before run.json")
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["e"], "the aborted build was left behind"
-    with folder.building(run_dir) as new:
+    with locking.building(run_dir) as new:
         _run(new, classes=["p", "q", "r"])
     assert Run.load(run_dir).classes == ["p", "q", "r"] and [p.name for p in tmp_path.iterdir()] == ["e"]
 
@@ -98,8 +98,8 @@ def test_holds_tells_runs_apart(tmp_path: Path) -> None:
 HOLD = """
 import sys, time
 from pathlib import Path
-from competition.runs import folder
-lock = folder.lock_run(Path(sys.argv[1]))
+from competition.runs import locking
+lock = locking.lock_run(Path(sys.argv[1]))
 print("held", flush=True)
 time.sleep(60)
 """
@@ -111,17 +111,17 @@ def test_a_run_folder_is_locked_by_one_process(tmp_path: Path) -> None:
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(CompetitionError, match=rf"in use.*pid {holder.pid} on .*, since "):
-            folder.lock_run(run_dir)
+            locking.lock_run(run_dir)
         with pytest.raises(CompetitionError, match="in use"):
-            folder.refuse_if_locked(run_dir)
-        assert str(holder.pid) in folder.lock_holder(run_dir)
+            locking.refuse_if_locked(run_dir)
+        assert str(holder.pid) in locking.lock_holder(run_dir)
     finally:
         holder.kill()
         holder.wait()
     time.sleep(0.1)
-    assert folder.lock_holder(run_dir) is None  # a killed holder's lock goes with it (the file may stay)
-    lock = folder.lock_run(run_dir)
-    again = folder.lock_run(run_dir)  # the same process: shared, counted
+    assert locking.lock_holder(run_dir) is None  # a killed holder's lock goes with it (the file may stay)
+    lock = locking.lock_run(run_dir)
+    again = locking.lock_run(run_dir)  # the same process: shared, counted
     assert again is lock
     again.release()
     assert (run_dir / folder.LOCK_FILE).exists()
@@ -132,7 +132,7 @@ def test_a_run_folder_is_locked_by_one_process(tmp_path: Path) -> None:
 def test_overwriting_keeps_the_lock_of_this_process(tmp_path: Path) -> None:
     run_dir = _run(tmp_path / "r")
     folder.write_recipe(run_dir, "name: r\n", "old")
-    lock = folder.lock_run(run_dir)
+    lock = locking.lock_run(run_dir)
     try:
         folder.prepare_folder(run_dir, "new", overwrite=True)
         assert [p.name for p in run_dir.iterdir()] == [folder.LOCK_FILE]
@@ -151,10 +151,10 @@ def test_a_failed_model_save_leaves_no_temporary_file(tmp_path: Path) -> None:
     import pandas as pd
 
     with pytest.raises(OSError) as caught:
-        folder.save_fold(tmp_path, 0, arrays=arrays, history=pd.DataFrame({"epoch": [1]}), model=_FullDisk(),
+        fold_files.save_fold(tmp_path, 0, arrays=arrays, history=pd.DataFrame({"epoch": [1]}), model=_FullDisk(),
                          info={"recipe_hash": "h"})
     assert caught.value.errno == errno.ENOSPC and caught.value.filename.endswith(f"fold_0/{folder.MODEL_FILE}")
-    left = sorted(p.name for p in folder.fold_dir(tmp_path, 0).iterdir())
+    left = sorted(p.name for p in fold_files.fold_dir(tmp_path, 0).iterdir())
     assert not [name for name in left if name.startswith(".")] and folder.DONE_FILE not in left
-    assert not folder.fold_is_done(tmp_path, 0, "h")
+    assert not fold_files.fold_is_done(tmp_path, 0, "h")
     assert json.dumps(left)  # the arrays and history may stay; the fold is simply not done

@@ -16,7 +16,7 @@ import pytest
 from faultkit import cli
 
 from competition.console import Progress, duration_text
-from competition.runs import folder, save_run
+from competition.runs import fold_files, folder, save_run
 from competition.runs.status import clean, list_status, run_status, size_text
 
 # Trains a 2-fold tiny run in this process (local executor, a log on stdout); the epoch 3 of fold 1 stops in a
@@ -108,7 +108,7 @@ def test_runs_lists_every_state_and_clean_removes_only_unfinished_runs(tmp_path:
     (damaged / "oof.npy").write_bytes(b"\x93NUMPY cut")
     half = tmp_path / "half"
     folder.write_recipe(half, "name: half\ncv: {folds: 3}\ntrain: {phases: [{epochs: 4}, {epochs: 2}]}\n", "h1")
-    folder.write_history(half, 0, [{"phase": 0, "epoch": 1, "val_macro_f1": 0.25}])
+    fold_files.write_history(half, 0, [{"phase": 0, "epoch": 1, "val_macro_f1": 0.25}])
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("not a run")
     (tmp_path / ".e.building-host-1-ab").mkdir()
