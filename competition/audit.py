@@ -190,47 +190,11 @@ def audit_arrays(
         result["exact_duplicates"] = _exact_duplicates(train_ids, labels, train_hashes, test_ids, test_hashes)
 
     clock = time.perf_counter()
-    stratified = _try_folds(make_folds, labels, n_folds, seed, None)
-    within = scan(train_signatures, threshold=threshold, fold_sets=[stratified[0]] if stratified[0] is not None else [])
-    i, j, d, train_nn = within.i, within.j, within.d, within.nearest_distance
-    groups = connected_groups(len(train_ids), i, j)
-    sizes = np.bincount(groups) if len(groups) else np.zeros(0, np.int64)
-    across = scan(test_signatures, train_signatures, threshold=threshold)
-    ti, tj, td = across.i, across.j, across.d
-    test_nn_index, test_nn = across.nearest_index, across.nearest_distance
+    stratified = _try_folds(make_folds, labels, n_folds, seed, None)[0]
+    duplicates, class_groups, (test_nn_index, test_nn) = _near_duplicate_figures(
+        train_ids, test_ids, labels, y, train_signatures, test_signatures, threshold, stratified)
+    result.update(duplicates)
     timings["near_duplicates"] = time.perf_counter() - clock
-    class_groups = [int(len(np.unique(groups[y == c]))) for c in range(len(classes))]
-    result["near_duplicates"] = {
-        "within_train": {
-            "pairs": len(i),
-            "cross_label_pairs": int(np.sum(labels[i] != labels[j])),
-            "images_with_twin": int(np.sum(train_nn <= threshold)),
-            "share_with_twin": _share(train_nn <= threshold),
-            "nearest_distance": _quantiles(train_nn),
-            "closest": [
-                {"a": train_ids[p], "b": train_ids[q], "label_a": labels[p], "label_b": labels[q],
-                 "distance": round(float(e), 6)}
-                for p, q, e in zip(i[:MAX_LISTED], j[:MAX_LISTED], d[:MAX_LISTED])
-            ],
-        },
-        "train_test": {
-            "pairs": len(ti),
-            "test_with_twin": int(np.sum(test_nn <= threshold)),
-            "test_share_with_twin": _share(test_nn <= threshold),
-            "nearest_distance": _quantiles(test_nn),
-            "closest": [
-                {"test": test_ids[p], "train": train_ids[q], "train_label": labels[q], "distance": round(float(e), 6)}
-                for p, q, e in zip(ti[:MAX_LISTED], tj[:MAX_LISTED], td[:MAX_LISTED])
-            ],
-        },
-        "groups": {
-            "n_groups": len(sizes),
-            "largest": int(sizes.max()) if len(sizes) else 0,
-            "singletons": int(np.sum(sizes == 1)),
-            "mixed_label_groups": int(pd.Series(labels).groupby(groups).nunique().gt(1).sum()) if len(groups) else 0,
-            "max_grouped_folds": min(class_groups) if class_groups else 0,
-        },
-    }
     result["class_counts"] = [
         {"class": name, "train": int(np.sum(y == c)), "share": _share(y == c), "groups": class_groups[c]}
         for c, name in enumerate(classes)
@@ -266,6 +230,54 @@ def audit_arrays(
     ]
     result["timings"] = {k: round(v, 3) for k, v in timings.items()}
     return result
+
+
+def _near_duplicate_figures(train_ids: np.ndarray, test_ids: np.ndarray, labels: np.ndarray, y: np.ndarray,
+                            train_signatures: np.ndarray, test_signatures: np.ndarray, threshold: float,
+                            stratified: np.ndarray | None) -> tuple[dict[str, Any], list[int], tuple[np.ndarray, np.ndarray]]:
+    """The audit's near-duplicate section ({"near_duplicates": within train, train-test, groups}), the number of
+    near-duplicate groups per class (y: int class index per training row, 0 .. n_classes - 1), and (each test
+    image's nearest training row, its distance)."""
+    within = scan(train_signatures, threshold=threshold, fold_sets=[stratified] if stratified is not None else [])
+    i, j, d, train_nn = within.i, within.j, within.d, within.nearest_distance
+    groups = connected_groups(len(train_ids), i, j)
+    sizes = np.bincount(groups) if len(groups) else np.zeros(0, np.int64)
+    across = scan(test_signatures, train_signatures, threshold=threshold)
+    ti, tj, td = across.i, across.j, across.d
+    test_nn = across.nearest_distance
+    class_groups = [int(len(np.unique(groups[y == c]))) for c in range(len(np.unique(labels)))]
+    figures = {"near_duplicates": {
+        "within_train": {
+            "pairs": len(i),
+            "cross_label_pairs": int(np.sum(labels[i] != labels[j])),
+            "images_with_twin": int(np.sum(train_nn <= threshold)),
+            "share_with_twin": _share(train_nn <= threshold),
+            "nearest_distance": _quantiles(train_nn),
+            "closest": [
+                {"a": train_ids[p], "b": train_ids[q], "label_a": labels[p], "label_b": labels[q],
+                 "distance": round(float(e), 6)}
+                for p, q, e in zip(i[:MAX_LISTED], j[:MAX_LISTED], d[:MAX_LISTED])
+            ],
+        },
+        "train_test": {
+            "pairs": len(ti),
+            "test_with_twin": int(np.sum(test_nn <= threshold)),
+            "test_share_with_twin": _share(test_nn <= threshold),
+            "nearest_distance": _quantiles(test_nn),
+            "closest": [
+                {"test": test_ids[p], "train": train_ids[q], "train_label": labels[q], "distance": round(float(e), 6)}
+                for p, q, e in zip(ti[:MAX_LISTED], tj[:MAX_LISTED], td[:MAX_LISTED])
+            ],
+        },
+        "groups": {
+            "n_groups": len(sizes),
+            "largest": int(sizes.max()) if len(sizes) else 0,
+            "singletons": int(np.sum(sizes == 1)),
+            "mixed_label_groups": int(pd.Series(labels).groupby(groups).nunique().gt(1).sum()) if len(groups) else 0,
+            "max_grouped_folds": min(class_groups) if class_groups else 0,
+        },
+    }}
+    return figures, class_groups, (across.nearest_index, test_nn)
 
 
 def cv_advice(choice: dict[str, Any]) -> str:

@@ -441,7 +441,8 @@ def choose_scheme(
     train_signatures: np.ndarray | None = None,
     test_signatures: np.ndarray | None = None,
 ) -> SchemeChoice:
-    """Make the folds recipe.cv asks for, measured against the test (module docstring).
+    """Make the folds recipe.cv asks for, measured against the test (module docstring): the candidates are made
+    (`_make_candidates`), each measured as the test is (`_Relation`), and one is kept (`_decide`).
 
     train: rows with `label` (and `path` unless train_signatures are given; a group_by column when it names one).
     test: rows with `path` unless test_signatures are given; None or empty: no test figures.
@@ -465,127 +466,174 @@ def choose_scheme(
         test_signatures = similarity.signatures_of_test(test)
     if test_signatures is None:
         test_signatures = np.zeros((0, train_signatures.shape[1]), np.float32)
-    n_train = len(train_signatures)
-    tree = similarity.chain_tree(np.vstack([train_signatures, test_signatures]))
-    base = dict(n_folds=n_folds, seed=seed, twin_threshold=twin)
-    distances: dict[str, dict[str, np.ndarray]] = {}
-    test_figures: dict[str, Any] = {}
-    test_share = None
-    if len(test_signatures):
-        sources = np.r_[np.ones(n_train, bool), np.zeros(len(test_signatures), bool)]
-        near = similarity.nearest(test_signatures, train_signatures)[1]
-        chain = similarity.chain_distance(tree, sources)[n_train:]
-        hops = similarity.chain_hops(tree, sources, twin)[n_train:]
-        distances["test"] = {"nearest": near, "chain": chain, "hops": hops}
-        test_share = _share(near <= twin)
-        test_figures = {"chain_share": _share(chain <= twin), **{m: _quantiles(v) for m, v in distances["test"].items()}}
+    relation = _Relation(train_signatures, test_signatures, twin, n_folds)
+    made = _make_candidates(train, labels, stratified, relation, n_folds=n_folds, seed=seed, group_by=group_by,
+                            threshold=threshold)
+    test_figures = relation.test_figures()
+    if test_figures:
+        scored = {k: c["match"] for k, c in made.candidates.items() if "match" in c}
+        closest = min(scored, key=lambda k: (scored[k], list(scored).index(k)))
+        test_figures.update(closest_scheme=closest, relation=closest, relation_text=RELATIONS[closest])
+    name, reason, warning = _decide(scheme, group_by, made, test_figures)
+    folds, by, at = made.folds[name]
+    return SchemeChoice(scheme, name, by, at, folds, n_folds=n_folds, seed=seed, twin_threshold=twin,
+                        test_twin_share=relation.test_twin_share, leak_share=made.candidates[name]["leak_share"],
+                        test=test_figures, candidates=made.candidates, thresholds=made.tried, reason=reason,
+                        warning=warning, distances=relation.distances,
+                        blocks=made.blocks if name == "seen_subjects" else None, subjects=made.subjects)
 
-    def measure(folds: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """A fold assignment's validation distances (MEASURES) and their figures against the test's."""
-        found = {"nearest": similarity.nearest_in_other_fold(train_signatures, folds),
+
+class _Relation:
+    """How images relate to the images a model learns from (MEASURES), on one chain tree of the training and
+    test images: the test's distances to train (`distances["test"]`), and `measure(folds)`, the same for each
+    fold's validation images to its training folds. `distances` collects every measured candidate's."""
+
+    def __init__(self, train: np.ndarray, test: np.ndarray, twin: float, n_folds: int) -> None:
+        from competition.data import similarity
+
+        self.similarity, self.train, self.n_test, self.twin, self.n_folds = similarity, train, len(test), twin, n_folds
+        self.tree = similarity.chain_tree(np.vstack([train, test]))
+        self.distances: dict[str, dict[str, np.ndarray]] = {}
+        self.test_twin_share: float | None = None
+        if len(test):
+            n = len(train)
+            sources = np.r_[np.ones(n, bool), np.zeros(len(test), bool)]
+            near = similarity.nearest(test, train)[1]
+            self.distances["test"] = {"nearest": near, "chain": similarity.chain_distance(self.tree, sources)[n:],
+                                      "hops": similarity.chain_hops(self.tree, sources, twin)[n:]}
+            self.test_twin_share = _share(near <= twin)
+
+    def test_figures(self) -> dict[str, Any]:
+        """The test's figures (chain share, quantiles of each measure); {} without test images."""
+        test = self.distances.get("test")
+        if test is None:
+            return {}
+        return {"chain_share": _share(test["chain"] <= self.twin), **{m: _quantiles(v) for m, v in test.items()}}
+
+    def measure(self, folds: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """A fold assignment's validation distances (MEASURES) and their figures against the test's: leak share,
+        quantiles, KS per measure, `match` (mean KS of MATCHED) and JOINED_ONLY (the same over joined images)."""
+        similarity, n_train, twin = self.similarity, len(self.train), self.twin
+        found = {"nearest": similarity.nearest_in_other_fold(self.train, folds),
                  "chain": np.zeros(n_train), "hops": np.zeros(n_train)}
-        for k in range(n_folds):
+        for k in range(self.n_folds):
             val = folds == k
-            sources = np.r_[~val, np.zeros(len(test_signatures), bool)]
-            found["chain"][val] = similarity.chain_distance(tree, sources)[:n_train][val]
-            found["hops"][val] = similarity.chain_hops(tree, sources, twin)[:n_train][val]
+            sources = np.r_[~val, np.zeros(self.n_test, bool)]
+            found["chain"][val] = similarity.chain_distance(self.tree, sources)[:n_train][val]
+            found["hops"][val] = similarity.chain_hops(self.tree, sources, twin)[:n_train][val]
         figures: dict[str, Any] = {"leak_share": _share(found["nearest"] <= twin),
                                    **{m: _quantiles(v) for m, v in found.items()}}
-        if "test" in distances:
-            ks = {f"ks_{m}": _ks(found[m], distances["test"][m]) for m in MEASURES}
+        test = self.distances.get("test")
+        if test is not None:
+            ks = {f"ks_{m}": _ks(found[m], test[m]) for m in MEASURES}
             figures.update(ks, match=_round(float(np.mean([ks[f"ks_{m}"] for m in MATCHED]))))
-            test_joined, val_joined = distances["test"]["chain"] <= twin, found["chain"] <= twin
+            test_joined, val_joined = test["chain"] <= twin, found["chain"] <= twin
             if test_joined.any() and val_joined.any():
                 figures[JOINED_ONLY] = _round(float(np.mean(
-                    [_ks(found[m][val_joined], distances["test"][m][test_joined]) for m in MATCHED])))
+                    [_ks(found[m][val_joined], test[m][test_joined]) for m in MATCHED])))
         return found, figures
-    base["test_twin_share"] = test_share
 
+
+@dataclass
+class _Candidates:
+    """The candidate schemes: `candidates` (name -> record: its name, figures, or the problem that stopped it),
+    `folds` (the ones made: name -> (folds, group_by, threshold)), the grouping thresholds `tried`, the subjects
+    and the seen-subject block count."""
+
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    folds: dict[str, tuple[np.ndarray, str | None, float | None]] = field(default_factory=dict)
+    tried: list[dict[str, Any]] = field(default_factory=list)
+    subjects: np.ndarray | None = None
+    blocks: int | None = None
+
+
+def _make_candidates(train: pd.DataFrame, labels: np.ndarray, stratified: np.ndarray, relation: _Relation, *,
+                     n_folds: int, seed: int, group_by: str | None, threshold: float | None) -> _Candidates:
+    """Every scheme that can be made, each measured (relation.measure): without a group_by, stratified folds,
+    near-duplicate groups held out (the largest feasible threshold) and cut into chain blocks; with one, its
+    subjects held out and cut into chain blocks."""
+    similarity, twin, n_train = relation.similarity, relation.twin, len(relation.train)
     kind, arg = parse_group_by(group_by)
-    candidates: dict[str, dict[str, Any]] = {}
-    made: dict[str, tuple[np.ndarray, str | None, float | None]] = {}  # scheme -> (folds, group_by, threshold)
-    tried: list[dict[str, Any]] = []
+    out = _Candidates()
+    subject_key: str | None = None
+    subject_threshold: float | None = None
     if kind == "none":
-        candidates["stratified"] = {"name": describe_scheme(n_folds, seed, None)}
-        made["stratified"] = (stratified, None, None)
-        within = similarity.scan(train_signatures, threshold=twin)
+        out.candidates["stratified"] = {"name": describe_scheme(n_folds, seed, None)}
+        out.folds["stratified"] = (stratified, None, None)
+        within = similarity.scan(relation.train, threshold=twin)
         if len(within.i):
-            found, tried = _feasible_grouping(labels, n_folds, seed, within, twin)
+            found, out.tried = _feasible_grouping(labels, n_folds, seed, within, twin)
             if found is None:
-                last = tried[-1]
-                candidates["grouped"] = {"name": describe_scheme(n_folds, seed, NEAR, twin), "problem": (
+                last = out.tried[-1]
+                out.candidates["grouped"] = {"name": describe_scheme(n_folds, seed, NEAR, twin), "problem": (
                     f"no near-duplicate threshold from {twin:g} down to {last['threshold']:g} puts every class in "
                     f"all {n_folds} folds (at {last['threshold']:g}: {last['problem']})")}
             else:
                 at, grouped = found
-                failed = "; ".join(f"{t['threshold']:g}: {t['problem']}" for t in tried if t["problem"])
-                candidates["grouped"] = {
+                failed = "; ".join(f"{t['threshold']:g}: {t['problem']}" for t in out.tried if t["problem"])
+                out.candidates["grouped"] = {
                     "name": describe_scheme(n_folds, seed, NEAR, at), "threshold": at,
                     "why": f"threshold {at:g} is the largest <= {twin:g} at which every class lies in >= {n_folds} "
                            f"groups and every fold holds every class" + (f" (not at {failed})" if failed else "")}
-                made["grouped"] = (grouped, NEAR, at)
-            subjects = similarity.groups_at(n_train, within.i, within.j, within.d, twin)
+                out.folds["grouped"] = (grouped, NEAR, at)
+            out.subjects = similarity.groups_at(n_train, within.i, within.j, within.d, twin)
             subject_key, subject_threshold = NEAR, twin
         else:
             for name in ("grouped", "seen_subjects"):
-                candidates[name] = {"name": describe_scheme(n_folds, seed, NEAR, twin, name), "problem": (
+                out.candidates[name] = {"name": describe_scheme(n_folds, seed, NEAR, twin, name), "problem": (
                     f"no two training images are near twins (distance <= {twin:g}), so there are no subjects")}
-            subjects = None
     else:  # the user's subjects: held out whole, or cut into blocks
-        subjects = resolve_groups(group_by, train, signatures=train_signatures, threshold=threshold)
+        out.subjects = resolve_groups(group_by, train, signatures=relation.train, threshold=threshold)
         used = (threshold if threshold is not None else float(arg) if arg else twin) if kind == NEAR else None
-        candidates["grouped"] = {"name": describe_scheme(n_folds, seed, group_by, used)}
+        out.candidates["grouped"] = {"name": describe_scheme(n_folds, seed, group_by, used)}
         try:
-            made["grouped"] = (make_folds(labels, n_folds, seed, groups=subjects), group_by, used)
+            out.folds["grouped"] = (make_folds(labels, n_folds, seed, groups=out.subjects), group_by, used)
         except CompetitionError as exc:  # too few subjects to hold out whole: blocks of them may still do
-            candidates["grouped"]["problem"] = str(exc).removeprefix(f"{KEY}: ")
+            out.candidates["grouped"]["problem"] = str(exc).removeprefix(f"{KEY}: ")
         subject_key, subject_threshold = group_by, used
-    for name, (folds, _, _) in made.items():
-        distances[name], figures = measure(folds)
-        candidates[name].update(figures)
-    blocks = None
-    if subjects is not None:
-        blocks, entry, found = _seen_subject_folds(subjects, train_signatures, labels, n_folds, seed, measure)
-        entry["name"] = describe_scheme(n_folds, seed, subject_key, subject_threshold, "seen_subjects", blocks)
-        candidates["seen_subjects"] = entry
-        if found is not None:
-            made["seen_subjects"] = (found[0], subject_key, subject_threshold)
-            distances["seen_subjects"] = found[1]
-    if test_figures:
-        scored = {k: c["match"] for k, c in candidates.items() if "match" in c}
-        closest = min(scored, key=lambda k: (scored[k], list(scored).index(k)))
-        test_figures.update(closest_scheme=closest, relation=closest, relation_text=RELATIONS[closest])
-    base["test"] = test_figures
+    for name, (folds, _, _) in out.folds.items():
+        relation.distances[name], figures = relation.measure(folds)
+        out.candidates[name].update(figures)
+    if out.subjects is not None:
+        out.blocks, entry, found_blocks = _seen_subject_folds(out.subjects, relation.train, labels, n_folds, seed,
+                                                              relation.measure)
+        entry["name"] = describe_scheme(n_folds, seed, subject_key, subject_threshold, "seen_subjects", out.blocks)
+        out.candidates["seen_subjects"] = entry
+        if found_blocks is not None:
+            out.folds["seen_subjects"] = (found_blocks[0], subject_key, subject_threshold)
+            relation.distances["seen_subjects"] = found_blocks[1]
+    return out
 
-    def chosen(name: str, reason: str, warning: str | None = None) -> SchemeChoice:
-        folds, by, at = made[name]
-        return SchemeChoice(scheme, name, by, at, folds, leak_share=candidates[name]["leak_share"],
-                            candidates=candidates, thresholds=tried, reason=reason, warning=warning,
-                            distances=distances, blocks=blocks if name == "seen_subjects" else None,
-                            subjects=subjects, **base)
 
+def _decide(scheme: str, group_by: str | None, made: _Candidates,
+            test_figures: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(the scheme kept, the one-line reason, a warning or None): the one asked for; else the only one that can
+    be made; else, with no test images, the group_by's or stratified; else the closest to the test. Raises
+    CompetitionError when what was asked for cannot be made."""
+    candidates, folds = made.candidates, made.folds
     figures = _match_figures(candidates)
+    grouped_by = parse_group_by(group_by)[0] != "none"
     if scheme != "auto":
-        if scheme not in made:
+        if scheme not in folds:
             raise CompetitionError(f"{SCHEME_KEY}: {scheme}: {candidates[scheme]['problem']}; use fewer folds or "
                                    "cv.group_by (e.g. column:<patient id>)")
-        return chosen(scheme, f"as asked{figures}")
-    if not made:  # a group_by whose subjects can be neither held out nor cut into blocks
+        return scheme, f"as asked{figures}", None
+    if not folds:  # a group_by whose subjects can be neither held out nor cut into blocks
         raise CompetitionError(f"{KEY}: {group_by!r}: {_problems(candidates)}")
-    if len(made) == 1:  # nothing to choose between
-        (name,) = made
-        return chosen(name, f"the only scheme that can be made ({_problems(candidates)}){figures}")
+    if len(folds) == 1:  # nothing to choose between
+        (name,) = folds
+        return name, f"the only scheme that can be made ({_problems(candidates)}){figures}", None
     if not test_figures:
-        name = ("grouped" if "grouped" in made else "seen_subjects") if kind != "none" else "stratified"
-        why = f"cv.group_by {group_by!r} given and " if kind != "none" else ""
-        return chosen(name, f"{why}no test images to compare the folds with{figures}")
+        name = ("grouped" if "grouped" in folds else "seen_subjects") if grouped_by else "stratified"
+        why = f"cv.group_by {group_by!r} given and " if grouped_by else ""
+        return name, f"{why}no test images to compare the folds with{figures}", None
     closest = test_figures["closest_scheme"]
     warning = None
-    if "grouped" not in made and test_figures["chain_share"] <= NEW_SHARE:
+    if "grouped" not in folds and test_figures["chain_share"] <= NEW_SHARE:
         warning = (f"cv.scheme auto: the test holds new subjects ({test_figures['chain_share']:.0%} of its images "
                    f"joined to train by near twins), but {candidates['grouped']['problem']}, so the folds are "
                    f"{closest.replace('_', ' ')}; use fewer cv.folds or cv.group_by (e.g. column:<patient id>)")
-    return chosen(closest, f"{closest.replace('_', ' ')} folds resemble the test most{figures}", warning)
+    return closest, f"{closest.replace('_', ' ')} folds resemble the test most{figures}", warning
 
 
 def _seen_subject_folds(subjects: np.ndarray, signatures: np.ndarray, labels: np.ndarray, n_folds: int, seed: int,
