@@ -3,7 +3,10 @@
 #   make submit                                   the embedded demo: two recipes, Caruana ensemble, subject-averaged
 #                                                 ensemble, tuned decisions;
 #                                                 submits the best honest candidate to submissions/<contest>.csv
-#   make submit DATA=<contest> RECIPES="a.yaml b.yaml"   another contest (RECIPE=<one.yaml> for a single run)
+#   make submit DATA=<contest>                    another contest: a fine-tuned ImageNet MobileNetV2, logistic
+#                                                 regression on its features, knn and label spreading (the
+#                                                 weights from ../shared/weights); submit picks by honest CV
+#   make submit DATA=<contest> RECIPES="a.yaml b.yaml"   your recipes (RECIPE=<one.yaml> for a single run)
 #                                                 METHOD=mean: a mean ensemble instead of Caruana's
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +14,13 @@ BIN := $(VENV)/bin
 DATA ?= demo-data
 RUNS ?= runs
 TF_EXTRA ?= cpu
-RECIPES ?= recipes/demo.yaml recipes/demo-wide.yaml recipes/baseline-knn.yaml recipes/baseline-spreading.yaml
+# The demo's recipes on the demo; on any other contest, one of each family: a pretrained network fine-tuned, a
+# linear model on its frozen features, and the two pixel floors (knn, and label spreading, transductive), so that
+# the validation like the test (cv.scheme auto) chooses the method, not the default.
+DEMO_RECIPES := recipes/demo.yaml recipes/demo-wide.yaml recipes/baseline-knn.yaml recipes/baseline-spreading.yaml
+CONTEST_RECIPES := recipes/finetune-mobilenetv2.yaml recipes/baseline-features.yaml recipes/baseline-knn.yaml \
+	recipes/baseline-spreading.yaml
+RECIPES ?= $(if $(filter demo-data,$(DATA)),$(DEMO_RECIPES),$(CONTEST_RECIPES))
 ifdef RECIPE
 RECIPES := $(RECIPE)
 endif

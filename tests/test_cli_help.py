@@ -49,7 +49,7 @@ def test_the_choices_are_the_library_registries() -> None:
     from competition.metrics import METRICS
     from competition.executors import EXECUTORS
     from competition.export import FORMATS as EXPORT_FORMATS
-    from competition.report.leaderboard import FORMATS as BOARD_FORMATS
+    from competition.report.tables import FORMATS as BOARD_FORMATS
     from competition.data.similarity import DEFAULT_THRESHOLD
 
     assert set(get_args(cli.ExecutorName)) == set(EXECUTORS)

@@ -15,7 +15,8 @@ from rich.console import Console
 
 from competition.ensemble import build_ensemble
 from competition.report import leaderboard, render, standing
-from competition.report.leaderboard import MARKER, compact_columns, fit_columns, short_scheme
+from competition.report.leaderboard import MARKER, short_scheme
+from competition.report.tables import compact_columns, fit_columns
 from competition.runs import Run, save_run
 
 CLASSES = ["MildDemented", "ModerateDemented", "NonDemented", "VeryMildDemented"]

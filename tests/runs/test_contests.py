@@ -11,7 +11,8 @@ from rich.console import Console
 
 from competition.ensemble import build_ensemble
 from competition.errors import CompetitionError
-from competition.report.leaderboard import leaderboard, render, standing
+from competition.report.leaderboard import leaderboard, standing
+from competition.report.tables import render
 from competition.runs import Run, save_run
 from competition.submission import choose_run
 
