@@ -34,6 +34,30 @@ def test_shipped_recipes_validate() -> None:
         assert load_recipe(path).name == path.stem
 
 
+def test_make_submit_trains_the_demos_recipes_on_the_demo_and_one_of_each_family_elsewhere(tmp_path: Path) -> None:
+    import re
+    import shutil
+    import subprocess
+
+    root = Path(__file__).parents[1]
+    if shutil.which("make") is None:
+        pytest.skip("no make here")
+
+    def trained(*args: str) -> list[str]:
+        done = subprocess.run(["make", "-n", "-C", str(root), "submit", *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return re.findall(r"competition train (\S+)", done.stdout)
+
+    assert trained() == ["recipes/demo.yaml", "recipes/demo-wide.yaml", "recipes/baseline-knn.yaml",
+                         "recipes/baseline-spreading.yaml"]
+    elsewhere = trained(f"DATA={tmp_path}", f"RUNS={tmp_path / 'runs'}")
+    assert elsewhere == ["recipes/finetune-mobilenetv2.yaml", "recipes/baseline-features.yaml",
+                         "recipes/baseline-knn.yaml", "recipes/baseline-spreading.yaml"]
+    kinds = {load_recipe(root / r).model.kind for r in elsewhere}
+    assert len(kinds) == 4  # a network, logistic on features, knn, label spreading: the CV chooses among them
+    assert trained(f"DATA={tmp_path}", "RECIPE=recipes/demo.yaml") == ["recipes/demo.yaml"]
+
+
 def test_unknown_key_is_rejected_with_a_suggestion(tmp_path: Path) -> None:
     assert error_of(tmp_path, "train: {epoch: 3}") == f"{tmp_path / 'r.yaml'}: recipe.train.epoch: unknown key"
     assert "recipe.model.backbon: unknown key (did you mean 'backbone'?)" in error_of(tmp_path, "model: {backbon: cnn}")
