@@ -61,6 +61,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "audit": {"source": "alzheimer"},
         "decode": {"limit": None, "size": 96},
         "memory": {"size": 128, "scale": 12.81, "channels": 3, "epochs": 1, "folds": 5},
+        "startup": {"scale": 1.0, "repeats": 5},
     },
     "quick": {
         "throughput": {"n_train": 96, "n_val": 32, "epochs": 1, "rounds": 1, "batch": 32, "size": 64},
@@ -75,6 +76,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "audit": {"source": "demo", "scale": 0.2},
         "decode": {"limit": 200, "size": 96},
         "memory": {"size": 32, "scale": 0.3, "channels": 1, "epochs": 1, "folds": 2},
+        "startup": {"scale": 0.2, "repeats": 2},
     },
 }
 
@@ -471,9 +473,39 @@ def work_decode(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"cold_s": cold_s, "warm_s": warm_s, "images": len(paths), "mb": cold.nbytes / 2**20}
 
 
+def work_startup_prepare(cfg: dict[str, Any]) -> dict[str, Any]:
+    """9 (set-up, not timed). A demo contest and a prepared 5-fold run of recipes/demo.yaml in cfg["root"]."""
+    from competition.demo import make_demo
+    from competition.recipe import load_recipe
+    from competition.runs.prepare import prepare_run
+
+    contest = make_demo(Path(cfg["root"]) / "contest", seed=0, size=64, scale=cfg["scale"])
+    recipe = load_recipe(ROOT / "recipes" / "demo.yaml", [f"data.root={contest}"])
+    prepared = prepare_run(recipe, Path(cfg["root"]) / "runs", data_root=contest)
+    return {"run_dir": str(prepared.run_dir), "n_train": len(prepared.contest.train)}
+
+
+def work_startup(cfg: dict[str, Any]) -> dict[str, Any]:
+    """9. What a fold's process does before it can train, timed from when it was spawned (cfg["spawned_at"],
+    epoch seconds): the interpreter, TensorFlow/Keras's import, this package's, and load_prepared (the run
+    rebuilt from its folder and the decode cache), as competition.executors.process's child does."""
+    import keras  # noqa: F401  the fold's first import in effect
+
+    at_keras = time.time()
+    from competition.runs.prepare import load_prepared
+
+    at_package = time.time()
+    load_prepared(cfg["run_dir"])
+    at_ready = time.time()
+    spawned = cfg["spawned_at"]
+    return {"keras_s": at_keras - spawned, "package_s": at_package - at_keras, "load_s": at_ready - at_package,
+            "total_s": at_ready - spawned}
+
+
 WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "throughput": work_throughput, "augment": work_augment, "cached": work_cached, "cnn": work_cnn,
-    "ensemble": work_ensemble, "audit": work_audit, "decode": work_decode,
+    "ensemble": work_ensemble, "audit": work_audit, "decode": work_decode, "startup_prepare": work_startup_prepare,
+    "startup": work_startup,
 }
 
 
@@ -742,18 +774,34 @@ def bench_memory(mode: str, cfg: dict[str, Any]) -> list[dict[str, Any]]:
                 peak_gib=gib, peak_single_gib=peak_single / 2**30, images=n_train, wall_s=wall)]
 
 
+def bench_startup(mode: str, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        env = {"COMPETITION_CACHE_DIR": str(Path(tmp) / "cache")}
+        made = spawn("startup_prepare", {"root": tmp, "scale": cfg["scale"]}, TIMEOUT[mode], env=env)
+        runs = [spawn("startup", {"run_dir": made["run_dir"], "spawned_at": time.time()}, TIMEOUT[mode], env=env)
+                for _ in range(cfg["repeats"])]
+    total = _median([r["total_s"] for r in runs])
+    parts = {k: _median([r[k] for r in runs]) for k in ("keras_s", "package_s", "load_s")}
+    return [row(TITLES["startup"], f"{total:.1f} s", GOALS["startup"], verdict(total <= 5),
+                f"a fold's process of recipes/demo.yaml on the demo ({made['n_train']} training images), spawned to "
+                f"ready to train, median of {len(runs)}: Keras import {parts['keras_s']:.1f} s (with the "
+                f"interpreter), the package {parts['package_s']:.1f} s, load_prepared {parts['load_s']:.1f} s; "
+                f"each: {_spread([r['total_s'] for r in runs], 1, ' s')}", total_s=total, **parts)]
+
+
 BENCHMARKS: dict[str, Callable[[str, dict[str, Any]], list[dict[str, Any]]]] = {
     "throughput": bench_throughput, "augment": bench_augment, "cached": bench_cached,
     "cached_resnet": bench_cached, "onednn": bench_onednn, "ensemble": bench_ensemble, "audit": bench_audit,
-    "decode": bench_decode, "memory": bench_memory,
+    "decode": bench_decode, "memory": bench_memory, "startup": bench_startup,
 }
 TITLES = {"throughput": "1. framework / strongest plain Keras throughput", "augment": "2. augmentation on / off",
           "cached": "3. head phase: cached features vs through the frozen backbone",
           "cached_resnet": "3c. cached features vs through frozen ResNet50V2", "onednn": "4. TF_ENABLE_ONEDNN_OPTS 1 / 0",
           "ensemble": "5. ensemble + leaderboard + submit", "audit": "6. audit, cold cache",
-          "decode": "7. decode cache cold / warm", "memory": "8. peak RSS of train"}
+          "decode": "7. decode cache cold / warm", "memory": "8. peak RSS of train",
+          "startup": "9. a fold's process: spawned to ready to train"}
 GOALS = {"throughput": ">= 0.97", "augment": ">= 0.90", "cached": ">= 10x", "cached_resnet": "info", "onednn": "info",
-         "ensemble": "<= 2 s", "audit": "<= 60 s", "decode": "info", "memory": "<= 2 GiB"}
+         "ensemble": "<= 2 s", "audit": "<= 60 s", "decode": "info", "memory": "<= 2 GiB", "startup": "<= 5 s"}
 
 
 def run_one(name: str, mode: str) -> list[dict[str, Any]]:
