@@ -305,54 +305,15 @@ def make_demo(
 
     Raises CompetitionError for a bad argument or an occupied `out_dir`."""
     out_dir = Path(out_dir)
-    if relation not in RELATIONS:
-        raise CompetitionError(f"demo relation: {relation!r} is not one of: {', '.join(RELATIONS)}")
-    if layout not in LAYOUTS:
-        raise CompetitionError(f"demo layout: {layout!r} is not one of: {', '.join(LAYOUTS)}")
-    spec = LAYOUTS[layout]
-    if int(seed) < 0:
-        raise CompetitionError(f"demo seed must be >= 0, got {seed}")
-    if size < 32:
-        raise CompetitionError(f"demo size must be at least 32 pixels, got {size}")
+    spec = _checked_layout(out_dir, seed, size, relation, layout, overwrite)
     train_counts, test_counts = class_counts(scale, layout)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise CompetitionError(f"{out_dir}: exists and is not a folder")
-        if any(out_dir.iterdir()) and not overwrite:
-            raise CompetitionError(f"{out_dir}: already exists and is not empty")
-        check_output(out_dir, folder=True, ours=is_demo, option="DIR")  # --overwrite replaces only a demo
-
     root = np.random.SeedSequence([int(seed), 0x5EED_DE30])
     plan_rng = np.random.default_rng(root.spawn(1)[0])
-
-    # Plan subjects: (class, training slices, test slices); then shuffle subject numbers so they carry no label.
-    subjects: list[tuple[str, int, int]] = []
-    # New subjects: 2-4 training slices a subject. Seen subjects: longer scans (6-10 training slices), whose
-    # next slices are the test, as the Alzheimer test holds the top slices of the training brains.
-    low, high = (2, 4) if relation == "new_subjects" else (6, 10)
-    for cls in spec.classes:
-        for k in _slices_per_subject(plan_rng, train_counts[cls], low, high):
-            subjects.append((cls, k, 0))
-    if relation == "new_subjects":
-        for cls in spec.classes:
-            for k in _slices_per_subject(plan_rng, test_counts[cls], 1, 3):
-                subjects.append((cls, 0, k))
-    else:  # the next slices of the training subjects, one more each, round the class's subjects
-        for cls in spec.classes:
-            rows = [i for i, s in enumerate(subjects) if s[0] == cls]
-            for n in range(test_counts[cls]):
-                i = rows[n % len(rows)]
-                subjects[i] = (cls, subjects[i][1], subjects[i][2] + 1)
+    subjects = _plan_subjects(plan_rng, spec, relation, train_counts, test_counts)
     n_train_subj = sum(1 for s in subjects if s[1] > 0)
-    numbers = plan_rng.permutation(n_train_subj) + 1
+    numbers = plan_rng.permutation(n_train_subj) + 1  # subject numbers carry no label
     n_test = sum(test_counts.values())
-    ids: list[str] = []
-    seen: set[str] = set()
-    while len(ids) < n_test:
-        hid = plan_rng.bytes(6).hex()
-        if hid not in seen:
-            seen.add(hid)
-            ids.append(hid)
+    ids = _hex_ids(plan_rng, n_test)
 
     tmp = staging_folder(out_dir)  # of the user's umask, as the contest folder will be
     try:
@@ -367,11 +328,11 @@ def make_demo(
         subj_seeds = root.spawn(len(subjects) + 1)[1:]
         width = max(3, len(str(n_train_subj)))
         t_i = 0
-        for i, ((cls, n_train, n_test), ss) in enumerate(zip(subjects, subj_seeds)):
+        for i, ((cls, n_train, n_test_slices), ss) in enumerate(zip(subjects, subj_seeds)):
             rng = np.random.default_rng(ss)
             subj = _subject(rng, spec.stage[cls])
             step = rng.uniform(0.08, 0.14)
-            for k in range(n_train + n_test):
+            for k in range(n_train + n_test_slices):
                 arr = _draw(subj, subj["z0"] + k * step, size, rng)
                 if k < n_train and spec.train_csv is None:
                     name = f"subj{numbers[i]:0{width}d}_slice{k + 1:02d}.png"
@@ -385,20 +346,7 @@ def make_demo(
                     t_i += 1
                     (tmp / spec.test_images / f"{hid}.png").write_bytes(_png_bytes(arr))
                     solution.append((hid, cls))
-        solution.sort()
-        id_col, value_col = spec.sample_columns
-        (tmp / "sample_submission.csv").write_text(
-            f"{id_col},{value_col}\n" + "".join(f"{hid},{spec.placeholder}\n" for hid, _ in solution),
-            encoding="utf-8")
-        (tmp / ".solution.csv").write_text(
-            f"{id_col},{value_col}\n" + "".join(f"{hid},{cls}\n" for hid, cls in solution), encoding="utf-8"
-        )
-        if spec.train_csv is not None:
-            labels.sort()
-            columns = spec.train_csv
-            (tmp / "train.csv").write_text(",".join(columns) + "\n" + "".join(
-                ",".join((name, cls, subject)[: len(columns)]) + "\n" for name, cls, subject in labels),
-                encoding="utf-8")
+        _write_tables(tmp, spec, solution, labels)
         table = "\n".join(f"| {c} | {train_counts[c]} | {test_counts[c]} |" for c in spec.classes)
         test_from = ("from other subjects" if relation == "new_subjects"
                      else "that are the next slice of training subjects (their other slices are in train)")
@@ -412,6 +360,78 @@ def make_demo(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _checked_layout(out_dir: Path, seed: int, size: int, relation: str, layout: str, overwrite: bool) -> DemoLayout:
+    """make_demo's arguments checked (CompetitionError of one line each); the layout's DemoLayout."""
+    if relation not in RELATIONS:
+        raise CompetitionError(f"demo relation: {relation!r} is not one of: {', '.join(RELATIONS)}")
+    if layout not in LAYOUTS:
+        raise CompetitionError(f"demo layout: {layout!r} is not one of: {', '.join(LAYOUTS)}")
+    if int(seed) < 0:
+        raise CompetitionError(f"demo seed must be >= 0, got {seed}")
+    if size < 32:
+        raise CompetitionError(f"demo size must be at least 32 pixels, got {size}")
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise CompetitionError(f"{out_dir}: exists and is not a folder")
+        if any(out_dir.iterdir()) and not overwrite:
+            raise CompetitionError(f"{out_dir}: already exists and is not empty")
+        check_output(out_dir, folder=True, ours=is_demo, option="DIR")  # --overwrite replaces only a demo
+    return LAYOUTS[layout]
+
+
+def _plan_subjects(plan_rng: np.random.Generator, spec: DemoLayout, relation: str, train_counts: dict[str, int],
+                   test_counts: dict[str, int]) -> list[tuple[str, int, int]]:
+    """(class, training slices, test slices) per subject. New subjects: 2-4 training slices a subject, and test
+    subjects of their own. Seen subjects: longer scans (6-10 training slices) whose next slices are the test, as
+    the Alzheimer test holds the top slices of the training brains."""
+    subjects: list[tuple[str, int, int]] = []
+    low, high = (2, 4) if relation == "new_subjects" else (6, 10)
+    for cls in spec.classes:
+        for k in _slices_per_subject(plan_rng, train_counts[cls], low, high):
+            subjects.append((cls, k, 0))
+    if relation == "new_subjects":
+        for cls in spec.classes:
+            for k in _slices_per_subject(plan_rng, test_counts[cls], 1, 3):
+                subjects.append((cls, 0, k))
+    else:  # the next slices of the training subjects, one more each, round the class's subjects
+        for cls in spec.classes:
+            rows = [i for i, s in enumerate(subjects) if s[0] == cls]
+            for n in range(test_counts[cls]):
+                i = rows[n % len(rows)]
+                subjects[i] = (cls, subjects[i][1], subjects[i][2] + 1)
+    return subjects
+
+
+def _hex_ids(plan_rng: np.random.Generator, n: int) -> list[str]:
+    """n distinct 12-digit hex ids (the test images' names: they say nothing of class or subject)."""
+    ids: list[str] = []
+    seen: set[str] = set()
+    while len(ids) < n:
+        hid = plan_rng.bytes(6).hex()
+        if hid not in seen:
+            seen.add(hid)
+            ids.append(hid)
+    return ids
+
+
+def _write_tables(tmp: Path, spec: DemoLayout, solution: list[tuple[str, str]],
+                  labels: list[tuple[str, str, str]]) -> None:
+    """sample_submission.csv (the placeholder), .solution.csv (the hidden answers) and, for a layout with a
+    labels file, train.csv (id, label[, subject])."""
+    solution.sort()
+    id_col, value_col = spec.sample_columns
+    (tmp / "sample_submission.csv").write_text(
+        f"{id_col},{value_col}\n" + "".join(f"{hid},{spec.placeholder}\n" for hid, _ in solution), encoding="utf-8")
+    (tmp / ".solution.csv").write_text(
+        f"{id_col},{value_col}\n" + "".join(f"{hid},{cls}\n" for hid, cls in solution), encoding="utf-8")
+    if spec.train_csv is not None:
+        labels.sort()
+        columns = spec.train_csv
+        (tmp / "train.csv").write_text(",".join(columns) + "\n" + "".join(
+            ",".join((name, cls, subject)[: len(columns)]) + "\n" for name, cls, subject in labels),
+            encoding="utf-8")
 
 
 def _layout_readme(readme: str, layout: str, spec: DemoLayout, n_subjects: int) -> str:

@@ -57,7 +57,8 @@ def test_layout_and_counts(demo: Path) -> None:
     tests = sorted((demo / "test").glob("*.png"))
     assert 100 <= len(tests) <= 140
     assert all(re.fullmatch(r"[0-9a-f]{12}", p.stem) for p in tests)
-    assert (demo / "README.md").read_text().startswith("# ")
+    readme = (demo / "README.md").read_text()
+    assert readme.startswith("# ") and f"`test/<id>.png`: {len(tests)} images" in readme  # the count, not one scan's
     assert _load(tests[0]).shape == (64, 64)
     # Nothing left behind next to the contest folder (the temporary build folder was renamed).
     assert [p.name for p in demo.parent.iterdir()] == [demo.name]
