@@ -68,8 +68,18 @@ def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list
     whole numbers answered with numbers that are not all class names is read as the positive class's
     probability, as an AUC contest's 0/1 sample is.
     """
-    problems: list[str] = []
     expected, got = [sample.columns[0], *submission_values(sample)], list(frame.columns)
+    problems, missing = _column_problems(frame, sample, expected, got)
+    if expected[0] in got:
+        problems += _id_problems(frame[expected[0]].astype(str).to_numpy(), sample[expected[0]].astype(str).to_numpy())
+    value_columns = [c for c in expected[1:] if c in got]
+    return problems + _value_problems(frame, sample, value_columns, classes, probabilities, missing=bool(missing))
+
+
+def _column_problems(frame: pd.DataFrame, sample: pd.DataFrame, expected: list[str],
+                     got: list[str]) -> tuple[list[str], list[str]]:
+    """(the problems of the submission's columns, row count and empty cells; the sample's columns it lacks)."""
+    problems: list[str] = []
     markers = [c for c in marker_columns(sample) if c in got]
     missing = [c for c in expected if c not in got]
     extra = [c for c in got if c not in expected and c not in markers]
@@ -87,30 +97,35 @@ def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list
         problems.append(f"columns in order {got}, sample has {expected}")
     if len(frame) != len(sample):
         problems.append(f"{len(frame)} data rows, sample has {len(sample)}")
-
     for column in [c for c in expected if c in got]:
         empty = np.flatnonzero(_is_empty(frame[column]))
         if len(empty):
             problems.append(f"empty cells in column '{column}' at {_rows(empty)}")
+    return problems, missing
 
-    id_column = expected[0]
-    if id_column in got:
-        ids = frame[id_column].astype(str).to_numpy()
-        sample_ids = sample[id_column].astype(str).to_numpy()
-        duplicated = np.flatnonzero(pd.Series(ids).duplicated().to_numpy())
-        if len(duplicated):
-            problems.append(f"duplicate ids at {_rows(duplicated, list(ids[duplicated]))}")
-        sample_set, id_set = set(sample_ids), set(ids)
-        absent = np.flatnonzero([i not in id_set for i in sample_ids])
-        if len(absent):
-            problems.append(f"sample ids missing from submission: sample {_rows(absent, list(sample_ids[absent]))}")
-        unknown = np.flatnonzero([i not in sample_set for i in ids])
-        if len(unknown):
-            problems.append(f"ids not in the sample at {_rows(unknown, list(ids[unknown]))}")
-        # rows in another order than the sample's are valid, as Kaggle matches rows by id (submissions this tool
-        # writes keep the sample's order all the same)
 
-    value_columns = [c for c in expected[1:] if c in got]
+def _id_problems(ids: np.ndarray, sample_ids: np.ndarray) -> list[str]:
+    """Duplicate, missing and unknown ids. Rows in another order than the sample's are valid, as Kaggle matches
+    rows by id (submissions this tool writes keep the sample's order all the same)."""
+    problems: list[str] = []
+    duplicated = np.flatnonzero(pd.Series(ids).duplicated().to_numpy())
+    if len(duplicated):
+        problems.append(f"duplicate ids at {_rows(duplicated, list(ids[duplicated]))}")
+    sample_set, id_set = set(sample_ids), set(ids)
+    absent = np.flatnonzero([i not in id_set for i in sample_ids])
+    if len(absent):
+        problems.append(f"sample ids missing from submission: sample {_rows(absent, list(sample_ids[absent]))}")
+    unknown = np.flatnonzero([i not in sample_set for i in ids])
+    if len(unknown):
+        problems.append(f"ids not in the sample at {_rows(unknown, list(ids[unknown]))}")
+    return problems
+
+
+def _value_problems(frame: pd.DataFrame, sample: pd.DataFrame, value_columns: list[str],
+                    classes: list[str] | None, probabilities: bool | None, *, missing: bool) -> list[str]:
+    """The values' problems, by what the sample asks for (sample_format): numbers in [0, 1] (summing to 1 across
+    a probability sample's columns), or labels among `classes` when given."""
+    problems: list[str] = []
     kind = sample_format(sample, classes, probabilities=bool(probabilities))
     if (probabilities is None and kind == "labels" and len(value_columns) == 1
             and sample_format(sample, classes, probabilities=True) == "binary"):
