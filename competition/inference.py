@@ -378,19 +378,19 @@ def predict_run(run: str | Path, inputs: Sequence[str | Path] | np.ndarray, runs
     from competition.files import check_output, csv_header, write_text
     from competition.runs import resolve_run
     from competition.runs.decisions import read_decisions
-    from competition.runs.folder import read_meta
     from competition.runs.record import RunRecord
     from competition.runs.run import member_problem
 
     run_dir = resolve_run(run, runs_dir)
-    classes = list(read_meta(run_dir)["classes"])
+    record = RunRecord.read(run_dir)
+    classes = list(record.classes)
     stale = member_problem(run_dir)  # an ensemble predicts through its members: as they were when it was built
     if stale is not None:
         raise CompetitionError(stale)
     if out is not None:
         check_output(out, protected=output_guards(run_dir, inputs), what="a predictions CSV (id,label,...)",
                      ours=lambda p: (csv_header(p) or [])[:2] == ["id", "label"])
-    paths = image_files(inputs, RunRecord.read(run_dir).contest_layout())
+    paths = image_files(inputs, record.contest_layout())
     ids = [image_id(p) for p in paths]
     check_unique_ids(paths, ids)
     notes = check_inputs(run_dir, paths)

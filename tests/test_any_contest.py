@@ -37,6 +37,24 @@ def _recipe(folder: Path) -> Path:
     return path
 
 
+def _sets(*keys: str) -> list[str]:
+    """`--set KEY=VALUE` for each key."""
+    return [a for key in keys for a in ("--set", key)]
+
+
+def _aptos_copy(demos: Path, folder: Path, **cells: dict[int, str]) -> Path:
+    """A copy of the APTOS-like demo in `folder`, its train.csv's cells changed ({column: {row: text}})."""
+    import shutil
+
+    shutil.copytree(demos / "aptos", folder)
+    frame = pd.read_csv(folder / "train.csv", dtype=str)
+    for column, rows in cells.items():
+        for row, text in rows.items():
+            frame.loc[row, column] = text
+    frame.to_csv(folder / "train.csv", index=False)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("layouts")
@@ -60,7 +78,12 @@ def test_demo_layouts_are_the_public_contests_shapes(demos: Path) -> None:
 
 
 def test_the_default_layout_is_unchanged_by_the_new_keys() -> None:
+    import dataclasses
+
+    from competition.recipe import LAYOUT_KEYS
+
     recipe = load_recipe(None)
+    assert LAYOUT_KEYS == tuple(f.name for f in dataclasses.fields(Layout))  # the recipe declares every field
     assert recipe.data.layout() == Layout() and Layout().declared() == {}
     assert not {"train_csv", "id_column", "metric"} & set(recipe.resolved()["data"])  # old hashes hold
 
@@ -73,7 +96,7 @@ def test_a_declared_group_column_groups_the_folds() -> None:
 
 def test_isic_folds_hold_out_whole_patients(demos: Path, tmp_path: Path) -> None:
     result = cli("train", _recipe(tmp_path), "--data", demos / "isic", "--runs", tmp_path / "runs", "--name", "knn",
-                 *[a for s in [*ISIC, *KNN] for a in ("--set", s)], cwd=tmp_path)
+                 *_sets(*ISIC, *KNN), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "grouped (column:patient_id)" in result.stdout
     run = Run.load(tmp_path / "runs" / "knn")
@@ -106,29 +129,20 @@ def test_a_wrong_column_or_folder_is_one_line_with_what_is_there(demos: Path, ke
                                                                   tmp_path: Path) -> None:
     overrides = [*[k for k in APTOS if k.split("=")[0] not in {x.split("=")[0] for x in keys}], *keys, *KNN]
     result = cli("train", _recipe(tmp_path), "--data", demos / "aptos", "--runs", tmp_path / "runs",
-                 *[a for s in overrides for a in ("--set", s)], cwd=tmp_path)
+                 *_sets(*overrides), cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert all(s in result.stderr for s in says), result.stderr
     assert not (tmp_path / "runs").exists()
 
 
 def test_a_label_column_with_empty_cells_names_the_column_and_rows(demos: Path, tmp_path: Path) -> None:
-    contest = tmp_path / "aptos"
-    import shutil
-
-    shutil.copytree(demos / "aptos", contest)
-    frame = pd.read_csv(contest / "train.csv", dtype=str)
-    frame.loc[[3, 7], "diagnosis"] = ""
-    frame.to_csv(contest / "train.csv", index=False)
+    contest = _aptos_copy(demos, tmp_path / "aptos", diagnosis={3: "", 7: ""})
     with pytest.raises(CompetitionError, match=r"row 4 has an empty label in column 'diagnosis' \(2 such rows"):
         index_contest(contest, LAYOUTS["aptos"].contest_layout())
 
 
 def test_train_and_test_images_in_one_folder_are_told_apart_by_the_sample(demos: Path, tmp_path: Path) -> None:
-    import shutil
-
-    contest = tmp_path / "one-folder"
-    shutil.copytree(demos / "aptos", contest)
+    contest = _aptos_copy(demos, tmp_path / "one-folder")
     for image in (contest / "test_images").iterdir():
         image.rename(contest / "train_images" / image.name)
     layout = Layout(train_csv="train.csv", id_column="id_code", label_column="diagnosis", train_images="train_images",
@@ -137,8 +151,8 @@ def test_train_and_test_images_in_one_folder_are_told_apart_by_the_sample(demos:
     original = index_contest(demos / "aptos", LAYOUTS["aptos"].contest_layout())
     assert sorted(read.test["id"]) == sorted(original.test["id"]) and len(read.train) == len(original.train)
     frame = pd.read_csv(contest / "train.csv", dtype=str)
-    frame.loc[0, "id_code"] = read.test["id"].iloc[0]  # a test image that is also labelled
-    frame.to_csv(contest / "train.csv", index=False)
+    frame.loc[0, "id_code"] = read.test["id"].iloc[0]  # a test image that is also labelled (not a copy's edit:
+    frame.to_csv(contest / "train.csv", index=False)  # the id is known only once the folder is read)
     with pytest.raises(CompetitionError, match=r"sample_submission.csv: 1 id also labelled in .*train.csv"):
         index_contest(contest, layout)
 
@@ -300,7 +314,7 @@ def test_aptos_and_isic_demos_submit_valid_files(demos: Path, tmp_path: Path) ->
     for layout, keys, header in (("aptos", APTOS, "QW kappa"), ("isic", ISIC, "ROC AUC")):
         runs = tmp_path / f"runs-{layout}"
         result = cli("train", _recipe(tmp_path), "--data", demos / layout, "--runs", runs, "--name", layout,
-                     *[a for s in [*keys, *KNN] for a in ("--set", s)], cwd=tmp_path)
+                     *_sets(*keys, *KNN), cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         out = tmp_path / "subs" / f"{layout}.csv"
         result = cli("submit", layout, "--runs", runs, "--tune", "--out", out, cwd=tmp_path)
@@ -334,7 +348,7 @@ def test_aptos_and_isic_demos_submit_valid_files(demos: Path, tmp_path: Path) ->
 
 def test_a_probability_metric_with_a_label_sample_is_refused_before_the_run(tmp_path: Path, tiny_contest: Path) -> None:
     result = cli("train", _recipe(tmp_path), "--data", tiny_contest, "--runs", tmp_path / "runs",
-                 *[a for s in ["data.metric=roc_auc", *KNN] for a in ("--set", s)], cwd=tmp_path)
+                 *_sets("data.metric=roc_auc", *KNN), cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "recipe.data.metric: 'roc_auc' scores probabilities" in result.stderr and "asks for labels" in result.stderr
     assert not (tmp_path / "runs").exists()
@@ -353,8 +367,6 @@ def test_validate_reads_an_auc_contests_0_sample_as_probabilities() -> None:
 def test_the_helpers_findings(demos: Path, tmp_path: Path) -> None:
     """A new user's trial: a group column that is the id column, grades sorted as text, a 0 placeholder with five
     grades, a rank ensemble under log loss, multi-label strings."""
-    import shutil
-
     from competition.data.contest import class_order, sample_format
 
     with pytest.raises(CompetitionError, match="recipe.data.group_column: 'id_code' is also the id column"):
@@ -366,23 +378,17 @@ def test_the_helpers_findings(demos: Path, tmp_path: Path) -> None:
     zeros = pd.DataFrame({"id": ["a", "b"], "grade": ["0", "0"]})
     assert sample_format(zeros, ["1", "2", "3", "4", "5"]) == "labels"  # a placeholder, not a probability
     assert sample_format(zeros, ["1", "2"]) == "binary"
-    contest = tmp_path / "multi"
-    shutil.copytree(demos / "aptos", contest)
-    frame = pd.read_csv(contest / "train.csv", dtype=str)
-    frame.loc[[0, 5], "diagnosis"] = "Effusion|Mass"
-    frame.to_csv(contest / "train.csv", index=False)
+    contest = _aptos_copy(demos, tmp_path / "multi", diagnosis={0: "Effusion|Mass", 5: "Effusion|Mass"})
     with pytest.raises(CompetitionError, match=r"labels joined by '\|' .*multi-label contests are not read yet"):
         index_contest(contest, LAYOUTS["aptos"].contest_layout())
     result = cli("train", _recipe(tmp_path), "--data", demos / "isic", "--runs", tmp_path / "runs",
-                 *[a for s in [*[k for k in ISIC if "metric" not in k], "data.metric=kappa", *KNN]
-                   for a in ("--set", s)], cwd=tmp_path)
+                 *_sets(*[k for k in ISIC if "metric" not in k], "data.metric=kappa", *KNN), cwd=tmp_path)
     assert result.returncode == 0, result.stderr  # grades 0 and 1 are numbers: kappa has their order
     named = cli("train", _recipe(tmp_path), "--data", demos / "isic", "--runs", tmp_path / "runs2",
-                *[a for s in [*ISIC[:-1], "data.metric=log_loss", *KNN] for a in ("--set", s)], "--name", "a",
-                cwd=tmp_path)
+                *_sets(*ISIC[:-1], "data.metric=log_loss", *KNN), "--name", "a", cwd=tmp_path)
     assert named.returncode == 0, named.stderr
     cli("train", _recipe(tmp_path), "--data", demos / "isic", "--runs", tmp_path / "runs2",
-        *[a for s in [*ISIC[:-1], "data.metric=log_loss", *KNN, "model.params={n_neighbors: 7}"] for a in ("--set", s)],
+        *_sets(*ISIC[:-1], "data.metric=log_loss", *KNN, "model.params={n_neighbors: 7}"),
         "--name", "b", cwd=tmp_path)
     ranked = cli("ensemble", "a", "b", "--name", "rk", "--method", "rank", "--runs", tmp_path / "runs2", cwd=tmp_path)
     assert ranked.returncode == 2 and "log loss" in ranked.stderr and not (tmp_path / "runs2" / "rk").exists()
@@ -393,9 +399,9 @@ def test_the_helpers_findings(demos: Path, tmp_path: Path) -> None:
 def test_kappa_needs_grades_and_a_positive_class_must_be_a_class(tiny_contest: Path, demos: Path,
                                                                   tmp_path: Path) -> None:
     result = cli("train", _recipe(tmp_path), "--data", tiny_contest, "--runs", tmp_path / "runs",
-                 *[a for s in ["data.metric=kappa", *KNN] for a in ("--set", s)], cwd=tmp_path)
+                 *_sets("data.metric=kappa", *KNN), cwd=tmp_path)
     assert result.returncode == 2 and "is not a number, so the classes have no order" in result.stderr, result.stderr
     result = cli("train", _recipe(tmp_path), "--data", demos / "isic", "--runs", tmp_path / "runs",
-                 *[a for s in [*ISIC, "data.positive_class=malignant", *KNN] for a in ("--set", s)], cwd=tmp_path)
+                 *_sets(*ISIC, "data.positive_class=malignant", *KNN), cwd=tmp_path)
     assert result.returncode == 2 and "recipe.data.positive_class: 'malignant' is not a class" in result.stderr
     assert not (tmp_path / "runs").exists()

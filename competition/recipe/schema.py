@@ -10,7 +10,7 @@ import hashlib
 import json
 import reprlib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator, model_serializer,
@@ -78,9 +78,37 @@ def _registered(value: str, registry: dict[str, Any], what: str) -> str:
     return check_name(value, registry, what)
 
 
+def _registry_field(field: str, registry: dict[str, Any] | str, what: str) -> Any:
+    """The validator of a field whose value names an entry of `registry`: the dict, or "module:NAME", imported
+    when a recipe is first checked (the schema stays light to import). One mechanism and one error for every
+    registry a recipe names: unknown <what> 'x'; did you mean 'y'?; known: ..."""
+    def check(cls: type, value: str) -> str:
+        found = registry
+        if isinstance(found, str):
+            import importlib
+
+            module, _, name = found.partition(":")
+            found = getattr(importlib.import_module(module), name)
+        return _registered(value, found, what)
+
+    return field_validator(field)(classmethod(check))
+
+
 class Section(BaseModel):
     # allow_inf_nan=False: `.inf` or `.nan` is never a valid number in a recipe
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    # Fields added after recipes were first hashed: left out of the dump while they hold their default, so
+    # recipes (and run hashes) from before they existed are unchanged.
+    later_fields: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_defaults_of_later_fields(self, handler: Any) -> Any:
+        dumped = handler(self)
+        if isinstance(dumped, dict):
+            for key in self.later_fields:
+                if key in dumped and dumped[key] == type(self).model_fields[key].default:
+                    dumped.pop(key)
+        return dumped
 
 
 class DataConfig(Section):
@@ -120,29 +148,10 @@ class DataConfig(Section):
     # class the column is named after, else the one that is not a negative name (benign, normal, no, 0), else
     # the second in order (competition.data.contest.positive_class).
     positive_class: Name | None = None
+    later_fields = ("on_bad_image", "intensity_window", "crop", "crop_margin", "standardize", "foreground_threshold",
+                    "metric", "positive_class", *LAYOUT_KEYS)
 
-    @field_validator("metric")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        from competition.metrics import METRICS
-
-        return check_name(value, METRICS, "metric")
-
-    @model_serializer(mode="wrap")
-    def _omit_defaults_of_later_fields(self, handler: Any) -> Any:
-        # Left out while they are the default, so recipes (and run hashes) from before the fields existed are
-        # unchanged.
-        dumped = handler(self)
-        if isinstance(dumped, dict):
-            if dumped.get("on_bad_image") == "error":
-                dumped.pop("on_bad_image")
-            if dumped.get("intensity_window", 0) is None:
-                dumped.pop("intensity_window")
-            for key in ("crop", "crop_margin", "standardize", "foreground_threshold", "metric", "positive_class",
-                        *LAYOUT_KEYS):
-                if key in dumped and dumped[key] == type(self).model_fields[key].default:
-                    dumped.pop(key)
-        return dumped
+    _known_metric = _registry_field("metric", "competition.metrics:METRICS", "metric")
 
     @field_validator("image_size", mode="before")
     @classmethod
@@ -267,19 +276,8 @@ class ModelConfig(Section):
     embedding: EmbeddingConfig | None = None  # scikit-learn kinds only; default pca of 100 components
     params: dict[str, Any] = Field(default_factory=dict, max_length=50)  # the estimator's own parameters
 
-    @field_validator("backbone")
-    @classmethod
-    def _known_backbone(cls, value: str) -> str:
-        from competition.model.backbones import BACKBONES
-
-        return _registered(value, BACKBONES, "backbone")
-
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, value: str) -> str:
-        from competition.model.classic import MODEL_KINDS
-
-        return _registered(value, MODEL_KINDS, "model kind")
+    _known_backbone = _registry_field("backbone", "competition.model.backbones:BACKBONES", "backbone")
+    _known_kind = _registry_field("kind", "competition.model.classic:MODEL_KINDS", "model kind")
 
     @model_validator(mode="after")
     def _kind_fields(self) -> ModelConfig:
@@ -322,12 +320,7 @@ class BalanceConfig(Section):
     gamma: Annotated[Float, Field(ge=0, le=10)] = 2.0  # focal: down-weights easy examples
     alpha: dict[str, Annotated[Float, Field(gt=0, le=1e6)]] | None = None  # focal: per-class factor (else balanced)
 
-    @field_validator("method")
-    @classmethod
-    def _known_balancer(cls, value: str) -> str:
-        from competition.balance import BALANCERS
-
-        return _registered(value, BALANCERS, "balance method")
+    _known_balancer = _registry_field("method", "competition.balance:BALANCERS", "balance method")
 
     @model_validator(mode="after")
     def _used_by_the_method(self) -> BalanceConfig:
@@ -359,21 +352,9 @@ class PhaseConfig(Section):
     # This phase's batch size; None: train.batch_size. A head on cached features trains faster in larger batches
     # (fewer optimizer updates of its large first Dense layer; benchmarks/results.md).
     batch_size: Annotated[Int, Field(ge=1, le=65536)] | None = None
+    later_fields = ("weight_decay", "schedule", "warmup", "batch_size")
 
-    @field_validator("optimizer")
-    @classmethod
-    def _known_optimizer(cls, value: str) -> str:
-        return _registered(value, OPTIMIZERS, "optimizer")
-
-    @model_serializer(mode="wrap")
-    def _omit_defaults_of_later_fields(self, handler: Any) -> Any:
-        # Left out while they are the default, so recipes (and run hashes) from before they existed are unchanged.
-        dumped = handler(self)
-        if isinstance(dumped, dict):
-            for key in ("weight_decay", "schedule", "warmup", "batch_size"):
-                if key in dumped and dumped[key] == type(self).model_fields[key].default:
-                    dumped.pop(key)
-        return dumped
+    _known_optimizer = _registry_field("optimizer", OPTIMIZERS, "optimizer")
 
 
 class MixConfig(Section):
@@ -421,16 +402,7 @@ class TrainConfig(Section):
     # flatter the OOF: `train` prints by how much) or "last" (picked without them).
     keep: Literal["best", "last"] = "best"
     pseudo_label: PseudoLabelConfig | None = None
-
-    @model_serializer(mode="wrap")
-    def _omit_defaults_of_later_fields(self, handler: Any) -> Any:
-        # Left out while they are the default, so recipes (and run hashes) from before they existed are unchanged.
-        dumped = handler(self)
-        if isinstance(dumped, dict):
-            for key in ("label_smoothing", "mixup", "cutmix", "ema", "keep", "pseudo_label"):
-                if key in dumped and dumped[key] == type(self).model_fields[key].default:
-                    dumped.pop(key)
-        return dumped
+    later_fields = ("label_smoothing", "mixup", "cutmix", "ema", "keep", "pseudo_label")
 
     @field_validator("jit_compile", mode="before")
     @classmethod
