@@ -87,6 +87,20 @@ def _pin_threads(tf: object) -> None:
         pass
 
 
+def import_tensorflow_only() -> object:
+    """Import TensorFlow and Keras, their C++ start-up log silenced, and nothing more: no thread setting, no
+    device listed, so TensorFlow's runtime is not started (its context, its thread pools, a GPU's driver). What
+    the fold processes' fork server preloads (competition.executors.preload): a process forked after this
+    starts TensorFlow as if it had imported it itself. Returns the tensorflow module."""
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _stderr_silenced():
+        import keras  # noqa: F401  imports TensorFlow (its backend) too
+        import tensorflow as tf
+    tf.get_logger().setLevel("ERROR")  # retracing notices when each fold builds a fresh model
+    return tf
+
+
 def import_tensorflow() -> None:
     """Import TensorFlow once, its C++ start-up log silenced, GPU memory taken as needed, CPU threads pinned
     (see THREADS_ENV)."""
@@ -101,11 +115,8 @@ def import_tensorflow() -> None:
     if "tensorflow" in sys.modules:
         _pin_threads(sys.modules["tensorflow"])
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _stderr_silenced():
-        import tensorflow as tf
+    tf = import_tensorflow_only()
     _pin_threads(tf)
-    tf.get_logger().setLevel("ERROR")  # retracing notices when each fold builds a fresh model
     for gpu in tf.config.list_physical_devices("GPU"):
         # Take GPU memory as needed rather than all of it up front: several fold processes can share a GPU
         # (recipe resources.gpus_per_fold < 1), and feature extraction and training do not fight over it.

@@ -94,6 +94,7 @@ def test_a_declared_group_column_groups_the_folds() -> None:
     assert load_recipe(None, [*ISIC, "cv.group_by=none"]).cv.group_by == "none"  # the recipe says otherwise
 
 
+@pytest.mark.slow
 def test_isic_folds_hold_out_whole_patients(demos: Path, tmp_path: Path) -> None:
     result = cli("train", _recipe(tmp_path), "--data", demos / "isic", "--runs", tmp_path / "runs", "--name", "knn",
                  *_sets(*ISIC, *KNN), cwd=tmp_path)
@@ -105,6 +106,7 @@ def test_isic_folds_hold_out_whole_patients(demos: Path, tmp_path: Path) -> None
     assert run.record.contest_layout().group_column == "patient_id" and run.record.metric == "roc_auc"
 
 
+@pytest.mark.slow
 def test_audit_with_the_recipe_measures_the_folds_train_makes(demos: Path, tmp_path: Path) -> None:
     recipe = tmp_path / "isic.yaml"
     recipe.write_text("name: t\ndata: {train_csv: train.csv, id_column: image_name, label_column: target, "
@@ -271,6 +273,7 @@ def _run(runs: Path, name: str, pred: np.ndarray, y: np.ndarray, sample: Path, m
                              extra={"sample_submission": str(sample), "contest_metric": metric}))
 
 
+@pytest.mark.slow
 def test_submit_and_the_leaderboard_choose_by_the_contest_metric(tmp_path: Path) -> None:
     from competition.report.leaderboard import leaderboard
 
@@ -310,6 +313,7 @@ def test_runs_of_two_metrics_are_not_mixed(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- end to end, and bad input
 
 
+@pytest.mark.slow
 def test_aptos_and_isic_demos_submit_valid_files(demos: Path, tmp_path: Path) -> None:
     for layout, keys, header in (("aptos", APTOS, "QW kappa"), ("isic", ISIC, "ROC AUC")):
         runs = tmp_path / f"runs-{layout}"
@@ -364,6 +368,7 @@ def test_validate_reads_an_auc_contests_0_sample_as_probabilities() -> None:
     assert any("outside [0, 1]" in p for p in validate_submission(wrong, sample, ["0", "1"], probabilities=True))
 
 
+@pytest.mark.slow
 def test_the_helpers_findings(demos: Path, tmp_path: Path) -> None:
     """A new user's trial: a group column that is the id column, grades sorted as text, a 0 placeholder with five
     grades, a rank ensemble under log loss, multi-label strings."""

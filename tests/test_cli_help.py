@@ -68,6 +68,7 @@ def test_short_h_and_version() -> None:
     assert printed.returncode == 0 and printed.stdout.strip() == f"competition {version('competition')}"
 
 
+@pytest.mark.slow
 def test_a_bad_choice_is_the_library_s_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text("name: r\n")
     result = subprocess.run([sys.executable, "-m", "competition.cli", "train", "r.yaml", "--executor", "procss"],

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 from rich.console import Console
 
 from competition.doctor import Check, check_recipes, print_checks
@@ -53,6 +54,7 @@ def test_good_cnn_recipe_passes_every_check(tiny_recipe, tiny_contest):
     assert str(tiny_contest) in data and "train images" in data and "test images" in data
 
 
+@pytest.mark.slow
 def test_missing_imagenet_file_names_full_cache_path_then_passes_once_placed(tmp_path, tiny_contest):
     recipe = _recipe(tmp_path, "v2", "{backbone: mobilenetv2, weights: imagenet, alpha: 0.35}", tiny_contest, size=96)
     expected = Path(os.environ["KERAS_HOME"]) / "models" / V2_96

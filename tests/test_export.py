@@ -31,6 +31,7 @@ ONNX = pytest.param("onnx", marks=pytest.mark.skipif(
 
 
 @pytest.mark.parametrize("fmt", ["keras", "savedmodel", "tflite", ONNX])
+@pytest.mark.slow
 def test_export_predicts_the_runs_test_probabilities(fmt: str, trained: Path, tiny_contest: Path,
                                                      tmp_path: Path) -> None:
     from competition.data import load_images
@@ -46,6 +47,7 @@ def test_export_predicts_the_runs_test_probabilities(fmt: str, trained: Path, ti
     np.testing.assert_allclose(got, np.load(trained / "test_plain.npy")[:8], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_export_refuses_an_unknown_format_and_writes_nothing(trained: Path, tmp_path: Path) -> None:
     with pytest.raises(CompetitionError, match="^fmt: unknown format 'onnxx'; did you mean 'onnx'"):
         export_run("tiny", trained.parent, fmt="onnxx", out=tmp_path / "x")

@@ -30,6 +30,7 @@ def trained(tiny_contest: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return train_run(load_recipe(None, BASE), tmp_path_factory.mktemp("runs"), data_root=tiny_contest)
 
 
+@pytest.mark.slow
 def test_predicting_the_contest_folder_equals_the_run_test_predictions(trained: Path, tiny_contest: Path,
                                                                        tmp_path: Path) -> None:
     out = tmp_path / "pred.csv"
@@ -43,6 +44,7 @@ def test_predicting_the_contest_folder_equals_the_run_test_predictions(trained: 
     assert written["label"].tolist() == [classes[k] for k in np.load(trained / "test.npy").argmax(axis=1)]
 
 
+@pytest.mark.slow
 def test_saved_decisions_pick_the_labels(trained: Path, tiny_contest: Path, tmp_path: Path) -> None:
     from competition.runs.decisions import write_decisions
 
@@ -84,6 +86,7 @@ def test_a_new_folder_of_images_gets_one_row_each(trained: Path, tmp_path: Path)
 
 
 @pytest.mark.parametrize("balance", ["recipe default", "focal"])  # the focal loss is ours: not in the saved model
+@pytest.mark.slow
 def test_a_fold_model_loads_and_predicts_without_this_package(balance: str, trained: Path, tiny_contest: Path,
                                                               tmp_path: Path) -> None:
     from competition.data import load_images
@@ -108,6 +111,7 @@ def test_a_fold_model_loads_and_predicts_without_this_package(balance: str, trai
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), own, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_blend_ensemble_predicts_through_its_members(trained: Path, tiny_contest: Path) -> None:
     from competition.ensemble import ensemble_runs
 

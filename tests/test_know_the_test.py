@@ -181,6 +181,7 @@ def test_network_recipes_keep_their_hash() -> None:
     assert classic.hash() != recipe.hash()
 
 
+@pytest.mark.slow
 def test_knn_and_label_spreading_runs_on_both_demo_relations(tmp_path: Path) -> None:
     """End to end through the run folder (seconds): the verdict and scheme on each demo relation, OOF and test
     probabilities written like a network's, the leaderboard, and `submit` taking label spreading only where
@@ -252,6 +253,7 @@ def test_bootstrap_resamples_subjects_when_given() -> None:
     assert (whole["high"] - whole["low"]) > 3 * (rows["high"] - rows["low"])
 
 
+@pytest.mark.slow
 def test_pseudo_labels_come_from_the_same_fold_of_the_teacher(tmp_path: Path) -> None:
     """Fold k of a student learns from the test images that fold k of the teacher labelled (never from a model
     that saw fold k's validation labels); a threshold outside (0, 1] or a teacher on other folds is one line."""

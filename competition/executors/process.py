@@ -1,5 +1,6 @@
 """The process executor (the command line's default): each pending fold in a fresh process, so memory does not
-grow from fold to fold."""
+grow from fold to fold. The processes are forked from a fork server that imported TensorFlow once
+(competition.executors.preload), so a fold starts training within seconds of its process starting."""
 
 from __future__ import annotations
 
@@ -21,13 +22,12 @@ def run_process(prepared: Any, *, address: str | None = None, console: Any = Non
     `callbacks` are not passed on (they live in this process): a CompetitionError says so."""
     if callbacks:
         raise OptionError("callbacks", "Keras callbacks run only with the local executor (they stay in this process)")
-    import multiprocessing
     import queue as queues
 
     pending = prepared.pending()
     say_reused(prepared, pending, console)
     prepared.free_pixels()  # each fold's process reads the pixels from the decode cache
-    context = multiprocessing.get_context("spawn")
+    context = fold_context()
     with progress_bar(console) as bar:
         progress = Progress(bar=bar, console=console, metric=prepared.metric)
         progress.start_folds(prepared.run_dir.name, len(pending), prepared.recipe.cv.folds)
@@ -35,7 +35,8 @@ def run_process(prepared: Any, *, address: str | None = None, console: Any = Non
             progress.start_fold(k)
             messages = context.Queue()
             child = context.Process(target=_process_fold, args=(str(prepared.run_dir), k, prepared.deterministic,
-                                                                os.getcwd(), messages), daemon=True)
+                                                                os.getcwd(), dict(os.environ), messages),
+                                    daemon=True)
             child.start()
             outcome: tuple[Any, ...] | None = None
             try:
@@ -64,9 +65,28 @@ def run_process(prepared: Any, *, address: str | None = None, console: Any = Non
             progress.fold_done()
 
 
-def _process_fold(run_dir: str, fold: int, deterministic: bool, workdir: str, messages: Any) -> None:
-    """The child of run_process: train one fold, send epochs and the outcome back through `messages`."""
+def fold_context() -> Any:
+    """The multiprocessing context fold processes start from: a fork server (one per driver process, started at
+    its first fold) that preloads competition.executors.preload, i.e. TensorFlow imported but not started.
+
+    Forking is safe there because the server never ran a TensorFlow operation nor touched a GPU: the runtime
+    (thread pools, CUDA) starts in each fold's process, as with a fresh interpreter. The server keeps the
+    environment of the moment it started; each fold gets the driver's current one (see _process_fold)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["competition.executors.preload"])
+    return context
+
+
+def _process_fold(run_dir: str, fold: int, deterministic: bool, workdir: str, environ: dict[str, str],
+                  messages: Any) -> None:
+    """The child of run_process: train one fold, send epochs and the outcome back through `messages`.
+    `environ` and `workdir` are the driver's at the fold's start (the fork server's may be older: thread count,
+    test hooks, TF_* settings read when TensorFlow starts)."""
     _die_with_parent()
+    os.environ.clear()
+    os.environ.update(environ)
     os.chdir(workdir)
     from competition.runs.prepare import load_prepared, train_fold
 
@@ -89,7 +109,8 @@ def _process_fold(run_dir: str, fold: int, deterministic: bool, workdir: str, me
 
 
 def _die_with_parent() -> None:
-    """Linux: the kernel kills this process when its parent dies (a SIGKILLed driver leaves no orphan)."""
+    """Linux: the kernel kills this process when its parent dies (a SIGKILLed driver leaves no orphan: its fork
+    server exits when the driver's end of their pipe closes, and takes the fold's process with it)."""
     try:
         import ctypes
 

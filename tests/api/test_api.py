@@ -60,6 +60,7 @@ def test_dir_lists_the_api_and_an_array_of_the_wrong_kind_is_one_line() -> None:
         competition.predict("nb", np.zeros((8, 8), np.uint8), "no-runs")
 
 
+@pytest.mark.slow
 def test_public_names_resolve_without_tensorflow() -> None:
     import subprocess
     import sys

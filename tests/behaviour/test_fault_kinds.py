@@ -130,6 +130,7 @@ def test_na_like_names_stay_literal_strings(tmp_path: Path) -> None:
     assert {r["label"] for r in written} <= {"None", "Beta"}
 
 
+@pytest.mark.slow
 def test_binary_one_column_sample_gets_the_positive_probability(tmp_path: Path) -> None:
     root = make_contest(tmp_path / "c", classes=("benign", "malignant"), sample_header="id,target",
                         sample_value="0.5")
@@ -157,6 +158,7 @@ def test_binary_one_column_sample_gets_the_positive_probability(tmp_path: Path) 
     assert checked.returncode == 0, checked.output
 
 
+@pytest.mark.slow
 def test_macosx_folder_in_train_is_skipped(tmp_path: Path) -> None:
     root = make_contest(tmp_path / "c")
     for cls, first in (("Alpha", "a0"), ("Beta", "b0")):  # what unzipping a Mac zip leaves
@@ -191,6 +193,7 @@ def test_crop_larger_than_image_size_is_a_recipe_error(tmp_path: Path) -> None:
     assert not (tmp_path / "p.png").exists()
 
 
+@pytest.mark.slow
 def test_class_weights_naming_an_unknown_class_fail_before_the_run_folder(tmp_path: Path) -> None:
     root = make_contest(tmp_path / "c")
     bad = recipe(tmp_path, RECIPE + "balance: {method: class_weight, weights: {Alpha: 1, Btea: 3}}\n")
@@ -253,6 +256,7 @@ def test_out_of_range_values_are_one_line(override: str, key: str, tmp_path: Pat
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_bogus_group_by_is_reported_before_decoding(tmp_path: Path) -> None:
     root = make_contest(tmp_path / "c")
     cache = tmp_path / "fresh-cache"
@@ -267,6 +271,7 @@ def test_bogus_group_by_is_reported_before_decoding(tmp_path: Path) -> None:
 # ================================================================ 3. resume reuses only what would train the same
 
 
+@pytest.mark.slow
 def test_changed_test_images_are_predicted_again(tmp_path: Path) -> None:
     root = make_contest(tmp_path / "c")
     path, runs = recipe(tmp_path), tmp_path / "runs"
@@ -288,6 +293,7 @@ def test_changed_test_images_are_predicted_again(tmp_path: Path) -> None:
     np.testing.assert_allclose(after, np.load(tmp_path / "fresh" / "ft" / "test.npy"), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_added_training_image_retrains_instead_of_crashing(tmp_path: Path) -> None:
     root = make_contest(tmp_path / "c")
     path, runs = recipe(tmp_path), tmp_path / "runs"
@@ -303,6 +309,7 @@ def test_added_training_image_retrains_instead_of_crashing(tmp_path: Path) -> No
     assert np.load(runs / "ft" / "oof.npy").shape == (17, 2)
 
 
+@pytest.mark.slow
 def test_two_trains_on_one_run_folder_do_not_both_train(tmp_path: Path) -> None:
     root = make_contest(tmp_path / "c")
     path, runs = recipe(tmp_path), tmp_path / "runs"
@@ -367,6 +374,7 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
+@pytest.mark.slow
 def test_damaged_run_files_are_named_and_do_not_sink_the_leaderboard(damage: str, trained_runs: Path,
                                                                        tmp_path: Path) -> None:
     runs = tmp_path / "runs"
@@ -427,6 +435,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_rebuilding_an_ensemble_killed_before_run_json_leaves_no_mixed_run(trained_runs: Path,
                                                                          tmp_path: Path) -> None:
     runs = tmp_path / "runs"
@@ -451,6 +460,7 @@ def test_rebuilding_an_ensemble_killed_before_run_json_leaves_no_mixed_run(train
         assert f"method: {method}" in (runs / "X" / "recipe.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_ensemble_refuses_a_folder_holding_an_unfinished_model_run(trained_runs: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     shutil.copytree(trained_runs, runs)
@@ -501,6 +511,7 @@ def test_dangling_symlink_is_named_as_a_broken_link(tmp_path: Path) -> None:
 
 
 
+@pytest.mark.slow
 def test_disk_full_names_the_file_and_leaves_no_temporary_file(tmp_path: Path) -> None:
     shim_c = tmp_path / "full.c"
     shim_c.write_text(DISK_FULL_SHIM)
@@ -565,6 +576,7 @@ def _intensity_contest(root: Path, bits: int) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_16_bit_pngs_keep_their_brightness(tmp_path: Path) -> None:
     path = recipe(tmp_path)
     longer = ["--set", "train.phases.0.epochs=12", "--set", "train.phases.0.learning_rate=0.01",

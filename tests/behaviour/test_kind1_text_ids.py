@@ -8,6 +8,7 @@ import unicodedata
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from faultkit import TINY, cli, one_line_error, tiny_recipe
@@ -43,6 +44,7 @@ def rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_leading_zero_ids_and_boolean_looking_labels_stay_as_written(tmp_path: Path) -> None:
     """train.csv ids '007', '08' and labels 'True'/'False': a spreadsheet-minded reader would make numbers and
     booleans of them; the run and the submission keep the user's text."""
@@ -113,6 +115,7 @@ def test_one_probability_column_with_three_classes_is_refused_before_training(tm
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_macosx_folder_in_test_is_skipped(tmp_path: Path) -> None:
     """A Mac zip leaves test/__MACOSX/ too: not a folder of test images."""
     root = contest(tmp_path / "c")
@@ -125,6 +128,7 @@ def test_macosx_folder_in_test_is_skipped(tmp_path: Path) -> None:
     assert [r["id"] for r in rows(runs / "ft" / "test_ids.csv")] == ["t0", "t1", "t2", "t3"]
 
 
+@pytest.mark.slow
 def test_binary_column_named_after_a_class_gets_that_class_probability(tmp_path: Path) -> None:
     """`id,benign` in a benign/malignant contest asks for P(benign), not P(malignant) (the sorted second)."""
     root = contest(tmp_path / "c", classes=("benign", "malignant"),

@@ -58,6 +58,7 @@ def decoded(cache: Path) -> list[Path]:
 
 
 # 1. An augment step that runs but changes the image's shape (a resize to another size) breaks every batch.
+@pytest.mark.slow
 def test_augment_step_changing_the_image_size_is_named(tmp_path: Path) -> None:
     text = RECIPE + "augment:\n  - HorizontalFlip: {p: 0.5}\n  - Resize: {height: 32, width: 32}\n"
     result, runs, cache = train(tmp_path, text)
@@ -71,6 +72,7 @@ def test_augment_step_changing_the_image_size_is_named(tmp_path: Path) -> None:
 
 
 # 2. A group_by regex that is not a regular expression needs no pixels to be found wrong.
+@pytest.mark.slow
 def test_invalid_group_by_regex_is_reported_before_decoding(tmp_path: Path) -> None:
     result, runs, cache = train(tmp_path, RECIPE, "--set", "cv.group_by=regex:([a-z]+")
     one_line_error(result, "recipe.cv.group_by", "regex")
@@ -79,6 +81,7 @@ def test_invalid_group_by_regex_is_reported_before_decoding(tmp_path: Path) -> N
 
 
 # 3. Test-time rotations on non-square images: train refused it, doctor said ok.
+@pytest.mark.slow
 def test_doctor_agrees_with_train_on_tta_for_non_square_images(tmp_path: Path) -> None:
     text = RECIPE.replace("image_size: 16", "image_size: [16, 24]") + "tta: [hflip, rot90]\n"
     result, runs, cache = train(tmp_path, text, "--set", "data.image_size=[16, 24]")
@@ -88,6 +91,7 @@ def test_doctor_agrees_with_train_on_tta_for_non_square_images(tmp_path: Path) -
 
 
 # 4. More folds than images in a class: doctor (with the data) says so, as train does, before any run folder.
+@pytest.mark.slow
 def test_doctor_agrees_with_train_on_too_many_folds(tmp_path: Path) -> None:
     text = RECIPE.replace("folds: 2", "folds: 8")
     result, runs, _ = train(tmp_path, text, "--set", "cv.folds=8")
@@ -122,6 +126,7 @@ def test_focal_alpha_with_a_misspelt_class_names_it_with_a_suggestion(tmp_path: 
      ["recipe.balance.weights", "class_weight"]),
     (RECIPE, ["--set", "data.intensity_window=[4000, 100]"], ["recipe.data.intensity_window", "low < high"]),
 ])
+@pytest.mark.slow
 def test_more_bad_values_are_one_line_before_the_run_folder(text: str, sets: list[str], expected: list[str],
                                                             tmp_path: Path) -> None:
     result, runs, cache = train(tmp_path, text, *sets)

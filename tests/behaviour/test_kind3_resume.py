@@ -74,6 +74,7 @@ def reused_folds(output: str) -> set[int]:
     return {int(k) for k in re.findall(r"fold (\d+): finished earlier, reused", output)}
 
 
+@pytest.mark.slow
 def test_a_relabelled_training_image_retrains(tmp_path: Path) -> None:
     root, command, run = setup(tmp_path)
     shutil.move(root / "train" / "Alpha" / "a0.png", root / "train" / "Beta" / "a0.png")  # same file, new class
@@ -86,6 +87,7 @@ def test_a_relabelled_training_image_retrains(tmp_path: Path) -> None:
         assert json.loads((run / f"fold_{k}" / "done.json").read_text())["data"]
 
 
+@pytest.mark.slow
 def test_new_pixels_under_an_old_training_name_retrain(tmp_path: Path) -> None:
     root, command, run = setup(tmp_path)
     image(root / "train" / "Beta" / "b3.png", np.full((16, 16), 3, np.uint8))  # same id, other picture
@@ -95,6 +97,7 @@ def test_new_pixels_under_an_old_training_name_retrain(tmp_path: Path) -> None:
     assert re.search(r"fold \d: data changed \(.*training images.*\), trained again", rerun.output), rerun.output
 
 
+@pytest.mark.slow
 def test_a_removed_training_image_retrains_instead_of_crashing(tmp_path: Path) -> None:
     root, command, run = setup(tmp_path)
     (root / "train" / "Alpha" / "a7.png").unlink()
@@ -107,6 +110,7 @@ def test_a_removed_training_image_retrains_instead_of_crashing(tmp_path: Path) -
     assert board.returncode == 0 and json.loads(board.stdout)[0]["per_class"]["Alpha"]["support"] == 7
 
 
+@pytest.mark.slow
 def test_an_unchanged_rerun_reuses_every_fold_and_changes_nothing(tmp_path: Path) -> None:
     root, command, run = setup(tmp_path)
     before = {name: np.load(run / name) for name in ("oof.npy", "test.npy")}

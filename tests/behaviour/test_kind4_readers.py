@@ -76,6 +76,7 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
+@pytest.mark.slow
 def test_a_damaged_file_is_named_by_every_reader(damage: str, finished: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     shutil.copytree(finished, runs)
@@ -96,6 +97,7 @@ def test_a_damaged_file_is_named_by_every_reader(damage: str, finished: Path, tm
     one_line_error(cli("report", "m2", "--runs", runs, "--out", tmp_path / "report", cwd=tmp_path), name)
 
 
+@pytest.mark.slow
 def test_ensemble_never_writes_into_a_folder_of_other_files(finished: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     shutil.copytree(finished, runs)

@@ -96,6 +96,7 @@ def test_validate_blames_the_sample_when_the_sample_is_ragged(tmp_path: Path) ->
     assert str(sub) not in line
 
 
+@pytest.mark.slow
 def test_disk_full_in_the_decode_cache_names_the_cache(tmp_path: Path, disk_full_shim: Path) -> None:
     """The disk holding the decode cache is full: the message names the cache file and says it is the cache
     (so the user frees space there, or moves COMPETITION_CACHE_DIR); no temporary file stays behind."""
@@ -108,6 +109,7 @@ def test_disk_full_in_the_decode_cache_names_the_cache(tmp_path: Path, disk_full
     assert [p.name for p in cache.rglob(".*")] == []
 
 
+@pytest.mark.slow
 def test_disk_full_writing_the_submission_names_it(tmp_path: Path, disk_full_shim: Path) -> None:
     """Training fits, the submission's disk is full: name submissions/<run>.csv and leave nothing half-written."""
     root = contest(tmp_path / "c")
@@ -122,6 +124,7 @@ def test_disk_full_writing_the_submission_names_it(tmp_path: Path, disk_full_shi
     assert list(subs.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_submit_out_below_a_file_names_that_file(tmp_path: Path) -> None:
     """`--out notes/sub.csv` where notes is a file: name notes, not a hidden temporary file or 'File exists'."""
     root = contest(tmp_path / "c")

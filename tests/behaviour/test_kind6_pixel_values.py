@@ -83,6 +83,7 @@ def test_one_value_is_one_grey_across_lists_and_formats(tmp_path: Path) -> None:
 
 
 # 4. `train` says how it mapped 16-bit images, also when the pixels come from the decode cache.
+@pytest.mark.slow
 def test_train_says_the_16_bit_mapping_also_from_the_cache(tmp_path: Path) -> None:
     root = tmp_path / "c"
     for cls, level in (("dim", 15000), ("bright", 45000)):
@@ -104,6 +105,7 @@ def test_train_says_the_16_bit_mapping_also_from_the_cache(tmp_path: Path) -> No
 
 # 5. 12-bit scans in 16-bit files use little of the full range: the note says where the values lie and which
 #    window would use every grey level; that window, declared, maps the same values the same way in every image.
+@pytest.mark.slow
 def test_a_declared_window_maps_every_image_alike_and_is_suggested(tmp_path: Path) -> None:
     root = tmp_path / "c"
     for cls, level in (("dim", 1000), ("bright", 3000)):

@@ -86,6 +86,7 @@ def _sample(path: Path) -> Path:
 # ---------------------------------------------------------------- kind 1: outputs over what the user gave
 
 
+@pytest.mark.slow
 def test_export_into_a_users_folder_is_refused_and_folders_get_the_umask(
         trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Issue example: `export tiny --out mydocs` deleted mydocs/notes.txt, replaced README.md and set the
@@ -113,6 +114,7 @@ def test_export_into_a_users_folder_is_refused_and_folders_get_the_umask(
         export_run("tiny", trained.parent, out=trained.parent.parent / "contest" / "export")
 
 
+@pytest.mark.slow
 def test_submit_over_the_contests_sample_is_refused(trained: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """Issue example: `submit tiny --out data/sample_submission.csv` overwrote the contest's sample (and put
@@ -126,6 +128,7 @@ def test_submit_over_the_contests_sample_is_refused(trained: Path, tmp_path: Pat
     assert code == 0 and (tmp_path / "subs" / "log.csv").is_file()
 
 
+@pytest.mark.slow
 def test_report_and_augment_preview_never_write_into_the_contest_or_a_users_folder(
         trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Further members: `report --out` into the contest folder or a folder of the user's files, and
@@ -290,6 +293,7 @@ _WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_six_parallel_submissions_log_six_rows(tmp_path: Path) -> None:
     """Issue example: six `submit --out subs/same.csv -m "try $i"` at once all said "logged", and log.csv kept
     five rows. Six processes write the same submission and log through the library at the same moment."""

@@ -124,6 +124,7 @@ def _written(runs: Path, name: str, sample: Path, *, oof: np.ndarray | None = No
 # ---------------------------------------------------------------- kind 3: readers go through the checks
 
 
+@pytest.mark.slow
 def test_export_of_a_model_cut_short_is_one_line_and_runs_calls_the_run_damaged(
         trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The issue's example: `export` with fold_1/model.keras cut short ended in a ValueError traceback, while
@@ -141,6 +142,7 @@ def test_export_of_a_model_cut_short_is_one_line_and_runs_calls_the_run_damaged(
 
 
 @pytest.mark.parametrize("command", ["predict", "explain", "export"])
+@pytest.mark.slow
 def test_a_recipe_from_a_newer_version_is_one_line(command: str, trained: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """The issue's example: predict, explain and export on a run whose recipe.yaml has keys of a newer version

@@ -268,6 +268,7 @@ def _narrow_mobilenetv2_h5(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_weights_of_another_shape_refused_before_the_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                                 ) -> None:
     """Example: weights of a MobileNetV2 of another width passed `doctor`; `train` printed Keras's warnings
@@ -327,6 +328,7 @@ SHARED = Path("/work/shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kern
 
 
 @pytest.mark.skipif(not SHARED.is_file(), reason="the real MobileNetV2 0.35 weights are not on this machine")
+@pytest.mark.slow
 def test_real_mobilenetv2_weights_checked_against_alpha(tmp_path: Path) -> None:
     """Example, with Keras's real ImageNet values (MobileNetV2 at alpha 0.35): declared at alpha 0.5 they fail
     `doctor` naming the first layer that differs; declared at 0.35 they pass."""

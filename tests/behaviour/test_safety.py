@@ -39,6 +39,7 @@ def _read_only(root: Path, on: bool) -> None:
             os.chmod(path, mode & ~0o222 if on else mode | 0o200)
 
 
+@pytest.mark.slow
 def test_training_leaves_the_contest_folder_untouched(tiny_contest: Path, tiny_recipe: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     from corpus import ct_windowed

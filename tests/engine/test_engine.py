@@ -20,6 +20,7 @@ from competition.training import train_run
 BASE = ["data.image_size=32", "model.filters=[8, 16]", "model.head.dense=[16]", "train.phases.0.epochs=2", "cv.folds=3"]
 
 
+@pytest.mark.slow
 def test_tta_predictions_are_kept_with_and_without(tiny_contest: Path, tmp_path: Path) -> None:
     recipe = load_recipe(None, ["name=tta", *BASE, "cv.folds=2", "tta=[hflip, vflip]"])
     run_dir = train_run(recipe, tmp_path, data_root=tiny_contest)

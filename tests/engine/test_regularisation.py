@@ -140,6 +140,7 @@ def test_mixed_batches_are_deterministic_for_their_seed() -> None:
     assert not all(np.array_equal(a, b) for a, b in zip(batch, first[1], strict=True))
 
 
+@pytest.mark.slow
 def test_mixing_is_off_in_phases_without_augmentation(monkeypatch: pytest.MonkeyPatch) -> None:
     x, y = _images()
     calls = []
@@ -199,6 +200,7 @@ def test_focal_loss_takes_soft_targets_with_its_alpha() -> None:
 # ---------------------------------------------------------------- optimizer and learning rate
 
 
+@pytest.mark.slow
 def test_adamw_weight_decay_and_schedule_reach_the_compiled_optimizer() -> None:
     x, y = _images()
     recipe = load_recipe(None, [*TINY, "train.phases=[{epochs: 2, optimizer: adamw, weight_decay: 0.01, "
@@ -257,6 +259,7 @@ def test_early_stopping_watches_a_scheduled_phase_only_once_its_rate_has_come_do
 
 
 @pytest.mark.parametrize(("schedule", "epochs_trained"), [("constant", 2), ("one_cycle", 6)])
+@pytest.mark.slow
 def test_patience_on_a_falling_score(monkeypatch: pytest.MonkeyPatch, schedule: str, epochs_trained: int) -> None:
     # Validation macro F1 falls every epoch: a constant rate stops after patience 1 (epochs 1 and 2); one_cycle
     # over 6 epochs watches only from epoch 5 (patience_start 4), so it trains to its end.
@@ -273,6 +276,7 @@ def test_patience_on_a_falling_score(monkeypatch: pytest.MonkeyPatch, schedule: 
 # ---------------------------------------------------------------- EMA
 
 
+@pytest.mark.slow
 def test_validation_and_kept_weights_are_the_moving_average(monkeypatch: pytest.MonkeyPatch) -> None:
     x, y = _images()
     recipe = load_recipe(None, [*TINY, "train.ema=0.8", "train.phases.0.epochs=2",
@@ -319,6 +323,7 @@ def test_validation_and_kept_weights_are_the_moving_average(monkeypatch: pytest.
 # ---------------------------------------------------------------- all of it
 
 
+@pytest.mark.slow
 def test_a_fold_with_every_lever_on_gives_finite_probabilities() -> None:
     x, y = _images(40, seed=2)
     recipe = load_recipe(None, [
@@ -335,6 +340,7 @@ def test_a_fold_with_every_lever_on_gives_finite_probabilities() -> None:
     assert result.history["learning_rate"].iloc[1] == 0.0  # the second phase starts its cosine warm-up from 0
 
 
+@pytest.mark.slow
 def test_keep_last_keeps_the_last_epoch_and_epoch_selection_says_what_best_adds(tmp_path) -> None:  # noqa: ANN001
     """train.keep: last picks the epoch without looking at the rows the fold predicts; the run says how much
     picking the best epoch on them can flatter the OOF (issue "Know the test")."""

@@ -36,6 +36,7 @@ def _trained(recipe_args: list[str], steps_per_execution: int | None) -> tuple[l
     [],  # plain arrays
     ["balance.method=oversample", "augment=[{HorizontalFlip: {p: 0.5}}]"],  # a PyDataset of augmented batches
 ], ids=["arrays", "pydataset"])
+@pytest.mark.slow
 def test_a_whole_epoch_per_call_trains_the_same_weights_as_one_step_per_call(recipe_args: list[str]) -> None:
     per_step, losses_per_step = _trained(recipe_args, 1)
     per_epoch, losses_per_epoch = _trained(recipe_args, None)

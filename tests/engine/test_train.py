@@ -24,6 +24,7 @@ def trained(tiny_contest: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     return train_run(load_recipe(recipe_file), runs, data_root=tiny_contest), recipe_file
 
 
+@pytest.mark.slow
 def test_run_folder_holds_oof_and_test_probabilities(trained: tuple[Path, Path], tiny_contest: Path) -> None:
     run = Run.load(trained[0])
     n_test = len(list((tiny_contest / "test").iterdir()))
@@ -42,6 +43,7 @@ def test_run_folder_holds_oof_and_test_probabilities(trained: tuple[Path, Path],
     assert (trained[0] / "recipe.yaml").is_file() and run.scheme == "stratified 2-fold, seed 1"
 
 
+@pytest.mark.slow
 def test_rerun_reuses_finished_folds(trained: tuple[Path, Path], tiny_contest: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = Run.load(trained[0]).oof.copy()
 

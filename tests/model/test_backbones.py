@@ -69,6 +69,7 @@ def test_finetuning_keeps_batchnorm_statistics_and_inference_mode(tmp_path: Path
                                atol=1e-5)  # BatchNorm in inference mode under training=True
 
 
+@pytest.mark.slow
 def test_phase_boundary_full_model_in_training_mode_reproduces_the_cached_feature_head(tmp_path: Path,
                                                                                       images: tuple) -> None:
     from competition.model.backbones import build_model, set_trainable

@@ -36,6 +36,7 @@ def _recipe(weights: Path | str, *more: str):
                               "model.params.C=0.1", *more])
 
 
+@pytest.mark.slow
 def test_frozen_features_train_predict_and_reuse_the_feature_store(tmp_path: Path, weights_file: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import competition
@@ -91,6 +92,7 @@ def test_pca_and_pixel_recipes_keep_their_hash() -> None:
     assert "components" not in _recipe("x.weights.h5").resolved()["model"]["embedding"]
 
 
+@pytest.mark.slow
 def test_weights_missing_or_misfit_are_refused_before_the_run_folder(tmp_path: Path, weights_file: Path) -> None:
     from competition.demo import make_demo
     from competition.doctor import check_recipes

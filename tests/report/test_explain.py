@@ -44,6 +44,7 @@ def trained(tiny_contest: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return train_run(recipe, tmp_path_factory.mktemp("runs"), data_root=tiny_contest)
 
 
+@pytest.mark.slow
 def test_explain_writes_a_grid_for_a_trained_run(trained: Path, tiny_contest: Path, tmp_path: Path) -> None:
     from competition.report.explain import explain_run
 
@@ -55,6 +56,7 @@ def test_explain_writes_a_grid_for_a_trained_run(trained: Path, tiny_contest: Pa
     assert notes == []  # the contest's own grey images: nothing converted
 
 
+@pytest.mark.slow
 def test_the_report_explains_the_most_confidently_wrong_oof_images(trained: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import keras

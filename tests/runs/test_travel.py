@@ -19,6 +19,7 @@ from competition.runs import Run, save_run
 from competition.runs.run import contest_folder, training_images
 
 
+@pytest.mark.slow
 def test_a_copied_run_reads_its_moved_contest_with_data(tiny_contest: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from competition.inference import predict_run
