@@ -5,18 +5,30 @@ Signatures, distances and the default near-duplicate threshold (and how it was m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from competition.data.similarity import (DEFAULT_THRESHOLD, THUMB, area_matrix, connected_groups, file_hashes, grayscale,
-                                           image_signatures, load_for_signatures, one_blas_thread, scan, signatures)
+from competition.data.similarity import (
+    DEFAULT_THRESHOLD,
+    THUMB,
+    area_matrix,
+    connected_groups,
+    file_hashes,
+    grayscale,
+    image_signatures,
+    load_for_signatures,
+    one_blas_thread,
+    scan,
+    signatures,
+)
 from competition.errors import CompetitionError
 from competition.files import atomic_write, check_output, mark_owned, write_json
 
@@ -160,76 +172,77 @@ def audit_arrays(
     folds could be made) and "_closest_test": [(test row, train row, distance)]
     for the PLOT_PAIRS test images nearest to train (for the figure).
     """
-    from competition.folds import choose_scheme, make_folds, verdict_line
+    from competition.folds import make_folds
 
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
-    train_ids = train["id"].astype(str).to_numpy()
-    test_ids = test["id"].astype(str).to_numpy()
+    train_ids, test_ids = train["id"].astype(str).to_numpy(), test["id"].astype(str).to_numpy()
     labels = train["label"].astype(str).to_numpy()
     classes = sorted(set(labels))
     y = np.searchsorted(np.asarray(classes), labels)
-    if train_signatures is None:
-        train_signatures = signatures(train_images)
-    if test_signatures is None:
-        test_signatures = signatures(test_images)
-    timings["signatures"] = time.perf_counter() - clock
-
+    with _timed(timings, "signatures"):
+        train_signatures = signatures(train_images) if train_signatures is None else train_signatures
+        test_signatures = signatures(test_images) if test_signatures is None else test_signatures
     result: dict[str, Any] = {
-        "n_train": len(train_ids),
-        "n_test": len(test_ids),
-        "classes": classes,
-        "signature": {
-            "kind": f"{THUMB}x{THUMB} grayscale thumbnail, zero-mean, unit-norm",
-            "distance": "1 - cosine",
-            "threshold": threshold,
-        },
+        "n_train": len(train_ids), "n_test": len(test_ids), "classes": classes,
+        "signature": {"kind": f"{THUMB}x{THUMB} grayscale thumbnail, zero-mean, unit-norm", "distance": "1 - cosine",
+                      "threshold": threshold},
     }
     if train_hashes is not None and test_hashes is not None:
         result["exact_duplicates"] = _exact_duplicates(train_ids, labels, train_hashes, test_ids, test_hashes)
-
-    clock = time.perf_counter()
-    stratified = _try_folds(make_folds, labels, n_folds, seed, None)[0]
-    duplicates, class_groups, (test_nn_index, test_nn) = _near_duplicate_figures(
-        train_ids, test_ids, labels, y, train_signatures, test_signatures, threshold, stratified)
+    with _timed(timings, "near_duplicates"):
+        stratified = _try_folds(make_folds, labels, n_folds, seed, None)[0]
+        duplicates, class_groups, (test_nn_index, test_nn) = _near_duplicate_figures(
+            train_ids, test_ids, labels, y, train_signatures, test_signatures, threshold, stratified)
     result.update(duplicates)
-    timings["near_duplicates"] = time.perf_counter() - clock
     result["class_counts"] = [
         {"class": name, "train": int(np.sum(y == c)), "share": _share(y == c), "groups": class_groups[c]}
         for c, name in enumerate(classes)
     ]
+    with _timed(timings, "leak"):
+        result.update(_leak_section(train, result["near_duplicates"]["train_test"], n_folds=n_folds, seed=seed,
+                                    group_by=group_by, threshold=threshold, train_signatures=train_signatures,
+                                    test_signatures=test_signatures))
+    with _timed(timings, "adversarial"):
+        train_features, names = _image_features(train_images)
+        result["adversarial"] = adversarial_auc(train_features, _image_features(test_images)[0], seed, names)
+    result["_closest_test"] = [(int(k), int(test_nn_index[k]), float(test_nn[k]))
+                               for k in np.argsort(test_nn, kind="stable")[:PLOT_PAIRS] if test_nn_index[k] >= 0]
+    result["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    return result
 
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """timings[key]: the seconds the block took (wall clock)."""
     clock = time.perf_counter()
-    try:  # the fold schemes, measured against the test as cv.scheme auto measures them (competition.folds)
+    yield
+    timings[key] = time.perf_counter() - clock
+
+
+def _leak_section(train: pd.DataFrame, train_test: dict[str, Any], *, n_folds: int, seed: int,
+                  group_by: str | None, threshold: float, train_signatures: np.ndarray,
+                  test_signatures: np.ndarray) -> dict[str, Any]:
+    """The audit's "leak", "verdict" and "cv_advice" entries (and "_distances" for the figure): the fold
+    schemes measured against the test as cv.scheme auto measures them (competition.folds.choose_scheme);
+    `train_test`, the near-duplicate figures between train and test (the test's reference)."""
+    from competition.folds import choose_scheme, verdict_line
+
+    section: dict[str, Any] = {}
+    try:
         choice = choose_scheme(train, None, n_folds=n_folds, seed=seed, scheme="auto", group_by=group_by,
                                threshold=threshold, train_signatures=train_signatures,
                                test_signatures=test_signatures)
         auto = choice.record()
-        result["_distances"] = choice.distances
+        section["_distances"] = choice.distances
     except CompetitionError as exc:
         auto = {"error": str(exc)}
-    result["leak"] = {"test_reference": {
-        "share_with_twin_in_train": result["near_duplicates"]["train_test"]["test_share_with_twin"],
-        "median_nearest_distance": result["near_duplicates"]["train_test"]["nearest_distance"].get("median")},
-        "auto": auto}
-    result["verdict"] = verdict_line(auto) if "error" not in auto else ""
-    result["cv_advice"] = cv_advice(auto)
-    timings["leak"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    train_features, names = _image_features(train_images)
-    test_features, _ = _image_features(test_images)
-    result["adversarial"] = adversarial_auc(train_features, test_features, seed, names)
-    timings["adversarial"] = time.perf_counter() - clock
-
-    result["_closest_test"] = [
-        (int(k), int(test_nn_index[k]), float(test_nn[k]))
-        for k in np.argsort(test_nn, kind="stable")[:PLOT_PAIRS]
-        if test_nn_index[k] >= 0
-    ]
-    result["timings"] = {k: round(v, 3) for k, v in timings.items()}
-    return result
+    section["leak"] = {"test_reference": {"share_with_twin_in_train": train_test["test_share_with_twin"],
+                                          "median_nearest_distance": train_test["nearest_distance"].get("median")},
+                       "auto": auto}
+    section["verdict"] = verdict_line(auto) if "error" not in auto else ""
+    section["cv_advice"] = cv_advice(auto)
+    return section
 
 
 def _near_duplicate_figures(train_ids: np.ndarray, test_ids: np.ndarray, labels: np.ndarray, y: np.ndarray,
@@ -339,43 +352,37 @@ def run_audit(
                  ours=lambda folder: (folder / "audit.json").is_file())  # an audit written before the marker
     contest = index_contest(data_root, layout)
     train, test = contest.train.reset_index(drop=True), contest.test.reset_index(drop=True)
-    train_paths = [Path(p) for p in train["path"]]
-    test_paths = [Path(p) for p in test["path"]]
-
-    clock = time.perf_counter()
-    train_hashes, test_hashes = file_hashes(train_paths), file_hashes(test_paths)
-    hashing = time.perf_counter() - clock
-    clock = time.perf_counter()
-    train_images, test_images = load_for_signatures(train_paths), load_for_signatures(test_paths)
-    decoding = time.perf_counter() - clock
-    # cached, so near_duplicates grouping in training needs no decoding
-    train_sigs = image_signatures(train_paths, train_hashes, train_images)
-
+    train_paths, test_paths = [Path(p) for p in train["path"]], [Path(p) for p in test["path"]]
+    timings, hashes, images = _hashed_and_decoded(train_paths, test_paths)
     result = audit_arrays(
-        train, test, train_images, test_images,
-        train_hashes=train_hashes, test_hashes=test_hashes,
-        n_folds=n_folds, seed=seed, threshold=threshold,
-        train_signatures=train_sigs, test_signatures=signatures(test_images), group_by=group_by,
+        train, test, *images, train_hashes=hashes[0], test_hashes=hashes[1], n_folds=n_folds, seed=seed,
+        threshold=threshold, group_by=group_by,
+        # cached, so near_duplicates grouping in training needs no decoding
+        train_signatures=image_signatures(train_paths, hashes[0], images[0]), test_signatures=signatures(images[1]),
     )
     result = {"data_root": str(Path(data_root).resolve()), **result}
-    closest = result.pop("_closest_test")
-    distances = result.pop("_distances", None)
+    closest, distances = result.pop("_closest_test"), result.pop("_distances", None)
     mark_owned(out_dir, "audit")  # before its first file: a later audit may write here again
+    clock = time.perf_counter()
     if distances:
         _plot_relation(out_dir / "relation.png", distances, result["signature"]["threshold"])
-    clock = time.perf_counter()
-    pairs = [
-        (test_paths[a], test_images[a], train_paths[b], train_images[b], str(test["id"][a]),
-         f"{train['id'][b]}\n({train['label'][b]})", dist)
-        for a, b, dist in closest
-    ]
+    pairs = [(test_paths[a], images[1][a], train_paths[b], images[0][b], str(test["id"][a]),
+              f"{train['id'][b]}\n({train['label'][b]})", dist) for a, b, dist in closest]
     _plot_closest(out_dir / "closest_pairs.png", pairs, result["signature"]["threshold"])
-    result["timings"].update(
-        hashing=round(hashing, 3), decoding=round(decoding, 3), plot=round(time.perf_counter() - clock, 3)
-    )
+    result["timings"].update(**timings, plot=round(time.perf_counter() - clock, 3))
     result["seconds"] = round(time.perf_counter() - start, 2)
     write_json(out_dir / "audit.json", result)
     return result
+
+
+def _hashed_and_decoded(train_paths: list[Path], test_paths: list[Path]) -> tuple[dict[str, float], Any, Any]:
+    """(timings in seconds, (train, test) file hashes, (train, test) images decoded for signatures)."""
+    clock = time.perf_counter()
+    hashes = file_hashes(train_paths), file_hashes(test_paths)
+    hashing = time.perf_counter() - clock
+    clock = time.perf_counter()
+    images = load_for_signatures(train_paths), load_for_signatures(test_paths)
+    return {"hashing": round(hashing, 3), "decoding": round(time.perf_counter() - clock, 3)}, hashes, images
 
 
 def _plot_relation(path: Path, distances: dict[str, dict[str, np.ndarray]], threshold: float) -> None:
@@ -491,7 +498,29 @@ def print_audit(result: dict[str, Any], console: Any = None) -> None:
         f"{near['train_test']['test_share_with_twin']:.1%} of test images have a twin in train"
     )
 
-    auto = result["leak"].get("auto", {})
+    console.print(_scheme_table(result["leak"].get("auto", {})))
+    if result.get("verdict"):
+        console.print(f"[bold]Verdict:[/] {escape(result['verdict'])}")
+    if result.get("cv_advice"):
+        console.print(f"[bold]Validation:[/] {escape(result['cv_advice'])}")
+
+    adv = result["adversarial"]
+    if adv.get("auc") is not None:
+        verdict = "test looks like train" if adv["auc"] < 0.6 else "[yellow]test differs from train[/]"
+        console.print(f"Adversarial validation AUC {adv['auc']:.3f} ± {adv['auc_std']:.3f}: {verdict}")
+        if adv["auc"] >= 0.6:
+            for feature in adv.get("top_features", [])[:3]:
+                console.print(f"  {escape(feature['feature'])}: AUC {feature['auc']:.3f} alone, higher in {feature['higher_in']}")
+    if "seconds" in result:
+        console.print(f"[dim]{result['seconds']:.1f} s[/]")
+
+
+def _scheme_table(auto: dict[str, Any]) -> Any:
+    """print_audit's table of the fold schemes against the test (the `auto` record of choose_scheme): each
+    candidate's match and distance figures, the chosen one marked, and the test's own figures last."""
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title="Fold schemes against the test: distances to the training images a model learns from")
     for col in ("scheme", "match (0 = like the test)", "KS nearest", "KS chain", "KS hops", "median nearest",
                 "median chain", "median hops", "leak share"):
@@ -510,21 +539,7 @@ def print_audit(result: dict[str, Any], console: Any = None) -> None:
         table.add_row("[italic]test vs train (what CV should mimic)[/]", "", "", "", "",
                       _fig(test["nearest"].get("p50"), 4), _fig(test["chain"].get("p50"), 4),
                       _hops(test.get("hops", {}).get("p50")), f"{auto.get('test_twin_share', 0):.1%}")
-    console.print(table)
-    if result.get("verdict"):
-        console.print(f"[bold]Verdict:[/] {escape(result['verdict'])}")
-    if result.get("cv_advice"):
-        console.print(f"[bold]Validation:[/] {escape(result['cv_advice'])}")
-
-    adv = result["adversarial"]
-    if adv.get("auc") is not None:
-        verdict = "test looks like train" if adv["auc"] < 0.6 else "[yellow]test differs from train[/]"
-        console.print(f"Adversarial validation AUC {adv['auc']:.3f} ± {adv['auc_std']:.3f}: {verdict}")
-        if adv["auc"] >= 0.6:
-            for feature in adv.get("top_features", [])[:3]:
-                console.print(f"  {escape(feature['feature'])}: AUC {feature['auc']:.3f} alone, higher in {feature['higher_in']}")
-    if "seconds" in result:
-        console.print(f"[dim]{result['seconds']:.1f} s[/]")
+    return table
 
 
 def _hops(value: Any) -> str:

@@ -317,35 +317,8 @@ def make_demo(
 
     tmp = staging_folder(out_dir)  # of the user's umask, as the contest folder will be
     try:
-        if spec.train_csv is None:
-            for cls in spec.classes:
-                (tmp / spec.train_images / cls).mkdir(parents=True)
-        else:
-            (tmp / spec.train_images).mkdir()
-        (tmp / spec.test_images).mkdir()
-        solution: list[tuple[str, str]] = []
-        labels: list[tuple[str, str, str]] = []  # a labels file's rows: (id, label, subject)
-        subj_seeds = root.spawn(len(subjects) + 1)[1:]
-        width = max(3, len(str(n_train_subj)))
-        t_i = 0
-        for i, ((cls, n_train, n_test_slices), ss) in enumerate(zip(subjects, subj_seeds)):
-            rng = np.random.default_rng(ss)
-            subj = _subject(rng, spec.stage[cls])
-            step = rng.uniform(0.08, 0.14)
-            for k in range(n_train + n_test_slices):
-                arr = _draw(subj, subj["z0"] + k * step, size, rng)
-                if k < n_train and spec.train_csv is None:
-                    name = f"subj{numbers[i]:0{width}d}_slice{k + 1:02d}.png"
-                    (tmp / spec.train_images / cls / name).write_bytes(_png_bytes(arr))
-                elif k < n_train:  # a labels file: the file named by a hex id, the subject only in its column
-                    name = f"{spec.id_prefix}{plan_rng.bytes(6).hex()}"
-                    (tmp / spec.train_images / f"{name}.png").write_bytes(_png_bytes(arr))
-                    labels.append((name, cls, f"IP_{numbers[i]:0{width}d}"))
-                else:
-                    hid = f"{spec.id_prefix}{ids[t_i]}"
-                    t_i += 1
-                    (tmp / spec.test_images / f"{hid}.png").write_bytes(_png_bytes(arr))
-                    solution.append((hid, cls))
+        solution, labels = _write_images(tmp, spec, subjects, root.spawn(len(subjects) + 1)[1:], numbers, ids,
+                                         plan_rng, size)
         _write_tables(tmp, spec, solution, labels)
         table = "\n".join(f"| {c} | {train_counts[c]} | {test_counts[c]} |" for c in spec.classes)
         test_from = ("from other subjects" if relation == "new_subjects"
@@ -360,6 +333,43 @@ def make_demo(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _write_images(tmp: Path, spec: DemoLayout, subjects: list[Any], subj_seeds: list[Any], numbers: np.ndarray,
+                  ids: list[str], plan_rng: np.random.Generator,
+                  size: int) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+    """Every subject's slices drawn and written as PNG into `tmp` in the layout's folders: its first slices to
+    train (named by subject and slice in class folders, or by a hex id with a labels file), the rest to test
+    (named by `ids` in order). Returns (the solution's (test id, class) rows, the labels file's (id, class,
+    subject) rows)."""
+    if spec.train_csv is None:
+        for cls in spec.classes:
+            (tmp / spec.train_images / cls).mkdir(parents=True)
+    else:
+        (tmp / spec.train_images).mkdir()
+    (tmp / spec.test_images).mkdir()
+    solution: list[tuple[str, str]] = []
+    labels: list[tuple[str, str, str]] = []
+    width = max(3, len(str(len(numbers))))
+    test_ids = iter(ids)
+    for i, ((cls, n_train, n_test_slices), ss) in enumerate(zip(subjects, subj_seeds)):
+        rng = np.random.default_rng(ss)
+        subj = _subject(rng, spec.stage[cls])
+        step = rng.uniform(0.08, 0.14)
+        for k in range(n_train + n_test_slices):
+            arr = _draw(subj, subj["z0"] + k * step, size, rng)
+            if k < n_train and spec.train_csv is None:
+                name = f"subj{numbers[i]:0{width}d}_slice{k + 1:02d}.png"
+                (tmp / spec.train_images / cls / name).write_bytes(_png_bytes(arr))
+            elif k < n_train:  # a labels file: the file named by a hex id, the subject only in its column
+                name = f"{spec.id_prefix}{plan_rng.bytes(6).hex()}"
+                (tmp / spec.train_images / f"{name}.png").write_bytes(_png_bytes(arr))
+                labels.append((name, cls, f"IP_{numbers[i]:0{width}d}"))
+            else:
+                hid = f"{spec.id_prefix}{next(test_ids)}"
+                (tmp / spec.test_images / f"{hid}.png").write_bytes(_png_bytes(arr))
+                solution.append((hid, cls))
+    return solution, labels
 
 
 def _checked_layout(out_dir: Path, seed: int, size: int, relation: str, layout: str, overwrite: bool) -> DemoLayout:

@@ -256,12 +256,38 @@ def make_submission(
     """Write run's test predictions in the sample's columns and id order; refuse if invalid. With `log_path`,
     append a row to that CSV (LOG_COLUMNS; `honest`, the expected score by the run's contest metric, defaults to
     the run's OOF score)."""
+    sample = _read_sample(sample_path)
+    frame = _submission_frame(run, sample, sample_path, tuner)
+    problems = validate_submission(frame, sample, run.classes, probabilities=run.metric.needs == "probabilities")
+    if problems:
+        raise CompetitionError(f"submission for run '{run.name}' refused: " + "; ".join(problems))
+    out_path = Path(out_path)
+    check_outputs(run, sample_path, out_path, log_path)
+    write_text(out_path, frame.to_csv(index=False))
+    if log_path is not None:
+        _log_submission(Path(log_path), out_path, run, tuned=tuner is not None,
+                        expected=run.score() if honest is None else honest, message=message)
+    return out_path
+
+
+def _read_sample(sample_path: str | Path) -> pd.DataFrame:
+    """The sample submission, every cell a string; CompetitionError of one line when it has no value column or
+    no row (a submission of its header alone would be "valid" against it)."""
     sample = read_csv_strings(sample_path)
     if len(sample.columns) < 2:
         raise CompetitionError(f"{sample_path}: sample needs an id column and at least one value column")
-    if not len(sample):  # a submission of its header alone would be "valid" against it
+    if not len(sample):
         raise CompetitionError(f"{sample_path}: no rows, only the header; a sample lists every test id")
-    id_column, value_columns = sample.columns[0], submission_values(sample)  # no marker column (Usage)
+    return sample
+
+
+def _submission_frame(run: Run, sample: pd.DataFrame, sample_path: str | Path,
+                      tuner: DecisionTuner | None) -> pd.DataFrame:
+    """run's test predictions in the sample's id order and value columns (no marker column such as Usage): the
+    positive class's probability (binary), every class's (probabilities), or the decided label (labels, through
+    `tuner` when given). CompetitionError naming the sample for an id the run did not predict, a column that is
+    not a class, or a tuner on a probability submission."""
+    id_column, value_columns = sample.columns[0], submission_values(sample)
     position = {str(i): r for r, i in enumerate(run.test_ids)}
     sample_ids = sample[id_column].astype(str).to_numpy()
     absent = [i for i in sample_ids if i not in position]
@@ -271,16 +297,13 @@ def make_submission(
     test = np.asarray(run.test, dtype=np.float64)[[position[i] for i in sample_ids]]
 
     rows: dict[str, object] = {id_column: sample_ids}
-    wants_probabilities = run.metric.needs == "probabilities"
-    kind = sample_format(sample, run.classes, probabilities=wants_probabilities)
+    kind = sample_format(sample, run.classes, probabilities=run.metric.needs == "probabilities")
+    if kind != "labels" and tuner is not None:
+        raise CompetitionError(f"{sample_path}: a decision tuner applies to label submissions, not probabilities")
     if kind == "binary":
-        if tuner is not None:
-            raise CompetitionError(f"{sample_path}: a decision tuner applies to label submissions, not probabilities")
         positive = positive_class(value_columns[0], run.classes, sample_path, run.record.positive_class or None)
         rows[value_columns[0]] = [_format_probability(x) for x in test[:, run.classes.index(positive)]]
     elif kind == "probabilities":
-        if tuner is not None:
-            raise CompetitionError(f"{sample_path}: a decision tuner applies to label submissions, not probabilities")
         unknown = [c for c in value_columns if c not in run.classes]
         if unknown:
             raise CompetitionError(f"{sample_path}: column {unknown[0]!r} is not a class of run '{run.name}' ({run.classes})")
@@ -289,36 +312,30 @@ def make_submission(
     else:
         pred = tuner.predict(test) if tuner is not None else test.argmax(axis=1)
         rows[value_columns[0]] = np.asarray(run.classes, dtype=object)[pred]
-    frame = pd.DataFrame(rows, columns=[id_column, *value_columns])
+    return pd.DataFrame(rows, columns=[id_column, *value_columns])
 
-    problems = validate_submission(frame, sample, run.classes, probabilities=wants_probabilities)
-    if problems:
-        raise CompetitionError(f"submission for run '{run.name}' refused: " + "; ".join(problems))
-    out_path = Path(out_path)
-    check_outputs(run, sample_path, out_path, log_path)
-    write_text(out_path, frame.to_csv(index=False))
 
-    if log_path is not None:
-        log_path = Path(log_path)
-        oof_macro_f1 = macro_f1(run.y, run.oof)
-        expected = run.score() if honest is None else honest
-        entry = {
-            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "file": out_path.name if out_path.parent.resolve() == log_path.parent.resolve() else str(out_path),
-            "run": run.name,
-            "recipe_hash": run.recipe_hash,
-            "oof_macro_f1": f"{oof_macro_f1:.6f}",
-            "tuned": "yes" if tuner is not None else "no",
-            "honest_macro_f1": f"{expected if run.metric.name == 'macro_f1' else oof_macro_f1:.6f}",
-            "message": " ".join(message.split()),
-            "metric": run.metric.name,
-            "expected": f"{expected:.6f}",
-        }
-        with locked(log_path):  # read, one row added, written back: never while another submit does the same
-            log = read_string_csv(log_path) if log_path.is_file() else pd.DataFrame(columns=LOG_COLUMNS)
-            log = pd.concat([log, pd.DataFrame([entry])], ignore_index=True).fillna("")  # older logs: fewer columns
-            write_text(log_path, log.to_csv(index=False))
-    return out_path
+def _log_submission(log_path: Path, out_path: Path, run: Run, *, tuned: bool, expected: float,
+                    message: str) -> None:
+    """One row (LOG_COLUMNS) added to the submission log, under its lock (read, one row added, written back:
+    never while another submit does the same); older logs with fewer columns keep their rows."""
+    oof_macro_f1 = macro_f1(run.y, run.oof)
+    entry = {
+        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "file": out_path.name if out_path.parent.resolve() == log_path.parent.resolve() else str(out_path),
+        "run": run.name,
+        "recipe_hash": run.recipe_hash,
+        "oof_macro_f1": f"{oof_macro_f1:.6f}",
+        "tuned": "yes" if tuned else "no",
+        "honest_macro_f1": f"{expected if run.metric.name == 'macro_f1' else oof_macro_f1:.6f}",
+        "message": " ".join(message.split()),
+        "metric": run.metric.name,
+        "expected": f"{expected:.6f}",
+    }
+    with locked(log_path):
+        log = read_string_csv(log_path) if log_path.is_file() else pd.DataFrame(columns=LOG_COLUMNS)
+        log = pd.concat([log, pd.DataFrame([entry])], ignore_index=True).fillna("")
+        write_text(log_path, log.to_csv(index=False))
 
 
 def check_outputs(run: Run, sample_path: str | Path, out_path: str | Path, log_path: str | Path | None) -> None:
@@ -398,7 +415,6 @@ def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "
     every candidate model, its members among them, under nested CV; on a tie the model is chosen. One named
     candidate is taken as named, with a warning in the reason when it is an ensemble that does not beat its
     best member."""
-    from competition.ensemble import ensemble_summary
     from competition.runs import load_runs, resolve_run
     from competition.runs.run import check_one_contest
 
@@ -419,19 +435,38 @@ def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "
     ranked = sorted(runs, key=lambda r: (doubts[id(r)] is None, metric.oriented(scores[id(r)]), r.kind != "ensemble"),
                     reverse=True)
     best = ranked[0]
-    score = scores[id(best)]
-    summary = ensemble_summary(best)
     if len(runs) == 1:
-        reason = f"{best.name} as named (OOF {metric.title} {score:.4f})"
-        if summary is not None and summary["vs_best_member"] is not None and summary["vs_best_member"] <= 0:
-            reason += (f"; but its best member {summary['best_member']} scores {-summary['vs_best_member']:.4f} "
-                       f"better ({summary['best_member_score']:.4f}) under nested CV: name both, or none, "
-                       "to have the better one chosen")
-        return Choice(best.path, best.name, score, reason, metric)
+        return Choice(best.path, best.name, scores[id(best)], _named_reason(best, scores[id(best)]), metric)
+    return Choice(best.path, best.name, scores[id(best)], _chosen_reason(ranked, scores, doubts) + left_out, metric)
+
+
+def _named_reason(run: Run, score: float) -> str:
+    """choose_run's reason for one named candidate: taken as named, with a warning when it is an ensemble that
+    does not beat its best member under nested CV."""
+    from competition.ensemble import ensemble_summary
+
+    summary = ensemble_summary(run)
+    reason = f"{run.name} as named (OOF {run.metric.title} {score:.4f})"
+    if summary is not None and summary["vs_best_member"] is not None and summary["vs_best_member"] <= 0:
+        reason += (f"; but its best member {summary['best_member']} scores {-summary['vs_best_member']:.4f} "
+                   f"better ({summary['best_member_score']:.4f}) under nested CV: name both, or none, "
+                   "to have the better one chosen")
+    return reason
+
+
+def _chosen_reason(ranked: list[Run], scores: dict[int, float], doubts: dict[int, str | None]) -> str:
+    """choose_run's reason for the first of `ranked` (two or more candidates): its score among the trusted
+    ones; against its best member (an ensemble), the ensemble it beat, or the next candidate; what was set
+    aside as likely optimistic though higher, or its own doubt."""
+    from competition.ensemble import ensemble_summary
+
+    best, metric = ranked[0], ranked[0].metric
+    score = scores[id(best)]
     trusted = sum(d is None for d in doubts.values())
-    among = f"{trusted} trusted" if 0 < trusted < len(runs) else str(len(runs))
+    among = f"{trusted} trusted" if 0 < trusted < len(ranked) else str(len(ranked))
     reason = (f"{best.name}: the best honest OOF {metric.title} of {among} "
               f"candidate{'s' * (among != '1' and trusted != 1)}, {score:.4f}")
+    summary = ensemble_summary(best)
     if summary is not None and summary["vs_best_member"] is not None:
         reason += (f"; it beats its best member {summary['best_member']} ({summary['best_member_score']:.4f}) "
                    f"by {summary['vs_best_member']:+.4f} under nested CV")
@@ -449,7 +484,7 @@ def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "
                    f"({doubts[id(set_aside[0])]})")
     elif doubts[id(best)]:
         reason += f"; its estimate is {doubts[id(best)]}"
-    return Choice(best.path, best.name, score, reason + left_out, metric)
+    return reason
 
 
 def _sample_path(run: Run, sample: str | Path | None) -> Path:

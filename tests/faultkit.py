@@ -1,4 +1,4 @@
-"""What the fault tests (tests/behaviour) share: the installed `competition` command, the issue's tiny
+"""What the fault tests share: the installed `competition` command, the issue's tiny
 training settings, and a tiny recipe."""
 
 from __future__ import annotations

@@ -81,14 +81,7 @@ def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress |
                            label_smoothing=recipe.train.label_smoothing)
     pipeline = build_pipeline(recipe.augment, seed=data.seed) if phase.augment else None
     mixer = phase_mixer(recipe, phase)
-    trained, x, x_val = model, data.x, data.x_val
-    if uses_cached_features(recipe, phase):
-        extractor, trained = split_head(model)
-        shared = data.features if phase_index == 0 and recipe.model.weights != "none" else None
-        if shared and "phase0" in shared:
-            x, x_val = Rows(shared["phase0"], data.train_rows), Rows(shared["phase0"], data.val_rows)
-        else:
-            x, x_val = extract(extractor, data.x), extract(extractor, data.x_val)
+    trained, x, x_val = _phase_inputs(model, data, phase_index)
     batch_size, n_classes = phase.batch_size or recipe.train.batch_size, len(data.classes)
     batches = None
     if pipeline is not None or balance.resample is not None or mixer is not None or data.row_weights is not None:
@@ -104,21 +97,7 @@ def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress |
     trained.compile(optimizer=phase_optimizer(phase, phase.epochs * steps_per_epoch, recipe.train.ema),
                     loss=balance.loss, metrics=["accuracy"], jit_compile=recipe.train.jit_compile,
                     steps_per_execution=steps_per_execution or steps_per_epoch)
-    state = data.state
-    ema_first, ema_last = ema_callbacks() if recipe.train.ema is not None else (None, None)
-    steps: list[Any] = [ValidationScore(lambda: predict_proba(trained, x_val), data.y_val, state.metric),
-                        DivergenceGuard(data.fold, phase_index, phase.learning_rate),
-                        EpochLog(state, phase_index), KeepBest(state, model, recipe.train.keep)]
-    if recipe.train.patience is not None:
-        steps.append(early_stopping(recipe.train.patience, state, patience_start(phase)))
-    if recipe.train.reduce_lr is not None:
-        r = recipe.train.reduce_lr
-        steps.append(keras.callbacks.ReduceLROnPlateau(monitor=state.metric.monitor, mode=state.metric.mode,
-                                                       factor=r.factor,
-                                                       patience=r.patience, min_lr=r.min_lr, verbose=0))
-    steps += [EpochProgress(progress or Progress(), state, sum(p.epochs for p in recipe.train.phases)), *callbacks]
-    if ema_first is not None:  # the averaged weights are what every callback in between sees at an epoch's end
-        steps = [ema_first, *steps, ema_last]
+    steps = _phase_callbacks(model, trained, x_val, data, phase_index, progress, callbacks)
     if batches is not None:
         trained.fit(batches, epochs=phase.epochs, callbacks=steps, verbose=0)
         return
@@ -134,6 +113,44 @@ def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress |
     else:
         trained.fit(x, data.y, batch_size=batch_size, epochs=phase.epochs, shuffle=True,
                     class_weight=balance.class_weight, callbacks=steps, verbose=0)
+
+
+def _phase_inputs(model: Any, data: FoldData, phase_index: int) -> tuple[Any, Any, Any]:
+    """What a phase trains and on what: (trained model, training inputs, validation inputs). A phase on cached
+    features trains the head alone on the frozen backbone's features (the run's shared ones for phase 0 of a
+    pretrained backbone, else computed here); any other phase, the whole model on the images."""
+    recipe, phase = data.recipe, data.recipe.train.phases[phase_index]
+    if not uses_cached_features(recipe, phase):
+        return model, data.x, data.x_val
+    extractor, head = split_head(model)
+    shared = data.features if phase_index == 0 and recipe.model.weights != "none" else None
+    if shared and "phase0" in shared:
+        return head, Rows(shared["phase0"], data.train_rows), Rows(shared["phase0"], data.val_rows)
+    return head, extract(extractor, data.x), extract(extractor, data.x_val)
+
+
+def _phase_callbacks(model: Any, trained: Any, x_val: Any, data: FoldData, phase_index: int,
+                     progress: Progress | None, callbacks: Sequence[keras.callbacks.Callback]) -> list[Any]:
+    """A phase's callbacks, in order: the validation score, the divergence guard, the epoch log, the kept
+    weights, early stopping and the learning-rate plateau when the recipe asks, the progress line, the caller's;
+    with an EMA, its swap in and out around them all (every callback in between sees the averaged weights)."""
+    recipe, phase = data.recipe, data.recipe.train.phases[phase_index]
+    state = data.state
+    steps: list[Any] = [ValidationScore(lambda: predict_proba(trained, x_val), data.y_val, state.metric),
+                        DivergenceGuard(data.fold, phase_index, phase.learning_rate),
+                        EpochLog(state, phase_index), KeepBest(state, model, recipe.train.keep)]
+    if recipe.train.patience is not None:
+        steps.append(early_stopping(recipe.train.patience, state, patience_start(phase)))
+    if recipe.train.reduce_lr is not None:
+        r = recipe.train.reduce_lr
+        steps.append(keras.callbacks.ReduceLROnPlateau(monitor=state.metric.monitor, mode=state.metric.mode,
+                                                       factor=r.factor,
+                                                       patience=r.patience, min_lr=r.min_lr, verbose=0))
+    steps += [EpochProgress(progress or Progress(), state, sum(p.epochs for p in recipe.train.phases)), *callbacks]
+    if recipe.train.ema is not None:
+        ema_first, ema_last = ema_callbacks()
+        steps = [ema_first, *steps, ema_last]
+    return steps
 
 
 def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_test: np.ndarray,

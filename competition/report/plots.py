@@ -416,6 +416,23 @@ def _is_report(folder: Path) -> bool:
     return head.startswith("<!DOCTYPE html>") and "<title>Run report: " in head
 
 
+def _curves_section(run: Run, run_dir: Path, histories: dict[int, Any], out_dir: Path) -> Section:
+    """The report's training curves (curves.png), or a note saying why there are none (an ensemble; no fold
+    history found) with any stale curves.png of an earlier report removed."""
+    curves = Section("Training curves")
+    if run.kind == "ensemble" or not histories:
+        curves.notes.append("Ensemble run: no per-fold training, so no training curves." if run.kind == "ensemble"
+                            else f"No fold histories found in {run_dir}: training curves skipped.")
+        (out_dir / "curves.png").unlink(missing_ok=True)
+        return curves
+    plot_curves(histories, out_dir / "curves.png", run.name, run.metric)
+    curves.image = "curves.png"
+    missing = sorted(set(np.unique(run.folds).tolist()) - set(histories))
+    if missing:
+        curves.notes.append(f"No history for fold(s) {', '.join(map(str, missing))}.")
+    return curves
+
+
 def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16,
                  data: str | Path | None = None) -> Path:
     """Write PNG plots and ``index.html`` for one run into out_dir (default ``<run_dir>/report/``); return
@@ -436,46 +453,22 @@ def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16,
     scores = score(run.y, run.oof, run.classes)
     per_fold = fold_scores(run.y, run.oof, run.folds)
     pred = run.oof.argmax(axis=1)
-    sections: list[Section] = []
-
-    def drop(name: str) -> None:  # a stale plot from an earlier report must not linger beside the new page
-        (out_dir / name).unlink(missing_ok=True)
-
-    # a. training curves
     histories = read_histories(run_dir) if run.kind != "ensemble" else {}
-    curves = Section("Training curves")
-    if run.kind == "ensemble":
-        curves.notes.append("Ensemble run: no per-fold training, so no training curves.")
-        drop("curves.png")
-    elif not histories:
-        curves.notes.append(f"No fold histories found in {run_dir}: training curves skipped.")
-        drop("curves.png")
-    else:
-        plot_curves(histories, out_dir / "curves.png", run.name, run.metric)
-        curves.image = "curves.png"
-        missing = sorted(set(np.unique(run.folds).tolist()) - set(histories))
-        if missing:
-            curves.notes.append(f"No history for fold(s) {', '.join(map(str, missing))}.")
-    sections.append(curves)
-
+    sections = [_curves_section(run, run_dir, histories, out_dir)]  # a. training curves
     # b. confusion matrix, c. per-class bars
     plot_confusion(confusion_counts(run.y, pred, len(run.classes)), run.classes, out_dir / "confusion.png", run.name)
     sections.append(Section("Confusion matrix (OOF)", "confusion.png"))
     plot_per_class(scores["per_class"], scores["macro_f1"], out_dir / "per_class.png", run.name)
     sections.append(Section("Per-class precision / recall / F1", "per_class.png"))
-
     # c2. an ensemble beside its members
     summary = ensemble_summary(run)
     if summary is not None and any(m["score"] is not None for m in summary["members"]):
         plot_members(summary, out_dir / "members.png", run.name)
         sections.append(Section("Ensemble against its members", "members.png"))
     else:
-        drop("members.png")
-
-    # d. most confidently wrong images
-    sections.append(wrong_section(run, out_dir, n_wrong))
-    # e. the same images explained (Grad-CAM)
-    sections.append(wrong_gradcam_section(run, out_dir, n_wrong))
+        (out_dir / "members.png").unlink(missing_ok=True)  # a stale plot must not linger beside the new page
+    # d. most confidently wrong images, e. the same images explained (Grad-CAM)
+    sections += [wrong_section(run, out_dir, n_wrong), wrong_gradcam_section(run, out_dir, n_wrong)]
 
     recipe_text = read_recipe_text(run_dir)
     page = out_dir / "index.html"

@@ -129,10 +129,48 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
     folder exists. Then the folder gets the resolved recipe, its hash and the fold of every image.
 
     Raises CompetitionError (OptionError for `name`, `data_root`) naming the bad value."""
-    from rich.markup import escape as escape_markup
+    from competition.data import load_contest, print_class_counts
 
-    from competition.data import load_contest, print_class_counts, write_skipped
-    from competition.folds import choose_scheme
+    recipe, name = _checked_before_decoding(recipe, data_root, name, deterministic)
+    run_dir = Path(runs_dir) / name
+    # never in the contest folder, never over a folder of the user's, even with overwrite (that replaces runs)
+    check_output(run_dir, folder=True, option="runs_dir", protected=[("the contest folder", recipe.data.root)],
+                 ours=lambda found: folder.holds(found) != "files that are not a run")
+    locking.refuse_if_locked(run_dir)  # another process trains it: refuse at once, before decoding
+    size, channels = recipe.data.image_size, recipe.data.channels
+    contest, x, x_test, skipped = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image,
+                                                 options=recipe.data.decode_options(), layout=recipe.data.layout())
+    check_with_contest(recipe, contest, console)  # balance weights per class, folds' checks; the 16-bit mapping
+    if console is not None:
+        print_class_counts(contest, console)
+    choice = _chosen_folds(recipe, contest, console)
+    _check_fits(recipe, x.shape[1:], contest, choice.folds, deterministic)
+    test_images = test_images_record(contest.test["path"].tolist())
+    teacher = teacher_run(run_dir, recipe, choice.folds, contest, test_images)  # same folds and test: before the folder
+
+    recipe_hash = recipe.hash()
+    data = data_record(contest, choice.folds, size, channels)
+    lock = locking.lock_run(run_dir)  # held until train_run ends (or this process does)
+    try:
+        _write_run_folder(run_dir, recipe, recipe_hash, overwrite, contest, choice, skipped)
+    except BaseException:
+        lock.release()
+        raise
+    prepared = PreparedRun(recipe, recipe_hash, run_dir, contest, choice.folds, x, x_test, deterministic, data, lock,
+                           cv=choice.record(), subjects=choice.subjects, teacher=teacher,
+                           test_images=test_images)
+    for k in range(recipe.cv.folds):
+        problem = prepared.fold_problem(k)
+        if problem is not None and problem.startswith("data changed"):
+            say(console, f"fold {k}: {problem}, trained again")
+    return prepared
+
+
+def _checked_before_decoding(recipe: Recipe, data_root: str | Path | None, name: str | None,
+                             deterministic: bool) -> tuple[Recipe, str]:
+    """prepare_run's checks that need no image: the contest folder given, the run name, TTA against the image
+    size, a backbone's weights file against its architecture. Returns the recipe with `data_root` applied and
+    the run's name."""
     from competition.tta import check_tta
 
     if data_root is not None:
@@ -152,17 +190,16 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
         setup_tensorflow(deterministic)  # threads pinned before TensorFlow starts, as check_model does
         with embedding_keys() if backbone is not recipe.model else nullcontext():
             check_weights(backbone, recipe.data.image_size, recipe.data.channels)  # before decoding: the file fits
-    run_dir = Path(runs_dir) / name
-    # never in the contest folder, never over a folder of the user's, even with overwrite (that replaces runs)
-    check_output(run_dir, folder=True, option="runs_dir", protected=[("the contest folder", recipe.data.root)],
-                 ours=lambda found: folder.holds(found) != "files that are not a run")
-    locking.refuse_if_locked(run_dir)  # another process trains it: refuse at once, before decoding
-    size, channels = recipe.data.image_size, recipe.data.channels
-    contest, x, x_test, skipped = load_contest(recipe.data.root, size, channels, on_bad=recipe.data.on_bad_image,
-                                                 options=recipe.data.decode_options(), layout=recipe.data.layout())
-    check_with_contest(recipe, contest, console)  # balance weights per class, folds' checks; the 16-bit mapping
-    if console is not None:
-        print_class_counts(contest, console)
+    return recipe, name
+
+
+def _chosen_folds(recipe: Recipe, contest: Any, console: Any) -> Any:
+    """The fold scheme (competition.folds.choose_scheme) as the recipe's cv asks; its lines said, its warning
+    on stderr. Returns the SchemeChoice."""
+    from rich.markup import escape as escape_markup
+
+    from competition.folds import choose_scheme
+
     choice = choose_scheme(contest.train, contest.test, n_folds=recipe.cv.folds, seed=recipe.cv.seed,
                            scheme=recipe.cv.scheme, group_by=recipe.cv.group_by,
                            threshold=recipe.cv.near_duplicate_threshold)
@@ -170,42 +207,38 @@ def prepare_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str
         say(console, escape_markup(line))
     if choice.warning:
         print(f"warning: {choice.warning}", file=sys.stderr)
-    folds = choice.folds
+    return choice
+
+
+def _check_fits(recipe: Recipe, shape: tuple[int, ...], contest: Any, folds: np.ndarray,
+                deterministic: bool) -> None:
+    """The model fits the data, before the run folder: a network builds and compiles on this input shape; a
+    scikit-learn kind has enough rows in its smallest training fold (e.g. knn's neighbour count)."""
     if recipe.model.kind == "network":
-        check_model(recipe, x.shape[1:], len(contest.classes), deterministic)
-    else:
-        from competition.model.classic import check_size
+        check_model(recipe, shape, len(contest.classes), deterministic)
+        return
+    from competition.model.classic import check_size
 
-        check_size(recipe.model.kind, recipe.model.params, int(len(folds) - np.bincount(folds).max()),
-                   len(contest.train) + len(contest.test))
-    test_images = test_images_record(contest.test["path"].tolist())
-    teacher = teacher_run(run_dir, recipe, folds, contest, test_images)  # same folds and test: before the folder
+    check_size(recipe.model.kind, recipe.model.params, int(len(folds) - np.bincount(folds).max()),
+               len(contest.train) + len(contest.test))
 
-    recipe_hash = recipe.hash()
-    data = data_record(contest, folds, size, channels)
-    lock = locking.lock_run(run_dir)  # held until train_run ends (or this process does)
-    try:
-        folder.prepare_folder(run_dir, recipe_hash, overwrite)
-        folder.write_recipe(run_dir, recipe.to_yaml(), recipe_hash)
-        folder.write_folds(run_dir, folds_frame(contest.classes, contest.train["id"].to_numpy(), contest.y(), folds,
-                                                contest.train["path"].to_numpy(), root=os.path.abspath(contest.root),
-                                                subjects=choice.subjects))
-        folder.skipped_file(run_dir).unlink(missing_ok=True)
-        if skipped:
-            write_skipped(folder.skipped_file(run_dir), skipped)
-            print(f"note: skipped {len(skipped)} unreadable training image(s) (data.on_bad_image: skip); "
-                  f"listed in {folder.skipped_file(run_dir)}", file=sys.stderr)
-    except BaseException:
-        lock.release()
-        raise
-    prepared = PreparedRun(recipe, recipe_hash, run_dir, contest, folds, x, x_test, deterministic, data, lock,
-                           cv=choice.record(), subjects=choice.subjects, teacher=teacher,
-                           test_images=test_images)
-    for k in range(recipe.cv.folds):
-        problem = prepared.fold_problem(k)
-        if problem is not None and problem.startswith("data changed"):
-            say(console, f"fold {k}: {problem}, trained again")
-    return prepared
+
+def _write_run_folder(run_dir: Path, recipe: Recipe, recipe_hash: str, overwrite: bool, contest: Any, choice: Any,
+                      skipped: list[Any]) -> None:
+    """The run folder made (or kept, for a rerun of the same recipe) with the resolved recipe, its hash, every
+    image's fold and subject, and the unreadable training images skipped."""
+    from competition.data import write_skipped
+
+    folder.prepare_folder(run_dir, recipe_hash, overwrite)
+    folder.write_recipe(run_dir, recipe.to_yaml(), recipe_hash)
+    folder.write_folds(run_dir, folds_frame(contest.classes, contest.train["id"].to_numpy(), contest.y(), choice.folds,
+                                            contest.train["path"].to_numpy(), root=os.path.abspath(contest.root),
+                                            subjects=choice.subjects))
+    folder.skipped_file(run_dir).unlink(missing_ok=True)
+    if skipped:
+        write_skipped(folder.skipped_file(run_dir), skipped)
+        print(f"note: skipped {len(skipped)} unreadable training image(s) (data.on_bad_image: skip); "
+              f"listed in {folder.skipped_file(run_dir)}", file=sys.stderr)
 
 
 def setup_tensorflow(deterministic: bool) -> None:
