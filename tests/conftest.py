@@ -14,6 +14,10 @@ import pytest
 # Commands print at one width whatever runs the suite (a terminal, CI's pipe, a pytest-xdist worker, which is
 # given COLUMNS=80): competition.cli reads COLUMNS when its console is made, at import, after this.
 os.environ.pop("COLUMNS", None)
+# One TensorFlow thread per process (competition.runtime.THREADS_ENV) unless the caller sets another count: the
+# suite runs two workers on two cores, and their fold processes beside them; pools sized to every core fight
+# over them (the training tests took 8% longer: 141 s against 130 s on 2 cores).
+os.environ.setdefault("COMPETITION_THREADS", "1")
 
 from competition.demo import make_demo  # noqa: E402
 

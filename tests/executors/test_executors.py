@@ -77,10 +77,10 @@ def test_every_executor_runs_a_deterministic_fold_with_the_same_threads(
         ray_runtime: object, local_run: Path, tiny_contest: Path, tmp_path: Path) -> None:
     """The thread count changes float sums, so a deterministic run pins it in the driver and every fold's
     process or Ray worker (where Ray sets OMP_NUM_THREADS=1) uses the same; done.json records it."""
-    from competition.runtime import usable_cpus
+    from competition.runtime import thread_count
 
     expected = _fold_threads(local_run)
-    assert expected[0]["intra_op"] == usable_cpus() and expected[0] == expected[1]
+    assert expected[0]["intra_op"] == thread_count() and expected[0] == expected[1]
     for executor in ("process", "ray"):
         run_dir = train_run(load_recipe(None, BASE), tmp_path / executor, data_root=tiny_contest,
                             deterministic=True, executor=executor)
@@ -92,11 +92,15 @@ def test_every_executor_runs_a_deterministic_fold_with_the_same_threads(
 
 def test_the_pinned_thread_count_reaches_ray_workers(ray_runtime: object, tiny_contest: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """COMPETITION_THREADS set by the user (here 1, unlike this machine's CPU count) is what the worker uses."""
-    monkeypatch.setenv("COMPETITION_THREADS", "1")
+    """COMPETITION_THREADS set by the user (here one more than the suite's count, tests/conftest.py) is what the
+    worker uses."""
+    from competition.runtime import thread_count
+
+    wanted = thread_count() + 1
+    monkeypatch.setenv("COMPETITION_THREADS", str(wanted))
     run_dir = train_run(load_recipe(None, [*BASE, "cv.folds=2"]), tmp_path, data_root=tiny_contest,
                         deterministic=True, executor="ray")
-    assert {t["intra_op"] for t in _fold_threads(run_dir)} == {1}
+    assert {t["intra_op"] for t in _fold_threads(run_dir)} == {wanted}
 
 
 def test_a_fold_failing_every_attempt_is_reported_and_a_rerun_trains_only_it(
