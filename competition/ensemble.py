@@ -341,7 +341,7 @@ def write_ensemble(out: Path, name: str, recipe: dict[str, Any], runs: list[Run]
         check_replaceable(name, out, runs)  # again: a train may have begun there meanwhile
         with building(out) as new:
             write_recipe(new, yaml.safe_dump(recipe, sort_keys=False))
-            _save_ensemble(new, name, recipe["method"], metric, runs, oof, test, recipe_hash, weights, in_sample,
+            write_ensemble_folder(new, name, recipe["method"], metric, runs, oof, test, recipe_hash, weights, in_sample,
                            oof_is, extra or {})
     return out
 
@@ -382,9 +382,11 @@ def check_replaceable(name: str, out: Path, runs: Sequence[Run] = ()) -> None:
                                                                ("the folder of run " + r.name, r.path))])
 
 
-def _save_ensemble(out: Path, name: str, method: str, metric: str, runs: list[Run], oof: np.ndarray,
-                   test: np.ndarray, recipe_hash: str, weights: Sequence[float] | None, in_sample: np.ndarray,
-                   oof_is: str, extra: dict[str, Any]) -> Path:
+def write_ensemble_folder(out: Path, name: str, method: str, metric: str, runs: list[Run], oof: np.ndarray,
+                          test: np.ndarray, recipe_hash: str, weights: Sequence[float] | None, in_sample: np.ndarray,
+                          oof_is: str, extra: dict[str, Any]) -> Path:
+    """An ensemble's run folder `out` written whole (recipe, OOF and test probabilities, its members and their
+    weights, run.json); build_ensemble calls it with the ensemble's lock held. Returns `out`."""
     first = runs[0]
     members = [r.name for r in runs]
     used = [r for r, w in zip(runs, weights if weights is not None else [1.0] * len(runs), strict=True) if w > 0]

@@ -22,8 +22,10 @@ from competition.errors import CompetitionError, OptionError
 if TYPE_CHECKING:
     import pandas as pd
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+# The user's umask, read once at import (os.umask can only be read by setting it, which is not thread-safe later):
+# files and folders written through a temporary name get the mode a plain open() or mkdir() would give them.
+USER_UMASK = os.umask(0o022)
+os.umask(USER_UMASK)
 
 
 def _name_target(exc: OSError, path: Path, tmp: str | None) -> None:
@@ -62,7 +64,7 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
         os.close(fd)
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o666 & ~USER_UMASK)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
@@ -120,7 +122,7 @@ def staging_folder(path: str | Path, suffix: str = ".tmp") -> Path:
     path = Path(path)
     _make_parent(path)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent))
-    os.chmod(staging, 0o777 & ~_UMASK)
+    os.chmod(staging, 0o777 & ~USER_UMASK)
     return staging
 
 

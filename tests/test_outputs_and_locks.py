@@ -93,7 +93,7 @@ def test_export_into_a_users_folder_is_refused_and_folders_get_the_umask(
     folder's mode to 700 (mkdtemp's). Now refused in one line; an export folder gets the user's umask, and
     exporting again into the tool's own export folder replaces it."""
     from competition.export import export_run
-    from competition.files import _UMASK
+    from competition.files import USER_UMASK
 
     mydocs = tmp_path / "mydocs"
     mydocs.mkdir()
@@ -107,7 +107,7 @@ def test_export_into_a_users_folder_is_refused_and_folders_get_the_umask(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mydocs"]  # no staging folder left beside it
 
     fresh, _ = export_run("tiny", trained.parent, out=tmp_path / "fresh")
-    assert stat.S_IMODE(fresh.stat().st_mode) == 0o777 & ~_UMASK
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o777 & ~USER_UMASK
     export_run("tiny", trained.parent, out=fresh)  # its own folder: replaced
     assert (fresh / "model.json").is_file()
     with pytest.raises(OptionError, match="contest folder"):
@@ -260,7 +260,7 @@ def test_demo_overwrite_replaces_only_a_demo_and_keeps_the_umask(tmp_path: Path,
     with pytest.raises(OptionError, match="did not write"):
         make_demo(mine, scale=0.05, overwrite=True)
     assert _files(mine) == {"photo.txt": b"holiday\n"}
-    monkeypatch.setattr(competition.files, "_UMASK", 0o002)
+    monkeypatch.setattr(competition.files, "USER_UMASK", 0o002)
     made = make_demo(tmp_path / "demo", scale=0.05)
     assert stat.S_IMODE(made.stat().st_mode) == 0o775
     make_demo(made, scale=0.05, seed=1, overwrite=True)  # an earlier demo: replaced
@@ -366,8 +366,8 @@ def test_ensembles_of_one_name_are_built_one_at_a_time(tmp_path: Path, monkeypat
 
     runs_dir = tmp_path / "runs"
     members = [Run.load(_synthetic_run(runs_dir / name, name, seed)) for seed, name in enumerate(("a", "b"))]
-    overlap = _Overlap(ensemble._save_ensemble)
-    monkeypatch.setattr(ensemble, "_save_ensemble", overlap)
+    overlap = _Overlap(ensemble.write_ensemble_folder)
+    monkeypatch.setattr(ensemble, "write_ensemble_folder", overlap)
     errors = _together(lambda: ensemble.build_ensemble(members, "mean", "blend", runs_dir))
     assert not errors, errors
     assert overlap.most == 1

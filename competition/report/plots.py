@@ -40,7 +40,9 @@ THUMB_PX = 160  # longest side of a wrong-image thumbnail before plotting (keeps
 # ---------------------------------------------------------------- small helpers
 
 
-def _save(fig: Figure, path: Path) -> None:
+def save_figure(fig: Figure, path: Path) -> None:
+    """Every report figure goes to disk through here: PNG at PNG_DPI, written atomically (a reader never sees
+    half a file). Tests watch what is drawn by replacing it."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=PNG_DPI)
     with atomic_write(path, "wb") as handle:
@@ -123,7 +125,7 @@ def plot_curves(histories: dict[int, pd.DataFrame], path: Path, run_name: str = 
         labels.append("phase start")
     fig.legend(handles, labels, loc="outside right center", fontsize=9, frameon=False)
     fig.suptitle(_titled(run_name, "training curves per fold"), fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------- confusion and per-class scores
@@ -152,7 +154,7 @@ def plot_confusion(counts: np.ndarray, classes: list[str], path: Path, run_name:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(_titled(run_name, f"OOF confusion matrix ({int(counts.sum())} images)"), fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_per_class(per_class: dict[str, dict[str, float]], macro_f1: float, path: Path, run_name: str = "") -> None:
@@ -178,7 +180,7 @@ def plot_per_class(per_class: dict[str, dict[str, float]], macro_f1: float, path
     ax.set_title(_titled(run_name, "per-class OOF precision, recall and F1"), fontsize=11)
     ax.grid(True, axis="y", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=4, fontsize=9, frameon=False)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------- an ensemble and its members
@@ -212,7 +214,7 @@ def plot_members(summary: dict[str, Any], path: Path, run_name: str = "") -> Non
                  fontsize=11)
     ax.grid(True, axis="x", alpha=0.3)
     fig.legend(loc="outside lower center", ncols=2, fontsize=9, frameon=False)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def ensemble_tables(summary: dict[str, Any]) -> str:
@@ -276,7 +278,7 @@ def plot_wrong(run: Run, rows: np.ndarray, path: Path) -> None:
         ax.set_title(f"true: {_short(true, 22)}\npred: {_short(guess, 22)} ({run.oof[row, pred[row]]:.2f})\n"
                      f"{_short(run.ids[row], 26)}", fontsize=8, linespacing=1.15)
     fig.suptitle(_titled(run.name, "most confidently wrong OOF predictions"), fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def wrong_section(run: Run, out_dir: Path, n_wrong: int) -> Section:

@@ -145,7 +145,7 @@ def test_ensemble_page_shows_members_weights_nested_and_in_sample_and_titles_nam
     def record(fig, path):
         titles.append((path.name, [t.get_text() for t in fig.texts] + [ax.get_title() for ax in fig.axes]))
 
-    monkeypatch.setattr(competition.report.plots, "_save", record)
+    monkeypatch.setattr(competition.report.plots, "save_figure", record)
     text = write_report(run_dir, n_wrong=0).read_text(encoding="utf-8")
     meta = Run.load(run_dir).meta
     scores = {m.name: macro_f1(m.y, m.oof) for m in members}
@@ -164,7 +164,7 @@ def test_ensemble_page_shows_members_weights_nested_and_in_sample_and_titles_nam
 def test_every_png_title_of_a_model_report_names_the_run(tmp_path, monkeypatch):
     run_dir = _fake_run(tmp_path)
     titles = {}
-    monkeypatch.setattr(competition.report.plots, "_save", lambda fig, path: titles.update(
+    monkeypatch.setattr(competition.report.plots, "save_figure", lambda fig, path: titles.update(
         {path.name: [t.get_text() for t in fig.texts] + [ax.get_title() for ax in fig.axes]}))
     write_report(run_dir, n_wrong=4)
     assert {"curves.png", "confusion.png", "per_class.png", "wrong.png"} <= set(titles)
