@@ -1,5 +1,5 @@
-"""Every command given bad input ends with one line, a non-zero exit and no traceback; and a run killed at
-random moments finishes, on rerun, exactly as an uninterrupted one."""
+"""Every command given bad input ends with one line, a non-zero exit and no traceback; and a run killed inside a
+fold or at random moments finishes, on rerun, exactly as an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -108,10 +108,13 @@ def test_other_commands(argv: list[str], expected: str, tiny_contest: Path, tmp_
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_rerun_equals_uninterrupted(tiny_contest: Path, tmp_path: Path) -> None:
+def test_a_killed_train_reruns_to_exactly_the_uninterrupted_run(tiny_contest: Path, tmp_path: Path) -> None:
+    """SIGKILL of `competition train` (the driver; its fold processes die with it): first inside fold 2 of 3,
+    where the rerun reuses the two finished folds; then at random moments (start-up, decoding, training,
+    saving). Every rerun ends bit for bit as an uninterrupted run."""
     recipe = tmp_path / "k.yaml"
     recipe.write_text("name: k\ndata: {image_size: 32}\nmodel: {filters: [8, 16], head: {dense: [16]}}\n"
-                      "train: {phases: [{epochs: 4}]}\ncv: {folds: 2}\n")  # two folds: a kill may land in either
+                      "train: {phases: [{epochs: 3}]}\ncv: {folds: 3}\n")
     command = [sys.executable, "-m", "competition.cli", "train", str(recipe), "--data", str(tiny_contest),
                "--deterministic"]
     started = time.monotonic()
@@ -120,10 +123,29 @@ def test_sigkill_at_random_moments_then_rerun_equals_uninterrupted(tiny_contest:
     assert reference.returncode == 0, reference.stderr
     expected = Run.load(tmp_path / "ref" / "k")
 
+    def finish(runs: Path) -> str:
+        rerun = subprocess.run([*command, "--runs", str(runs)], capture_output=True, text=True)
+        assert rerun.returncode == 0, rerun.stderr
+        np.testing.assert_array_equal(Run.load(runs / "k").oof, expected.oof)
+        np.testing.assert_array_equal(Run.load(runs / "k").test, expected.test)
+        return rerun.stdout
+
+    runs = tmp_path / "in-fold-2"
+    victim = subprocess.Popen([*command, "--runs", str(runs)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (runs / "k" / "fold_1" / "done.json").is_file():
+        assert victim.poll() is None and time.monotonic() < deadline, "training ended before fold 2"
+        time.sleep(0.05)
+    time.sleep(0.1)  # inside fold 2 (the third)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert not (runs / "k" / "run.json").exists() and not (runs / "k" / "fold_2" / "done.json").exists()
+    assert finish(runs).count("finished earlier, reused") == 2
+
     rng, kills, sequence = random.Random(7), 0, 0
-    while kills < 3:  # kill at random moments (start-up, decoding, training, saving); each sequence then finishes
+    while kills < 2:  # kill at random moments; each sequence then finishes
         runs = tmp_path / f"killed{sequence}"
-        while kills < 3 and not (runs / "k" / "run.json").is_file():
+        while kills < 2 and not (runs / "k" / "run.json").is_file():
             victim = subprocess.Popen([*command, "--runs", str(runs)], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
             time.sleep(rng.uniform(0.1, 0.8) * duration)
@@ -131,8 +153,5 @@ def test_sigkill_at_random_moments_then_rerun_equals_uninterrupted(tiny_contest:
                 os.kill(victim.pid, signal.SIGKILL)
                 kills += 1
             victim.wait()
-        final = subprocess.run([*command, "--runs", str(runs)], capture_output=True, text=True)
-        assert final.returncode == 0, final.stderr
-        np.testing.assert_array_equal(Run.load(runs / "k").oof, expected.oof)
-        np.testing.assert_array_equal(Run.load(runs / "k").test, expected.test)
+        finish(runs)
         sequence += 1
