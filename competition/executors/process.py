@@ -74,6 +74,8 @@ def fold_context() -> Any:
     environment of the moment it started; each fold gets the driver's current one (see _process_fold)."""
     import multiprocessing
 
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows: a fresh interpreter per fold
+        return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["competition.executors.preload"])
     return context

@@ -176,3 +176,23 @@ def test_mixed_precision_trains_in_float16_with_float32_probabilities(tiny_conte
         np.testing.assert_allclose(oof.sum(axis=1), 1, atol=1e-3)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_process_folds_fork_from_a_server_and_get_the_drivers_current_environment(
+        tiny_contest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process executor forks each fold from a fork server that imported TensorFlow once; the server keeps
+    the environment it started with, so each fold must be given the driver's as it is when the fold starts
+    (here a thread count set after the server started: every fold records it)."""
+    from competition.executors.process import fold_context
+    from competition.runtime import thread_count
+
+    context = fold_context()
+    assert context.get_start_method() == "forkserver"
+    started = context.Process(target=int)  # the server is running from here on, with the suite's environment
+    started.start()
+    started.join()
+    wanted = thread_count() + 1
+    monkeypatch.setenv("COMPETITION_THREADS", str(wanted))
+    run_dir = train_run(load_recipe(None, [*BASE, "train.phases.0.epochs=1"]), tmp_path, data_root=tiny_contest,
+                        executor="process")
+    assert {t["intra_op"] for t in _fold_threads(run_dir)} == {wanted}
