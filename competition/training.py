@@ -14,6 +14,7 @@ from typing import Any
 
 from competition.errors import CompetitionError, OptionError
 from competition.executors import executor_named, run_folds
+from competition.executors.process import start_fold_server
 from competition.recipe import Recipe
 from competition.runs.prepare import finish_run, prepare_run
 
@@ -33,6 +34,8 @@ def train_run(recipe: Recipe, runs_dir: str | Path = "runs", *, data_root: str |
     if recipe.model.kind != "network":  # seconds a fold, and one embedding for all: never worth a process
         executor, address = "local", None
     started = time.perf_counter()
+    if executor == "process":
+        start_fold_server()  # it imports TensorFlow while this process prepares the run
     prepared = prepare_run(recipe, runs_dir, data_root=data_root, name=name, overwrite=overwrite,
                            deterministic=deterministic, console=console)
     try:  # the run folder is locked by this process until it is finished (or this fails)

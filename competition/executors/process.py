@@ -81,6 +81,16 @@ def fold_context() -> Any:
     return context
 
 
+def start_fold_server() -> None:
+    """Start the fold processes' fork server now, without waiting for it: it imports TensorFlow while this
+    process prepares the run (decoding, folds, checks), so the first fold need not wait for that import. Later
+    calls, and run_process, reuse the running server."""
+    import multiprocessing.forkserver
+
+    if fold_context().get_start_method() == "forkserver":
+        multiprocessing.forkserver.ensure_running()
+
+
 def _process_fold(run_dir: str, fold: int, deterministic: bool, workdir: str, environ: dict[str, str],
                   messages: Any) -> None:
     """The child of run_process: train one fold, send epochs and the outcome back through `messages`.
