@@ -109,12 +109,12 @@ def test_other_commands(argv: list[str], expected: str, tiny_contest: Path, tmp_
 
 @pytest.mark.slow
 def test_a_killed_train_reruns_to_exactly_the_uninterrupted_run(tiny_contest: Path, tmp_path: Path) -> None:
-    """SIGKILL of `competition train` (the driver; its fold processes die with it): first inside fold 2 of 3,
-    where the rerun reuses the two finished folds; then at random moments (start-up, decoding, training,
-    saving). Every rerun ends bit for bit as an uninterrupted run."""
+    """SIGKILL of `competition train` (the driver; its fold processes die with it): first inside the last fold,
+    where the rerun reuses the finished one; then at random moments (start-up, decoding, training, saving).
+    Every rerun ends bit for bit as an uninterrupted run."""
     recipe = tmp_path / "k.yaml"
     recipe.write_text("name: k\ndata: {image_size: 32}\nmodel: {filters: [8, 16], head: {dense: [16]}}\n"
-                      "train: {phases: [{epochs: 3}]}\ncv: {folds: 3}\n")
+                      "train: {phases: [{epochs: 3}]}\ncv: {folds: 2}\n")
     command = [sys.executable, "-m", "competition.cli", "train", str(recipe), "--data", str(tiny_contest),
                "--deterministic"]
     started = time.monotonic()
@@ -130,17 +130,17 @@ def test_a_killed_train_reruns_to_exactly_the_uninterrupted_run(tiny_contest: Pa
         np.testing.assert_array_equal(Run.load(runs / "k").test, expected.test)
         return rerun.stdout
 
-    runs = tmp_path / "in-fold-2"
+    runs = tmp_path / "in-the-last-fold"
     victim = subprocess.Popen([*command, "--runs", str(runs)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not (runs / "k" / "fold_1" / "done.json").is_file():
-        assert victim.poll() is None and time.monotonic() < deadline, "training ended before fold 2"
+    while not (runs / "k" / "fold_0" / "done.json").is_file():
+        assert victim.poll() is None and time.monotonic() < deadline, "training ended before fold 1"
         time.sleep(0.05)
-    time.sleep(0.1)  # inside fold 2 (the third)
+    time.sleep(0.1)  # inside fold 1 (the last)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
-    assert not (runs / "k" / "run.json").exists() and not (runs / "k" / "fold_2" / "done.json").exists()
-    assert finish(runs).count("finished earlier, reused") == 2
+    assert not (runs / "k" / "run.json").exists() and not (runs / "k" / "fold_1" / "done.json").exists()
+    assert finish(runs).count("finished earlier, reused") == 1
 
     rng, kills, sequence = random.Random(7), 0, 0
     while kills < 2:  # kill at random moments; each sequence then finishes
