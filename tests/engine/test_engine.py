@@ -83,7 +83,7 @@ def _file_weights(path: Path, recipe: object) -> list[np.ndarray]:
 
 @pytest.mark.slow
 def test_deterministic_runs_give_identical_oof(tiny_contest: Path, tmp_path: Path) -> None:
-    recipe = load_recipe(None, ["name=det", *BASE, "augment=[{HorizontalFlip: {p: 0.5}}]"])
+    recipe = load_recipe(None, ["name=det", *BASE, "cv.folds=2", "augment=[{HorizontalFlip: {p: 0.5}}]"])
     first = Run.load(train_run(recipe, tmp_path / "a", data_root=tiny_contest, deterministic=True))
     second = Run.load(train_run(recipe, tmp_path / "b", data_root=tiny_contest, deterministic=True))
     np.testing.assert_array_equal(first.oof, second.oof)
