@@ -16,19 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from competition.data.similarity import (
-    DEFAULT_THRESHOLD,
-    THUMB,
-    area_matrix,
-    connected_groups,
-    file_hashes,
-    grayscale,
-    image_signatures,
-    load_for_signatures,
-    one_blas_thread,
-    scan,
-    signatures,
-)
+from competition.data.similarity import (DEFAULT_THRESHOLD, THUMB, area_matrix, connected_groups, file_hashes, grayscale,
+                                           image_signatures, load_for_signatures, one_blas_thread, scan, signatures)
 from competition.errors import CompetitionError
 from competition.files import atomic_write, check_output, mark_owned, write_json
 
@@ -377,12 +366,12 @@ def run_audit(
 
 def _hashed_and_decoded(train_paths: list[Path], test_paths: list[Path]) -> tuple[dict[str, float], Any, Any]:
     """(timings in seconds, (train, test) file hashes, (train, test) images decoded for signatures)."""
-    clock = time.perf_counter()
-    hashes = file_hashes(train_paths), file_hashes(test_paths)
-    hashing = time.perf_counter() - clock
-    clock = time.perf_counter()
-    images = load_for_signatures(train_paths), load_for_signatures(test_paths)
-    return {"hashing": round(hashing, 3), "decoding": round(time.perf_counter() - clock, 3)}, hashes, images
+    timings: dict[str, float] = {}
+    with _timed(timings, "hashing"):
+        hashes = file_hashes(train_paths), file_hashes(test_paths)
+    with _timed(timings, "decoding"):
+        images = load_for_signatures(train_paths), load_for_signatures(test_paths)
+    return {k: round(v, 3) for k, v in timings.items()}, hashes, images
 
 
 def _plot_relation(path: Path, distances: dict[str, dict[str, np.ndarray]], threshold: float) -> None:
