@@ -66,8 +66,9 @@ def run_process(prepared: Any, *, address: str | None = None, console: Any = Non
 
 
 def fold_context() -> Any:
-    """The multiprocessing context fold processes start from: a fork server (one per driver process, started at
-    its first fold) that preloads competition.executors.preload, i.e. TensorFlow imported but not started.
+    """The multiprocessing context fold processes start from: a fork server (one per driver process, started by
+    start_fold_server when `train` begins, else at the first fold) that preloads competition.executors.preload,
+    i.e. TensorFlow imported but not started.
 
     Forking is safe there because the server never ran a TensorFlow operation nor touched a GPU: the runtime
     (thread pools, CUDA) starts in each fold's process, as with a fresh interpreter. The server keeps the
