@@ -64,6 +64,7 @@ class DemoLayoutName(str, Enum):
     folders = "folders"
     aptos = "aptos"
     isic = "isic"
+    chestxray = "chestxray"
 
 
 class Relation(str, Enum):
@@ -83,8 +84,9 @@ def demo(
     relation: Annotated[Relation, typer.Option(help="What the test holds: slices of new subjects, or the next "
                                                     "slice of training subjects.")] = Relation.new_subjects,
     layout: Annotated[DemoLayoutName, typer.Option(help="The contest's shape: class folders (macro F1), APTOS-like "
-                                                        "(train.csv id_code,diagnosis, 5 grades, kappa) or ISIC-like "
-                                                        "(patients, binary, probabilities, ROC AUC).")] = DemoLayoutName.folders,
+                                                        "(train.csv id_code,diagnosis, 5 grades, kappa), ISIC-like "
+                                                        "(patients, binary, probabilities, ROC AUC) or ChestX-ray14-"
+                                                        "like (findings joined by '|', multi-label, mean AUC).")] = DemoLayoutName.folders,
 ) -> None:
     """Write a small synthetic brain-MRI-like contest (train/, test/, sample_submission.csv, or another layout)."""
     from competition.data import index_contest, print_class_counts
@@ -96,7 +98,7 @@ def demo(
     spec = LAYOUTS[layout.value]
     if layout.value != "folders":
         keys = ", ".join(f"{k}: {v}" for k, v in spec.recipe_data().items())
-        console.print(f"an {layout.value.upper()}-like contest: a recipe declares its layout and metric, as "
+        console.print(f"{'an' if layout.value[0] in 'aeiou' else 'a'} {layout.value.upper()}-like contest: a recipe declares its layout and metric, as "
                       f"recipes/demo-{layout.value}.yaml does (data: {keys})", markup=False, highlight=False)
     contest = index_contest(path, spec.contest_layout())
     console.print(f"demo contest written to {path}: {len(contest.train)} train, {len(contest.test)} test images")

@@ -61,6 +61,7 @@ class DemoLayout:
     id_prefix: str = ""
     metric: str = "macro_f1"
     task: str = "4 atrophy classes"
+    label_separator: str | None = None  # a multi-label layout: labels joined by it (FINDINGS)
 
     def recipe_data(self) -> dict[str, str]:
         """The recipe.data keys that declare this layout (and its metric)."""
@@ -73,6 +74,8 @@ class DemoLayout:
             keys["train_images"] = self.train_images
         if self.test_images != "test":
             keys["test_images"] = self.test_images
+        if self.label_separator is not None:
+            keys["label_separator"] = self.label_separator
         return {**keys, **({"metric": self.metric} if self.metric != "macro_f1" else {})}
 
     def contest_layout(self) -> Any:
@@ -97,7 +100,21 @@ LAYOUTS = {
     "isic": DemoLayout(("0", "1"), {"0": 0.0, "1": 1.0}, {"0": 410, "1": 90}, {"0": 98, "1": 22}, "0",
                        train_csv=("image_name", "target", "patient_id"), sample_columns=("image_name", "target"),
                        id_prefix="ISIC_", metric="roc_auc", task="benign (0) or malignant (1)"),
+    # NIH ChestX-ray14: 'Image Index,Finding Labels,Patient ID', findings joined by '|' ('No Finding' when none),
+    # patients with several images, mean AUC over the findings; the sample asks one probability per finding.
+    # Counts are images per patient group plan (train, test); the findings are drawn per image (FINDINGS).
+    "chestxray": DemoLayout(("Cardiomegaly", "Effusion", "No Finding", "Nodule"), {"images": 0.0},
+                            {"images": 480}, {"images": 120}, "0",
+                            train_csv=("Image Index", "Finding Labels", "Patient ID"),
+                            sample_columns=("Image Index", "Cardiomegaly", "Effusion", "No Finding", "Nodule"),
+                            id_prefix="CXR_", metric="roc_auc", label_separator="|",
+                            task="findings, several per image (multi-label)"),
 }
+# The chestxray layout's findings and their prevalence: Cardiomegaly belongs to the patient (an enlarged,
+# darker centre, the phantom at a later atrophy stage), Effusion and Nodule to each image (a bright band at the
+# bottom of one side; a small bright spot), each of a drawn strength, so some are faint.
+FINDINGS = {"Cardiomegaly": 0.25, "Effusion": 0.3, "Nodule": 0.25}
+NO_FINDING = "No Finding"
 SEVERITY_NOISE = 0.42  # std of a subject's severity around its class stage; neighbours overlap
 
 
@@ -306,6 +323,8 @@ def make_demo(
     Raises CompetitionError for a bad argument or an occupied `out_dir`."""
     out_dir = Path(out_dir)
     spec = _checked_layout(out_dir, seed, size, relation, layout, overwrite)
+    if spec.label_separator is not None:
+        return _make_multilabel_demo(out_dir, spec, seed, size, scale, relation, layout)
     train_counts, test_counts = class_counts(scale, layout)
     root = np.random.SeedSequence([int(seed), 0x5EED_DE30])
     plan_rng = np.random.default_rng(root.spawn(1)[0])
@@ -370,6 +389,91 @@ def _write_images(tmp: Path, spec: DemoLayout, subjects: list[Any], subj_seeds: 
                 (tmp / spec.test_images / f"{hid}.png").write_bytes(_png_bytes(arr))
                 solution.append((hid, cls))
     return solution, labels
+
+
+def _make_multilabel_demo(out_dir: Path, spec: DemoLayout, seed: int, size: int, scale: float, relation: str,
+                          layout: str) -> Path:
+    """The multi-label demo (the chestxray layout): patients of 1-4 images, FINDINGS drawn on the phantom, a
+    labels file of findings joined by the separator, a sample of one probability column per finding."""
+    root = np.random.SeedSequence([int(seed), 0x5EED_DE30, 14])
+    rng = np.random.default_rng(root)
+    n_train, n_test = (max(40, round(spec.train["images"] * scale)), max(10, round(spec.test["images"] * scale)))
+    low, high = (1, 4) if relation == "new_subjects" else (4, 8)
+    plan = [(k, "train") for k in _slices_per_subject(rng, n_train, low, high)]
+    if relation == "new_subjects":
+        plan += [(k, "test") for k in _slices_per_subject(rng, n_test, 1, 3)]
+    ids = _hex_ids(rng, n_train + n_test)
+    tmp = staging_folder(out_dir)
+    try:
+        (tmp / spec.train_images).mkdir()
+        (tmp / spec.test_images).mkdir()
+        train_rows, solution = [], []
+        test_left = n_test if relation == "seen_subjects" else 0
+        for patient, (count, side) in enumerate(plan):
+            patient_rng = np.random.default_rng(rng.integers(2**63))
+            cardio = patient_rng.random() < FINDINGS["Cardiomegaly"]
+            subj = _subject(patient_rng, 2.6 if cardio else 0.0)
+            extra = 1 if test_left > 0 and side == "train" else 0  # seen subjects: one more image, to the test
+            test_left -= extra
+            for k in range(count + extra):
+                findings = {"Cardiomegaly"} if cardio else set()
+                arr = _draw(subj, subj["z0"] + k * 0.1, size, patient_rng).astype(np.float64)
+                arr = _findings(arr, findings, patient_rng)
+                name = f"{spec.id_prefix}{ids.pop()}"
+                text = spec.label_separator.join(sorted(findings)) if findings else NO_FINDING
+                where = spec.train_images if side == "train" and k < count else spec.test_images
+                (tmp / where / f"{name}.png").write_bytes(_png_bytes(arr))
+                if where == spec.train_images:
+                    train_rows.append((name, text, f"{patient:05d}"))
+                else:
+                    solution.append((name, text))
+        _write_multilabel_tables(tmp, spec, sorted(train_rows), sorted(solution))
+        readme = (f"# Synthetic {layout}-like contest (demo)\n\nMade by `competition.demo.make_demo(seed={seed}, "
+                  f"size={size}, scale={scale}, layout={layout!r})`: phantom images with findings drawn on them "
+                  f"({', '.join(FINDINGS)}; '{NO_FINDING}' when none), several per image.\n\n## Task\n\n{spec.task}; "
+                  f"the metric is mean ROC AUC over the labels (recipes/demo-{layout}.yaml declares it).\n\n## Layout"
+                  f"\n\n- `train.csv`: `{','.join(spec.train_csv or ())}`, findings joined by "
+                  f"'{spec.label_separator}'; images in `{spec.train_images}/<id>.png`.\n- `{spec.test_images}/"
+                  "<id>.png`: the test images.\n- `sample_submission.csv`: one probability column per label.\n"
+                  "- `.solution.csv`: the hidden answer key, for measuring real test scores.\n")
+        (tmp / "README.md").write_text(readme, encoding="utf-8")
+        _swap_in(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _findings(arr: np.ndarray, findings: set[str], rng: np.random.Generator) -> np.ndarray:
+    """Draw an image's per-image findings (Effusion, Nodule) on uint8-range pixels, adding them to `findings`."""
+    size = arr.shape[0]
+    lin = (np.arange(size) + 0.5) / size * 2.0 - 1.0
+    y, x = np.meshgrid(lin, lin, indexing="ij")
+    if rng.random() < FINDINGS["Effusion"]:
+        findings.add("Effusion")
+        side = rng.choice([-1.0, 1.0])
+        band = _sig(y - rng.uniform(0.2, 0.45), 12.0) * _sig(side * x - 0.1, 12.0)
+        arr = arr + rng.uniform(25, 70) * band
+    if rng.random() < FINDINGS["Nodule"]:
+        findings.add("Nodule")
+        cy, cx = rng.uniform(-0.5, 0.5, size=2)
+        r = rng.uniform(0.06, 0.11)
+        arr = arr + rng.uniform(40, 90) * _sig(r - np.hypot(y - cy, x - cx), 60.0)
+    return (np.clip(arr, 0, 255) + 0.5).astype(np.uint8)
+
+
+def _write_multilabel_tables(tmp: Path, spec: DemoLayout, train_rows: list[tuple[str, str, str]],
+                             solution: list[tuple[str, str]]) -> None:
+    """train.csv (id, findings, patient), sample_submission.csv (one placeholder probability per label) and the
+    hidden .solution.csv (id, findings)."""
+    id_col, *labels = spec.sample_columns
+    pd_rows = "".join(f"{name},{text},{patient}\n" for name, text, patient in train_rows)
+    (tmp / "train.csv").write_text(",".join(spec.train_csv or ()) + "\n" + pd_rows, encoding="utf-8")
+    (tmp / "sample_submission.csv").write_text(
+        ",".join(spec.sample_columns) + "\n" + "".join(f"{hid}," + ",".join(spec.placeholder for _ in labels) + "\n"
+                                                      for hid, _ in solution), encoding="utf-8")
+    (tmp / ".solution.csv").write_text(f"{id_col},{spec.train_csv[1] if spec.train_csv else 'label'}\n" + "".join(
+        f"{hid},{text}\n" for hid, text in solution), encoding="utf-8")
 
 
 def _checked_layout(out_dir: Path, seed: int, size: int, relation: str, layout: str, overwrite: bool) -> DemoLayout:

@@ -35,9 +35,11 @@ def ensemble_score(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
     """Higher-is-better score of (y, proba) for the searches: any registered contest metric (competition.metrics.
     METRICS), oriented (a loss negated); macro F1 and log loss by their fast paths."""
     if metric == "macro_f1":
-        return lambda y, proba: fast_macro_f1(y, proba.argmax(axis=1), proba.shape[1])
+        return lambda y, proba: (macro_f1(y, proba) if np.ndim(y) == 2 else
+                                 fast_macro_f1(y, proba.argmax(axis=1), proba.shape[1]))
     if metric == "log_loss":
-        return lambda y, proba: float(log_proba(proba[np.arange(len(y)), y]).mean())
+        return lambda y, proba: (-CONTEST_METRICS["log_loss"](y, proba) if np.ndim(y) == 2 else
+                                 float(log_proba(proba[np.arange(len(y)), y]).mean()))
     if metric not in CONTEST_METRICS:
         raise CompetitionError(f"ensemble metric: unknown '{metric}'; known: {', '.join(CONTEST_METRICS)}")
     scorer = CONTEST_METRICS[metric]
@@ -221,6 +223,9 @@ def _best(scores: np.ndarray, blends: list[np.ndarray], y: np.ndarray) -> int:
     tied = np.flatnonzero(scores >= scores.max() - 1e-12)
     if len(tied) == 1:
         return int(tied[0])
+    if np.ndim(y) == 2:  # multi-label: the mean binary cross-entropy
+        losses = [CONTEST_METRICS["log_loss"](y, blends[j]) for j in tied]
+        return int(tied[int(np.argmin(losses))])
     rows = np.arange(len(y))
     losses = [-np.mean(np.log(np.clip(blends[j][rows, y], EPS, 1.0))) for j in tied]
     return int(tied[int(np.argmin(losses))])
@@ -289,6 +294,10 @@ def build_ensemble(
         raise CompetitionError(f"ensemble '{name}': --method rank gives ranks scaled to (0, 1], not probabilities, and "
                                "this contest is scored by log loss, which needs calibrated probabilities; use mean, "
                                "geometric, weighted, caruana or stacking")
+    if runs[0].multilabel and method in ("rank", "geometric", "stacking"):
+        raise CompetitionError(f"ensemble '{name}': --method {method} makes each row a distribution over classes; the "
+                               "runs are multi-label (each label's probability on its own): use mean, weighted or "
+                               "caruana")
     estimator = make_ensembler(method, metric)
     out = ensemble_dir(runs_dir, name)
     members = [r.name for r in runs]

@@ -67,6 +67,36 @@ THRESHOLD_STEPS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 OPTIMISTIC_MARGIN = 0.2
 
 
+def rarest_label(targets: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """A multi-label contest's one label per image for stratifying grouped folds: its rarest label (by images
+    carrying it), "(none)" for an image without one. object (n,) of `classes` names; targets uint8 (n, k)."""
+    targets = np.asarray(targets)
+    counts = targets.sum(axis=0)
+    rank = np.where(targets > 0, counts[None, :], np.iinfo(np.int64).max)
+    names = np.asarray(list(classes) + ["(none)"], dtype=object)
+    return names[np.where(targets.any(axis=1), rank.argmin(axis=1), len(classes))]
+
+
+def multilabel_folds(targets: np.ndarray, classes: Sequence[str], n_folds: int, seed: int) -> np.ndarray:
+    """int64 fold per image of a multi-label contest, by iterative stratification (Sechidis et al. 2011, as
+    iterative-stratification's MultilabelStratifiedKFold): each label's images spread evenly over the folds.
+    Raises CompetitionError (recipe.cv.folds) for a label on fewer images than folds."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    targets = np.asarray(targets)
+    counts = targets.sum(axis=0)
+    if n_folds < 2:
+        raise CompetitionError(f"recipe.cv.folds: need at least 2 folds, got {n_folds}")
+    if counts.min() < n_folds:
+        raise CompetitionError(f"recipe.cv.folds: {n_folds} folds need at least {n_folds} images per label; label "
+                               f"'{classes[int(counts.argmin())]}' is on {int(counts.min())}")
+    folds = np.full(len(targets), -1, dtype=np.int64)
+    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (_, val) in enumerate(splitter.split(np.zeros(len(targets)), targets)):
+        folds[val] = k
+    return folds
+
+
 def make_folds(labels: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
     """Fold index (0..n_folds-1) per sample; stratified by label, and grouped when `groups` is given.
 
@@ -440,6 +470,7 @@ def choose_scheme(
     threshold: float | None = None,
     train_signatures: np.ndarray | None = None,
     test_signatures: np.ndarray | None = None,
+    targets: tuple[np.ndarray, Sequence[str]] | None = None,
 ) -> SchemeChoice:
     """Make the folds recipe.cv asks for, measured against the test (module docstring): the candidates are made
     (`_make_candidates`), each measured as the test is (`_Relation`), and one is kept (`_decide`).
@@ -449,6 +480,8 @@ def choose_scheme(
     threshold: cv.near_duplicate_threshold: the twin threshold (default similarity.DEFAULT_THRESHOLD), the
     largest grouping threshold tried, and the threshold of group_by near_duplicates without its own.
     Signatures (n, 256) float32 (competition.data.similarity) are computed from the paths, cached, when not given.
+    targets: a multi-label contest's (uint8 (n, k) indicator matrix, label names): stratified folds by iterative
+    stratification (`multilabel_folds`), the grouped and seen-subject schemes by each image's rarest label.
 
     Raises CompetitionError (one line naming the recipe key): unknown scheme, stratified with a group_by, a bad
     group_by or fold count (make_folds, resolve_groups), a scheme asked for that cannot be made."""
@@ -457,7 +490,11 @@ def choose_scheme(
     check_scheme(scheme, group_by)
     labels = train["label"].to_numpy()
     twin = float(threshold) if threshold is not None else similarity.DEFAULT_THRESHOLD
-    stratified = make_folds(labels, n_folds, seed)  # also checks the images per class
+    if targets is not None:  # multi-label: iterative stratification; grouped schemes stratify by the rarest label
+        stratified = multilabel_folds(targets[0], targets[1], n_folds, seed)
+        labels = rarest_label(*targets)
+    else:
+        stratified = make_folds(labels, n_folds, seed)  # also checks the images per class
     if train_signatures is None:
         train_signatures = similarity.train_signatures(train)
     if len(train_signatures) != len(train):

@@ -398,10 +398,22 @@ def predict_run(run: str | Path, inputs: Sequence[str | Path] | np.ndarray, runs
     decisions = read_decisions(run_dir)
     from competition.metrics import log_proba  # scikit-learn: seconds to import, so after the checks
 
-    scores = log_proba(proba)
-    if decisions is not None:
-        scores = scores + np.asarray(decisions["offsets"], dtype=np.float64)
-    labels = [classes[k] for k in scores.argmax(axis=1)]
+    separator = record.contest_layout().label_separator
+    if separator is not None:  # multi-label: each label at its (tuned) threshold, at least one an image
+        from competition.data.contest import label_texts
+        from competition.submission import label_sets
+        from competition.tuning import DecisionTuner
+
+        tuner = None
+        if decisions is not None:
+            tuner = DecisionTuner()
+            tuner.offsets_, tuner.multilabel_ = np.asarray(decisions["offsets"], dtype=np.float64), True
+        labels = list(label_texts(label_sets(proba, tuner), classes, separator))
+    else:
+        scores = log_proba(proba)
+        if decisions is not None:
+            scores = scores + np.asarray(decisions["offsets"], dtype=np.float64)
+        labels = [classes[k] for k in scores.argmax(axis=1)]
     result = Predictions(ids, proba, labels, classes, notes)
     if out is not None:
         write_text(Path(out), result.frame(probabilities).to_csv(index=False))

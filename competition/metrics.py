@@ -45,16 +45,42 @@ def cross_fit_predict(estimator: Any, X: np.ndarray, y: np.ndarray, folds: np.nd
     return out
 
 
+# A multi-label contest's probability of a label becomes the label at this value, unless decisions are tuned
+# (competition.tuning.LabelThresholds).
+LABEL_THRESHOLD = 0.5
+
+
+def is_multilabel(y: np.ndarray) -> bool:
+    """True for multi-label targets: a 2-D (n, n_labels) 0/1 indicator matrix (a multi-class y is 1-D)."""
+    return np.ndim(y) == 2
+
+
+def label_decisions(proba_or_pred: np.ndarray) -> np.ndarray:
+    """Multi-label decisions: an int (n, n_labels) 0/1 matrix as it is; float probabilities at LABEL_THRESHOLD."""
+    given = np.asarray(proba_or_pred)
+    if given.dtype.kind == "f":
+        return (given >= LABEL_THRESHOLD).astype(np.uint8)
+    return given.astype(np.uint8)
+
+
 def macro_f1(y: np.ndarray, proba_or_pred: np.ndarray) -> float:
-    """Macro F1, the contest metric; accepts class indices or a probability matrix."""
+    """Macro F1, the contest metric; accepts class indices or a probability matrix. Multi-label (y an (n, L)
+    indicator matrix): the mean over labels of each label's F1 (sklearn's average="macro" on indicators), of 0/1
+    decisions or of probabilities at LABEL_THRESHOLD."""
+    if is_multilabel(y):
+        return float(f1_score(np.asarray(y), label_decisions(proba_or_pred), average="macro", zero_division=0))
     pred = proba_or_pred.argmax(axis=1) if np.ndim(proba_or_pred) == 2 else proba_or_pred
     n_classes = proba_or_pred.shape[1] if np.ndim(proba_or_pred) == 2 else int(max(y.max(), pred.max()) + 1)
     return float(f1_score(y, pred, average="macro", labels=np.arange(n_classes), zero_division=0))
 
 
 def score(y: np.ndarray, proba_or_pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Macro F1, accuracy, weighted F1 and per-class precision/recall/F1/support."""
-    pred = proba_or_pred.argmax(axis=1) if np.ndim(proba_or_pred) == 2 else np.asarray(proba_or_pred)
+    """Macro F1, accuracy, weighted F1 and per-class precision/recall/F1/support (multi-label: per label, of the
+    decisions at LABEL_THRESHOLD; accuracy is the share of images whose whole label set is right)."""
+    if is_multilabel(y):
+        pred = label_decisions(proba_or_pred)
+    else:
+        pred = proba_or_pred.argmax(axis=1) if np.ndim(proba_or_pred) == 2 else np.asarray(proba_or_pred)
     labels = np.arange(len(classes))
     precision, recall, f1, support = precision_recall_fscore_support(
         y, pred, labels=labels, zero_division=0
@@ -112,6 +138,9 @@ def bootstrap_ci(
     Multinomial(G, 1/G) draws: O(n_boot * G * k^2). Accepts class indices or a probability matrix, like
     `macro_f1`.
     """
+    if is_multilabel(y):  # no confusion-count shortcut: rows (or subjects) resampled and rescored
+        ci = metric_ci(METRICS["macro_f1"], y, pred, groups=groups, n_boot=n_boot, seed=seed, alpha=alpha)
+        return {"macro_f1": ci["value"], "low": ci["low"], "high": ci["high"], "std": ci["std"]}
     y = np.asarray(y, dtype=np.int64)
     pred = np.asarray(pred)
     if pred.ndim == 2:
@@ -141,6 +170,8 @@ def bootstrap_ci(
 def fold_scores(y: np.ndarray, proba: np.ndarray, folds: np.ndarray) -> list[float]:
     """Macro F1 of each fold's OOF rows, in fold order: the spread says how stable a score is."""
     y, folds = np.asarray(y), np.asarray(folds)
+    if is_multilabel(y):
+        return [macro_f1(y[folds == f], np.asarray(proba)[folds == f]) for f in np.unique(folds)]
     pred = proba.argmax(axis=1) if np.ndim(proba) == 2 else np.asarray(proba)
     k = proba.shape[1] if np.ndim(proba) == 2 else int(max(y.max(), pred.max()) + 1)
     return [fast_macro_f1(y[folds == f], pred[folds == f], k) for f in np.unique(folds)]
@@ -155,7 +186,12 @@ def _labels(proba_or_pred: np.ndarray) -> np.ndarray:
 
 def _roc_auc(y: np.ndarray, proba: np.ndarray) -> float:
     """ROC AUC: of the second class's probability with two classes (Kaggle's binary AUC), else one-vs-rest
-    macro over the classes present (sklearn's multi_class="ovr"); NaN when y holds one class only."""
+    macro over the classes present (sklearn's multi_class="ovr"); NaN when y holds one class only. Multi-label:
+    the mean over labels of each label's AUC (ChestX-ray14's mean AUC), over the labels both present and absent
+    in y."""
+    if is_multilabel(y):
+        scored = [roc_auc_score(y[:, c], proba[:, c]) for c in range(y.shape[1]) if 0 < y[:, c].sum() < len(y)]
+        return float(np.mean(scored)) if scored else float("nan")
     present = np.unique(y)
     if len(present) < 2:
         return float("nan")
@@ -166,6 +202,11 @@ def _roc_auc(y: np.ndarray, proba: np.ndarray) -> float:
 
 
 def _log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    """Cross-entropy of the true class (rows renormalised); multi-label: the mean binary cross-entropy over
+    images and labels."""
+    if is_multilabel(y):
+        p = np.clip(np.asarray(proba, dtype=np.float64), EPS, 1 - EPS)
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
     clipped = np.clip(np.asarray(proba, dtype=np.float64), EPS, 1.0)
     return float(log_loss(y, clipped / clipped.sum(axis=1, keepdims=True), labels=np.arange(proba.shape[1])))
 
@@ -187,11 +228,18 @@ class Metric:
     # ranked by the folds' mean) ranks: measured on the ISIC-like demo (make submit, recipes/demo-isic.yaml),
     # pooled OOF AUC 0.797, per-fold mean 0.933, test 0.906.
     per_fold: bool = False
+    multilabel: bool = True  # defined for multi-label contests (on each label's 0/1 decisions or probabilities)
 
     def __call__(self, y: np.ndarray, proba_or_pred: np.ndarray, n_classes: int | None = None) -> float:
-        """The metric of int class indices `y` (n,) against probabilities (n, k) or class indices (n,)."""
-        y = np.asarray(y, dtype=np.int64)
+        """The metric of int class indices `y` (n,) against probabilities (n, k) or class indices (n,); for a
+        multi-label contest, of a uint8 indicator matrix `y` (n, k) against probabilities or 0/1 decisions (n, k)."""
         given = np.asarray(proba_or_pred)
+        if is_multilabel(y):
+            y = np.asarray(y, dtype=np.int64)
+            if self.needs == "labels":
+                return float(self.function(y, label_decisions(given)))
+            return float(self.function(y, given.astype(np.float64)))
+        y = np.asarray(y, dtype=np.int64)
         if self.name == "macro_f1":  # every class of the matrix counts, absent ones as 0 (as everywhere before)
             return macro_f1(y, given)
         if self.needs == "labels":
@@ -238,11 +286,11 @@ METRICS = _register(
     Metric("macro_f1", "macro F1", "labels", True, lambda y, p: macro_f1(y, p)),
     Metric("accuracy", "accuracy", "labels", True, lambda y, p: float(accuracy_score(y, p))),
     Metric("balanced_accuracy", "balanced accuracy", "labels", True,
-           lambda y, p: float(balanced_accuracy_score(y, p)), short="bal. accuracy"),
+           lambda y, p: float(balanced_accuracy_score(y, p)), short="bal. accuracy", multilabel=False),
     # Quadratic weighted kappa (APTOS): the classes, in sorted order, are the grades.
     Metric("kappa", "quadratic weighted kappa", "labels", True,
            lambda y, p: float(cohen_kappa_score(y, p, weights="quadratic")) if len(np.unique(np.r_[y, p])) > 1
-           else 0.0, short="QW kappa"),
+           else 0.0, short="QW kappa", multilabel=False),
     Metric("roc_auc", "ROC AUC", "probabilities", True, _roc_auc, per_fold=True),
     Metric("log_loss", "log loss", "probabilities", False, _log_loss),
 )
@@ -268,7 +316,7 @@ def metric_ci(metric: Metric, y: np.ndarray, proba: np.ndarray, groups: np.ndarr
     metric): {"value", "low", "high", "std"}. Macro F1 goes through the exact multinomial shortcut of
     `bootstrap_ci`; the others resample rows, or whole subjects with `groups` (the cluster bootstrap), and rescore
     (draws that score NaN, one class only for an AUC, are dropped)."""
-    if metric.name == "macro_f1":
+    if metric.name == "macro_f1" and not is_multilabel(y):
         ci = bootstrap_ci(y, proba, groups=groups, seed=seed, alpha=alpha)
         return {"value": ci["macro_f1"], "low": ci["low"], "high": ci["high"], "std": ci["std"]}
     y = np.asarray(y, dtype=np.int64)
@@ -298,7 +346,7 @@ def metric_ci(metric: Metric, y: np.ndarray, proba: np.ndarray, groups: np.ndarr
 
 def fold_metric(metric: Metric, y: np.ndarray, proba: np.ndarray, folds: np.ndarray) -> list[float]:
     """The metric of each fold's OOF rows, in fold order."""
-    if metric.name == "macro_f1":
+    if metric.name == "macro_f1" and not is_multilabel(y):
         return fold_scores(y, proba, folds)
     y, folds = np.asarray(y), np.asarray(folds)
     return [metric(y[folds == f], proba[folds == f], n_classes=np.shape(proba)[-1]) for f in np.unique(folds)]

@@ -63,10 +63,12 @@ class ThresholdChoice:
 def choose_threshold(signatures: np.ndarray, y: np.ndarray, candidates: tuple[float, ...] = THRESHOLDS
                      ) -> ThresholdChoice:
     """The largest of `candidates` at which every near-duplicate group of the labelled images (signatures
-    (n, d) float32, labels int (n,)) holds one class and some group holds two or more images."""
+    (n, d) float32, labels int (n,), or a multi-label (n, k) 0/1 matrix: one label set) holds one class and some group holds two or more images."""
     from competition.data.similarity import cached_groups
 
     table, chosen = [], None
+    if np.ndim(y) == 2:  # multi-label: a group must hold one label set (findings differ between images)
+        y = np.unique(np.asarray(y), axis=0, return_inverse=True)[1].reshape(-1)
     for threshold in sorted(candidates):
         groups = cached_groups(signatures, threshold)
         frame = pd.DataFrame({"g": groups, "y": np.asarray(y)})

@@ -58,7 +58,7 @@ def _is_empty(column: pd.Series) -> np.ndarray:
 
 
 def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list[str] | None = None, *,
-                        probabilities: bool | None = None) -> list[str]:
+                        probabilities: bool | None = None, separator: str | None = None) -> list[str]:
     """Every way `frame` differs from what the sample's format demands; empty list means valid. Rows may come in
     any order (the id set must equal the sample's, each id once), as Kaggle accepts.
 
@@ -66,14 +66,16 @@ def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list
     (often all one class) are not the vocabulary. `probabilities`: whether the contest metric reads
     probabilities (contest.sample_format); None when unknown (`validate` without a run): a one-column sample of
     whole numbers answered with numbers that are not all class names is read as the positive class's
-    probability, as an AUC contest's 0/1 sample is.
+    probability, as an AUC contest's 0/1 sample is. `separator`: a multi-label contest's (its label column holds
+    labels joined by it, each checked; its per-label probability columns need not sum to 1).
     """
     expected, got = [sample.columns[0], *submission_values(sample)], list(frame.columns)
     problems, missing = _column_problems(frame, sample, expected, got)
     if expected[0] in got:
         problems += _id_problems(frame[expected[0]].astype(str).to_numpy(), sample[expected[0]].astype(str).to_numpy())
     value_columns = [c for c in expected[1:] if c in got]
-    return problems + _value_problems(frame, sample, value_columns, classes, probabilities, missing=bool(missing))
+    return problems + _value_problems(frame, sample, value_columns, classes, probabilities, missing=bool(missing),
+                                      separator=separator)
 
 
 def _column_problems(frame: pd.DataFrame, sample: pd.DataFrame, expected: list[str],
@@ -122,11 +124,14 @@ def _id_problems(ids: np.ndarray, sample_ids: np.ndarray) -> list[str]:
 
 
 def _value_problems(frame: pd.DataFrame, sample: pd.DataFrame, value_columns: list[str],
-                    classes: list[str] | None, probabilities: bool | None, *, missing: bool) -> list[str]:
+                    classes: list[str] | None, probabilities: bool | None, *, missing: bool,
+                    separator: str | None = None) -> list[str]:
     """The values' problems, by what the sample asks for (sample_format): numbers in [0, 1] (summing to 1 across
     a probability sample's columns), or labels among `classes` when given."""
     problems: list[str] = []
     kind = sample_format(sample, classes, probabilities=bool(probabilities))
+    if separator is not None:  # multi-label: one column of label texts, or one probability column per label
+        kind = "labels" if len(submission_values(sample)) == 1 else "probabilities"
     if (probabilities is None and kind == "labels" and len(value_columns) == 1
             and sample_format(sample, classes, probabilities=True) == "binary"):
         written = frame[value_columns[0]].astype(str).str.strip()
@@ -145,7 +150,7 @@ def _value_problems(frame: pd.DataFrame, sample: pd.DataFrame, value_columns: li
             outside = np.flatnonzero((v < 0) | (v > 1))
             if len(outside):
                 problems.append(f"column '{c}': outside [0, 1] at {_rows(outside, [f'{x:g}' for x in v[outside]])}")
-        if values and not missing and kind == "probabilities":
+        if values and not missing and kind == "probabilities" and separator is None:
             matrix = np.column_stack(list(values.values()))
             with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: reported above, not warned about
                 sums = matrix.sum(axis=1)
@@ -157,7 +162,10 @@ def _value_problems(frame: pd.DataFrame, sample: pd.DataFrame, value_columns: li
     elif classes is not None and value_columns:
         labels = frame[value_columns[0]].astype(str).to_numpy()
         known = set(classes)
-        unknown_labels = np.flatnonzero([lab not in known and lab.strip() != "" for lab in labels])
+        def unknown(text: str) -> bool:
+            parts = [t.strip() for t in text.split(separator)] if separator is not None else [text]
+            return text.strip() != "" and any(part not in known for part in parts)
+        unknown_labels = np.flatnonzero([unknown(lab) for lab in labels])
         if len(unknown_labels):
             vocabulary = ", ".join(classes[:10]) + (f" and {len(classes) - 10} more" if len(classes) > 10 else "")
             problems.append(
@@ -174,7 +182,8 @@ def read_csv_strings(path: str | Path) -> pd.DataFrame:
 
 
 def validate_file(
-    submission_path: str | Path, sample_path: str | Path, classes: list[str] | None = None
+    submission_path: str | Path, sample_path: str | Path, classes: list[str] | None = None,
+    separator: str | None = None,
 ) -> list[str]:
     """A submission whose rows do not fit its own header (a field too many or too few) has that one problem:
     everything else would be read shifted and reported wrongly. A bad sample is an error, not a problem."""
@@ -185,7 +194,7 @@ def validate_file(
         frame = read_csv_strings(submission_path)
     except CsvShapeError as err:
         return [err.problem]
-    return validate_submission(frame, sample, classes)
+    return validate_submission(frame, sample, classes, separator=separator)
 
 
 def label_classes(sample_path: str | Path, classes: Sequence[str] | None = None, run: str | Path | None = None,
@@ -234,7 +243,12 @@ def check_file(submission_path: str | Path, sample_path: str | Path | None, *, c
 
         sample_path = Run.load(resolve_run(run, runs_dir)).sample_submission()
     known, where = label_classes(sample_path, classes, run, runs_dir)
-    problems = validate_file(submission_path, sample_path, known)
+    separator = None
+    if run is not None:
+        from competition.runs import Run, resolve_run
+
+        separator = Run.load(resolve_run(run, runs_dir)).separator
+    problems = validate_file(submission_path, sample_path, known, separator)
     checked = f"labels checked against {where}" if known is not None else f"labels not checked ({where})"
     return problems, checked, Path(sample_path)
 
@@ -258,7 +272,8 @@ def make_submission(
     the run's OOF score)."""
     sample = _read_sample(sample_path)
     frame = _submission_frame(run, sample, sample_path, tuner)
-    problems = validate_submission(frame, sample, run.classes, probabilities=run.metric.needs == "probabilities")
+    problems = validate_submission(frame, sample, run.classes, probabilities=run.metric.needs == "probabilities",
+                                   separator=run.separator)
     if problems:
         raise CompetitionError(f"submission for run '{run.name}' refused: " + "; ".join(problems))
     out_path = Path(out_path)
@@ -298,6 +313,8 @@ def _submission_frame(run: Run, sample: pd.DataFrame, sample_path: str | Path,
 
     rows: dict[str, object] = {id_column: sample_ids}
     kind = sample_format(sample, run.classes, probabilities=run.metric.needs == "probabilities")
+    if run.multilabel:
+        kind = "labels" if len(value_columns) == 1 else "probabilities"
     if kind != "labels" and tuner is not None:
         raise CompetitionError(f"{sample_path}: a decision tuner applies to label submissions, not probabilities")
     if kind == "binary":
@@ -309,10 +326,25 @@ def _submission_frame(run: Run, sample: pd.DataFrame, sample_path: str | Path,
             raise CompetitionError(f"{sample_path}: column {unknown[0]!r} is not a class of run '{run.name}' ({run.classes})")
         for c in value_columns:
             rows[c] = [_format_probability(x) for x in test[:, run.classes.index(c)]]
+    elif run.multilabel:
+        rows[value_columns[0]] = run.label_texts(label_sets(test, tuner))
     else:
         pred = tuner.predict(test) if tuner is not None else test.argmax(axis=1)
         rows[value_columns[0]] = np.asarray(run.classes, dtype=object)[pred]
     return pd.DataFrame(rows, columns=[id_column, *value_columns])
+
+
+def label_sets(proba: np.ndarray, tuner: DecisionTuner | None = None) -> np.ndarray:
+    """A multi-label run's decisions, uint8 (n, k): each label whose probability reaches its threshold (the
+    tuner's per-label thresholds, else metrics.LABEL_THRESHOLD); a row that reaches none gets its most likely
+    label (by the same decision scores), since a label submission names at least one label an image."""
+    from competition.metrics import label_decisions
+
+    scores = tuner.decision_function(proba) if tuner is not None else np.asarray(proba, np.float64) - 0.5
+    pred = tuner.predict(proba) if tuner is not None else label_decisions(np.asarray(proba, np.float64))
+    empty = ~pred.any(axis=1)
+    pred[np.flatnonzero(empty), scores[empty].argmax(axis=1)] = 1
+    return pred
 
 
 def _log_submission(log_path: Path, out_path: Path, run: Run, *, tuned: bool, expected: float,
@@ -543,6 +575,8 @@ def _submit_locked(choice: Choice, loaded: Run, sample_path: Path, out_path: Pat
     metric = loaded.metric
     sample = read_csv_strings(sample_path)
     wanted = sample_format(sample, loaded.classes, probabilities=metric.needs == "probabilities")
+    if loaded.multilabel:
+        wanted = "labels" if len(submission_values(sample)) == 1 else "probabilities"
     if wanted == "binary":  # say which class's probability fills the column: a wrong one turns an AUC upside down
         column = submission_values(sample)[0]
         declared = loaded.record.positive_class or None
@@ -578,6 +612,7 @@ def _submit_locked(choice: Choice, loaded: Run, sample_path: Path, out_path: Pat
         if saved is not None:
             tuner = DecisionTuner()
             tuner.offsets_ = np.asarray(saved["offsets"], dtype=np.float64)
+            tuner.multilabel_ = loaded.multilabel
             gain = saved.get("nested_gain")
             honest += float(gain) if isinstance(gain, int | float) else 0.0
     log_path = out_path.parent / LOG_FILE

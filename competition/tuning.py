@@ -1,4 +1,5 @@
-"""Decision tuning: shift per-class thresholds so argmax trades accuracy for macro F1.
+"""Decision tuning: shift per-class thresholds so argmax trades accuracy for macro F1 (multi-label: one
+threshold per label, each label's F1 maximised on its own, which maximises their mean).
 
 Models trained with cross-entropy under-predict rare classes; macro F1 weighs every class equally,
 so adding a per-class offset to the log-probabilities before argmax usually pays. The offsets are
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 
-from competition.metrics import cross_fit_predict, fast_macro_f1, log_proba
+from competition.metrics import cross_fit_predict, fast_macro_f1, is_multilabel, log_proba, macro_f1
 
 
 class DecisionTuner(BaseEstimator):
@@ -30,6 +31,12 @@ class DecisionTuner(BaseEstimator):
         self.n_passes = n_passes
 
     def fit(self, proba: np.ndarray, y: np.ndarray) -> DecisionTuner:
+        """Fit on OOF probabilities (n, k) and int class indices y (n,); or, multi-label, a 0/1 (n, k) matrix y:
+        per label an offset g on the logit, the label decided when logit(p) + g >= 0 (a threshold
+        sigmoid(-g) on p), chosen for that label's F1 (ties: the smallest change). Returns self."""
+        self.multilabel_ = is_multilabel(y)
+        if self.multilabel_:
+            return self._fit_thresholds(proba, np.asarray(y))
         logp = log_proba(proba)
         y = np.asarray(y, dtype=np.int64)
         n, k = logp.shape
@@ -57,11 +64,35 @@ class DecisionTuner(BaseEstimator):
         self.in_sample_macro_f1_ = best
         return self
 
+    def _fit_thresholds(self, proba: np.ndarray, y: np.ndarray) -> DecisionTuner:
+        from sklearn.metrics import f1_score
+
+        logit = _logit(proba)
+        grid = np.union1d(np.round(np.linspace(self.low, self.high, self.n_steps), 10), [0.0])
+        grid = grid[np.argsort(np.abs(grid), kind="stable")]  # smallest change first: ties keep it
+        offsets = np.zeros(y.shape[1])
+        for c in range(y.shape[1]):
+            scores = [f1_score(y[:, c], (logit[:, c] + g >= 0).astype(np.uint8), zero_division=0) for g in grid]
+            offsets[c] = grid[int(np.argmax(scores))]
+        self.offsets_, self.n_classes_ = offsets, y.shape[1]
+        self.in_sample_macro_f1_ = macro_f1(y, self.predict(proba))
+        return self
+
     def decision_function(self, proba: np.ndarray) -> np.ndarray:
+        if getattr(self, "multilabel_", False):
+            return _logit(proba) + self.offsets_
         return log_proba(proba) + self.offsets_
 
     def predict(self, proba: np.ndarray) -> np.ndarray:
+        """int class index per row (n,); multi-label: uint8 (n, k) 0/1 decisions."""
+        if getattr(self, "multilabel_", False):
+            return (self.decision_function(proba) >= 0).astype(np.uint8)
         return self.decision_function(proba).argmax(axis=1)
+
+
+def _logit(proba: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(proba, dtype=np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p) - np.log1p(-p)
 
 
 def nested_cv_gain(
@@ -71,11 +102,18 @@ def nested_cv_gain(
     tuner = tuner if tuner is not None else DecisionTuner()
     y, folds = np.asarray(y, dtype=np.int64), np.asarray(folds)
     k = proba.shape[1]
-    base = fast_macro_f1(y, proba.argmax(axis=1), k)
+    if is_multilabel(y):
+        def f1(pred: np.ndarray) -> float:
+            return macro_f1(y, pred)
+        base = f1(proba)
+    else:
+        def f1(pred: np.ndarray) -> float:
+            return fast_macro_f1(y, pred, k)
+        base = f1(proba.argmax(axis=1))
     full = clone(tuner).fit(proba, y)
-    in_sample = fast_macro_f1(y, full.predict(proba), k)
+    in_sample = f1(full.predict(proba))
     nested_pred = cross_fit_predict(tuner, proba, y, folds, method="predict")
-    nested = fast_macro_f1(y, nested_pred, k)
+    nested = f1(nested_pred)
     return {
         "base_macro_f1": base,
         "in_sample_macro_f1": in_sample,

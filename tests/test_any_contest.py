@@ -384,7 +384,7 @@ def test_the_helpers_findings(demos: Path, tmp_path: Path) -> None:
     assert sample_format(zeros, ["1", "2", "3", "4", "5"]) == "labels"  # a placeholder, not a probability
     assert sample_format(zeros, ["1", "2"]) == "binary"
     contest = _aptos_copy(demos, tmp_path / "multi", diagnosis={0: "Effusion|Mass", 5: "Effusion|Mass"})
-    with pytest.raises(CompetitionError, match=r"labels joined by '\|' .*multi-label contests are not read yet"):
+    with pytest.raises(CompetitionError, match=r"labels joined by '\|' .*recipe.data.label_separator"):
         index_contest(contest, LAYOUTS["aptos"].contest_layout())
     result = cli("train", _recipe(tmp_path), "--data", demos / "isic", "--runs", tmp_path / "runs",
                  *_sets(*[k for k in ISIC if "metric" not in k], "data.metric=kappa", *KNN), cwd=tmp_path)

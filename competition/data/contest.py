@@ -42,6 +42,8 @@ class Layout:
     label_column       its class column
     group_column       its subject (patient, brain) column, or None; it becomes the fold groups
                        (recipe.cv.group_by column:<name>) unless the recipe groups otherwise
+    label_separator    a multi-label contest: the text joining an image's labels in the label column
+                       ('Effusion|Nodule'); None: one class per image
     train_images       the folder of the training images
     test_images        the folder of the test images
     sample_submission  the sample submission file
@@ -51,6 +53,7 @@ class Layout:
     id_column: str = "id"
     label_column: str = "label"
     group_column: str | None = None
+    label_separator: str | None = None
     train_images: str = "train"
     test_images: str = "test"
     sample_submission: str = "sample_submission.csv"
@@ -76,15 +79,49 @@ def _key(layout: Layout, field: str) -> str:
 
 @dataclass
 class Contest:
+    """An indexed contest. `classes` in probability-column order; `train["label"]` the class name, or for a
+    multi-label contest (`separator` set) the image's labels in class order joined by `separator` (the
+    canonical form run files store)."""
+
     root: Path
     train: pd.DataFrame  # id, path, label (+ any other train.csv columns)
     test: pd.DataFrame  # id, path
     classes: list[str]
     sample_path: Path
+    separator: str | None = None
+
+    @property
+    def multilabel(self) -> bool:
+        return self.separator is not None
 
     def y(self) -> np.ndarray:
-        index = {c: i for i, c in enumerate(self.classes)}
-        return self.train["label"].map(index).to_numpy(dtype=np.int64)
+        """int64 (n,) class index per training image; multi-label: uint8 (n, n_classes) indicator matrix."""
+        return label_targets(self.train["label"], self.classes, self.separator)
+
+
+def label_targets(labels: Any, classes: Sequence[str], separator: str | None = None) -> np.ndarray:
+    """Label texts as targets: int64 (n,) class indices; with `separator` (multi-label), a uint8 (n, len(classes))
+    indicator matrix of each text's labels. A label not in `classes` raises KeyError (callers check first)."""
+    index = {c: i for i, c in enumerate(classes)}
+    labels = pd.Series(labels).astype(str)
+    if separator is None:
+        return labels.map(index).to_numpy(dtype=np.int64)
+    out = np.zeros((len(labels), len(classes)), np.uint8)
+    for row, text in enumerate(labels):
+        for token in text.split(separator):
+            if token.strip():
+                out[row, index[token.strip()]] = 1
+    return out
+
+
+def label_texts(y: np.ndarray, classes: Sequence[str], separator: str | None = None) -> np.ndarray:
+    """The inverse of label_targets: object (n,) class names, or (a 2-D indicator matrix) each row's labels in
+    class order joined by `separator`."""
+    y = np.asarray(y)
+    names = np.asarray(classes, dtype=object)
+    if y.ndim == 1:
+        return names[y]
+    return np.asarray([(separator or "|").join(names[np.flatnonzero(row)]) for row in y], dtype=object)
 
 
 
@@ -224,17 +261,25 @@ def index_contest(root: str | Path, layout: Layout | None = None) -> Contest:
                                "(recipe.data.id_column, label_column or group_column); set recipe.data.train_csv")
     train = _train_from_csv(train_csv, train_dir, layout) if from_csv else _train_from_folders(train_dir)
     source = train_csv if from_csv else train_dir
-    _check_look_alike_labels(train, source, from_csv=from_csv)
-    _refuse_multilabel(train, source)
-    classes = class_order(train["label"].unique())
+    if layout.label_separator is not None:
+        if not from_csv:
+            raise CompetitionError(f"{train_dir}: recipe.data.label_separator: {layout.label_separator!r} declares a "
+                                   "multi-label contest, whose labels come from a labels file (recipe.data.train_csv), "
+                                   "not from class folders")
+        train, classes = _multilabel_rows(train, source, layout)
+    else:
+        _check_look_alike_labels(train, source, from_csv=from_csv)
+        _refuse_multilabel(train, source)
+        classes = class_order(train["label"].unique())
     if len(classes) < 2:
         raise CompetitionError(f"{source}: only one class ({classes[0]}); a classifier needs at least two")
-    _check_sample_classes(sample, sample_path, train, classes, source)
+    _check_sample_classes(sample, sample_path, train, classes, source, separator=layout.label_separator)
     shared = test_dir.resolve() == train_dir.resolve()
     test = _test_images(test_dir, sample, sample_path, shared=shared)
     if shared:  # one folder of images (Kaggle's `images/`): the sample says which are the test's
         _refuse_train_ids_in_sample(train, sample, sample_path, source)
-    return Contest(root=root, train=train, test=test, classes=classes, sample_path=sample_path)
+    return Contest(root=root, train=train, test=test, classes=classes, sample_path=sample_path,
+                   separator=layout.label_separator)
 
 
 def contest_test_paths(root: str | Path, layout: Layout | None = None) -> list[Path] | None:
@@ -271,8 +316,29 @@ def _refuse_multilabel(train: pd.DataFrame, source: Path) -> None:
         if joined.any():
             example = str(train["label"].iloc[int(np.flatnonzero(joined)[0])])
             raise CompetitionError(f"{source}: labels joined by {separator!r} on {_rows_with_ids(train, joined, rows=True)}"
-                                   f" (e.g. {example!r}) look multi-label (several findings per image); multi-label "
-                                   "contests are not read yet, and each combination would become a class of its own")
+                                   f" (e.g. {example!r}) look multi-label (several findings per image): declare it "
+                                   f"with recipe.data.label_separator: {separator!r}, else each combination would be "
+                                   "a class of its own")
+
+
+def _multilabel_rows(train: pd.DataFrame, source: Path, layout: Layout) -> tuple[pd.DataFrame, list[str]]:
+    """A multi-label labels file's rows with each label cell in canonical form (its labels, stripped, once
+    each, in class order, joined by the separator) and the labels found (the classes, class_order). An empty
+    label between two separators ('a||b') is one line naming the row; so are look-alike labels."""
+    separator = layout.label_separator or "|"
+    tokens = [[t.strip() for t in str(text).split(separator)] for text in train["label"]]
+    for row, found in enumerate(tokens):
+        if any(not t for t in found):
+            raise CompetitionError(f"{source}: row {row + 1} (id {train['id'].iloc[row]!r}) has an empty label in "
+                                   f"{str(train['label'].iloc[row])!r} (labels joined by {separator!r}, "
+                                   f"recipe.data.label_separator; rows count from 1 after the header)")
+    flat = pd.DataFrame({"id": np.repeat(train["id"].to_numpy(), [len(t) for t in tokens]),
+                         "label": [t for found in tokens for t in found]})
+    _check_look_alike_labels(flat, source, from_csv=True)
+    classes = class_order(flat["label"].unique())
+    order = {c: i for i, c in enumerate(classes)}
+    canonical = [separator.join(sorted(set(found), key=order.__getitem__)) for found in tokens]
+    return train.assign(label=canonical), classes
 
 
 def _why_missing(path: Path, wanted: str) -> str:
@@ -573,12 +639,14 @@ def positive_class(column: str, classes: Sequence[str], sample_path: str | Path 
 
 
 def _check_sample_classes(sample: pd.DataFrame, sample_path: Path, train: pd.DataFrame, classes: list[str],
-                          source: Path) -> None:
+                          source: Path, *, separator: str | None = None) -> None:
     """A probability-format sample (one column per class) must name exactly the training classes; a one-column
     sample of probabilities needs two classes; a label-format sample's placeholder labels are no vocabulary, so
-    it is not checked."""
+    it is not checked. A multi-label contest's sample is one column of label texts or one column per label."""
     kind = sample_format(sample, classes)
     columns = value_columns(sample)
+    if separator is not None and kind == "binary":
+        kind = "labels"  # a one-column sample of a multi-label contest holds each image's labels
     if kind == "binary":
         positive_class(columns[0], classes, sample_path)  # refuses unless two classes
         return
@@ -586,7 +654,8 @@ def _check_sample_classes(sample: pd.DataFrame, sample_path: Path, train: pd.Dat
         return
     unknown = [c for c in classes if c not in columns]
     if unknown:
-        count = int((train["label"] == unknown[0]).sum())
+        count = int(label_targets(train["label"], classes, separator)[:, classes.index(unknown[0])].sum()
+                    if separator is not None else (train["label"] == unknown[0]).sum())
         hint = _near_miss(unknown[0], columns, "a column")
         raise CompetitionError(f"{source}: label {unknown[0]!r} ({_count(count, 'image')}) is not a column of "
                                f"{sample_path} ({_count(len(unknown), 'such label')}; sample columns: "
@@ -648,6 +717,12 @@ def _test_images(test_dir: Path, sample: pd.DataFrame, sample_path: Path, shared
 
 
 def class_counts(contest: Contest) -> pd.DataFrame:
+    """Training images per class (class, images, share); multi-label: images carrying each label, the share of
+    all images (shares then sum to more than 1)."""
+    if contest.multilabel:
+        counts = pd.Series(contest.y().sum(axis=0).astype(int), index=contest.classes)
+        return pd.DataFrame({"class": counts.index, "images": counts.to_numpy(),
+                             "share": counts.to_numpy() / max(len(contest.train), 1)})
     counts = contest.train["label"].value_counts().reindex(contest.classes).fillna(0).astype(int)
     return pd.DataFrame({"class": counts.index, "images": counts.to_numpy(), "share": counts.to_numpy() / counts.sum()})
 
@@ -703,7 +778,9 @@ def load_contest(root: str | Path, size: tuple[int, int], channels: int, *, on_b
     keep = np.ones(len(contest.train), dtype=bool)
     keep[[row for row, _, _ in bad_rows]] = False  # by position: row k of x is the k-th readable image
     train = contest.train[keep].reset_index(drop=True)
-    emptied = [c for c in contest.classes if not (train["label"] == c).any()]
+    present = label_targets(train["label"], contest.classes, contest.separator)
+    emptied = [c for i, c in enumerate(contest.classes)
+               if not (present[:, i].any() if contest.multilabel else (present == i).any())]
     if emptied:
         raise CompetitionError(f"{unreadable_message(bad_train, 'training')}; skipping them leaves class "
                                f"{emptied[0]!r} without images")

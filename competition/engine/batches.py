@@ -84,6 +84,8 @@ class TrainBatches(keras.utils.PyDataset):
             pipeline.set_random_seed(int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0]))
             images = augment_batch(pipeline, images)
         labels = self.y[rows]
+        if labels.ndim == 2:  # multi-label 0/1 targets, for binary cross-entropy
+            labels = labels.astype(np.float32)
         weights = None if self.weights is None else self.weights[rows]
         if self.n_classes is not None:
             labels = np.eye(self.n_classes, dtype=np.float32)[labels]

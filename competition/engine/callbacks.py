@@ -53,8 +53,12 @@ class ValidationScore(keras.callbacks.Callback):
         proba = self.predict_val()
         if logs is not None:
             logs["val_macro_f1"] = macro_f1(self.y_val, proba)
-            picked = proba[np.arange(len(self.y_val)), self.y_val]
-            logs["val_loss"] = float(-np.mean(np.log(np.clip(picked, EPS, 1))))
+            if np.ndim(self.y_val) == 2:  # multi-label: the mean binary cross-entropy
+                p = np.clip(proba, EPS, 1 - EPS)
+                logs["val_loss"] = float(-np.mean(self.y_val * np.log(p) + (1 - self.y_val) * np.log(1 - p)))
+            else:
+                picked = proba[np.arange(len(self.y_val)), self.y_val]
+                logs["val_loss"] = float(-np.mean(np.log(np.clip(picked, EPS, 1))))
             if self.metric.monitor not in logs:
                 logs[self.metric.monitor] = self.metric(self.y_val, proba)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from competition.augment import build_pipeline
-from competition.balance import make_balance
+from competition.balance import Balance, make_balance
 from competition.console import Progress
 from competition.engine.batches import Rows, TrainBatches
 from competition.engine.callbacks import (DivergenceGuard, EpochLog, EpochProgress, FoldState, KeepBest,
@@ -76,9 +76,13 @@ def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress |
     with any of them, one-hot targets and the loss's categorical form, class weights as sample weights."""
     recipe, phase = data.recipe, data.recipe.train.phases[phase_index]
     set_trainable(model, phase.trainable, keep_batchnorm_frozen=pretrained_backbone(recipe.model))
-    soft = soft_labels(recipe, phase)
-    balance = make_balance(recipe.balance, data.y, data.classes, soft_labels=soft,
-                           label_smoothing=recipe.train.label_smoothing)
+    multilabel = np.ndim(data.y) == 2
+    # A multi-label contest: one sigmoid per label, binary cross-entropy on the 0/1 targets (balancing and
+    # mixing are refused for it by the recipe's checks).
+    soft = soft_labels(recipe, phase) and not multilabel
+    balance = (Balance(loss=keras.losses.BinaryCrossentropy(label_smoothing=recipe.train.label_smoothing))
+               if multilabel else make_balance(recipe.balance, data.y, data.classes, soft_labels=soft,
+                                               label_smoothing=recipe.train.label_smoothing))
     pipeline = build_pipeline(recipe.augment, seed=data.seed) if phase.augment else None
     mixer = phase_mixer(recipe, phase)
     trained, x, x_val = _phase_inputs(model, data, phase_index)
@@ -95,7 +99,8 @@ def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress |
     # without Keras's per-step Python overhead, which dominates a small model on CPU (a head on cached
     # features: 0.53 -> 0.34 s per epoch measured; benchmarks/results.md). Every callback here acts per epoch.
     trained.compile(optimizer=phase_optimizer(phase, phase.epochs * steps_per_epoch, recipe.train.ema),
-                    loss=balance.loss, metrics=["accuracy"], jit_compile=recipe.train.jit_compile,
+                    loss=balance.loss, metrics=["binary_accuracy" if multilabel else "accuracy"],
+                    jit_compile=recipe.train.jit_compile,
                     steps_per_execution=steps_per_execution or steps_per_epoch)
     steps = _phase_callbacks(model, trained, x_val, data, phase_index, progress, callbacks)
     if batches is not None:
@@ -111,7 +116,8 @@ def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress |
         trained.fit(x, np.eye(n_classes, dtype=np.float32)[data.y], sample_weight=weights, batch_size=batch_size,
                     epochs=phase.epochs, shuffle=True, callbacks=steps, verbose=0)
     else:
-        trained.fit(x, data.y, batch_size=batch_size, epochs=phase.epochs, shuffle=True,
+        targets = data.y.astype(np.float32) if multilabel else data.y
+        trained.fit(x, targets, batch_size=batch_size, epochs=phase.epochs, shuffle=True,
                     class_weight=balance.class_weight, callbacks=steps, verbose=0)
 
 
@@ -183,7 +189,7 @@ def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_te
     data = FoldData(recipe, classes, train_x, train_y, Rows(x, val), y[val], seed, fold,
                     train_rows=train_rows, val_rows=val, features=features, row_weights=row_weights,
                     state=FoldState(on_epoch=on_epoch, metric=get_metric(recipe.data.metric)))
-    model = build_model(recipe.model, x.shape[1:], len(classes))
+    model = build_model(recipe.model, x.shape[1:], len(classes), multilabel=np.ndim(y) == 2)
     for phase_index in range(len(recipe.train.phases)):
         fit_phase(model, data, phase_index, progress, callbacks)
     model.set_weights(data.state.best_weights)

@@ -347,10 +347,11 @@ def _first_misfit(model: Any, path: Path) -> str | None:
 # ---------------------------------------------------------------- the whole model
 
 
-def build_model(config: Any, input_shape: tuple[int, int, int], n_classes: int) -> Any:
+def build_model(config: Any, input_shape: tuple[int, int, int], n_classes: int, *, multilabel: bool = False) -> Any:
     """Preprocessing + backbone + head (pooling, dense layers, dropout, softmax): a Keras model from uint8-range
-    images (batch, h, w, channels) to float32 probabilities (batch, n_classes). Made of standard Keras layers
-    only, so a saved fold model loads with plain `keras.saving.load_model` without this package."""
+    images (batch, h, w, channels) to float32 probabilities (batch, n_classes); `multilabel`: one sigmoid per
+    label instead of the softmax (each probability on its own). Made of standard Keras layers only, so a saved
+    fold model loads with plain `keras.saving.load_model` without this package."""
     import keras
     from keras import layers
 
@@ -381,7 +382,8 @@ def build_model(config: Any, input_shape: tuple[int, int, int], n_classes: int) 
         x = layers.Dense(units, activation="relu", name=f"head_dense{i}")(x)
     if head.dropout:
         x = layers.Dropout(head.dropout, name="head_dropout_out")(x)
-    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    outputs = layers.Dense(n_classes, activation="sigmoid" if multilabel else "softmax", dtype="float32",
+                           name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"{spec.name}_classifier")
 
 

@@ -241,7 +241,17 @@ class ClassicModel:
             z = self.transformer.transform_images(images)
         else:
             z = self.transformer.transform(pixels(images))
-        return columns(self.estimator.predict_proba(z), self.estimator.classes_, self.n_classes)
+        return _probabilities(self.estimator, z, self.n_classes)
+
+
+def _probabilities(estimator: Any, z: np.ndarray, n_classes: int) -> np.ndarray:
+    """float32 (n, n_classes) of a fitted inductive estimator: class columns (`columns`), or a multi-label
+    one-vs-rest estimator's per-label probabilities as they are (each its own; rows need not sum to 1)."""
+    from sklearn.multiclass import OneVsRestClassifier
+
+    if isinstance(estimator, OneVsRestClassifier):
+        return np.asarray(estimator.predict_proba(z), dtype=np.float32).reshape(len(z), n_classes)
+    return columns(estimator.predict_proba(z), estimator.classes_, n_classes)
 
 
 def columns(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -261,6 +271,10 @@ def fit_fold(kind: str, params: dict[str, Any], transformer: Any, z: np.ndarray,
     on z and z_test together with the `val` rows and the test unlabelled (-1) and reads its label distributions;
     an inductive one on the training rows alone."""
     estimator = make_estimator(kind, params, seed)
+    if np.ndim(y) == 2:  # multi-label (an (n, k) 0/1 matrix): one binary estimator per label
+        from sklearn.multiclass import OneVsRestClassifier
+
+        estimator = OneVsRestClassifier(estimator)
     train_rows = np.setdiff1d(np.arange(len(y)), val)
     if spec(kind).transductive:
         labels = np.full(len(y) + len(z_test), -1, dtype=np.int64)
@@ -271,7 +285,6 @@ def fit_fold(kind: str, params: dict[str, Any], transformer: Any, z: np.ndarray,
         oof, test = columns(spread[val], classes, n_classes), columns(spread[len(y):], classes, n_classes)
     else:
         estimator.fit(z[train_rows], y[train_rows])
-        oof = columns(estimator.predict_proba(z[val]), estimator.classes_, n_classes)
-        test = columns(estimator.predict_proba(z_test), estimator.classes_, n_classes) if len(z_test) else (
-            np.zeros((0, n_classes), np.float32))
+        oof = _probabilities(estimator, z[val], n_classes)
+        test = _probabilities(estimator, z_test, n_classes) if len(z_test) else np.zeros((0, n_classes), np.float32)
     return oof, test, ClassicModel(kind, transformer, estimator, n_classes)

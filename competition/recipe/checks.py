@@ -19,6 +19,8 @@ def check_with_contest(recipe: Recipe, contest: Any, console: Any = None) -> Non
     from competition.balance import check_classes
     from competition.folds import make_folds, parse_group_by, resolve_groups
 
+    if getattr(contest, "multilabel", False):
+        _check_multilabel(recipe, contest)
     check_classes(recipe.balance, list(contest.classes))
     _check_metric_with_sample(recipe.data.metric, contest, recipe.data.positive_class)
     from competition.model.classic import is_transductive
@@ -30,7 +32,15 @@ def check_with_contest(recipe: Recipe, contest: Any, console: Any = None) -> Non
     # near-duplicate groups need the pixels and are checked when the folds are made.
     kind, _ = parse_group_by(recipe.cv.group_by)
     groups = resolve_groups(recipe.cv.group_by, contest.train) if kind in ("column", "regex") else None
-    make_folds(contest.train["label"].to_numpy(), recipe.cv.folds, recipe.cv.seed, groups=groups)
+    if getattr(contest, "multilabel", False):
+        from competition.folds import multilabel_folds, rarest_label
+
+        if groups is None:
+            multilabel_folds(contest.y(), contest.classes, recipe.cv.folds, recipe.cv.seed)
+        else:
+            make_folds(rarest_label(contest.y(), contest.classes), recipe.cv.folds, recipe.cv.seed, groups=groups)
+    else:
+        make_folds(contest.train["label"].to_numpy(), recipe.cv.folds, recipe.cv.seed, groups=groups)
     if console is not None:
         from competition.data.cache import intensity_note
 
@@ -38,6 +48,32 @@ def check_with_contest(recipe: Recipe, contest: Any, console: Any = None) -> Non
         note = intensity_note(paths, recipe.data.intensity_window)
         if note:
             console.print(note, markup=False, highlight=False)
+
+
+def _check_multilabel(recipe: Recipe, contest: Any) -> None:
+    """A multi-label contest trains one sigmoid output per label: the recipe's parts that assume one class per
+    image are refused in one line naming the key (the metric, balancing, a transductive kind, pseudo-labels)."""
+    from competition.metrics import METRICS, get_metric
+    from competition.model.classic import is_transductive
+
+    declared = f"a multi-label contest (recipe.data.label_separator {recipe.data.layout().label_separator!r})"
+    metric = get_metric(recipe.data.metric)
+    if not metric.multilabel:
+        usable = ", ".join(name for name, m in METRICS.items() if m.multilabel)
+        raise CompetitionError(f"recipe.data.metric: {metric.name!r} is defined for one class per image, not for "
+                               f"{declared}; use one of {usable}")
+    if recipe.balance.method != "none":
+        raise CompetitionError(f"recipe.balance.method: {recipe.balance.method!r} balances one class per image; "
+                               f"{declared} trains each label on its own: use 'none'")
+    if is_transductive(recipe.model.kind):
+        raise CompetitionError(f"recipe.model.kind: {recipe.model.kind!r} spreads one class per image; {declared} "
+                               "needs knn, logistic or a network")
+    for key in ("mixup", "cutmix"):
+        if getattr(recipe.train, key) is not None:
+            raise CompetitionError(f"recipe.train.{key}: mixes one-hot class targets; remove it for {declared}")
+    if recipe.train.pseudo_label is not None:
+        raise CompetitionError(f"recipe.train.pseudo_label: pseudo-labels are one class per image; remove it for "
+                               f"{declared}")
 
 
 def _is_number(text: str) -> bool:
@@ -69,6 +105,8 @@ def _check_metric_with_sample(name: str, contest: Any, recipe_positive: str | No
         return
     sample = read_string_csv(contest.sample_path)
     kind = sample_format(sample, contest.classes, probabilities=True)
+    if getattr(contest, "multilabel", False):  # one column: each image's labels; one per label: probabilities
+        kind = "labels" if len(value_columns(sample)) == 1 else "probabilities"
     if kind == "labels":
         column = value_columns(sample)[0]
         raise CompetitionError(f"recipe.data.metric: {name!r} scores probabilities, but {contest.sample_path} asks for "

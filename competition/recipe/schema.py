@@ -67,7 +67,7 @@ def _not_a_bool(kind: str) -> BeforeValidator:
 Int = Annotated[int, _not_a_bool("int")]
 # A file, folder or column name a recipe declares: text, not empty
 Name = Annotated[str, Field(min_length=1, max_length=255)]
-LAYOUT_KEYS = ("train_csv", "id_column", "label_column", "group_column", "train_images", "test_images",
+LAYOUT_KEYS = ("train_csv", "id_column", "label_column", "group_column", "label_separator", "train_images", "test_images",
                "sample_submission")
 Float = Annotated[float, _not_a_bool("float")]
 Bool = Annotated[bool, Strict()]
@@ -139,6 +139,9 @@ class DataConfig(Section):
     id_column: Name = "id"
     label_column: Name = "label"
     group_column: Name | None = None
+    # A multi-label contest (several findings per image, ChestX-ray14's 'Effusion|Nodule'): the character that
+    # joins an image's labels in the label column. None: one class per image.
+    label_separator: Annotated[str, Field(min_length=1, max_length=3)] | None = None
     train_images: Name = "train"
     test_images: Name = "test"
     sample_submission: Name = "sample_submission.csv"

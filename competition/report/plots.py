@@ -452,6 +452,10 @@ def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16,
     out_dir.mkdir(parents=True, exist_ok=True)
     mark_owned(out_dir, "report")
 
+    if run.multilabel:  # the confusion matrix, wrong images and Grad-CAM read one class per image
+        raise CompetitionError(f"run '{run.name}' is multi-label: the report's figures (confusion matrix, wrongly "
+                               "classified images) are drawn for one class per image only; `competition leaderboard "
+                               "--per-class` gives each label's OOF F1")
     scores = score(run.y, run.oof, run.classes)
     per_fold = fold_scores(run.y, run.oof, run.folds)
     pred = run.oof.argmax(axis=1)

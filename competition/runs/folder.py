@@ -219,7 +219,14 @@ def read_run_files(run_dir: str | Path) -> dict[str, Any]:
     meta = read_meta(run_dir)
     classes = list(meta["classes"])
     folds = read_folds(run_dir)
-    unknown = np.flatnonzero(~folds["label"].isin(classes).to_numpy())
+    layout = meta.get("layout") if isinstance(meta.get("layout"), dict) else {}
+    separator = layout.get("label_separator") if isinstance(layout.get("label_separator"), str) else None
+    if separator:  # multi-label: every label of a row among the classes
+        known = set(classes)
+        unknown = np.flatnonzero([not set(t.strip() for t in str(text).split(separator)) <= known
+                                  for text in folds["label"]])
+    else:
+        unknown = np.flatnonzero(~folds["label"].isin(classes).to_numpy())
     if len(unknown):
         raise damaged_error(run_dir / FOLDS_FILE, f"row {unknown[0] + 1}: label {folds['label'].iloc[unknown[0]]!r} is "
                                              f"not one of the classes in {RUN_FILE}")

@@ -202,7 +202,8 @@ def _chosen_folds(recipe: Recipe, contest: Any, console: Any) -> Any:
 
     choice = choose_scheme(contest.train, contest.test, n_folds=recipe.cv.folds, seed=recipe.cv.seed,
                            scheme=recipe.cv.scheme, group_by=recipe.cv.group_by,
-                           threshold=recipe.cv.near_duplicate_threshold)
+                           threshold=recipe.cv.near_duplicate_threshold,
+                           targets=(contest.y(), contest.classes) if contest.multilabel else None)
     for line in choice.lines():
         say(console, escape_markup(line))
     if choice.warning:
@@ -233,7 +234,7 @@ def _write_run_folder(run_dir: Path, recipe: Recipe, recipe_hash: str, overwrite
     folder.write_recipe(run_dir, recipe.to_yaml(), recipe_hash)
     folder.write_folds(run_dir, folds_frame(contest.classes, contest.train["id"].to_numpy(), contest.y(), choice.folds,
                                             contest.train["path"].to_numpy(), root=os.path.abspath(contest.root),
-                                            subjects=choice.subjects))
+                                            subjects=choice.subjects, separator=contest.separator))
     folder.skipped_file(run_dir).unlink(missing_ok=True)
     if skipped:
         write_skipped(folder.skipped_file(run_dir), skipped)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from competition.data.contest import label_targets, label_texts
 from competition.errors import CompetitionError
 from competition.runs import decisions, folder
 from competition.runs.record import RunRecord
@@ -36,7 +37,7 @@ class Run:
     kind: str
     classes: list[str]
     ids: np.ndarray  # training ids, OOF row order
-    y: np.ndarray  # int class index per training row
+    y: np.ndarray  # int class index per training row; multi-label: uint8 (n, n_classes) indicator matrix
     folds: np.ndarray  # fold index per training row
     oof: np.ndarray  # (n_train, n_classes)
     test: np.ndarray  # (n_test, n_classes)
@@ -64,7 +65,7 @@ class Run:
         files = folder.read_run_files(path)
         meta, folds, test_ids = files["meta"], files["folds"], files["test_ids"]
         classes = list(meta["classes"])
-        index = {c: i for i, c in enumerate(classes)}
+        separator = RunRecord.from_meta(meta).contest_layout().label_separator
         return cls(
             path=path,
             # the folder's name, what every command looks a run up by (`--runs DIR` + name, an ensemble's
@@ -74,7 +75,7 @@ class Run:
             kind=meta.get("kind", "model"),
             classes=classes,
             ids=folds["id"].to_numpy(),
-            y=folds["label"].map(index).to_numpy(dtype=np.int64),
+            y=label_targets(folds["label"], classes, separator),
             folds=folds["fold"].to_numpy(dtype=np.int64),
             oof=files["oof"],
             test=files["test"],
@@ -95,12 +96,26 @@ class Run:
         return RunRecord.from_meta(self.meta)
 
     @property
+    def separator(self) -> str | None:
+        """A multi-label run's label separator (recipe.data.label_separator); None: one class per image."""
+        return self.record.contest_layout().label_separator
+
+    @property
+    def multilabel(self) -> bool:
+        return np.ndim(self.y) == 2
+
+    def label_texts(self, y: np.ndarray | None = None) -> np.ndarray:
+        """object (n,) label text per row of `y` (default: the run's training labels): class names, or joined
+        multi-label texts."""
+        return label_texts(self.y if y is None else y, self.classes, self.separator)
+
+    @property
     def contest(self) -> tuple[str, str]:
         """(id, name) of the contest the run was trained on: id, 12 hex digits of a SHA-256 over its training
         ids with their labels and its test ids (order-free; what `data_record` hashes, read from the run's own
         files, so runs from before have one too); name, the contest folder's name ('?' when not recorded)."""
         digest = hashlib.sha256()
-        labels = np.asarray(self.classes, dtype=object)[self.y]
+        labels = self.label_texts()
         for part in (sorted(f"{i}\t{c}" for i, c in zip(self.ids, labels, strict=True)), sorted(map(str, self.test_ids))):
             digest.update("\n".join(part).encode("utf-8") + b"\0")
         return digest.hexdigest()[:12], self.data_root.name if self.data_root is not None else "?"
@@ -387,17 +402,18 @@ def save_run(
     if isinstance(root, str) and os.path.isabs(root) and isinstance(meta.get("sample_submission"), str):
         meta["sample_submission"] = relative_to_root(meta["sample_submission"], root)
     frame = folds_frame(classes, ids, y, folds, paths, root=root if isinstance(root, str) else None,
-                        subjects=subjects)
+                        subjects=subjects, separator=RunRecord.from_meta(meta).contest_layout().label_separator)
     return folder.write_run_files(Path(path), folds=frame, oof=oof, test=test,
                                   test_ids=test_ids, meta=meta, oof_plain=oof_plain, test_plain=test_plain)
 
 
 def folds_frame(classes: list[str], ids: np.ndarray, y: np.ndarray, folds: np.ndarray,
                 paths: np.ndarray | None = None, root: str | Path | None = None,
-                subjects: np.ndarray | None = None) -> pd.DataFrame:
-    """The folds.csv frame: id, label (class name), fold[, path][, subject]; with an absolute `root` (the contest
+                subjects: np.ndarray | None = None, separator: str | None = None) -> pd.DataFrame:
+    """The folds.csv frame: id, label (class name; multi-label: labels joined by `separator`), fold[, path]
+    [, subject]; with an absolute `root` (the contest
     folder), paths under it are written relative to it."""
-    labels = np.asarray(classes, dtype=object)[np.asarray(y)]
+    labels = label_texts(y, classes, separator)
     frame = pd.DataFrame({"id": ids, "label": labels, "fold": np.asarray(folds, dtype=np.int64)})
     if paths is not None:
         absolute = root is not None and os.path.isabs(root)

@@ -18,7 +18,7 @@ from competition.training import train_run
 def trained(tiny_contest: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     runs = tmp_path_factory.mktemp("runs")
     recipe_file = runs / "tiny.yaml"
-    from tests.conftest import TINY_RECIPE
+    from conftest import TINY_RECIPE  # tests/ is on the path (a site-packages `tests` package may shadow the name)
 
     recipe_file.write_text(TINY_RECIPE)
     return train_run(load_recipe(recipe_file), runs, data_root=tiny_contest), recipe_file
