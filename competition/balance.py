@@ -122,7 +122,12 @@ def make_balance(config: Any, y: np.ndarray, classes: list[str], *, soft_labels:
                  label_smoothing: float = 0.0) -> Balance:
     """The recipe's `balance` section for training labels `y` (int (n,)). With `soft_labels` the loss takes
     one-hot or soft targets (b, n_classes) (what mixup, cutmix and label smoothing need; soft_loss); without,
-    integer labels, as before those existed."""
+    integer labels, as before those existed. Multi-label `y` (a 0/1 (n, k) matrix; the recipe's checks allow no
+    balancing then): Keras's binary cross-entropy on the 0/1 targets, each smoothed by `label_smoothing`."""
+    if np.ndim(y) == 2:
+        import keras
+
+        return Balance(loss=keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing))
     balance = BALANCERS[config.method](config, y, classes)
     if soft_labels:
         balance.loss = soft_loss(balance.loss, label_smoothing)

@@ -19,6 +19,7 @@ import contextlib
 import io
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -334,8 +335,7 @@ def make_demo(
     n_test = sum(test_counts.values())
     ids = _hex_ids(plan_rng, n_test)
 
-    tmp = staging_folder(out_dir)  # of the user's umask, as the contest folder will be
-    try:
+    def write(tmp: Path) -> None:
         solution, labels = _write_images(tmp, spec, subjects, root.spawn(len(subjects) + 1)[1:], numbers, ids,
                                          plan_rng, size)
         _write_tables(tmp, spec, solution, labels)
@@ -347,6 +347,16 @@ def make_demo(
         if layout != "folders":
             readme = _layout_readme(readme, layout, spec, n_train_subj)
         (tmp / "README.md").write_text(readme, encoding="utf-8")
+
+    return _write_staged(out_dir, write)
+
+
+def _write_staged(out_dir: Path, write: Callable[[Path], None]) -> Path:
+    """`out_dir` written atomically: `write(tmp)` fills a staging folder beside it (of the user's umask, as the
+    contest folder will be), which is then swapped in; on any failure the staging folder is removed."""
+    tmp = staging_folder(out_dir)
+    try:
+        write(tmp)
         _swap_in(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -403,8 +413,8 @@ def _make_multilabel_demo(out_dir: Path, spec: DemoLayout, seed: int, size: int,
     if relation == "new_subjects":
         plan += [(k, "test") for k in _slices_per_subject(rng, n_test, 1, 3)]
     ids = _hex_ids(rng, n_train + n_test)
-    tmp = staging_folder(out_dir)
-    try:
+
+    def write(tmp: Path) -> None:
         (tmp / spec.train_images).mkdir()
         (tmp / spec.test_images).mkdir()
         train_rows, solution = [], []
@@ -437,11 +447,8 @@ def _make_multilabel_demo(out_dir: Path, spec: DemoLayout, seed: int, size: int,
                   "<id>.png`: the test images.\n- `sample_submission.csv`: one probability column per label.\n"
                   "- `.solution.csv`: the hidden answer key, for measuring real test scores.\n")
         (tmp / "README.md").write_text(readme, encoding="utf-8")
-        _swap_in(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+
+    return _write_staged(out_dir, write)
 
 
 def _findings(arr: np.ndarray, findings: set[str], rng: np.random.Generator) -> np.ndarray:
@@ -467,8 +474,8 @@ def _write_multilabel_tables(tmp: Path, spec: DemoLayout, train_rows: list[tuple
     """train.csv (id, findings, patient), sample_submission.csv (one placeholder probability per label) and the
     hidden .solution.csv (id, findings)."""
     id_col, *labels = spec.sample_columns
-    pd_rows = "".join(f"{name},{text},{patient}\n" for name, text, patient in train_rows)
-    (tmp / "train.csv").write_text(",".join(spec.train_csv or ()) + "\n" + pd_rows, encoding="utf-8")
+    rows = "".join(f"{name},{text},{patient}\n" for name, text, patient in train_rows)
+    (tmp / "train.csv").write_text(",".join(spec.train_csv or ()) + "\n" + rows, encoding="utf-8")
     (tmp / "sample_submission.csv").write_text(
         ",".join(spec.sample_columns) + "\n" + "".join(f"{hid}," + ",".join(spec.placeholder for _ in labels) + "\n"
                                                       for hid, _ in solution), encoding="utf-8")

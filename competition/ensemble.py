@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from competition.errors import CompetitionError
 from competition.files import check_output, locked
 from competition.metrics import METRICS as CONTEST_METRICS
-from competition.metrics import EPS, cross_fit_predict, fast_macro_f1, log_proba, macro_f1
+from competition.metrics import EPS, cross_fit_predict, fast_macro_f1, is_multilabel, log_proba, macro_f1
 from competition.runs import Run, check_same_folds, save_run
 from competition.runs.run import check_one_contest
 from competition.runs.folder import holds, run_name_problem, write_recipe
@@ -35,10 +35,10 @@ def ensemble_score(metric: str) -> Callable[[np.ndarray, np.ndarray], float]:
     """Higher-is-better score of (y, proba) for the searches: any registered contest metric (competition.metrics.
     METRICS), oriented (a loss negated); macro F1 and log loss by their fast paths."""
     if metric == "macro_f1":
-        return lambda y, proba: (macro_f1(y, proba) if np.ndim(y) == 2 else
+        return lambda y, proba: (macro_f1(y, proba) if is_multilabel(y) else
                                  fast_macro_f1(y, proba.argmax(axis=1), proba.shape[1]))
     if metric == "log_loss":
-        return lambda y, proba: (-CONTEST_METRICS["log_loss"](y, proba) if np.ndim(y) == 2 else
+        return lambda y, proba: (-CONTEST_METRICS["log_loss"](y, proba) if is_multilabel(y) else
                                  float(log_proba(proba[np.arange(len(y)), y]).mean()))
     if metric not in CONTEST_METRICS:
         raise CompetitionError(f"ensemble metric: unknown '{metric}'; known: {', '.join(CONTEST_METRICS)}")
@@ -223,7 +223,7 @@ def _best(scores: np.ndarray, blends: list[np.ndarray], y: np.ndarray) -> int:
     tied = np.flatnonzero(scores >= scores.max() - 1e-12)
     if len(tied) == 1:
         return int(tied[0])
-    if np.ndim(y) == 2:  # multi-label: the mean binary cross-entropy
+    if is_multilabel(y):  # multi-label: the mean binary cross-entropy
         losses = [CONTEST_METRICS["log_loss"](y, blends[j]) for j in tied]
         return int(tied[int(np.argmin(losses))])
     rows = np.arange(len(y))

@@ -401,13 +401,9 @@ def predict_run(run: str | Path, inputs: Sequence[str | Path] | np.ndarray, runs
     separator = record.contest_layout().label_separator
     if separator is not None:  # multi-label: each label at its (tuned) threshold, at least one an image
         from competition.data.contest import label_texts
-        from competition.submission import label_sets
-        from competition.tuning import DecisionTuner
+        from competition.tuning import DecisionTuner, label_sets
 
-        tuner = None
-        if decisions is not None:
-            tuner = DecisionTuner()
-            tuner.offsets_, tuner.multilabel_ = np.asarray(decisions["offsets"], dtype=np.float64), True
+        tuner = None if decisions is None else DecisionTuner.from_offsets(decisions["offsets"], multilabel=True)
         labels = list(label_texts(label_sets(proba, tuner), classes, separator))
     else:
         scores = log_proba(proba)

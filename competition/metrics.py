@@ -46,7 +46,7 @@ def cross_fit_predict(estimator: Any, X: np.ndarray, y: np.ndarray, folds: np.nd
 
 
 # A multi-label contest's probability of a label becomes the label at this value, unless decisions are tuned
-# (competition.tuning.LabelThresholds).
+# (competition.tuning.DecisionTuner: one threshold per label).
 LABEL_THRESHOLD = 0.5
 
 

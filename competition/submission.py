@@ -30,7 +30,7 @@ from competition.errors import CompetitionError, OptionError
 from competition.files import CsvShapeError, check_output, csv_header, locked, read_string_csv, write_text
 from competition.metrics import macro_f1
 from competition.runs import Run
-from competition.tuning import DecisionTuner
+from competition.tuning import DecisionTuner, label_sets
 
 SHOW = 5  # rows/values named per problem before "and N more"
 SUM_TOLERANCE = 1e-3
@@ -129,10 +129,8 @@ def _value_problems(frame: pd.DataFrame, sample: pd.DataFrame, value_columns: li
     """The values' problems, by what the sample asks for (sample_format): numbers in [0, 1] (summing to 1 across
     a probability sample's columns), or labels among `classes` when given."""
     problems: list[str] = []
-    kind = sample_format(sample, classes, probabilities=bool(probabilities))
-    if separator is not None:  # multi-label: one column of label texts, or one probability column per label
-        kind = "labels" if len(submission_values(sample)) == 1 else "probabilities"
-    if (probabilities is None and kind == "labels" and len(value_columns) == 1
+    kind = sample_format(sample, classes, probabilities=bool(probabilities), multilabel=separator is not None)
+    if (probabilities is None and separator is None and kind == "labels" and len(value_columns) == 1
             and sample_format(sample, classes, probabilities=True) == "binary"):
         written = frame[value_columns[0]].astype(str).str.strip()
         numbers = pd.to_numeric(written, errors="coerce")
@@ -244,10 +242,11 @@ def check_file(submission_path: str | Path, sample_path: str | Path | None, *, c
         sample_path = Run.load(resolve_run(run, runs_dir)).sample_submission()
     known, where = label_classes(sample_path, classes, run, runs_dir)
     separator = None
-    if run is not None:
-        from competition.runs import Run, resolve_run
+    if run is not None:  # run.json alone: label_classes has read the run's arrays already
+        from competition.runs import resolve_run
+        from competition.runs.record import RunRecord
 
-        separator = Run.load(resolve_run(run, runs_dir)).separator
+        separator = RunRecord.read(resolve_run(run, runs_dir)).contest_layout().label_separator
     problems = validate_file(submission_path, sample_path, known, separator)
     checked = f"labels checked against {where}" if known is not None else f"labels not checked ({where})"
     return problems, checked, Path(sample_path)
@@ -312,9 +311,8 @@ def _submission_frame(run: Run, sample: pd.DataFrame, sample_path: str | Path,
     test = np.asarray(run.test, dtype=np.float64)[[position[i] for i in sample_ids]]
 
     rows: dict[str, object] = {id_column: sample_ids}
-    kind = sample_format(sample, run.classes, probabilities=run.metric.needs == "probabilities")
-    if run.multilabel:
-        kind = "labels" if len(value_columns) == 1 else "probabilities"
+    kind = sample_format(sample, run.classes, probabilities=run.metric.needs == "probabilities",
+                         multilabel=run.multilabel)
     if kind != "labels" and tuner is not None:
         raise CompetitionError(f"{sample_path}: a decision tuner applies to label submissions, not probabilities")
     if kind == "binary":
@@ -332,19 +330,6 @@ def _submission_frame(run: Run, sample: pd.DataFrame, sample_path: str | Path,
         pred = tuner.predict(test) if tuner is not None else test.argmax(axis=1)
         rows[value_columns[0]] = np.asarray(run.classes, dtype=object)[pred]
     return pd.DataFrame(rows, columns=[id_column, *value_columns])
-
-
-def label_sets(proba: np.ndarray, tuner: DecisionTuner | None = None) -> np.ndarray:
-    """A multi-label run's decisions, uint8 (n, k): each label whose probability reaches its threshold (the
-    tuner's per-label thresholds, else metrics.LABEL_THRESHOLD); a row that reaches none gets its most likely
-    label (by the same decision scores), since a label submission names at least one label an image."""
-    from competition.metrics import label_decisions
-
-    scores = tuner.decision_function(proba) if tuner is not None else np.asarray(proba, np.float64) - 0.5
-    pred = tuner.predict(proba) if tuner is not None else label_decisions(np.asarray(proba, np.float64))
-    empty = ~pred.any(axis=1)
-    pred[np.flatnonzero(empty), scores[empty].argmax(axis=1)] = 1
-    return pred
 
 
 def _log_submission(log_path: Path, out_path: Path, run: Run, *, tuned: bool, expected: float,
@@ -574,9 +559,8 @@ def _submit_locked(choice: Choice, loaded: Run, sample_path: Path, out_path: Pat
     notes: list[str] = []
     metric = loaded.metric
     sample = read_csv_strings(sample_path)
-    wanted = sample_format(sample, loaded.classes, probabilities=metric.needs == "probabilities")
-    if loaded.multilabel:
-        wanted = "labels" if len(submission_values(sample)) == 1 else "probabilities"
+    wanted = sample_format(sample, loaded.classes, probabilities=metric.needs == "probabilities",
+                           multilabel=loaded.multilabel)
     if wanted == "binary":  # say which class's probability fills the column: a wrong one turns an AUC upside down
         column = submission_values(sample)[0]
         declared = loaded.record.positive_class or None
@@ -610,9 +594,7 @@ def _submit_locked(choice: Choice, loaded: Run, sample_path: Path, out_path: Pat
     else:
         saved = read_decisions(run_dir)  # checked: one offset per class, tuned on the run's OOF as it is now
         if saved is not None:
-            tuner = DecisionTuner()
-            tuner.offsets_ = np.asarray(saved["offsets"], dtype=np.float64)
-            tuner.multilabel_ = loaded.multilabel
+            tuner = DecisionTuner.from_offsets(saved["offsets"], multilabel=loaded.multilabel)
             gain = saved.get("nested_gain")
             honest += float(gain) if isinstance(gain, int | float) else 0.0
     log_path = out_path.parent / LOG_FILE

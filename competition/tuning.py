@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 
-from competition.metrics import cross_fit_predict, fast_macro_f1, is_multilabel, log_proba, macro_f1
+from competition.metrics import (EPS, LABEL_THRESHOLD, cross_fit_predict, fast_macro_f1, is_multilabel,
+                                 label_decisions, log_proba, macro_f1)
 
 
 class DecisionTuner(BaseEstimator):
@@ -64,6 +65,15 @@ class DecisionTuner(BaseEstimator):
         self.in_sample_macro_f1_ = best
         return self
 
+    @classmethod
+    def from_offsets(cls, offsets: Any, *, multilabel: bool = False) -> DecisionTuner:
+        """A tuner fitted earlier, from its saved `offsets_` (decisions.json: one per class, or per label when
+        `multilabel`)."""
+        tuner = cls()
+        tuner.offsets_, tuner.multilabel_ = np.asarray(offsets, dtype=np.float64), multilabel
+        tuner.n_classes_ = len(tuner.offsets_)
+        return tuner
+
     def _fit_thresholds(self, proba: np.ndarray, y: np.ndarray) -> DecisionTuner:
         from sklearn.metrics import f1_score
 
@@ -91,8 +101,21 @@ class DecisionTuner(BaseEstimator):
 
 
 def _logit(proba: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(proba, dtype=np.float64), 1e-7, 1 - 1e-7)
+    p = np.clip(np.asarray(proba, dtype=np.float64), EPS, 1 - EPS)
     return np.log(p) - np.log1p(-p)
+
+
+def label_sets(proba: np.ndarray, tuner: DecisionTuner | None = None) -> np.ndarray:
+    """A multi-label run's decisions, uint8 (n, k), from probabilities (n, k): each label whose probability
+    reaches its threshold (the tuner's per-label thresholds, else metrics.LABEL_THRESHOLD); a row that reaches
+    none gets its most likely label (by the same decision scores), since a label submission names at least one
+    label an image."""
+    proba = np.asarray(proba, dtype=np.float64)
+    scores = tuner.decision_function(proba) if tuner is not None else proba - LABEL_THRESHOLD
+    pred = tuner.predict(proba) if tuner is not None else label_decisions(proba)
+    empty = ~pred.any(axis=1)
+    pred[np.flatnonzero(empty), scores[empty].argmax(axis=1)] = 1
+    return pred
 
 
 def nested_cv_gain(

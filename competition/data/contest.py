@@ -114,6 +114,14 @@ def label_targets(labels: Any, classes: Sequence[str], separator: str | None = N
     return out
 
 
+def label_counts(labels: Any, classes: Sequence[str], separator: str | None = None) -> np.ndarray:
+    """int64 (len(classes),) images per class of the label texts (multi-label: images carrying each label)."""
+    targets = label_targets(labels, classes, separator)
+    if separator is not None:
+        return targets.sum(axis=0).astype(np.int64)
+    return np.bincount(targets, minlength=len(classes)).astype(np.int64)
+
+
 def label_texts(y: np.ndarray, classes: Sequence[str], separator: str | None = None) -> np.ndarray:
     """The inverse of label_targets: object (n,) class names, or (a 2-D indicator matrix) each row's labels in
     class order joined by `separator`."""
@@ -266,7 +274,7 @@ def index_contest(root: str | Path, layout: Layout | None = None) -> Contest:
             raise CompetitionError(f"{train_dir}: recipe.data.label_separator: {layout.label_separator!r} declares a "
                                    "multi-label contest, whose labels come from a labels file (recipe.data.train_csv), "
                                    "not from class folders")
-        train, classes = _multilabel_rows(train, source, layout)
+        train, classes = _multilabel_rows(train, source, layout.label_separator)
     else:
         _check_look_alike_labels(train, source, from_csv=from_csv)
         _refuse_multilabel(train, source)
@@ -321,11 +329,10 @@ def _refuse_multilabel(train: pd.DataFrame, source: Path) -> None:
                                    "a class of its own")
 
 
-def _multilabel_rows(train: pd.DataFrame, source: Path, layout: Layout) -> tuple[pd.DataFrame, list[str]]:
+def _multilabel_rows(train: pd.DataFrame, source: Path, separator: str) -> tuple[pd.DataFrame, list[str]]:
     """A multi-label labels file's rows with each label cell in canonical form (its labels, stripped, once
     each, in class order, joined by the separator) and the labels found (the classes, class_order). An empty
     label between two separators ('a||b') is one line naming the row; so are look-alike labels."""
-    separator = layout.label_separator or "|"
     tokens = [[t.strip() for t in str(text).split(separator)] for text in train["label"]]
     for row, found in enumerate(tokens):
         if any(not t for t in found):
@@ -581,7 +588,7 @@ NEGATIVE_NAMES = frozenset({"0", "no", "false", "negative", "neg", "normal", "be
 
 
 def sample_format(sample: pd.DataFrame, classes: Sequence[str] | None = None, *,
-                  probabilities: bool = False) -> SampleFormat:
+                  probabilities: bool = False, multilabel: bool = False) -> SampleFormat:
     """What a sample submission asks for: "probabilities" (one column per class), "labels" (one column of
     class names) or "binary" (one column of numbers: the positive class's probability in a two-class contest).
 
@@ -589,8 +596,11 @@ def sample_format(sample: pd.DataFrame, classes: Sequence[str] | None = None, *,
     fraction ('0.5') always; whole numbers ('0') only when `classes` is given and none of them is a class (a
     contest whose classes are '0' and '1' keeps labels), or when the contest metric reads probabilities
     (`probabilities`: ROC AUC, log loss; SIIM-ISIC's sample holds target 0 for a probability). Marker columns
-    (Kaggle's 'Usage': `marker_columns`) do not count."""
+    (Kaggle's 'Usage': `marker_columns`) do not count. A `multilabel` contest's sample is "labels" with one value
+    column (each image's labels joined by the separator), else "probabilities" (one per label)."""
     columns = value_columns(sample)
+    if multilabel:
+        return "labels" if len(columns) <= 1 else "probabilities"
     if len(columns) > 1:
         return "probabilities"
     if len(columns) < 1 or not len(sample):
@@ -643,10 +653,8 @@ def _check_sample_classes(sample: pd.DataFrame, sample_path: Path, train: pd.Dat
     """A probability-format sample (one column per class) must name exactly the training classes; a one-column
     sample of probabilities needs two classes; a label-format sample's placeholder labels are no vocabulary, so
     it is not checked. A multi-label contest's sample is one column of label texts or one column per label."""
-    kind = sample_format(sample, classes)
+    kind = sample_format(sample, classes, multilabel=separator is not None)
     columns = value_columns(sample)
-    if separator is not None and kind == "binary":
-        kind = "labels"  # a one-column sample of a multi-label contest holds each image's labels
     if kind == "binary":
         positive_class(columns[0], classes, sample_path)  # refuses unless two classes
         return
@@ -654,8 +662,7 @@ def _check_sample_classes(sample: pd.DataFrame, sample_path: Path, train: pd.Dat
         return
     unknown = [c for c in classes if c not in columns]
     if unknown:
-        count = int(label_targets(train["label"], classes, separator)[:, classes.index(unknown[0])].sum()
-                    if separator is not None else (train["label"] == unknown[0]).sum())
+        count = int(label_counts(train["label"], classes, separator)[classes.index(unknown[0])])
         hint = _near_miss(unknown[0], columns, "a column")
         raise CompetitionError(f"{source}: label {unknown[0]!r} ({_count(count, 'image')}) is not a column of "
                                f"{sample_path} ({_count(len(unknown), 'such label')}; sample columns: "
@@ -719,12 +726,8 @@ def _test_images(test_dir: Path, sample: pd.DataFrame, sample_path: Path, shared
 def class_counts(contest: Contest) -> pd.DataFrame:
     """Training images per class (class, images, share); multi-label: images carrying each label, the share of
     all images (shares then sum to more than 1)."""
-    if contest.multilabel:
-        counts = pd.Series(contest.y().sum(axis=0).astype(int), index=contest.classes)
-        return pd.DataFrame({"class": counts.index, "images": counts.to_numpy(),
-                             "share": counts.to_numpy() / max(len(contest.train), 1)})
-    counts = contest.train["label"].value_counts().reindex(contest.classes).fillna(0).astype(int)
-    return pd.DataFrame({"class": counts.index, "images": counts.to_numpy(), "share": counts.to_numpy() / counts.sum()})
+    counts = label_counts(contest.train["label"], contest.classes, contest.separator)
+    return pd.DataFrame({"class": contest.classes, "images": counts, "share": counts / max(len(contest.train), 1)})
 
 
 def print_class_counts(contest: Contest, console: Any) -> None:
@@ -778,9 +781,8 @@ def load_contest(root: str | Path, size: tuple[int, int], channels: int, *, on_b
     keep = np.ones(len(contest.train), dtype=bool)
     keep[[row for row, _, _ in bad_rows]] = False  # by position: row k of x is the k-th readable image
     train = contest.train[keep].reset_index(drop=True)
-    present = label_targets(train["label"], contest.classes, contest.separator)
-    emptied = [c for i, c in enumerate(contest.classes)
-               if not (present[:, i].any() if contest.multilabel else (present == i).any())]
+    counts = label_counts(train["label"], contest.classes, contest.separator)
+    emptied = [c for c, n in zip(contest.classes, counts) if n == 0]
     if emptied:
         raise CompetitionError(f"{unreadable_message(bad_train, 'training')}; skipping them leaves class "
                                f"{emptied[0]!r} without images")

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from competition.errors import CompetitionError
-from competition.metrics import DEFAULT_METRIC, EPS, Metric, get_metric, macro_f1
+from competition.metrics import DEFAULT_METRIC, EPS, Metric, get_metric, is_multilabel, macro_f1
 
 
 @dataclass
@@ -53,9 +53,8 @@ class ValidationScore(keras.callbacks.Callback):
         proba = self.predict_val()
         if logs is not None:
             logs["val_macro_f1"] = macro_f1(self.y_val, proba)
-            if np.ndim(self.y_val) == 2:  # multi-label: the mean binary cross-entropy
-                p = np.clip(proba, EPS, 1 - EPS)
-                logs["val_loss"] = float(-np.mean(self.y_val * np.log(p) + (1 - self.y_val) * np.log(1 - p)))
+            if is_multilabel(self.y_val):  # the mean binary cross-entropy
+                logs["val_loss"] = get_metric("log_loss")(self.y_val, proba)
             else:
                 picked = proba[np.arange(len(self.y_val)), self.y_val]
                 logs["val_loss"] = float(-np.mean(np.log(np.clip(picked, EPS, 1))))

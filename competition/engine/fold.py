@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from competition.augment import build_pipeline
-from competition.balance import Balance, make_balance
+from competition.balance import make_balance
 from competition.console import Progress
 from competition.engine.batches import Rows, TrainBatches
 from competition.engine.callbacks import (DivergenceGuard, EpochLog, EpochProgress, FoldState, KeepBest,
@@ -25,7 +25,7 @@ from competition.engine.callbacks import (DivergenceGuard, EpochLog, EpochProgre
 from competition.engine.features import extract, frozen_features, set_precision, split_head, uses_cached_features
 from competition.engine.mixing import phase_mixer, soft_labels
 from competition.engine.optim import patience_start, phase_optimizer
-from competition.metrics import get_metric
+from competition.metrics import get_metric, is_multilabel
 from competition.model.backbones import build_model, pretrained_backbone, set_trainable
 from competition.tta import predict_proba, predict_tta
 from competition.recipe import Recipe
@@ -76,13 +76,12 @@ def fit_phase(model: Any, data: FoldData, phase_index: int, progress: Progress |
     with any of them, one-hot targets and the loss's categorical form, class weights as sample weights."""
     recipe, phase = data.recipe, data.recipe.train.phases[phase_index]
     set_trainable(model, phase.trainable, keep_batchnorm_frozen=pretrained_backbone(recipe.model))
-    multilabel = np.ndim(data.y) == 2
-    # A multi-label contest: one sigmoid per label, binary cross-entropy on the 0/1 targets (balancing and
-    # mixing are refused for it by the recipe's checks).
+    multilabel = is_multilabel(data.y)
+    # Multi-label targets are 0/1 floats already (one sigmoid per label, binary cross-entropy: make_balance);
+    # mixing is refused for them by the recipe's checks.
     soft = soft_labels(recipe, phase) and not multilabel
-    balance = (Balance(loss=keras.losses.BinaryCrossentropy(label_smoothing=recipe.train.label_smoothing))
-               if multilabel else make_balance(recipe.balance, data.y, data.classes, soft_labels=soft,
-                                               label_smoothing=recipe.train.label_smoothing))
+    balance = make_balance(recipe.balance, data.y, data.classes, soft_labels=soft,
+                           label_smoothing=recipe.train.label_smoothing)
     pipeline = build_pipeline(recipe.augment, seed=data.seed) if phase.augment else None
     mixer = phase_mixer(recipe, phase)
     trained, x, x_val = _phase_inputs(model, data, phase_index)
@@ -189,7 +188,7 @@ def fit_fold(recipe: Recipe, x: np.ndarray, y: np.ndarray, val: np.ndarray, x_te
     data = FoldData(recipe, classes, train_x, train_y, Rows(x, val), y[val], seed, fold,
                     train_rows=train_rows, val_rows=val, features=features, row_weights=row_weights,
                     state=FoldState(on_epoch=on_epoch, metric=get_metric(recipe.data.metric)))
-    model = build_model(recipe.model, x.shape[1:], len(classes), multilabel=np.ndim(y) == 2)
+    model = build_model(recipe.model, x.shape[1:], len(classes), multilabel=is_multilabel(y))
     for phase_index in range(len(recipe.train.phases)):
         fit_phase(model, data, phase_index, progress, callbacks)
     model.set_weights(data.state.best_weights)

@@ -19,7 +19,7 @@ def check_with_contest(recipe: Recipe, contest: Any, console: Any = None) -> Non
     from competition.balance import check_classes
     from competition.folds import make_folds, parse_group_by, resolve_groups
 
-    if getattr(contest, "multilabel", False):
+    if contest.multilabel:
         _check_multilabel(recipe, contest)
     check_classes(recipe.balance, list(contest.classes))
     _check_metric_with_sample(recipe.data.metric, contest, recipe.data.positive_class)
@@ -32,7 +32,7 @@ def check_with_contest(recipe: Recipe, contest: Any, console: Any = None) -> Non
     # near-duplicate groups need the pixels and are checked when the folds are made.
     kind, _ = parse_group_by(recipe.cv.group_by)
     groups = resolve_groups(recipe.cv.group_by, contest.train) if kind in ("column", "regex") else None
-    if getattr(contest, "multilabel", False):
+    if contest.multilabel:
         from competition.folds import multilabel_folds, rarest_label
 
         if groups is None:
@@ -104,9 +104,7 @@ def _check_metric_with_sample(name: str, contest: Any, recipe_positive: str | No
     if metric.needs != "probabilities":
         return
     sample = read_string_csv(contest.sample_path)
-    kind = sample_format(sample, contest.classes, probabilities=True)
-    if getattr(contest, "multilabel", False):  # one column: each image's labels; one per label: probabilities
-        kind = "labels" if len(value_columns(sample)) == 1 else "probabilities"
+    kind = sample_format(sample, contest.classes, probabilities=True, multilabel=contest.multilabel)
     if kind == "labels":
         column = value_columns(sample)[0]
         raise CompetitionError(f"recipe.data.metric: {name!r} scores probabilities, but {contest.sample_path} asks for "

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from competition.data.contest import label_targets, label_texts
 from competition.errors import CompetitionError
 from competition.runs import decisions, folder
 from competition.runs.record import RunRecord
@@ -61,6 +60,8 @@ class Run:
         CompetitionError of one line naming the bad file when `path` holds no finished run or a damaged one.
         `data` is where the run's contest folder is now, when it moved (`paths` and `sample_submission()`
         then point into it)."""
+        from competition.data.contest import label_targets  # data.contest loads the decoders: not at import
+
         path = Path(path)
         files = folder.read_run_files(path)
         meta, folds, test_ids = files["meta"], files["folds"], files["test_ids"]
@@ -107,7 +108,7 @@ class Run:
     def label_texts(self, y: np.ndarray | None = None) -> np.ndarray:
         """object (n,) label text per row of `y` (default: the run's training labels): class names, or joined
         multi-label texts."""
-        return label_texts(self.y if y is None else y, self.classes, self.separator)
+        return folds_labels(self.y if y is None else y, self.classes, self.separator)
 
     @property
     def contest(self) -> tuple[str, str]:
@@ -413,7 +414,7 @@ def folds_frame(classes: list[str], ids: np.ndarray, y: np.ndarray, folds: np.nd
     """The folds.csv frame: id, label (class name; multi-label: labels joined by `separator`), fold[, path]
     [, subject]; with an absolute `root` (the contest
     folder), paths under it are written relative to it."""
-    labels = label_texts(y, classes, separator)
+    labels = folds_labels(y, classes, separator)
     frame = pd.DataFrame({"id": ids, "label": labels, "fold": np.asarray(folds, dtype=np.int64)})
     if paths is not None:
         absolute = root is not None and os.path.isabs(root)
@@ -421,6 +422,13 @@ def folds_frame(classes: list[str], ids: np.ndarray, y: np.ndarray, folds: np.nd
     if subjects is not None:
         frame["subject"] = [str(s) for s in subjects]
     return frame
+
+
+def folds_labels(y: np.ndarray, classes: list[str], separator: str | None = None) -> np.ndarray:
+    """folds.csv's label texts of targets `y` (competition.data.contest.label_texts)."""
+    from competition.data.contest import label_texts
+
+    return label_texts(y, classes, separator)
 
 
 def relative_to_root(path: str, root: str) -> str:
