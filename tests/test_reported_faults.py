@@ -13,9 +13,7 @@ import csv
 import json
 import re
 import shutil
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -337,144 +335,10 @@ def test_two_trains_on_one_run_folder_do_not_both_train(tmp_path: Path) -> None:
     assert leaderboard_json(runs, tmp_path)[0]["run"] == "ft"
 
 
-# ================================================================ 4. readers of a run folder check what they read
-
-
-@pytest.fixture(scope="module")
-def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two finished model runs, m1 and m2, of one recipe on one tiny contest (absolute paths inside)."""
-    base = tmp_path_factory.mktemp("trained")
-    root = make_contest(base / "c")
-    path = recipe(base)
-    env = {"COMPETITION_CACHE_DIR": str(base / "cache"), "KERAS_HOME": str(base / "keras-home")}
-    for name in ("m1", "m2"):
-        done = cli("train", path, "--data", root, "--runs", base / "runs", "--name", name, *TINY, cwd=base, env=env)
-        assert done.returncode == 0, done.output[-3000:]
-    return base / "runs"
-
-
 def _cut(path: Path, keep: float) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
 
-
-def _three_columns(path: Path) -> None:
-    oof = np.load(path)
-    wide = np.concatenate([oof, np.full((len(oof), 1), 0.1, oof.dtype)], axis=1)
-    np.save(path, wide / wide.sum(axis=1, keepdims=True))
-
-
-DAMAGE = {
-    "folds.csv cut short": ("folds.csv", lambda p: _cut(p, 0.5)),
-    "folds.csv empty": ("folds.csv", lambda p: p.write_text("")),
-    "run.json cut": ("run.json", lambda p: _cut(p, 0.5)),
-    "test.npy cut": ("test.npy", lambda p: _cut(p, 0.8)),
-    "oof.npy with 3 columns": ("oof.npy", _three_columns),
-}
-
-
-@pytest.mark.parametrize("damage", sorted(DAMAGE))
-@pytest.mark.slow
-def test_damaged_run_files_are_named_and_do_not_sink_the_leaderboard(damage: str, trained_runs: Path,
-                                                                       tmp_path: Path) -> None:
-    runs = tmp_path / "runs"
-    shutil.copytree(trained_runs, runs)
-    name, damage_it = DAMAGE[damage]
-    damage_it(runs / "m2" / name)
-
-    board = cli("leaderboard", "--runs", runs, cwd=tmp_path)
-    assert board.returncode == 0 and "Traceback" not in board.output, board.output[-3000:]
-    assert "m1" in board.stdout, board.output
-    assert "m2" in board.output and name in board.output, f"the damaged run is not marked:\n{board.output}"
-
-    out = tmp_path / "sub.csv"
-    one_line_error(cli("submit", "m2", "--runs", runs, "--out", out, cwd=tmp_path), name)
-    assert not out.exists()
-    one_line_error(cli("ensemble", "m1", "m2", "--name", "e", "--method", "mean", "--runs", runs, cwd=tmp_path), name)
-    assert not (runs / "e").exists()
-    one_line_error(cli("report", "m2", "--runs", runs, "--out", tmp_path / "report", cwd=tmp_path), name)
-
-
-# Runs the command line, but dies (SIGKILL) the moment anything tries to create or rename a file onto "run.json".
-KILL_AT_RUN_JSON = r"""
-import builtins, io, os, signal, sys
-
-def _is_run_json(path):
-    try:
-        return os.path.basename(os.fsdecode(path)) == "run.json"
-    except TypeError:
-        return False
-
-def _die():
-    os.kill(os.getpid(), signal.SIGKILL)
-
-for _name in ("replace", "rename", "link"):
-    def _wrapped(src, dst, *args, _real=getattr(os, _name), **kwargs):
-        if _is_run_json(dst):
-            _die()
-        return _real(src, dst, *args, **kwargs)
-    setattr(os, _name, _wrapped)
-
-_real_open = builtins.open
-def _open(file, mode="r", *args, **kwargs):
-    if _is_run_json(file) and any(c in mode for c in "wax+"):
-        _die()
-    return _real_open(file, mode, *args, **kwargs)
-builtins.open = io.open = _open
-
-_real_os_open = os.open
-def _os_open(path, flags, *args, **kwargs):
-    if _is_run_json(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
-        _die()
-    return _real_os_open(path, flags, *args, **kwargs)
-os.open = _os_open
-
-from competition.cli import main
-sys.argv = ["competition", *sys.argv[1:]]
-main()
-"""
-
-
-@pytest.mark.slow
-def test_rebuilding_an_ensemble_killed_before_run_json_leaves_no_mixed_run(trained_runs: Path,
-                                                                         tmp_path: Path) -> None:
-    runs = tmp_path / "runs"
-    shutil.copytree(trained_runs, runs)
-    for method, name in (("mean", "X"), ("stacking", "S")):
-        built = cli("ensemble", "m1", "m2", "--method", method, "--name", name, "--runs", runs, cwd=tmp_path)
-        assert built.returncode == 0, built.output[-3000:]
-    mean_oof, stacking_oof = np.load(runs / "X" / "oof.npy"), np.load(runs / "S" / "oof.npy")
-    assert not np.allclose(mean_oof, stacking_oof)
-
-    killed = subprocess.run([sys.executable, "-c", KILL_AT_RUN_JSON, "ensemble", "m1", "m2", "--method", "stacking",
-                             "--name", "X", "--runs", str(runs)], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=300)
-    assert killed.returncode == -signal.SIGKILL, f"the rebuild was not interrupted: {killed.returncode}\n{killed.stderr}"
-
-    listed = {row["run"] for row in leaderboard_json(runs, tmp_path)}
-    if "X" in listed:  # still listed: it must be one whole ensemble, the old one or the new one
-        method = json.loads((runs / "X" / "run.json").read_text())["method"]
-        oof = np.load(runs / "X" / "oof.npy")
-        expected = {"mean": mean_oof, "stacking": stacking_oof}[method]
-        assert np.allclose(oof, expected), f"run.json says {method}, but oof.npy is the other method's"
-        assert f"method: {method}" in (runs / "X" / "recipe.yaml").read_text()
-
-
-@pytest.mark.slow
-def test_ensemble_refuses_a_folder_holding_an_unfinished_model_run(trained_runs: Path, tmp_path: Path) -> None:
-    runs = tmp_path / "runs"
-    shutil.copytree(trained_runs, runs)
-    half = runs / "half"  # a model run stopped during its second fold
-    shutil.copytree(runs / "m1", half)
-    for entry in half.iterdir():
-        if entry.name not in {"recipe.yaml", "recipe.hash", "folds.csv", "fold_0"}:
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    before = {p.relative_to(half): p.read_bytes() for p in half.rglob("*") if p.is_file()}
-
-    result = cli("ensemble", "m1", "m2", "--method", "mean", "--name", "half", "--runs", runs, cwd=tmp_path)
-    one_line_error(result, "half")
-    after = {p.relative_to(half): p.read_bytes() for p in half.rglob("*") if p.is_file()}
-    assert after == before, "the ensemble was written into the unfinished model run"
 
 
 @pytest.mark.slow
