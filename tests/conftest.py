@@ -18,6 +18,13 @@ os.environ.pop("COLUMNS", None)
 # suite runs two workers on two cores, and their fold processes beside them; pools sized to every core fight
 # over them (the training tests took 8% longer: 141 s against 130 s on 2 cores).
 os.environ.setdefault("COMPETITION_THREADS", "1")
+# ... and pinned in this process before any test module imports Keras: TensorFlow takes its thread count once,
+# when its runtime starts, so a test that runs Keras directly would otherwise start it with a thread per core,
+# and what ran in this process after it (a local executor's deterministic reference run) would depend on the
+# order the tests were dealt to the workers.
+from competition.runtime import import_tensorflow  # noqa: E402
+
+import_tensorflow()
 
 from competition.demo import make_demo  # noqa: E402
 
