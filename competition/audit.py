@@ -153,9 +153,13 @@ def audit_arrays(
     train_signatures: np.ndarray | None = None,
     test_signatures: np.ndarray | None = None,
     group_by: str | None = None,
+    targets: tuple[np.ndarray, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """The audit on decoded images (`train`: id, label; `test`: id, rows matching the images). `group_by`:
     recipe.cv.group_by (the subjects of the grouped and seen-subject schemes, as training would use them).
+    `targets`: a multi-label contest's (uint8 (n, k) indicator matrix, label names), as training gets them
+    (competition.folds.choose_scheme): the class figures are then per label (images carrying it, "no_label"
+    the images carrying none), the folds by iterative stratification, not by label combinations.
 
     Returns the dict that run_audit writes, plus "_distances" (competition.folds.SchemeChoice.distances, when the
     folds could be made) and "_closest_test": [(test row, train row, distance)]
@@ -167,8 +171,13 @@ def audit_arrays(
     timings: dict[str, float] = {}
     train_ids, test_ids = train["id"].astype(str).to_numpy(), test["id"].astype(str).to_numpy()
     labels = train["label"].astype(str).to_numpy()
-    classes = sorted(set(labels))
-    y = np.searchsorted(np.asarray(classes), labels)
+    if targets is not None:
+        classes = list(targets[1])
+        members = [np.asarray(targets[0])[:, c] > 0 for c in range(len(classes))]
+    else:
+        classes = sorted(set(labels))
+        y = np.searchsorted(np.asarray(classes), labels)
+        members = [y == c for c in range(len(classes))]
     with _timed(timings, "signatures"):
         train_signatures = signatures(train_images) if train_signatures is None else train_signatures
         test_signatures = signatures(test_images) if test_signatures is None else test_signatures
@@ -180,18 +189,27 @@ def audit_arrays(
     if train_hashes is not None and test_hashes is not None:
         result["exact_duplicates"] = _exact_duplicates(train_ids, labels, train_hashes, test_ids, test_hashes)
     with _timed(timings, "near_duplicates"):
-        stratified = _try_folds(make_folds, labels, n_folds, seed, None)[0]
+        if targets is not None:
+            from competition.folds import multilabel_folds
+
+            stratified = _try_folds(lambda t, k, s, g: multilabel_folds(t, classes, k, s), targets[0], n_folds,
+                                    seed, None)[0]
+        else:
+            stratified = _try_folds(make_folds, labels, n_folds, seed, None)[0]
         duplicates, class_groups, (test_nn_index, test_nn) = _near_duplicate_figures(
-            train_ids, test_ids, labels, y, train_signatures, test_signatures, threshold, stratified)
+            train_ids, test_ids, labels, members, train_signatures, test_signatures, threshold, stratified)
     result.update(duplicates)
     result["class_counts"] = [
-        {"class": name, "train": int(np.sum(y == c)), "share": _share(y == c), "groups": class_groups[c]}
+        {"class": name, "train": int(np.sum(members[c])), "share": _share(members[c]), "groups": class_groups[c]}
         for c, name in enumerate(classes)
     ]
+    if targets is not None:
+        result["multilabel"] = True
+        result["no_label"] = int(np.sum(~np.any(members, axis=0))) if members else 0
     with _timed(timings, "leak"):
         result.update(_leak_section(train, result["near_duplicates"]["train_test"], n_folds=n_folds, seed=seed,
                                     group_by=group_by, threshold=threshold, train_signatures=train_signatures,
-                                    test_signatures=test_signatures))
+                                    test_signatures=test_signatures, targets=targets))
     with _timed(timings, "adversarial"):
         train_features, names = _image_features(train_images)
         result["adversarial"] = adversarial_auc(train_features, _image_features(test_images)[0], seed, names)
@@ -211,7 +229,8 @@ def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
 
 def _leak_section(train: pd.DataFrame, train_test: dict[str, Any], *, n_folds: int, seed: int,
                   group_by: str | None, threshold: float, train_signatures: np.ndarray,
-                  test_signatures: np.ndarray) -> dict[str, Any]:
+                  test_signatures: np.ndarray, targets: tuple[np.ndarray, Sequence[str]] | None = None,
+                  ) -> dict[str, Any]:
     """The audit's "leak", "verdict" and "cv_advice" entries (and "_distances" for the figure): the fold
     schemes measured against the test as cv.scheme auto measures them (competition.folds.choose_scheme);
     `train_test`, the near-duplicate figures between train and test (the test's reference)."""
@@ -221,7 +240,7 @@ def _leak_section(train: pd.DataFrame, train_test: dict[str, Any], *, n_folds: i
     try:
         choice = choose_scheme(train, None, n_folds=n_folds, seed=seed, scheme="auto", group_by=group_by,
                                threshold=threshold, train_signatures=train_signatures,
-                               test_signatures=test_signatures)
+                               test_signatures=test_signatures, targets=targets)
         auto = choice.record()
         section["_distances"] = choice.distances
     except CompetitionError as exc:
@@ -234,12 +253,13 @@ def _leak_section(train: pd.DataFrame, train_test: dict[str, Any], *, n_folds: i
     return section
 
 
-def _near_duplicate_figures(train_ids: np.ndarray, test_ids: np.ndarray, labels: np.ndarray, y: np.ndarray,
-                            train_signatures: np.ndarray, test_signatures: np.ndarray, threshold: float,
-                            stratified: np.ndarray | None) -> tuple[dict[str, Any], list[int], tuple[np.ndarray, np.ndarray]]:
+def _near_duplicate_figures(train_ids: np.ndarray, test_ids: np.ndarray, labels: np.ndarray,
+                            members: list[np.ndarray], train_signatures: np.ndarray, test_signatures: np.ndarray,
+                            threshold: float, stratified: np.ndarray | None
+                            ) -> tuple[dict[str, Any], list[int], tuple[np.ndarray, np.ndarray]]:
     """The audit's near-duplicate section ({"near_duplicates": within train, train-test, groups}), the number of
-    near-duplicate groups per class (y: int class index per training row, 0 .. n_classes - 1), and (each test
-    image's nearest training row, its distance)."""
+    near-duplicate groups per class (members: a bool (n,) mask per class of the training rows in it; in a
+    multi-label contest, carrying the label), and (each test image's nearest training row, its distance)."""
     within = scan(train_signatures, threshold=threshold, fold_sets=[stratified] if stratified is not None else [])
     i, j, d, train_nn = within.i, within.j, within.d, within.nearest_distance
     groups = connected_groups(len(train_ids), i, j)
@@ -247,7 +267,7 @@ def _near_duplicate_figures(train_ids: np.ndarray, test_ids: np.ndarray, labels:
     across = scan(test_signatures, train_signatures, threshold=threshold)
     ti, tj, td = across.i, across.j, across.d
     test_nn = across.nearest_distance
-    class_groups = [int(len(np.unique(groups[y == c]))) for c in range(len(np.unique(labels)))]
+    class_groups = [int(len(np.unique(groups[mask]))) for mask in members]
     figures = {"near_duplicates": {
         "within_train": {
             "pairs": len(i),
@@ -346,6 +366,7 @@ def run_audit(
     result = audit_arrays(
         train, test, *images, train_hashes=hashes[0], test_hashes=hashes[1], n_folds=n_folds, seed=seed,
         threshold=threshold, group_by=group_by,
+        targets=(contest.y().astype(np.uint8), contest.classes) if contest.multilabel else None,
         # cached, so near_duplicates grouping in training needs no decoding
         train_signatures=image_signatures(train_paths, hashes[0], images[0]), test_signatures=signatures(images[1]),
     )
@@ -356,7 +377,7 @@ def run_audit(
     if distances:
         _plot_relation(out_dir / "relation.png", distances, result["signature"]["threshold"])
     pairs = [(test_paths[a], images[1][a], train_paths[b], images[0][b], str(test["id"][a]),
-              f"{train['id'][b]}\n({train['label'][b]})", dist) for a, b, dist in closest]
+              f"{train['id'][b]}\n({train['label'][b] or '(no label)'})", dist) for a, b, dist in closest]
     _plot_closest(out_dir / "closest_pairs.png", pairs, result["signature"]["threshold"])
     result["timings"].update(**timings, plot=round(time.perf_counter() - clock, 3))
     result["seconds"] = round(time.perf_counter() - start, 2)
@@ -464,11 +485,14 @@ def print_audit(result: dict[str, Any], console: Any = None) -> None:
     console.print(f"[bold]Audit[/] {escape(result.get('data_root', ''))}: {result['n_train']} train, {result['n_test']} test, "
                   f"near-duplicate threshold {thr:g} ({result['signature']['distance']})")
 
-    table = Table(title="Classes")
-    for col in ("class", "train", "share", "near-dup groups"):
-        table.add_column(col, justify="left" if col == "class" else "right")
+    multilabel = bool(result.get("multilabel"))  # the rows are labels, an image may carry several or none
+    table = Table(title="Labels (multi-label: images carrying each)" if multilabel else "Classes")
+    for col in ("label" if multilabel else "class", "train", "share", "near-dup groups"):
+        table.add_column(col, justify="right" if col in ("train", "share", "near-dup groups") else "left")
     for row in result["class_counts"]:
         table.add_row(escape(row["class"]), str(row["train"]), f"{row['share']:.1%}", str(row["groups"]))
+    if result.get("no_label"):
+        table.add_row("(no label)", str(result["no_label"]), f"{result['no_label'] / max(result['n_train'], 1):.1%}", "")
     console.print(table)
 
     exact = result.get("exact_duplicates")

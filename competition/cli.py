@@ -65,6 +65,7 @@ class DemoLayoutName(str, Enum):
     aptos = "aptos"
     isic = "isic"
     chestxray = "chestxray"
+    chexpert = "chexpert"
 
 
 class Relation(str, Enum):
@@ -85,8 +86,9 @@ def demo(
                                                     "slice of training subjects.")] = Relation.new_subjects,
     layout: Annotated[DemoLayoutName, typer.Option(help="The contest's shape: class folders (macro F1), APTOS-like "
                                                         "(train.csv id_code,diagnosis, 5 grades, kappa), ISIC-like "
-                                                        "(patients, binary, probabilities, ROC AUC) or ChestX-ray14-"
-                                                        "like (findings joined by '|', multi-label, mean AUC).")] = DemoLayoutName.folders,
+                                                        "(patients, binary, probabilities, ROC AUC), ChestX-ray14-"
+                                                        "like (findings joined by '|', multi-label, mean AUC) or "
+                                                        "CheXpert-like (one 0/1 column per finding).")] = DemoLayoutName.folders,
 ) -> None:
     """Write a small synthetic brain-MRI-like contest (train/, test/, sample_submission.csv, or another layout)."""
     from competition.data import index_contest, print_class_counts
@@ -97,7 +99,8 @@ def demo(
                      layout=layout.value)
     spec = LAYOUTS[layout.value]
     if layout.value != "folders":
-        keys = ", ".join(f"{k}: {v}" for k, v in spec.recipe_data().items())
+        keys = ", ".join(f"{k}: {'[' + ', '.join(v) + ']' if isinstance(v, list) else v}"
+                         for k, v in spec.recipe_data().items())
         console.print(f"{'an' if layout.value[0] in 'aeiou' else 'a'} {layout.value.upper()}-like contest: a recipe declares its layout and metric, as "
                       f"recipes/demo-{layout.value}.yaml does (data: {keys})", markup=False, highlight=False)
     contest = index_contest(path, spec.contest_layout())

@@ -63,12 +63,22 @@ class DemoLayout:
     metric: str = "macro_f1"
     task: str = "4 atrophy classes"
     label_separator: str | None = None  # a multi-label layout: labels joined by it (FINDINGS)
+    # a multi-label layout of one 0/1 column per finding (train_csv's label name unused); a row of zeros: none
+    label_columns: tuple[str, ...] | None = None
 
-    def recipe_data(self) -> dict[str, str]:
+    @property
+    def multilabel(self) -> bool:
+        return self.label_separator is not None or self.label_columns is not None
+
+    def recipe_data(self) -> dict[str, Any]:
         """The recipe.data keys that declare this layout (and its metric)."""
         if self.train_csv is None:
             return {}
-        keys = {"train_csv": "train.csv", "id_column": self.train_csv[0], "label_column": self.train_csv[1]}
+        keys: dict[str, Any] = {"train_csv": "train.csv", "id_column": self.train_csv[0]}
+        if self.label_columns is not None:
+            keys["label_columns"] = list(self.label_columns)
+        else:
+            keys["label_column"] = self.train_csv[1]
         if len(self.train_csv) > 2:
             keys["group_column"] = self.train_csv[2]
         if self.train_images != "train":
@@ -110,6 +120,13 @@ LAYOUTS = {
                             sample_columns=("Image Index", "Cardiomegaly", "Effusion", "No Finding", "Nodule"),
                             id_prefix="CXR_", metric="roc_auc", label_separator="|",
                             task="findings, several per image (multi-label)"),
+    # CheXpert-like: the same findings as one 0/1 column per finding (a row of zeros: no finding), patients,
+    # a sample of one probability column per finding, mean AUC.
+    "chexpert": DemoLayout(("Cardiomegaly", "Effusion", "Nodule"), {"images": 0.0}, {"images": 480},
+                           {"images": 120}, "0", train_csv=("image_id", "", "patient_id"),
+                           sample_columns=("image_id", "Cardiomegaly", "Effusion", "Nodule"), id_prefix="CXP_",
+                           metric="roc_auc", label_columns=("Cardiomegaly", "Effusion", "Nodule"),
+                           task="findings as one 0/1 column each (multi-label)"),
 }
 # The chestxray layout's findings and their prevalence: Cardiomegaly belongs to the patient (an enlarged,
 # darker centre, the phantom at a later atrophy stage), Effusion and Nodule to each image (a bright band at the
@@ -317,14 +334,15 @@ def make_demo(
     test holds: "new_subjects" (other subjects' slices, the default) or "seen_subjects" (the next slice of
     training subjects, as the Alzheimer MRI test holds the top slices of the training brains). `layout` is
     the contest's shape (LAYOUTS): "folders" (train/<Class>/, macro F1, the default), "aptos" (train.csv
-    id_code,diagnosis, train_images/, 5 ordinal grades, kappa) or "isic" (train.csv image_name,target,
-    patient_id, binary, a probability sample, ROC AUC); the recipe that declares each is
+    id_code,diagnosis, train_images/, 5 ordinal grades, kappa), "isic" (train.csv image_name,target,
+    patient_id, binary, a probability sample, ROC AUC), "chestxray" (findings joined by '|', multi-label, mean
+    AUC) or "chexpert" (the same findings as one 0/1 column each); the recipe that declares each is
     recipes/demo-<layout>.yaml.
 
     Raises CompetitionError for a bad argument or an occupied `out_dir`."""
     out_dir = Path(out_dir)
     spec = _checked_layout(out_dir, seed, size, relation, layout, overwrite)
-    if spec.label_separator is not None:
+    if spec.multilabel:
         return _make_multilabel_demo(out_dir, spec, seed, size, scale, relation, layout)
     train_counts, test_counts = class_counts(scale, layout)
     root = np.random.SeedSequence([int(seed), 0x5EED_DE30])
@@ -403,8 +421,9 @@ def _write_images(tmp: Path, spec: DemoLayout, subjects: list[Any], subj_seeds: 
 
 def _make_multilabel_demo(out_dir: Path, spec: DemoLayout, seed: int, size: int, scale: float, relation: str,
                           layout: str) -> Path:
-    """The multi-label demo (the chestxray layout): patients of 1-4 images, FINDINGS drawn on the phantom, a
-    labels file of findings joined by the separator, a sample of one probability column per finding."""
+    """The multi-label demos (the chestxray and chexpert layouts): patients of 1-4 images, FINDINGS drawn on the
+    phantom, a labels file of findings joined by the separator (or one 0/1 column per finding), a sample of
+    one probability column per finding. Both layouts draw the same images from one seed."""
     root = np.random.SeedSequence([int(seed), 0x5EED_DE30, 14])
     rng = np.random.default_rng(root)
     n_train, n_test = (max(40, round(spec.train["images"] * scale)), max(10, round(spec.test["images"] * scale)))
@@ -430,20 +449,25 @@ def _make_multilabel_demo(out_dir: Path, spec: DemoLayout, seed: int, size: int,
                 arr = _draw(subj, subj["z0"] + k * 0.1, size, patient_rng).astype(np.float64)
                 arr = _findings(arr, findings, patient_rng)
                 name = f"{spec.id_prefix}{ids.pop()}"
-                text = spec.label_separator.join(sorted(findings)) if findings else NO_FINDING
                 where = spec.train_images if side == "train" and k < count else spec.test_images
                 (tmp / where / f"{name}.png").write_bytes(_png_bytes(arr))
                 if where == spec.train_images:
-                    train_rows.append((name, text, f"{patient:05d}"))
+                    train_rows.append((name, tuple(sorted(findings)), f"{patient:05d}"))
                 else:
-                    solution.append((name, text))
+                    solution.append((name, tuple(sorted(findings))))
         _write_multilabel_tables(tmp, spec, sorted(train_rows), sorted(solution))
+        if spec.label_columns is not None:
+            columns = (f"`{spec.train_csv[0]},{spec.train_csv[2]},{','.join(spec.label_columns)}`, one 0/1 column "
+                       "per finding (a row of zeros: none)")
+            none = "no finding when all are 0"
+        else:
+            columns = f"`{','.join(spec.train_csv or ())}`, findings joined by '{spec.label_separator}'"
+            none = f"'{NO_FINDING}' when none"
         readme = (f"# Synthetic {layout}-like contest (demo)\n\nMade by `competition.demo.make_demo(seed={seed}, "
                   f"size={size}, scale={scale}, layout={layout!r})`: phantom images with findings drawn on them "
-                  f"({', '.join(FINDINGS)}; '{NO_FINDING}' when none), several per image.\n\n## Task\n\n{spec.task}; "
+                  f"({', '.join(FINDINGS)}; {none}), several per image.\n\n## Task\n\n{spec.task}; "
                   f"the metric is mean ROC AUC over the labels (recipes/demo-{layout}.yaml declares it).\n\n## Layout"
-                  f"\n\n- `train.csv`: `{','.join(spec.train_csv or ())}`, findings joined by "
-                  f"'{spec.label_separator}'; images in `{spec.train_images}/<id>.png`.\n- `{spec.test_images}/"
+                  f"\n\n- `train.csv`: {columns}; images in `{spec.train_images}/<id>.png`.\n- `{spec.test_images}/"
                   "<id>.png`: the test images.\n- `sample_submission.csv`: one probability column per label.\n"
                   "- `.solution.csv`: the hidden answer key, for measuring real test scores.\n")
         (tmp / "README.md").write_text(readme, encoding="utf-8")
@@ -469,18 +493,31 @@ def _findings(arr: np.ndarray, findings: set[str], rng: np.random.Generator) -> 
     return (np.clip(arr, 0, 255) + 0.5).astype(np.uint8)
 
 
-def _write_multilabel_tables(tmp: Path, spec: DemoLayout, train_rows: list[tuple[str, str, str]],
-                             solution: list[tuple[str, str]]) -> None:
-    """train.csv (id, findings, patient), sample_submission.csv (one placeholder probability per label) and the
-    hidden .solution.csv (id, findings)."""
+def _write_multilabel_tables(tmp: Path, spec: DemoLayout, train_rows: list[tuple[str, tuple[str, ...], str]],
+                             solution: list[tuple[str, tuple[str, ...]]]) -> None:
+    """train.csv (id, findings joined by the separator, patient; or with label columns: id, patient, one 0/1
+    column per finding), sample_submission.csv (one placeholder probability per label) and the hidden
+    .solution.csv (id and the findings, as train.csv writes them)."""
     id_col, *labels = spec.sample_columns
-    rows = "".join(f"{name},{text},{patient}\n" for name, text, patient in train_rows)
-    (tmp / "train.csv").write_text(",".join(spec.train_csv or ()) + "\n" + rows, encoding="utf-8")
+    train_csv = spec.train_csv or ("id", "label", "group")
+    if spec.label_columns is not None:
+        def cells(findings: tuple[str, ...]) -> str:
+            return ",".join("1" if c in findings else "0" for c in spec.label_columns or ())
+
+        header, answer = f"{train_csv[0]},{train_csv[2]},{','.join(spec.label_columns)}", ",".join(spec.label_columns)
+        rows = "".join(f"{name},{patient},{cells(found)}\n" for name, found, patient in train_rows)
+    else:
+        def cells(findings: tuple[str, ...]) -> str:
+            return (spec.label_separator or "|").join(findings) if findings else NO_FINDING
+
+        header, answer = ",".join(train_csv), train_csv[1]
+        rows = "".join(f"{name},{cells(found)},{patient}\n" for name, found, patient in train_rows)
+    (tmp / "train.csv").write_text(header + "\n" + rows, encoding="utf-8")
     (tmp / "sample_submission.csv").write_text(
         ",".join(spec.sample_columns) + "\n" + "".join(f"{hid}," + ",".join(spec.placeholder for _ in labels) + "\n"
                                                       for hid, _ in solution), encoding="utf-8")
-    (tmp / ".solution.csv").write_text(f"{id_col},{spec.train_csv[1] if spec.train_csv else 'label'}\n" + "".join(
-        f"{hid},{text}\n" for hid, text in solution), encoding="utf-8")
+    (tmp / ".solution.csv").write_text(f"{id_col},{answer}\n" + "".join(
+        f"{hid},{cells(found)}\n" for hid, found in solution), encoding="utf-8")
 
 
 def _checked_layout(out_dir: Path, seed: int, size: int, relation: str, layout: str, overwrite: bool) -> DemoLayout:

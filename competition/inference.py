@@ -404,7 +404,8 @@ def predict_run(run: str | Path, inputs: Sequence[str | Path] | np.ndarray, runs
         from competition.tuning import DecisionTuner, label_sets
 
         tuner = None if decisions is None else DecisionTuner.from_offsets(decisions["offsets"], multilabel=True)
-        labels = list(label_texts(label_sets(proba, tuner), classes, separator))
+        labels = list(label_texts(label_sets(proba, tuner, at_least_one=record.contest_layout().label_columns is None),
+                                  classes, separator))
     else:
         scores = log_proba(proba)
         if decisions is not None:

@@ -325,7 +325,7 @@ def _submission_frame(run: Run, sample: pd.DataFrame, sample_path: str | Path,
         for c in value_columns:
             rows[c] = [_format_probability(x) for x in test[:, run.classes.index(c)]]
     elif run.multilabel:
-        rows[value_columns[0]] = run.label_texts(label_sets(test, tuner))
+        rows[value_columns[0]] = run.label_texts(label_sets(test, tuner, at_least_one=not run.label_columns))
     else:
         pred = tuner.predict(test) if tuner is not None else test.argmax(axis=1)
         rows[value_columns[0]] = np.asarray(run.classes, dtype=object)[pred]

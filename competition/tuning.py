@@ -105,14 +105,17 @@ def _logit(proba: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def label_sets(proba: np.ndarray, tuner: DecisionTuner | None = None) -> np.ndarray:
+def label_sets(proba: np.ndarray, tuner: DecisionTuner | None = None, *, at_least_one: bool = True) -> np.ndarray:
     """A multi-label run's decisions, uint8 (n, k), from probabilities (n, k): each label whose probability
-    reaches its threshold (the tuner's per-label thresholds, else metrics.LABEL_THRESHOLD); a row that reaches
-    none gets its most likely label (by the same decision scores), since a label submission names at least one
-    label an image."""
+    reaches its threshold (the tuner's per-label thresholds, else metrics.LABEL_THRESHOLD). With `at_least_one`
+    (labels joined in one column, where 'No Finding' is a label of its own) a row that reaches none gets its
+    most likely label (by the same decision scores); without (a contest of 0/1 label columns, where a row of
+    zeros is an image without findings) it keeps none."""
     proba = np.asarray(proba, dtype=np.float64)
     scores = tuner.decision_function(proba) if tuner is not None else proba - LABEL_THRESHOLD
     pred = tuner.predict(proba) if tuner is not None else label_decisions(proba)
+    if not at_least_one:
+        return pred
     empty = ~pred.any(axis=1)
     pred[np.flatnonzero(empty), scores[empty].argmax(axis=1)] = 1
     return pred

@@ -242,7 +242,7 @@ def test_run_audit_writes_json_and_png(tmp_path: Path, monkeypatch: pytest.Monke
         decoded.append(len(paths))
         return np.stack([np.asarray(Image.open(path))[..., None] for path in paths])
 
-    contest = types.SimpleNamespace(train=train, test=test, classes=["alpha", "beta", "gamma"])
+    contest = types.SimpleNamespace(train=train, test=test, classes=["alpha", "beta", "gamma"], multilabel=False)
     fake = types.ModuleType("competition.data")
     fake.index_contest = lambda root, layout=None: contest  # type: ignore[attr-defined]
     fake.load_images = load_images  # type: ignore[attr-defined]

@@ -1,10 +1,12 @@
-"""Multi-label contests (recipe.data.label_separator): labels read, folds, metrics, per-label thresholds,
-submissions as label texts or one probability column per label, and the ChestX-ray14-like demo end to end."""
+"""Multi-label contests (recipe.data.label_separator, or recipe.data.label_columns: one 0/1 column per label):
+labels read, folds, metrics, per-label thresholds, submissions as label texts or one probability column per
+label, the audit and the report per label, and the ChestX-ray14- and CheXpert-like demos end to end."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +37,16 @@ def _sets(*keys: str) -> list[str]:
 @pytest.fixture(scope="module")
 def chest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_demo(tmp_path_factory.mktemp("chest") / "cx", size=32, scale=0.4, layout="chestxray")
+
+
+@pytest.fixture(scope="module")
+def chexpert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_demo(tmp_path_factory.mktemp("chexpert") / "cxp", size=32, scale=0.4, layout="chexpert")
+
+
+CHEXPERT = ["data.train_csv=train.csv", "data.id_column=image_id", "data.group_column=patient_id",
+            "data.label_columns=[Cardiomegaly, Effusion, Nodule]", "data.metric=roc_auc"]
+FINDINGS = ["Cardiomegaly", "Effusion", "Nodule"]
 
 
 def _label_sample(chest: Path, folder: Path) -> Path:
@@ -92,6 +104,67 @@ def test_a_sample_column_that_is_no_label_is_one_line(chest: Path, tmp_path: Pat
     sample.to_csv(tmp_path / "c" / "sample_submission.csv", index=False)
     with pytest.raises(CompetitionError, match=r"label 'Nodule' \(\d+ images\) is not a column of"):
         index_contest(tmp_path / "c", LAYOUTS["chestxray"].contest_layout())
+
+
+def test_label_columns_are_read_as_label_sets(chexpert: Path) -> None:
+    """One 0/1 column per label: the same label sets as the columns say, a row of zeros an image without a
+    label, the run files' texts joined by '|' (the layout's separator unless declared)."""
+    layout = LAYOUTS["chexpert"].contest_layout()
+    assert layout.label_columns == tuple(FINDINGS) and layout.label_separator == "|"
+    assert Layout.from_record(json.loads(json.dumps(layout.declared()))) == layout  # as run.json records it
+    contest = index_contest(chexpert, layout)
+    assert contest.multilabel and contest.classes == FINDINGS
+    written = pd.read_csv(chexpert / "train.csv", dtype=str).set_index("image_id").loc[contest.train["id"]]
+    assert (contest.y() == written[FINDINGS].astype(int).to_numpy()).all()
+    none = contest.y().sum(axis=1) == 0
+    assert none.any() and (contest.train["label"][none] == "").all()
+    assert "patient_id" in contest.train.columns and not set(FINDINGS) & set(contest.train.columns)
+
+
+def _with_train_csv(chexpert: Path, folder: Path, edit: Any) -> Path:
+    """A copy of the demo whose train.csv is `edit(frame)` (a new frame)."""
+    import shutil
+
+    shutil.copytree(chexpert, folder)
+    edit(pd.read_csv(folder / "train.csv", dtype=str, keep_default_na=False)).to_csv(folder / "train.csv", index=False)
+    return folder
+
+
+def _cell(row: int, column: str, value: str) -> Any:
+    def edit(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.copy()
+        frame.loc[row, column] = value
+        return frame
+    return edit
+
+
+@pytest.mark.parametrize("edit, keys, says", [
+    (lambda f: f.rename(columns={"Nodule": "nodule"}), [],
+     r"train.csv: recipe.data.label_columns\[2\]: no column 'Nodule' \(columns: .*'nodule'.*\) \(a column 'nodule' "
+     r"exists: it differs only in upper/lower case\)"),
+    (_cell(4, "Effusion", "2"), [],
+     r"train.csv: row 5 \(id '.*'\) has '2' in label column 'Effusion' \(recipe.data.label_columns\), expected 0 or 1"),
+    (_cell(2, "Cardiomegaly", ""), [], r"train.csv: row 3 \(id '.*'\) has an empty cell in label column 'Cardiomegaly'"),
+    (lambda f: f.assign(Nodule="0"), [],
+     r"label column 'Nodule' \(recipe.data.label_columns\) holds no 1: a label no training image has"),
+    (None, ["data.label_column=Nodule"], "recipe.data.label_column: 'Nodule' names one label column, and "
+     "recipe.data.label_columns one 0/1 column per label; declare one of them"),
+    (None, ["data.label_columns=[Effusion, Nodule, Effusion]"], "recipe.data.label_columns: 'Effusion' is listed twice"),
+    (None, ["data.label_columns=[image_id, Nodule]"], r"recipe.data.label_columns\[0\]: 'image_id' is also the id column"),
+])
+def test_bad_label_columns_are_one_line_naming_the_file_or_key(chexpert: Path, tmp_path: Path, edit: Any,
+                                                                keys: list[str], says: str) -> None:
+    import re
+
+    data = _with_train_csv(chexpert, tmp_path / "c", edit) if edit is not None else chexpert
+    given = (data / "train.csv").read_bytes()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: t\n")
+    result = cli("train", recipe, "--data", data, "--runs", tmp_path / "runs", *_sets(*CHEXPERT, *KNN, *keys),
+                 cwd=tmp_path)
+    assert result.returncode == 2 and len(result.error_lines) == 1, result.stderr
+    assert re.search(says, result.stderr), result.stderr
+    assert not (tmp_path / "runs").exists() and (data / "train.csv").read_bytes() == given
 
 
 # ---------------------------------------------------------------- folds, metrics, thresholds
@@ -218,4 +291,55 @@ def test_chestxray_demo_submits_mean_auc_probabilities(chest: Path, tmp_path: Pa
     truth, ids = _truth(chest)
     assert roc_auc_score(truth, written.set_index("Image Index").loc[ids, LABELS].to_numpy()) > 0.6
     report = cli("report", "demo-chestxray", "--runs", runs, cwd=tmp_path)
-    assert report.returncode == 2 and "multi-label" in report.stderr and len(report.stderr.strip().splitlines()) == 1
+    assert report.returncode == 0, report.stderr
+    page = (runs / "demo-chestxray" / "report" / "index.html").read_text()
+    assert "Confusion per label (OOF)" in page and "Per label (decision at the 0.5 threshold)" in page
+    assert "each map is for the label most confidently wrong" in page  # Grad-CAM of a multi-label network
+    for figure in ("confusion.png", "per_class.png", "wrong.png", "wrong_gradcam.png"):
+        assert (runs / "demo-chestxray" / "report" / figure).stat().st_size > 1000
+
+
+def test_chexpert_demo_trains_submits_and_predicts_rows_without_a_label(chexpert: Path, tmp_path: Path) -> None:
+    """The CheXpert-like demo (one 0/1 column per finding) as a user runs it with knn: patients held out, a
+    probability per finding in the sample's columns, validate, predict's label sets (a row of zeros allowed),
+    and a real-test mean AUC well above chance."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: knn\n")
+    runs = tmp_path / "runs"
+    trained = cli("train", recipe, "--data", chexpert, "--runs", runs, *_sets(*CHEXPERT, *KNN), cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "grouped (column:patient_id)" in trained.stdout and "(no label)" in trained.stdout
+    meta = json.loads((runs / "knn" / "run.json").read_text())
+    assert meta["layout"]["label_columns"] == FINDINGS and meta["classes"] == FINDINGS
+    run_folds = pd.read_csv(runs / "knn" / "folds.csv", dtype=str, keep_default_na=False)
+    assert (run_folds["label"] == "").any()  # images without a finding, kept as such
+    out = tmp_path / "sub.csv"
+    assert cli("submit", "knn", "--runs", runs, "--out", out, cwd=tmp_path).returncode == 0
+    written = pd.read_csv(out)
+    assert list(written.columns) == ["image_id", *FINDINGS]
+    assert cli("validate", out, "--run", "knn", "--runs", runs, cwd=tmp_path).returncode == 0
+    solution = pd.read_csv(chexpert / ".solution.csv").set_index("image_id")
+    got = written.set_index("image_id").loc[solution.index, FINDINGS].to_numpy()
+    assert roc_auc_score(solution[FINDINGS].to_numpy(), got) > 0.65
+    predicted = tmp_path / "pred.csv"
+    assert cli("predict", "knn", "--runs", runs, "--out", predicted, cwd=tmp_path).returncode == 0
+    labels = pd.read_csv(predicted, dtype=str, keep_default_na=False)["label"]
+    assert (labels == "").any() and labels.str.contains("|", regex=False).any()
+
+
+def test_the_audit_counts_labels_and_makes_the_folds_training_makes(chexpert: Path, tmp_path: Path) -> None:
+    """A multi-label audit: a row per label (images carrying it) and the images without one, and the fold
+    scheme made as training makes it (iterative stratification, not label combinations, some of which are
+    rarer than the folds)."""
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "demo-chexpert.yaml"
+    audit = cli("audit", chexpert, "--recipe", recipe, "--out", tmp_path / "a", cwd=tmp_path)
+    assert audit.returncode == 0, audit.stderr
+    assert "Labels (multi-label: images carrying each)" in audit.stdout and "(no label)" in audit.stdout
+    result = json.loads((tmp_path / "a" / "audit.json").read_text())
+    contest = index_contest(chexpert, LAYOUTS["chexpert"].contest_layout())
+    y = contest.y()
+    assert [row["class"] for row in result["class_counts"]] == FINDINGS
+    assert [row["train"] for row in result["class_counts"]] == y.sum(axis=0).tolist()
+    assert result["no_label"] == int((y.sum(axis=1) == 0).sum()) > 0
+    assert "error" not in result["leak"]["auto"], result["leak"]["auto"]
+    assert result["leak"]["auto"]["name"].startswith("grouped (column:patient_id)")

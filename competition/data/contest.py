@@ -44,6 +44,9 @@ class Layout:
                        (recipe.cv.group_by column:<name>) unless the recipe groups otherwise
     label_separator    a multi-label contest: the text joining an image's labels in the label column
                        ('Effusion|Nodule'); None: one class per image
+    label_columns      a multi-label contest whose labels file has one 0/1 column per label (CheXpert's
+                       'Cardiomegaly', 'Effusion', ...), instead of a label column; an image's labels are then
+                       joined by label_separator ('|' unless declared) in run files. A row of zeros has no label.
     train_images       the folder of the training images
     test_images        the folder of the test images
     sample_submission  the sample submission file
@@ -54,9 +57,16 @@ class Layout:
     label_column: str = "label"
     group_column: str | None = None
     label_separator: str | None = None
+    label_columns: tuple[str, ...] | None = None
     train_images: str = "train"
     test_images: str = "test"
     sample_submission: str = "sample_submission.csv"
+
+    def __post_init__(self) -> None:
+        if self.label_columns is not None:  # a list from a recipe or run.json: a tuple, so the layout hashes
+            object.__setattr__(self, "label_columns", tuple(str(c) for c in self.label_columns))
+            if self.label_separator is None:  # run files join an image's labels with the default separator
+                object.__setattr__(self, "label_separator", MULTILABEL_SEPARATORS[0])
 
     def declared(self) -> dict[str, Any]:
         """The fields that differ from the default layout (what a run records; {} for the default)."""
@@ -68,8 +78,12 @@ class Layout:
         """The layout a run recorded (`declared()`), the default for runs that record none."""
         if not isinstance(record, dict):
             return cls()
-        return cls(**{k: v for k, v in record.items() if k in cls.__dataclass_fields__ and (isinstance(v, str)
-                                                                                       or v is None)})
+        def kept(key: str, value: Any) -> bool:
+            if key == "label_columns":
+                return isinstance(value, list) and all(isinstance(c, str) for c in value)
+            return key in cls.__dataclass_fields__ and (isinstance(value, str) or value is None)
+
+        return cls(**{k: v for k, v in record.items() if kept(k, v)})
 
 
 def _key(layout: Layout, field: str) -> str:
@@ -264,12 +278,16 @@ def index_contest(root: str | Path, layout: Layout | None = None) -> Contest:
                                "(one row per image in test/)")
 
     from_csv = train_csv.is_file()
-    if not from_csv and (layout.id_column, layout.label_column, layout.group_column) != ("id", "label", None):
+    if not from_csv and ((layout.id_column, layout.label_column, layout.group_column) != ("id", "label", None)
+                         or layout.label_columns is not None):
         raise CompetitionError(f"{train_csv}: labels file not found, but the recipe declares its columns "
-                               "(recipe.data.id_column, label_column or group_column); set recipe.data.train_csv")
+                               "(recipe.data.id_column, label_column, label_columns or group_column); set "
+                               "recipe.data.train_csv")
     train = _train_from_csv(train_csv, train_dir, layout) if from_csv else _train_from_folders(train_dir)
     source = train_csv if from_csv else train_dir
-    if layout.label_separator is not None:
+    if layout.label_columns is not None:  # labels already joined, in class order (_label_columns_text)
+        classes = class_order(layout.label_columns)
+    elif layout.label_separator is not None:
         if not from_csv:
             raise CompetitionError(f"{train_dir}: recipe.data.label_separator: {layout.label_separator!r} declares a "
                                    "multi-label contest, whose labels come from a labels file (recipe.data.train_csv), "
@@ -510,19 +528,72 @@ def _train_from_csv(train_csv: Path, image_dir: Path, layout: Layout | None = No
     columns), then the file's other columns as written (a group column among them)."""
     layout = layout or Layout()
     frame = _read_csv(train_csv)
-    for field in ("id_column", "label_column", "group_column"):
+    for field in [f for f in ("id_column", "label_column", "group_column")
+                  if not (f == "label_column" and layout.label_columns is not None)]:
         column = getattr(layout, field)
         if column is not None and column not in frame.columns:
             raise CompetitionError(_missing_column(train_csv, column, list(frame.columns), f"recipe.data.{field}"))
-    if layout.group_column in (layout.id_column, layout.label_column):
+    if layout.group_column is not None and layout.group_column in (
+            layout.id_column, layout.label_column if layout.label_columns is None else layout.id_column):
         what = "id" if layout.group_column == layout.id_column else "label"
         raise CompetitionError(f"{train_csv}: recipe.data.group_column: {layout.group_column!r} is also the {what} "
                                "column; the group column names each image's subject (a patient id), another column")
+    if layout.label_columns is not None:
+        return _with_images(_label_columns_frame(frame, train_csv, layout), train_csv, image_dir, layout)
     if layout.id_column == layout.label_column:
         raise CompetitionError(f"{train_csv}: recipe.data.label_column: {layout.label_column!r} is also the id column")
     rest = [c for c in frame.columns if c not in (layout.id_column, layout.label_column, "id", "path", "label")]
     frame = pd.DataFrame({"id": frame[layout.id_column], "label": frame[layout.label_column],
                           **{c: frame[c] for c in rest}})
+    return _with_images(frame, train_csv, image_dir, layout)
+
+
+LABEL_VALUES = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}  # a label column's cells, as written (stripped)
+
+
+def _label_columns_frame(frame: pd.DataFrame, train_csv: Path, layout: Layout) -> pd.DataFrame:
+    """A labels file with one 0/1 column per label (layout.label_columns) as id, label rows: each row's labels
+    (the columns holding 1) in class order joined by the layout's separator, '' for a row of zeros. A column
+    that is not there, is the id or group column, holds the separator in its name, holds a cell other than
+    0 or 1, or holds no 1 at all is one line naming it."""
+    columns = list(layout.label_columns or ())
+    separator = layout.label_separator or MULTILABEL_SEPARATORS[0]
+    for k, column in enumerate(columns):
+        key = f"recipe.data.label_columns[{k}]"
+        if column not in frame.columns:
+            raise CompetitionError(_missing_column(train_csv, column, list(frame.columns), key))
+        if column in (layout.id_column, layout.group_column):
+            what = "id" if column == layout.id_column else "group"
+            raise CompetitionError(f"{train_csv}: {key}: {column!r} is also the {what} column")
+        if separator in column:
+            raise CompetitionError(f"{train_csv}: {key}: {column!r} holds {separator!r}, which joins an image's labels "
+                                   "in run files and submissions; set recipe.data.label_separator to another text")
+    cells = frame[columns].apply(lambda column: column.str.strip())
+    bad = ~cells.isin(list(LABEL_VALUES))
+    if bad.to_numpy().any():
+        row, col = map(int, np.argwhere(bad.to_numpy())[0])
+        value = str(frame[columns[col]].iloc[row])
+        what = "an empty cell" if not value.strip() else repr(value)
+        raise CompetitionError(f"{train_csv}: row {row + 1} (id {frame[layout.id_column].iloc[row]!r}) has {what} in "
+                               f"label column {columns[col]!r} (recipe.data.label_columns), expected 0 or 1 "
+                               f"({int(bad.to_numpy().sum())} such cells; rows count from 1 after the header)")
+    if not len(frame):
+        raise CompetitionError(f"{train_csv}: no rows, only the header; it lists the training images, one row "
+                               f"({layout.id_column},{','.join(columns)}) each")
+    targets = cells.apply(lambda column: column.map(LABEL_VALUES)).astype(np.uint8)
+    for column in columns:
+        if not targets[column].any():
+            raise CompetitionError(f"{train_csv}: label column {column!r} (recipe.data.label_columns) holds no 1: "
+                                   "a label no training image has cannot be learnt or scored; leave it out")
+    classes = class_order(columns)
+    text = label_texts(targets[classes].to_numpy(), classes, separator)
+    rest = [c for c in frame.columns if c not in (layout.id_column, *columns, "id", "path", "label")]
+    return pd.DataFrame({"id": frame[layout.id_column], "label": text, **{c: frame[c] for c in rest}})
+
+
+def _with_images(frame: pd.DataFrame, train_csv: Path, image_dir: Path, layout: Layout) -> pd.DataFrame:
+    """The labels file's rows (id, label, other columns) checked (not empty, group cells filled, ids unique,
+    labels not empty) and matched to their image files in `image_dir`: the path column inserted after the id."""
     if not len(frame):
         raise CompetitionError(f"{train_csv}: no rows, only the header; it lists the training images, one row "
                                f"({layout.id_column},{layout.label_column}) each")
@@ -551,7 +622,7 @@ def _train_from_csv(train_csv: Path, image_dir: Path, layout: Layout | None = No
         raise CompetitionError(f"{train_csv}: id {ambiguous[0]!r} matches {len(files)} files "
                                f"({', '.join(p.name for p in files)}); ids must name one image")
     empty = frame.index[frame["label"].str.strip() == ""]
-    if len(empty):
+    if len(empty) and layout.label_columns is None:  # with label columns, '' is a row of zeros: no label
         raise CompetitionError(f"{train_csv}: row {empty[0] + 1} has an empty label in column {layout.label_column!r} "
                                f"({len(empty)} such rows; rows count from 1 after the header)")
     paths = [by_id[i][0] for i in frame["id"]]
@@ -739,6 +810,10 @@ def print_class_counts(contest: Contest, console: Any) -> None:
         table.add_column(column, justify="left" if column == "class" else "right")
     for row in class_counts(contest).itertuples(index=False):
         table.add_row(str(row[0]), str(row[1]), f"{row[2]:.1%}")
+    if contest.multilabel:  # label columns: images with none of the labels are a share to know too
+        none = int((contest.y().sum(axis=1) == 0).sum())
+        if none:
+            table.add_row("(no label)", str(none), f"{none / len(contest.train):.1%}")
     console.print(table)
 
 

@@ -56,7 +56,9 @@ def _check_multilabel(recipe: Recipe, contest: Any) -> None:
     from competition.metrics import METRICS, get_metric
     from competition.model.classic import is_transductive
 
-    declared = f"a multi-label contest (recipe.data.label_separator {recipe.data.layout().label_separator!r})"
+    layout = recipe.data.layout()
+    declared = ("a multi-label contest (recipe.data.label_columns)" if layout.label_columns is not None else
+                f"a multi-label contest (recipe.data.label_separator {layout.label_separator!r})")
     metric = get_metric(recipe.data.metric)
     if not metric.multilabel:
         usable = ", ".join(name for name, m in METRICS.items() if m.multilabel)

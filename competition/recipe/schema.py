@@ -67,8 +67,8 @@ def _not_a_bool(kind: str) -> BeforeValidator:
 Int = Annotated[int, _not_a_bool("int")]
 # A file, folder or column name a recipe declares: text, not empty
 Name = Annotated[str, Field(min_length=1, max_length=255)]
-LAYOUT_KEYS = ("train_csv", "id_column", "label_column", "group_column", "label_separator", "train_images", "test_images",
-               "sample_submission")
+LAYOUT_KEYS = ("train_csv", "id_column", "label_column", "group_column", "label_separator", "label_columns",
+               "train_images", "test_images", "sample_submission")
 Float = Annotated[float, _not_a_bool("float")]
 Bool = Annotated[bool, Strict()]
 
@@ -142,6 +142,9 @@ class DataConfig(Section):
     # A multi-label contest (several findings per image, ChestX-ray14's 'Effusion|Nodule'): the character that
     # joins an image's labels in the label column. None: one class per image.
     label_separator: Annotated[str, Field(min_length=1, max_length=3)] | None = None
+    # A multi-label contest whose labels file has one 0/1 column per label (CheXpert's), instead of label_column:
+    # the columns, two or more. A row of zeros is an image with none of the labels.
+    label_columns: Annotated[list[Name], Field(min_length=2)] | None = None
     train_images: Name = "train"
     test_images: Name = "test"
     sample_submission: Name = "sample_submission.csv"
@@ -203,6 +206,13 @@ class DataConfig(Section):
             raise CompetitionError(f"recipe.data.foreground_threshold: {shown(self.foreground_threshold)} is used "
                                    "only by data.crop: foreground and data.standardize: image, and both are "
                                    "'none'; remove it or set one of them")
+        if self.label_columns is not None:
+            repeated = next((c for k, c in enumerate(self.label_columns) if c in self.label_columns[:k]), None)
+            if repeated is not None:
+                raise CompetitionError(f"recipe.data.label_columns: {repeated!r} is listed twice")
+            if "label_column" in self.model_fields_set:
+                raise CompetitionError(f"recipe.data.label_column: {self.label_column!r} names one label column, and "
+                                       "recipe.data.label_columns one 0/1 column per label; declare one of them")
         return self
 
 

@@ -170,6 +170,7 @@ def _explain_wrong(run: Run, ranked: np.ndarray, out: Path, n: int) -> str:
     Raises _Skipped with the reason when none can."""
     from competition.data import decode_images
     from competition.runs.fold_files import fold_model_path, load_fold_model
+    from competition.report.sections import wrong_label
     from competition.runs.folder import read_recipe
 
     if run.kind == "ensemble":
@@ -199,7 +200,7 @@ def _explain_wrong(run: Run, ranked: np.ndarray, out: Path, n: int) -> str:
     if len(rows) == 0:
         raise _Skipped(f"The wrongly predicted images could not be decoded (e.g. {bad[0][0]}: {bad[0][1]}): "
                        "Grad-CAM skipped.")
-    predicted = run.oof[rows].argmax(axis=1)
+    predicted = wrong_label(run, rows)
     maps = np.empty(images.shape[:3], dtype=np.float32)
     try:
         from competition.runtime import import_tensorflow
@@ -211,11 +212,15 @@ def _explain_wrong(run: Run, ranked: np.ndarray, out: Path, n: int) -> str:
             maps[where] = grad_cam(model, images[where], predicted[where])[0]
     except (CompetitionError, OSError, ValueError) as exc:  # a damaged model file: Keras raises ValueError
         raise _Skipped(f"Grad-CAM failed ({' '.join(str(exc).split())[:160]}): skipped.") from None
-    _plot(images, maps, [str(run.ids[r]) for r in rows], [run.classes[k] for k in predicted],
-          run.oof[rows, predicted], [run.classes[run.y[r]] for r in rows], out,
-          f"{run.name}: most confidently wrong OOF images, Grad-CAM for the wrongly predicted class")
+    truth = [text or "(no label)" for text in run.label_texts(run.y[rows])]
+    what = "label most confidently wrong (a false or a missed finding)" if run.multilabel else "predicted (wrong) class"
+    names = [(f"{'missed' if run.y[r, k] else 'false'} " if run.multilabel else "") + run.classes[k]
+             for r, k in zip(rows, predicted)]
+    _plot(images, maps, [str(run.ids[r]) for r in rows], names,
+          run.oof[rows, predicted], truth, out,
+          f"{run.name}: most confidently wrong OOF images, Grad-CAM for the {what.split(' (')[0]}")
     missing = len(ranked) - len(usable)
     return (f"Showing {len(rows)} of {len(ranked)} wrong OOF predictions, most confident first; each map is for the "
-            "predicted (wrong) class, by the fold model that did not train on the image; probabilities are the "
+            f"{what}, by the fold model that did not train on the image; probabilities are the "
             "run's OOF (with its TTA), maps are on the plain image."
             + (f" {missing} image(s) without their file or fold model on disk were left out." if missing else ""))

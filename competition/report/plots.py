@@ -22,9 +22,9 @@ from PIL import Image
 from competition.ensemble import ensemble_summary
 from competition.errors import CompetitionError
 from competition.files import OWNED_MARKER, atomic_write, check_output, mark_owned, write_text
-from competition.metrics import confusion_counts, fold_scores, score
+from competition.metrics import confusion_counts, fold_scores, label_decisions, score
 from competition.report.explain import WRONG_PNG, wrong_gradcam_section
-from competition.report.sections import Section, most_confident_wrong
+from competition.report.sections import Section, most_confident_wrong, wrong_label
 from competition.runs import Run
 from competition.runs.fold_files import read_histories
 from competition.runs.folder import read_recipe_text
@@ -157,6 +157,37 @@ def plot_confusion(counts: np.ndarray, classes: list[str], path: Path, run_name:
     save_figure(fig, path)
 
 
+def plot_label_confusion(y: np.ndarray, pred: np.ndarray, classes: list[str], path: Path, run_name: str = "") -> None:
+    """A multi-label run's confusion: one 2x2 matrix per label (rows = truth absent/present, columns = decision
+    at the threshold), counts with the row-normalised share; y and pred uint8 (n, k) (scikit-learn's
+    multilabel_confusion_matrix)."""
+    from sklearn.metrics import multilabel_confusion_matrix
+
+    matrices = multilabel_confusion_matrix(y, pred, labels=list(range(len(classes))))
+    cols = min(len(classes), 4)
+    rows = math.ceil(len(classes) / cols)
+    fig = Figure(figsize=(3.0 * cols + 0.6, 3.0 * rows + 0.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax in axes[len(classes):]:
+        ax.axis("off")
+    for ax, name, counts in zip(axes, classes, matrices):
+        totals = counts.sum(axis=1, keepdims=True)
+        share = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
+        ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, f"{counts[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=9,
+                        color="white" if share[i, j] > 0.55 else "black", fontweight="bold" if i == j else "normal")
+        ax.set_xticks([0, 1], ["absent", "present"], fontsize=8)
+        ax.set_yticks([0, 1], ["absent", "present"], fontsize=8)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.set_ylabel("true", fontsize=8)
+        ax.set_title(_short(name, 24), fontsize=10)
+    fig.suptitle(_titled(run_name, f"OOF confusion per label ({len(y)} images, decision at the 0.5 threshold)"),
+                 fontsize=11)
+    save_figure(fig, path)
+
+
 def plot_per_class(per_class: dict[str, dict[str, float]], macro_f1: float, path: Path, run_name: str = "") -> None:
     """Grouped precision/recall/F1 bars per class, support under each name, macro F1 as a line."""
     names = list(per_class)
@@ -263,8 +294,9 @@ def _thumbnail(path: str) -> np.ndarray:
 
 
 def plot_wrong(run: Run, rows: np.ndarray, path: Path) -> None:
-    """Grid of images, each titled true / predicted (probability) / id."""
-    pred = run.oof.argmax(axis=1)
+    """Grid of images, each titled true / predicted (probability) / id; in a multi-label run, true labels / the
+    most confidently wrong label (its probability; a false or a missed finding) / id."""
+    pred = wrong_label(run, np.arange(len(run.y)))
     cols = min(len(rows), 4 if len(rows) <= 16 else 6)
     nrows = math.ceil(len(rows) / cols)
     fig = Figure(figsize=(2.7 * cols, 3.1 * nrows + 0.4), layout="constrained")
@@ -274,7 +306,9 @@ def plot_wrong(run: Run, rows: np.ndarray, path: Path) -> None:
     for ax, row in zip(axes, rows):
         image = _thumbnail(str(run.paths[row]))
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
-        true, guess = run.classes[run.y[row]], run.classes[pred[row]]
+        true, guess = run.label_texts(run.y[[row]])[0] or "(no label)", run.classes[pred[row]]
+        if run.multilabel:
+            guess = f"{'missed' if run.y[row, pred[row]] else 'false'} {guess}"
         ax.set_title(f"true: {_short(true, 22)}\npred: {_short(guess, 22)} ({run.oof[row, pred[row]]:.2f})\n"
                      f"{_short(run.ids[row], 26)}", fontsize=8, linespacing=1.15)
     fig.suptitle(_titled(run.name, "most confidently wrong OOF predictions"), fontsize=11)
@@ -284,8 +318,7 @@ def plot_wrong(run: Run, rows: np.ndarray, path: Path) -> None:
 def wrong_section(run: Run, out_dir: Path, n_wrong: int) -> Section:
     """Plot the most confidently wrong images that exist on disk into ``wrong.png``, or say why not."""
     wrong = Section("Most confidently wrong OOF images")
-    pred = run.oof.argmax(axis=1)
-    n_errors = int((pred != run.y).sum())
+    n_errors = len(most_confident_wrong(run, len(run.y)))
     if run.paths is None:
         wrong.notes.append("The run does not record image paths (no path column in folds.csv): "
                            "wrong-image grid skipped.")
@@ -350,7 +383,7 @@ def render_html(run: Run, scores: dict[str, Any], per_fold: list[float], histori
     headline = [
         *([[f"OOF {metric.title} (the contest metric)", f"{run.score():.4f}"]] if metric.name != "macro_f1" else []),
         ["OOF macro F1", f"{scores['macro_f1']:.4f}"],
-        ["OOF accuracy", f"{scores['accuracy']:.4f}"],
+        ["OOF accuracy (whole label set right)" if run.multilabel else "OOF accuracy", f"{scores['accuracy']:.4f}"],
         ["OOF weighted F1", f"{scores['weighted_f1']:.4f}"],
         ["macro F1 per fold", ", ".join(f"{s:.4f}" for s in per_fold)],
         ["fold scheme", run.scheme or "(not recorded)"],
@@ -374,8 +407,8 @@ def render_html(run: Run, scores: dict[str, Any], per_fold: list[float], histori
         f'<p class="muted">{e(str(run.path))}</p>',
         "<h2>Headline (out-of-fold)</h2>",
         _table(["metric", "value"], headline),
-        "<h2>Per class</h2>",
-        _table(["class", "precision", "recall", "F1", "support"], per_class),
+        "<h2>Per label (decision at the 0.5 threshold)</h2>" if run.multilabel else "<h2>Per class</h2>",
+        _table(["label" if run.multilabel else "class", "precision", "recall", "F1", "support"], per_class),
     ]
     if summary is not None:
         parts += [f"<h2>Ensemble and its members (OOF {summary['metric'].title})</h2>", ensemble_tables(summary)]
@@ -452,18 +485,18 @@ def write_report(run_dir: Path, out_dir: Path | None = None, n_wrong: int = 16,
     out_dir.mkdir(parents=True, exist_ok=True)
     mark_owned(out_dir, "report")
 
-    if run.multilabel:  # the confusion matrix, wrong images and Grad-CAM read one class per image
-        raise CompetitionError(f"run '{run.name}' is multi-label: the report's figures (confusion matrix, wrongly "
-                               "classified images) are drawn for one class per image only; `competition leaderboard "
-                               "--per-class` gives each label's OOF F1")
     scores = score(run.y, run.oof, run.classes)
     per_fold = fold_scores(run.y, run.oof, run.folds)
-    pred = run.oof.argmax(axis=1)
     histories = read_histories(run_dir) if run.kind != "ensemble" else {}
     sections = [_curves_section(run, run_dir, histories, out_dir)]  # a. training curves
-    # b. confusion matrix, c. per-class bars
-    plot_confusion(confusion_counts(run.y, pred, len(run.classes)), run.classes, out_dir / "confusion.png", run.name)
-    sections.append(Section("Confusion matrix (OOF)", "confusion.png"))
+    # b. confusion matrix (multi-label: one per label), c. per-class bars
+    if run.multilabel:
+        plot_label_confusion(run.y, label_decisions(run.oof), run.classes, out_dir / "confusion.png", run.name)
+        sections.append(Section("Confusion per label (OOF)", "confusion.png"))
+    else:
+        plot_confusion(confusion_counts(run.y, run.oof.argmax(axis=1), len(run.classes)), run.classes,
+                       out_dir / "confusion.png", run.name)
+        sections.append(Section("Confusion matrix (OOF)", "confusion.png"))
     plot_per_class(scores["per_class"], scores["macro_f1"], out_dir / "per_class.png", run.name)
     sections.append(Section("Per-class precision / recall / F1", "per_class.png"))
     # c2. an ensemble beside its members

@@ -222,8 +222,8 @@ def read_run_files(run_dir: str | Path) -> dict[str, Any]:
     layout = meta.get("layout") if isinstance(meta.get("layout"), dict) else {}
     separator = layout.get("label_separator") if isinstance(layout.get("label_separator"), str) else None
     if separator:  # multi-label: every label of a row among the classes
-        known = set(classes)
-        unknown = np.flatnonzero([not set(t.strip() for t in str(text).split(separator)) <= known
+        known = set(classes) | ({""} if layout.get("label_columns") else set())  # label columns: '' is no label
+        unknown = np.flatnonzero([not {t.strip() for t in str(text).split(separator)} <= known
                                   for text in folds["label"]])
     else:
         unknown = np.flatnonzero(~folds["label"].isin(classes).to_numpy())

@@ -102,6 +102,12 @@ class Run:
         return self.record.contest_layout().label_separator
 
     @property
+    def label_columns(self) -> bool:
+        """A multi-label run whose contest gives one 0/1 column per label (recipe.data.label_columns): an image
+        may have none of the labels."""
+        return self.record.contest_layout().label_columns is not None
+
+    @property
     def multilabel(self) -> bool:
         return np.ndim(self.y) == 2
 
