@@ -159,7 +159,7 @@ def submit(
     runs: RunsOption = Path("runs"),
     out: Annotated[Path | None, typer.Option("--out", help="CSV to write (default submissions/<run>.csv).")] = None,
     sample: Annotated[Path | None, typer.Option("--sample", help="sample_submission.csv (default: the run's contest's).")] = None,
-    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Fit per-class decision offsets on the OOF for macro F1 (applied only under macro F1, with a positive nested-CV gain); --no-tune: plain argmax, offsets saved by an earlier --tune not applied; neither: saved offsets applied.")] = False,
+    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Fit the decisions on the OOF for the contest metric: per-class offsets for macro F1 (per-label thresholds for multi-label), grade thresholds for quadratic weighted kappa; applied only with a positive nested-CV gain. --no-tune: plain argmax, decisions saved by an earlier --tune not applied; neither: saved decisions applied.")] = False,
     data: MovedDataOption = None,
     message: Annotated[str, typer.Option("--message", "-m", help="A note for the submission log (log.csv beside the file).")] = "",
 ) -> None:

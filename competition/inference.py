@@ -396,21 +396,19 @@ def predict_run(run: str | Path, inputs: Sequence[str | Path] | np.ndarray, runs
     notes = check_inputs(run_dir, paths)
     proba = run_probabilities(run_dir, paths)
     decisions = read_decisions(run_dir)
-    from competition.metrics import log_proba  # scikit-learn: seconds to import, so after the checks
 
     separator = record.contest_layout().label_separator
+    from competition.tuning import tuner_from_decisions  # scikit-learn: seconds to import, so after the checks
+
+    tuner = None if decisions is None else tuner_from_decisions(decisions, multilabel=separator is not None)
     if separator is not None:  # multi-label: each label at its (tuned) threshold, at least one an image
         from competition.data.contest import label_texts
-        from competition.tuning import DecisionTuner, label_sets
+        from competition.tuning import label_sets
 
-        tuner = None if decisions is None else DecisionTuner.from_offsets(decisions["offsets"], multilabel=True)
         labels = list(label_texts(label_sets(proba, tuner, at_least_one=record.contest_layout().label_columns is None),
                                   classes, separator))
-    else:
-        scores = log_proba(proba)
-        if decisions is not None:
-            scores = scores + np.asarray(decisions["offsets"], dtype=np.float64)
-        labels = [classes[k] for k in scores.argmax(axis=1)]
+    else:  # the decisions submit --tune saved (offsets, grade thresholds), else argmax
+        labels = [classes[k] for k in (tuner.predict(proba) if tuner is not None else proba.argmax(axis=1))]
     result = Predictions(ids, proba, labels, classes, notes)
     if out is not None:
         write_text(Path(out), result.frame(probabilities).to_csv(index=False))

@@ -28,9 +28,9 @@ from competition.data.contest import marker_columns, positive_class, sample_form
 from competition.data.contest import value_columns as submission_values
 from competition.errors import CompetitionError, OptionError
 from competition.files import CsvShapeError, check_output, csv_header, locked, read_string_csv, write_text
-from competition.metrics import macro_f1
+from competition.metrics import get_metric, macro_f1
 from competition.runs import Run
-from competition.tuning import DecisionTuner, label_sets
+from competition.tuning import DecisionTuner, GradeThresholds, label_sets
 
 SHOW = 5  # rows/values named per problem before "and N more"
 SUM_TOLERANCE = 1e-3
@@ -260,7 +260,7 @@ def make_submission(
     run: Run,
     sample_path: str | Path,
     out_path: str | Path,
-    tuner: DecisionTuner | None = None,
+    tuner: DecisionTuner | GradeThresholds | None = None,
     log_path: Path | None = None,
     *,
     honest: float | None = None,
@@ -296,7 +296,7 @@ def _read_sample(sample_path: str | Path) -> pd.DataFrame:
 
 
 def _submission_frame(run: Run, sample: pd.DataFrame, sample_path: str | Path,
-                      tuner: DecisionTuner | None) -> pd.DataFrame:
+                      tuner: DecisionTuner | GradeThresholds | None) -> pd.DataFrame:
     """run's test predictions in the sample's id order and value columns (no marker column such as Usage): the
     positive class's probability (binary), every class's (probabilities), or the decided label (labels, through
     `tuner` when given). CompetitionError naming the sample for an id the run did not predict, a column that is
@@ -409,13 +409,15 @@ class Submitted:
         lines = [f"submitting {self.choice.reason}"]
         if self.tuning is not None:
             t = self.tuning
+            what = t["kind"]
             verdict = ("applied, and saved in the run for later submit and predict calls" if t["applied"] else
-                       "not applied: the nested-CV gain is not positive, so the offsets would only fit noise")
-            lines.append(f"decision tuning: OOF macro F1 {t['base_macro_f1']:.4f} -> {t['in_sample_macro_f1']:.4f} "
+                       f"not applied: the nested-CV gain is not positive, so the {what} would only fit noise")
+            title = get_metric(t["metric"]).title
+            lines.append(f"decision tuning ({what}): OOF {title} {t['base_score']:.4f} -> {t['in_sample_score']:.4f} "
                          f"in-sample ({t['in_sample_gain']:+.4f}), {t['nested_gain']:+.4f} under nested CV "
                          f"(the honest gain); {verdict}")
         elif self.tuned:
-            lines.append("decision offsets saved by an earlier submit --tune applied")
+            lines.append("decisions saved by an earlier submit --tune applied")
         lines += self.notes
         title = self.choice.metric.title if self.choice.metric is not None else "macro F1"
         lines.append(f"submission written to {self.path} (expected {title} {self.honest:.4f}; logged in {self.log})")
@@ -552,7 +554,7 @@ def _submit_locked(choice: Choice, loaded: Run, sample_path: Path, out_path: Pat
     """`submit` once the run is chosen and the outputs checked (with `tune`, under the lock of its decisions)."""
     from competition.runs.decisions import read_decisions, remove_decisions, write_decisions
     from competition.runs.folder import DECISIONS_FILE
-    from competition.tuning import nested_cv_gain
+    from competition.tuning import TUNED_FOR, make_tuner, nested_cv_gain, tuner_from_decisions
 
     run_dir = choice.path
     tuner, tuning, honest = None, None, choice.score
@@ -569,40 +571,41 @@ def _submit_locked(choice: Choice, loaded: Run, sample_path: Path, out_path: Pat
                "from the column's name or the other class's negative name, else the second class; "
                "recipe.data.positive_class says otherwise")
         notes.append(f"column {column!r} gets the probability of class {positive!r} ({how})")
-    if wanted == "labels" and metric.name != "macro_f1" and tune is not False:
-        # the offsets are fitted for macro F1: for another metric they could lower the score the contest counts
+    tunable = make_tuner(metric.name)
+    if wanted == "labels" and tunable is None and tune is not False:
+        # decisions are fitted for one metric: for another they could lower the score the contest counts
         if tune or (run_dir / DECISIONS_FILE).is_file():
-            what = "decision tuning" if tune else "decision offsets saved by an earlier submit --tune"
-            notes.append(f"{what}: not applied: the offsets are tuned for macro F1, and this contest is scored by "
-                         f"{metric.title} (recipe.data.metric); plain argmax")
+            what = "decision tuning" if tune else "decisions saved by an earlier submit --tune"
+            notes.append(f"{what}: not applied: decisions are tuned for {TUNED_FOR}, and this contest is scored "
+                         f"by {metric.title} (recipe.data.metric); plain argmax")
     elif wanted != "labels" and tune is not False:  # offsets move labels; probabilities are written as they are
         if tune or (run_dir / DECISIONS_FILE).is_file():
-            what = "decision tuning" if tune else "decision offsets saved by an earlier submit --tune"
+            what = "decision tuning" if tune else "decisions saved by an earlier submit --tune"
             asked = "a probability per class" if wanted == "probabilities" else "the positive class's probability"
-            notes.append(f"{what}: not applied: {sample_path.name} wants {asked}, which per-class offsets do not "
+            notes.append(f"{what}: not applied: {sample_path.name} wants {asked}, which tuned decisions do not "
                          "change (they only move labels); the probabilities are written as they are")
     elif tune is False:
         if (run_dir / DECISIONS_FILE).is_file():
-            notes.append("decision offsets saved by an earlier submit --tune: not applied (--no-tune), plain argmax; "
+            notes.append("decisions saved by an earlier submit --tune: not applied (--no-tune), plain argmax; "
                          "they stay saved for predict (submit --tune fits them again or removes them)")
     elif tune:
-        tuning = nested_cv_gain(loaded.oof, loaded.y, loaded.folds)
+        tuning = nested_cv_gain(loaded.oof, loaded.y, loaded.folds, tunable, metric=metric.name)
         tuning["applied"] = tuning["nested_gain"] > 0
         if tuning["applied"]:
-            tuner = DecisionTuner().fit(loaded.oof, loaded.y)
-            honest = tuning["nested_macro_f1"]
+            tuner = tuner_from_decisions(tuning["decisions"], multilabel=loaded.multilabel)
+            honest = tuning["nested_score"]
     else:
-        saved = read_decisions(run_dir)  # checked: one offset per class, tuned on the run's OOF as it is now
+        saved = read_decisions(run_dir)  # checked: one offset per class (or cut point), tuned on the OOF as it is now
         if saved is not None:
-            tuner = DecisionTuner.from_offsets(saved["offsets"], multilabel=loaded.multilabel)
+            tuner = tuner_from_decisions(saved, multilabel=loaded.multilabel)
             gain = saved.get("nested_gain")
             honest += float(gain) if isinstance(gain, int | float) else 0.0
     log_path = out_path.parent / LOG_FILE
     written = make_submission(loaded, sample_path, out_path, tuner=tuner, log_path=log_path,
                               honest=honest, message=message)
     if tuning is not None and tuner is not None:
-        write_decisions(run_dir, {"offsets": [float(o) for o in tuner.offsets_],
-                                  **{k: float(tuning[k]) for k in ("base_macro_f1", "in_sample_gain", "nested_gain")}})
+        write_decisions(run_dir, {**tuning["decisions"], "metric": metric.name,
+                                  **{k: float(tuning[k]) for k in ("base_score", "in_sample_gain", "nested_gain")}})
     elif tuning is not None:
         remove_decisions(run_dir)
     return Submitted(written, log_path, choice, tuning, tuner is not None, honest, notes)

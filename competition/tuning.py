@@ -1,9 +1,13 @@
-"""Decision tuning: shift per-class thresholds so argmax trades accuracy for macro F1 (multi-label: one
-threshold per label, each label's F1 maximised on its own, which maximises their mean).
+"""Decision tuning: how a run's probabilities become the labels a contest scores, fitted for its metric
+(`TUNERS`, by metric name).
 
-Models trained with cross-entropy under-predict rare classes; macro F1 weighs every class equally,
-so adding a per-class offset to the log-probabilities before argmax usually pays. The offsets are
-fitted on OOF, which makes the in-sample gain optimistic: `nested_cv_gain` says how much survives.
+- macro F1 (`DecisionTuner`): per-class offsets on the log-probabilities before argmax, since models trained
+  with cross-entropy under-predict rare classes and macro F1 weighs every class equally (multi-label: one
+  threshold per label, each label's F1 maximised on its own, which maximises their mean).
+- quadratic weighted kappa (`GradeThresholds`): cut points on the expected grade, since kappa rewards being
+  close on an ordinal scale, which argmax ignores.
+
+Either is fitted on OOF, which makes the in-sample gain optimistic: `nested_cv_gain` says how much survives.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 
-from competition.metrics import (EPS, LABEL_THRESHOLD, cross_fit_predict, fast_macro_f1, is_multilabel,
+from competition.metrics import (EPS, LABEL_THRESHOLD, cross_fit_predict, fast_kappa, fast_macro_f1, is_multilabel,
                                  label_decisions, log_proba, macro_f1)
 
 
@@ -88,6 +92,10 @@ class DecisionTuner(BaseEstimator):
         self.in_sample_macro_f1_ = macro_f1(y, self.predict(proba))
         return self
 
+    def decisions(self) -> dict[str, Any]:
+        """What decisions.json keeps of the fitted tuner (competition.runs.decisions): its offsets."""
+        return {"offsets": [float(o) for o in self.offsets_]}
+
     def decision_function(self, proba: np.ndarray) -> np.ndarray:
         if getattr(self, "multilabel_", False):
             return _logit(proba) + self.offsets_
@@ -98,6 +106,81 @@ class DecisionTuner(BaseEstimator):
         if getattr(self, "multilabel_", False):
             return (self.decision_function(proba) >= 0).astype(np.uint8)
         return self.decision_function(proba).argmax(axis=1)
+
+
+class GradeThresholds(BaseEstimator):
+    """Cut points on the expected grade, fitted for quadratic weighted kappa: an image's grade is the number of
+    cut points its expected grade sum_k k * p_k (float, 0 .. n_classes - 1; the classes in order as grades)
+    reaches. The decision of APTOS 2019's leading solutions (their "OptimizedRounder", which searched the cut
+    points with Nelder-Mead); here a coordinate search, each cut point over `n_steps` values between its
+    neighbours, kept only when kappa strictly improves, from the midpoints 0.5, 1.5, ...
+    """
+
+    def __init__(self, n_steps: int = 41, n_passes: int = 3) -> None:
+        self.n_steps = n_steps
+        self.n_passes = n_passes
+
+    def fit(self, proba: np.ndarray, y: np.ndarray) -> GradeThresholds:
+        """Fit on OOF probabilities (n, k) and int grade indices y (n,). Returns self; `thresholds_` float (k - 1,)
+        increasing, `in_sample_score_` their kappa."""
+        proba = np.asarray(proba, dtype=np.float64)
+        y = np.asarray(y, dtype=np.int64)
+        k = proba.shape[1]
+        expected = proba @ np.arange(k)
+        cuts = np.arange(k - 1) + 0.5
+        best = fast_kappa(y, np.searchsorted(cuts, expected, side="right"), k)
+        for _ in range(self.n_passes):
+            improved = False
+            for j in range(k - 1):
+                low = cuts[j - 1] if j > 0 else 0.0
+                high = cuts[j + 1] if j < k - 2 else k - 1.0
+                for value in np.linspace(low, high, self.n_steps)[1:-1]:
+                    trial = cuts.copy()
+                    trial[j] = value
+                    score = fast_kappa(y, np.searchsorted(trial, expected, side="right"), k)
+                    if score > best + 1e-12:
+                        best, cuts, improved = score, trial, True
+            if not improved:
+                break
+        self.thresholds_, self.n_classes_, self.in_sample_score_ = cuts, k, best
+        return self
+
+    @classmethod
+    def from_thresholds(cls, thresholds: Any) -> GradeThresholds:
+        """A tuner fitted earlier, from its saved `thresholds_` (decisions.json)."""
+        tuner = cls()
+        tuner.thresholds_ = np.asarray(thresholds, dtype=np.float64)
+        tuner.n_classes_ = len(tuner.thresholds_) + 1
+        return tuner
+
+    def decisions(self) -> dict[str, Any]:
+        """What decisions.json keeps of the fitted tuner: its cut points."""
+        return {"thresholds": [float(t) for t in self.thresholds_]}
+
+    def predict(self, proba: np.ndarray) -> np.ndarray:
+        """int64 grade index per row (n,)."""
+        expected = np.asarray(proba, dtype=np.float64) @ np.arange(self.n_classes_)
+        return np.searchsorted(self.thresholds_, expected, side="right").astype(np.int64)
+
+
+# The metrics whose decisions are tuned, each with its tuner; any other metric is scored on argmax (labels) or on
+# the probabilities as they are.
+TUNERS: dict[str, type[BaseEstimator]] = {"macro_f1": DecisionTuner, "kappa": GradeThresholds}
+TUNED_FOR = "macro F1 (per-class offsets) and quadratic weighted kappa (grade thresholds)"
+
+
+def make_tuner(metric: str) -> Any:
+    """An unfitted tuner of the contest metric `metric` (TUNERS), or None when its decisions are not tuned."""
+    tuner = TUNERS.get(metric)
+    return tuner() if tuner is not None else None
+
+
+def tuner_from_decisions(decisions: dict[str, Any], *, multilabel: bool = False) -> Any:
+    """The fitted tuner saved in a run's decisions.json (as competition.runs.decisions.read_decisions returns
+    it): grade thresholds, or per-class offsets (per-label in a multi-label run)."""
+    if "thresholds" in decisions:
+        return GradeThresholds.from_thresholds(decisions["thresholds"])
+    return DecisionTuner.from_offsets(decisions["offsets"], multilabel=multilabel)
 
 
 def _logit(proba: np.ndarray) -> np.ndarray:
@@ -122,29 +205,37 @@ def label_sets(proba: np.ndarray, tuner: DecisionTuner | None = None, *, at_leas
 
 
 def nested_cv_gain(
-    proba: np.ndarray, y: np.ndarray, folds: np.ndarray, tuner: DecisionTuner | None = None
+    proba: np.ndarray, y: np.ndarray, folds: np.ndarray, tuner: Any = None, metric: str = "macro_f1"
 ) -> dict[str, Any]:
-    """Macro F1 gain of tuning, in-sample (optimistic) and nested (fit on other folds, score held-out)."""
-    tuner = tuner if tuner is not None else DecisionTuner()
+    """The gain of tuning the decisions for `metric` (macro_f1 or kappa; `tuner` defaults to its TUNERS entry),
+    in-sample (fit and score on all OOF: optimistic) and nested (each fold decided by a tuner fitted on the
+    other folds, then scored together): "base_score" (argmax; multi-label, each label at 0.5),
+    "in_sample_score", "nested_score", "in_sample_gain", "nested_gain", "metric", "decisions" (the tuner
+    fitted on all OOF, as decisions.json keeps it) and "kind" (what is tuned, in words)."""
+    tuner = tuner if tuner is not None else make_tuner(metric)
+    if tuner is None:
+        raise ValueError(f"no decision tuning for metric {metric!r}; tuned: {', '.join(TUNERS)}")
     y, folds = np.asarray(y, dtype=np.int64), np.asarray(folds)
     k = proba.shape[1]
     if is_multilabel(y):
-        def f1(pred: np.ndarray) -> float:
+        def scored(pred: np.ndarray) -> float:
             return macro_f1(y, pred)
-        base = f1(proba)
+        base = scored(proba)
     else:
-        def f1(pred: np.ndarray) -> float:
-            return fast_macro_f1(y, pred, k)
-        base = f1(proba.argmax(axis=1))
+        def scored(pred: np.ndarray) -> float:
+            return fast_kappa(y, pred, k) if metric == "kappa" else fast_macro_f1(y, pred, k)
+        base = scored(proba.argmax(axis=1))
     full = clone(tuner).fit(proba, y)
-    in_sample = f1(full.predict(proba))
-    nested_pred = cross_fit_predict(tuner, proba, y, folds, method="predict")
-    nested = f1(nested_pred)
+    in_sample = scored(full.predict(proba))
+    nested = scored(cross_fit_predict(tuner, proba, y, folds, method="predict"))
     return {
-        "base_macro_f1": base,
-        "in_sample_macro_f1": in_sample,
-        "nested_macro_f1": nested,
+        "metric": metric,
+        "base_score": base,
+        "in_sample_score": in_sample,
+        "nested_score": nested,
         "in_sample_gain": in_sample - base,
         "nested_gain": nested - base,
-        "offsets": [float(o) for o in full.offsets_],
+        "decisions": full.decisions(),
+        "kind": ("grade thresholds" if isinstance(full, GradeThresholds) else
+                 "per-label thresholds" if is_multilabel(y) else "per-class offsets"),
     }

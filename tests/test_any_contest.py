@@ -292,10 +292,15 @@ def test_submit_and_the_leaderboard_choose_by_the_contest_metric(tmp_path: Path)
     assert "quadratic weighted" in result.stdout and "QW kappa" in result.stdout, result.stdout
     result = cli("submit", "--runs", tmp_path / "kappa", "--tune", "--out", tmp_path / "subs" / "s.csv", cwd=tmp_path)
     assert result.returncode == 0 and "expected quadratic weighted kappa" in result.stdout, result.stderr
-    assert "tuned for macro F1" in result.stdout  # the offsets optimise macro F1: not applied under kappa
+    # under kappa, --tune fits cut points on the expected grade (not macro F1's offsets), applied on a nested gain
+    assert "decision tuning (grade thresholds): OOF quadratic weighted kappa" in result.stdout, result.stdout
+    from competition.tuning import nested_cv_gain
+
+    gain = nested_cv_gain(np.eye(5)[near] * 0.9 + 0.02, y, np.arange(len(y)) % 5, metric="kappa")
+    assert gain["base_score"] == pytest.approx(METRICS["kappa"](y, near))
     log = pd.read_csv(tmp_path / "subs" / "log.csv")
-    assert log.loc[0, "metric"] == "kappa" and log.loc[0, "expected"] == pytest.approx(METRICS["kappa"](y, near),
-                                                                                         abs=1e-6)
+    expected = gain["nested_score"] if gain["nested_gain"] > 0 else gain["base_score"]
+    assert log.loc[0, "metric"] == "kappa" and log.loc[0, "expected"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_runs_of_two_metrics_are_not_mixed(tmp_path: Path) -> None:

@@ -246,7 +246,7 @@ def test_label_text_submission_with_tuned_thresholds(chest: Path, tmp_path: Path
     assert cli("train", recipe, "--data", data, "--runs", runs, *_sets(*CHEST, *KNN), cwd=tmp_path).returncode == 0
     out = tmp_path / "sub.csv"
     result = cli("submit", "knn", "--runs", runs, "--tune", "--out", out, cwd=tmp_path)
-    assert result.returncode == 0 and "decision tuning: OOF macro F1" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and "decision tuning (per-label thresholds): OOF macro F1" in result.stdout, result.stdout + result.stderr
     written = pd.read_csv(out, dtype=str)
     assert list(written.columns) == ["Image Index", "Finding Labels"]
     assert written["Finding Labels"].str.contains("|", regex=False).any()  # several findings on some images

@@ -109,9 +109,9 @@ def test_tuning_is_logged_with_its_nested_score(worse_ensemble: Path, tmp_path: 
     log = pd.read_csv(tmp_path / "subs" / "log.csv", dtype=str, keep_default_na=False)
     entry = log.to_dict("records")[-1]
     assert entry["tuned"] == ("yes" if done.tuning["applied"] else "no")
-    expected = done.tuning["nested_macro_f1"] if done.tuning["applied"] else done.tuning["base_macro_f1"]
+    expected = done.tuning["nested_score"] if done.tuning["applied"] else done.tuning["base_score"]
     assert float(entry["honest_macro_f1"]) == pytest.approx(expected, abs=1e-6)
-    assert any(line.startswith("decision tuning:") for line in done.lines())
+    assert any(line.startswith("decision tuning (per-class offsets): OOF macro F1") for line in done.lines())
 
 
 def test_validate_checks_labels_against_the_contests_classes(tiny_contest: Path, tmp_path: Path) -> None:

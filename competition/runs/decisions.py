@@ -1,5 +1,7 @@
-"""A run's decisions.json: per-class offsets chosen by `submit --tune`, kept with the digest of the OOF they were
-tuned on (a retrain makes them stale). `predict` and `submit` read them through `read_decisions`."""
+"""A run's decisions.json: the decisions `submit --tune` chose for the contest metric (competition.tuning): per-class
+offsets (macro F1; per label in a multi-label run) or grade thresholds (quadratic weighted kappa), kept with the
+digest of the OOF they were tuned on (a retrain makes them stale). `predict` and `submit` read them through
+`read_decisions`."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from competition.runs.folder import DECISIONS_FILE, OOF_FILE, read_meta
 
 
 def write_decisions(run_dir: Path, decisions: dict[str, Any]) -> None:
-    """Save the run's decisions: {"offsets": [float per class], ...figures}; `predict` and `submit` use them.
+    """Save the run's decisions: {"offsets": [float per class]} or {"thresholds": [float per cut point]}, with the
+    figures that justified them; `predict` and `submit` use them.
     They are kept with the digest of the OOF they were tuned on (oof_digest): after a retrain they are stale."""
     write_json(Path(run_dir) / DECISIONS_FILE, {**decisions, "oof_sha256": oof_digest(run_dir)})
 
@@ -52,23 +55,29 @@ def remove_decisions(run_dir: Path) -> None:
 
 
 def read_decisions(run_dir: Path) -> dict[str, Any] | None:
-    """The run's saved decisions, or None when it has none (plain argmax)."""
+    """The run's saved decisions ({"offsets": [float per class]} or {"thresholds": [float, increasing, one fewer
+    than the classes]}, with their figures), or None when it has none (plain argmax). CompetitionError naming
+    the file when it is damaged or stale."""
     path = Path(run_dir) / DECISIONS_FILE
     if not path.is_file():
         return None
+    kind = "offsets"
     try:
         decisions = json.loads(path.read_text(encoding="utf-8"))
-        offsets = [float(v) for v in decisions["offsets"]]
+        kind = "thresholds" if isinstance(decisions, dict) and "thresholds" in decisions else "offsets"
+        values = [float(v) for v in decisions[kind]]
     except (OSError, ValueError, KeyError, TypeError):
         raise CompetitionError(f"{path}: damaged decisions file; delete it or rerun submit --tune") from None
     meta = read_meta(run_dir)
     n_classes = len(meta["classes"])
-    if len(offsets) != n_classes or not np.isfinite(offsets).all():
-        what = f"{len(offsets)} offsets for {n_classes} classes" if len(offsets) != n_classes else "offsets not finite"
+    wanted = n_classes - 1 if kind == "thresholds" else n_classes
+    if len(values) != wanted or not np.isfinite(values).all() or (kind == "thresholds" and np.any(np.diff(values) < 0)):
+        what = (f"{len(values)} {kind} for {n_classes} classes" if len(values) != wanted else
+                f"{kind} not finite" if not np.isfinite(values).all() else "thresholds not increasing")
         raise CompetitionError(f"{path}: damaged decisions file ({what}); delete it or rerun submit --tune")
     made_for = decisions.get("oof_sha256")
     if isinstance(made_for, str) and made_for != oof_digest(run_dir):
         name = meta.get("name", Path(run_dir).name)
         raise CompetitionError(f"{path}: stale: tuned on the out-of-fold predictions of an earlier training of run "
                                f"'{name}'; run `competition submit {name} --tune` to tune again, or delete it")
-    return {**decisions, "offsets": offsets}
+    return {**decisions, kind: values}

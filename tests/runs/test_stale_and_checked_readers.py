@@ -184,20 +184,46 @@ def test_a_model_cut_short_is_called_damaged_not_missing(command: str, trained: 
     assert "not found" not in line.lower()
 
 
-def test_decisions_of_another_class_count_are_one_line_for_predict_and_submit(trained: Path, tmp_path: Path) -> None:
+def test_saved_grade_thresholds_decide_predict_as_submit(trained: Path, tmp_path: Path) -> None:
+    """A kappa run's decisions (cut points on the expected grade): predict decides with them, as submit does."""
+    from competition.inference import predict_run
+    from competition.submission import submit
+    from competition.tuning import GradeThresholds
+
+    runs = _runs_copy(trained, tmp_path)
+    decisions.write_decisions(runs / "tiny", {"thresholds": [0.2, 0.4, 2.9], "nested_gain": 0.01})
+    contest = Run.load(runs / "tiny").data_root
+    done = predict_run("tiny", [contest / "test"], runs, out=tmp_path / "p.csv")
+    want = GradeThresholds.from_thresholds([0.2, 0.4, 2.9]).predict(done.proba)
+    assert done.labels == [done.classes[k] for k in want] and done.labels != [done.classes[k] for k in
+                                                                              done.proba.argmax(axis=1)]
+    written = submit(["tiny"], runs, out=tmp_path / "s.csv")
+    assert written.tuned
+    by_id = dict(zip(done.ids, done.labels))
+    frame = pd.read_csv(tmp_path / "s.csv", dtype=str)
+    assert (frame.iloc[:, 1] == frame.iloc[:, 0].map(by_id)).all()
+
+
+@pytest.mark.parametrize("saved, says", [
+    ({"offsets": [0.0, 1.0]}, "2 offsets for 4 classes"),
+    ({"thresholds": [0.5, 1.5]}, "2 thresholds for 4 classes"),  # a kappa run's cut points: one fewer than classes
+    ({"thresholds": [0.5, 2.5, 1.5]}, "thresholds not increasing"),
+])
+def test_decisions_of_another_class_count_are_one_line_for_predict_and_submit(trained: Path, tmp_path: Path,
+                                                                              saved: dict, says: str) -> None:
     """Further member (found): a decisions.json whose offsets do not match the run's classes (2 offsets, 4
-    classes) ended predict and submit in a numpy broadcasting traceback."""
+    classes) ended predict and submit in a numpy broadcasting traceback; grade thresholds are checked alike."""
     from competition.inference import predict_run
     from competition.submission import submit
 
     runs = _runs_copy(trained, tmp_path)
     decisions = runs / "tiny" / "decisions.json"
-    decisions.write_text(json.dumps({"offsets": [0.0, 1.0]}))
+    decisions.write_text(json.dumps(saved))
     contest = Run.load(runs / "tiny").data_root
-    with pytest.raises(CompetitionError, match="2 offsets for 4 classes") as raised:
+    with pytest.raises(CompetitionError, match=says) as raised:
         predict_run("tiny", [contest / "test"], runs, out=tmp_path / "p.csv")
     assert str(decisions) in str(raised.value) and not (tmp_path / "p.csv").exists()
-    with pytest.raises(CompetitionError, match="2 offsets for 4 classes"):
+    with pytest.raises(CompetitionError, match=says):
         submit(["tiny"], runs, out=tmp_path / "s.csv")
     assert not (tmp_path / "s.csv").exists()
 
