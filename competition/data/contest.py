@@ -285,7 +285,7 @@ def index_contest(root: str | Path, layout: Layout | None = None) -> Contest:
                                "recipe.data.train_csv")
     train = _train_from_csv(train_csv, train_dir, layout) if from_csv else _train_from_folders(train_dir)
     source = train_csv if from_csv else train_dir
-    if layout.label_columns is not None:  # labels already joined, in class order (_label_columns_text)
+    if layout.label_columns is not None:  # labels already joined, in class order (_label_columns_frame)
         classes = class_order(layout.label_columns)
     elif layout.label_separator is not None:
         if not from_csv:
@@ -533,8 +533,8 @@ def _train_from_csv(train_csv: Path, image_dir: Path, layout: Layout | None = No
         column = getattr(layout, field)
         if column is not None and column not in frame.columns:
             raise CompetitionError(_missing_column(train_csv, column, list(frame.columns), f"recipe.data.{field}"))
-    if layout.group_column is not None and layout.group_column in (
-            layout.id_column, layout.label_column if layout.label_columns is None else layout.id_column):
+    taken = (layout.id_column,) if layout.label_columns is not None else (layout.id_column, layout.label_column)
+    if layout.group_column is not None and layout.group_column in taken:
         what = "id" if layout.group_column == layout.id_column else "label"
         raise CompetitionError(f"{train_csv}: recipe.data.group_column: {layout.group_column!r} is also the {what} "
                                "column; the group column names each image's subject (a patient id), another column")

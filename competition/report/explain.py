@@ -170,7 +170,7 @@ def _explain_wrong(run: Run, ranked: np.ndarray, out: Path, n: int) -> str:
     Raises _Skipped with the reason when none can."""
     from competition.data import decode_images
     from competition.runs.fold_files import fold_model_path, load_fold_model
-    from competition.report.sections import wrong_label
+    from competition.report.sections import wrong_captions, wrong_label
     from competition.runs.folder import read_recipe
 
     if run.kind == "ensemble":
@@ -214,9 +214,7 @@ def _explain_wrong(run: Run, ranked: np.ndarray, out: Path, n: int) -> str:
         raise _Skipped(f"Grad-CAM failed ({' '.join(str(exc).split())[:160]}): skipped.") from None
     truth = [text or "(no label)" for text in run.label_texts(run.y[rows])]
     what = "label most confidently wrong (a false or a missed finding)" if run.multilabel else "predicted (wrong) class"
-    names = [(f"{'missed' if run.y[r, k] else 'false'} " if run.multilabel else "") + run.classes[k]
-             for r, k in zip(rows, predicted)]
-    _plot(images, maps, [str(run.ids[r]) for r in rows], names,
+    _plot(images, maps, [str(run.ids[r]) for r in rows], wrong_captions(run, rows),
           run.oof[rows, predicted], truth, out,
           f"{run.name}: most confidently wrong OOF images, Grad-CAM for the {what.split(' (')[0]}")
     missing = len(ranked) - len(usable)

@@ -24,7 +24,7 @@ from competition.errors import CompetitionError
 from competition.files import OWNED_MARKER, atomic_write, check_output, mark_owned, write_text
 from competition.metrics import confusion_counts, fold_scores, label_decisions, score
 from competition.report.explain import WRONG_PNG, wrong_gradcam_section
-from competition.report.sections import Section, most_confident_wrong, wrong_label
+from competition.report.sections import Section, most_confident_wrong, wrong_captions, wrong_label
 from competition.runs import Run
 from competition.runs.fold_files import read_histories
 from competition.runs.folder import read_recipe_text
@@ -296,20 +296,19 @@ def _thumbnail(path: str) -> np.ndarray:
 def plot_wrong(run: Run, rows: np.ndarray, path: Path) -> None:
     """Grid of images, each titled true / predicted (probability) / id; in a multi-label run, true labels / the
     most confidently wrong label (its probability; a false or a missed finding) / id."""
-    pred = wrong_label(run, np.arange(len(run.y)))
+    rows = np.asarray(rows, dtype=np.int64)
+    chosen, captions = wrong_label(run, rows), wrong_captions(run, rows)
     cols = min(len(rows), 4 if len(rows) <= 16 else 6)
     nrows = math.ceil(len(rows) / cols)
     fig = Figure(figsize=(2.7 * cols, 3.1 * nrows + 0.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, cols, squeeze=False)).ravel()
     for ax in axes:
         ax.axis("off")
-    for ax, row in zip(axes, rows):
+    for ax, row, k, guess in zip(axes, rows, chosen, captions):
         image = _thumbnail(str(run.paths[row]))
         ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
-        true, guess = run.label_texts(run.y[[row]])[0] or "(no label)", run.classes[pred[row]]
-        if run.multilabel:
-            guess = f"{'missed' if run.y[row, pred[row]] else 'false'} {guess}"
-        ax.set_title(f"true: {_short(true, 22)}\npred: {_short(guess, 22)} ({run.oof[row, pred[row]]:.2f})\n"
+        true = run.label_texts(run.y[[row]])[0] or "(no label)"
+        ax.set_title(f"true: {_short(true, 22)}\npred: {_short(guess, 22)} ({run.oof[row, k]:.2f})\n"
                      f"{_short(run.ids[row], 26)}", fontsize=8, linespacing=1.15)
     fig.suptitle(_titled(run.name, "most confidently wrong OOF predictions"), fontsize=11)
     save_figure(fig, path)

@@ -45,6 +45,16 @@ def wrong_label(run: Run, rows: np.ndarray) -> np.ndarray:
     return run.oof[rows].argmax(axis=1).astype(np.int64)
 
 
+def wrong_captions(run: Run, rows: np.ndarray) -> list[str]:
+    """What each wrong row's prediction is called on a figure: its predicted class; in a multi-label run its
+    most confidently wrong label, as 'missed <label>' (present, not found) or 'false <label>' (found, absent)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    chosen = wrong_label(run, rows)
+    if not run.multilabel:
+        return [run.classes[k] for k in chosen]
+    return [f"{'missed' if run.y[r, k] else 'false'} {run.classes[k]}" for r, k in zip(rows, chosen)]
+
+
 def _label_errors(run: Run) -> np.ndarray:
     """float (n, k): |truth - probability| where the label decision is wrong, -1 where it is right."""
     from competition.metrics import label_decisions
