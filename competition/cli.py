@@ -217,12 +217,13 @@ def validate(
     classes: Annotated[str | None, typer.Option("--classes", help="Allowed labels, comma-separated (default: the training classes of the contest the sample is in).")] = None,
     run: Annotated[str | None, typer.Option("--run", help="Also check the labels against this run's classes (name under --runs, or folder).")] = None,
     runs: RunsOption = Path("runs"),
+    label_separator: Annotated[str | None, typer.Option("--label-separator", help="A multi-label contest without --run: its labels are joined by this text (each checked), its probability columns need not sum to 1.")] = None,
 ) -> None:
     """Check a submission against the sample: columns, ids and their order, labels or probabilities, empty cells."""
     from competition.submission import check_file
 
     problems, checked, sample = check_file(submission, sample, classes=classes.split(",") if classes else None,
-                                           run=run, runs_dir=runs)
+                                           run=run, runs_dir=runs, separator=label_separator)
     if problems:
         for problem in problems:
             err_console.print(f"{submission}: {problem}", markup=False, highlight=False, soft_wrap=True)

@@ -58,7 +58,8 @@ def _is_empty(column: pd.Series) -> np.ndarray:
 
 
 def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list[str] | None = None, *,
-                        probabilities: bool | None = None, separator: str | None = None) -> list[str]:
+                        probabilities: bool | None = None, separator: str | None = None,
+                        no_label: bool = False) -> list[str]:
     """Every way `frame` differs from what the sample's format demands; empty list means valid. Rows may come in
     any order (the id set must equal the sample's, each id once), as Kaggle accepts.
 
@@ -67,10 +68,13 @@ def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list
     probabilities (contest.sample_format); None when unknown (`validate` without a run): a one-column sample of
     whole numbers answered with numbers that are not all class names is read as the positive class's
     probability, as an AUC contest's 0/1 sample is. `separator`: a multi-label contest's (its label column holds
-    labels joined by it, each checked; its per-label probability columns need not sum to 1).
+    labels joined by it, each checked; its per-label probability columns need not sum to 1). `no_label`: such a
+    contest's images may carry none of the labels (recipe.data.label_columns), so an empty label cell is an
+    image without one, not a missing value.
     """
     expected, got = [sample.columns[0], *submission_values(sample)], list(frame.columns)
-    problems, missing = _column_problems(frame, sample, expected, got)
+    labels_only = no_label and len(expected) == 2 and sample_format(sample, classes, multilabel=True) == "labels"
+    problems, missing = _column_problems(frame, sample, expected, got, empty_ok=expected[1:] if labels_only else [])
     if expected[0] in got:
         problems += _id_problems(frame[expected[0]].astype(str).to_numpy(), sample[expected[0]].astype(str).to_numpy())
     value_columns = [c for c in expected[1:] if c in got]
@@ -79,8 +83,9 @@ def validate_submission(frame: pd.DataFrame, sample: pd.DataFrame, classes: list
 
 
 def _column_problems(frame: pd.DataFrame, sample: pd.DataFrame, expected: list[str],
-                     got: list[str]) -> tuple[list[str], list[str]]:
-    """(the problems of the submission's columns, row count and empty cells; the sample's columns it lacks)."""
+                     got: list[str], empty_ok: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """(the problems of the submission's columns, row count and empty cells (but in `empty_ok`); the sample's
+    columns it lacks)."""
     problems: list[str] = []
     markers = [c for c in marker_columns(sample) if c in got]
     missing = [c for c in expected if c not in got]
@@ -99,7 +104,7 @@ def _column_problems(frame: pd.DataFrame, sample: pd.DataFrame, expected: list[s
         problems.append(f"columns in order {got}, sample has {expected}")
     if len(frame) != len(sample):
         problems.append(f"{len(frame)} data rows, sample has {len(sample)}")
-    for column in [c for c in expected if c in got]:
+    for column in [c for c in expected if c in got and c not in empty_ok]:
         empty = np.flatnonzero(_is_empty(frame[column]))
         if len(empty):
             problems.append(f"empty cells in column '{column}' at {_rows(empty)}")
@@ -181,7 +186,7 @@ def read_csv_strings(path: str | Path) -> pd.DataFrame:
 
 def validate_file(
     submission_path: str | Path, sample_path: str | Path, classes: list[str] | None = None,
-    separator: str | None = None,
+    separator: str | None = None, no_label: bool = False,
 ) -> list[str]:
     """A submission whose rows do not fit its own header (a field too many or too few) has that one problem:
     everything else would be read shifted and reported wrongly. A bad sample is an error, not a problem."""
@@ -192,7 +197,7 @@ def validate_file(
         frame = read_csv_strings(submission_path)
     except CsvShapeError as err:
         return [err.problem]
-    return validate_submission(frame, sample, classes, separator=separator)
+    return validate_submission(frame, sample, classes, separator=separator, no_label=no_label)
 
 
 def label_classes(sample_path: str | Path, classes: Sequence[str] | None = None, run: str | Path | None = None,
@@ -229,11 +234,13 @@ def label_classes(sample_path: str | Path, classes: Sequence[str] | None = None,
 
 
 def check_file(submission_path: str | Path, sample_path: str | Path | None, *, classes: Sequence[str] | None = None,
-               run: str | Path | None = None, runs_dir: str | Path = "runs") -> tuple[list[str], str, Path]:
+               run: str | Path | None = None, runs_dir: str | Path = "runs",
+               separator: str | None = None) -> tuple[list[str], str, Path]:
     """`competition validate`: (every problem of the submission against the sample, as `validate_file`; a line
     saying what its labels were checked against; the sample used). Labels are checked by default against
     `label_classes`. `sample_path` None: the sample of `run`'s contest (its declared layout, where the contest is
-    now); OptionError (`--sample`) when neither is given."""
+    now); OptionError (`--sample`) when neither is given. `separator`: a multi-label contest's, when no `run`
+    says it (`--label-separator`)."""
     if sample_path is None:
         if run is None:
             raise OptionError("sample", "give the contest's sample submission, or --run (its contest's sample is used)")
@@ -241,13 +248,17 @@ def check_file(submission_path: str | Path, sample_path: str | Path | None, *, c
 
         sample_path = Run.load(resolve_run(run, runs_dir)).sample_submission()
     known, where = label_classes(sample_path, classes, run, runs_dir)
-    separator = None
+    no_label = False
     if run is not None:  # run.json alone: label_classes has read the run's arrays already
         from competition.runs import resolve_run
         from competition.runs.record import RunRecord
 
-        separator = RunRecord.read(resolve_run(run, runs_dir)).contest_layout().label_separator
-    problems = validate_file(submission_path, sample_path, known, separator)
+        layout = RunRecord.read(resolve_run(run, runs_dir)).contest_layout()
+        separator, no_label = layout.label_separator, layout.label_columns is not None
+    problems = validate_file(submission_path, sample_path, known, separator, no_label=no_label)
+    if run is None and separator is None:  # nothing says the contest is multi-label: say how to tell it
+        problems = [p + (" (a multi-label contest's need not: give --run RUN, or --label-separator '|')"
+                         if p.startswith("probabilities do not sum to 1") else "") for p in problems]
     checked = f"labels checked against {where}" if known is not None else f"labels not checked ({where})"
     return problems, checked, Path(sample_path)
 
@@ -272,7 +283,7 @@ def make_submission(
     sample = _read_sample(sample_path)
     frame = _submission_frame(run, sample, sample_path, tuner)
     problems = validate_submission(frame, sample, run.classes, probabilities=run.metric.needs == "probabilities",
-                                   separator=run.separator)
+                                   separator=run.separator, no_label=run.label_columns)
     if problems:
         raise CompetitionError(f"submission for run '{run.name}' refused: " + "; ".join(problems))
     out_path = Path(out_path)
@@ -572,12 +583,13 @@ def _submit_locked(choice: Choice, loaded: Run, sample_path: Path, out_path: Pat
                "recipe.data.positive_class says otherwise")
         notes.append(f"column {column!r} gets the probability of class {positive!r} ({how})")
     tunable = make_tuner(metric.name)
+    plain = "each label at probability 0.5" if loaded.multilabel else "plain argmax"
     if wanted == "labels" and tunable is None and tune is not False:
         # decisions are fitted for one metric: for another they could lower the score the contest counts
         if tune or (run_dir / DECISIONS_FILE).is_file():
             what = "decision tuning" if tune else "decisions saved by an earlier submit --tune"
             notes.append(f"{what}: not applied: decisions are tuned for {TUNED_FOR}, and this contest is scored "
-                         f"by {metric.title} (recipe.data.metric); plain argmax")
+                         f"by {metric.title} (recipe.data.metric); {plain}")
     elif wanted != "labels" and tune is not False:  # offsets move labels; probabilities are written as they are
         if tune or (run_dir / DECISIONS_FILE).is_file():
             what = "decision tuning" if tune else "decisions saved by an earlier submit --tune"
@@ -586,7 +598,7 @@ def _submit_locked(choice: Choice, loaded: Run, sample_path: Path, out_path: Pat
                          "change (they only move labels); the probabilities are written as they are")
     elif tune is False:
         if (run_dir / DECISIONS_FILE).is_file():
-            notes.append("decisions saved by an earlier submit --tune: not applied (--no-tune), plain argmax; "
+            notes.append(f"decisions saved by an earlier submit --tune: not applied (--no-tune), {plain}; "
                          "they stay saved for predict (submit --tune fits them again or removes them)")
     elif tune:
         tuning = nested_cv_gain(loaded.oof, loaded.y, loaded.folds, tunable, metric=metric.name)

@@ -147,6 +147,10 @@ def _cell(row: int, column: str, value: str) -> Any:
     (_cell(2, "Cardiomegaly", ""), [], r"train.csv: row 3 \(id '.*'\) has an empty cell in label column 'Cardiomegaly'"),
     (lambda f: f.assign(Nodule="0"), [],
      r"label column 'Nodule' \(recipe.data.label_columns\) holds no 1: a label no training image has"),
+    (lambda f: f.assign(Nodule="1"), [],
+     r"label 'Nodule' \(recipe.data.label_columns\) is on every training image: it cannot be learnt or scored"),
+    (None, ["data.label_columns=[Nodule]"], r"recipe.data.label_columns: \['Nodule'\] lists 1 column; .* declare it "
+     "with data.label_column"),
     (None, ["data.label_column=Nodule"], "recipe.data.label_column: 'Nodule' names one label column, and "
      "recipe.data.label_columns one 0/1 column per label; declare one of them"),
     (None, ["data.label_columns=[Effusion, Nodule, Effusion]"], "recipe.data.label_columns: 'Effusion' is listed twice"),
@@ -318,6 +322,10 @@ def test_chexpert_demo_trains_submits_and_predicts_rows_without_a_label(chexpert
     written = pd.read_csv(out)
     assert list(written.columns) == ["image_id", *FINDINGS]
     assert cli("validate", out, "--run", "knn", "--runs", runs, cwd=tmp_path).returncode == 0
+    sample = chexpert / "sample_submission.csv"  # without the run, validate is told the contest is multi-label
+    alone = cli("validate", out, "--sample", sample, cwd=tmp_path)
+    assert alone.returncode == 1 and "give --run RUN, or --label-separator '|'" in alone.stderr, alone.stderr
+    assert cli("validate", out, "--sample", sample, "--label-separator", "|", cwd=tmp_path).returncode == 0
     solution = pd.read_csv(chexpert / ".solution.csv").set_index("image_id")
     got = written.set_index("image_id").loc[solution.index, FINDINGS].to_numpy()
     assert roc_auc_score(solution[FINDINGS].to_numpy(), got) > 0.65
@@ -325,6 +333,33 @@ def test_chexpert_demo_trains_submits_and_predicts_rows_without_a_label(chexpert
     assert cli("predict", "knn", "--runs", runs, "--out", predicted, cwd=tmp_path).returncode == 0
     labels = pd.read_csv(predicted, dtype=str, keep_default_na=False)["label"]
     assert (labels == "").any() and labels.str.contains("|", regex=False).any()
+
+
+def test_label_columns_with_a_label_text_sample_submit_images_without_a_label(chexpert: Path, tmp_path: Path) -> None:
+    """A contest of 0/1 label columns whose sample asks for label texts: an image without a finding is an empty
+    label (no label is forced on it), and submit and validate take it as such; a metric of probabilities is
+    refused naming the metrics of labels a multi-label contest has."""
+    import shutil
+
+    data = tmp_path / "c"
+    shutil.copytree(chexpert, data)
+    sample = pd.read_csv(data / "sample_submission.csv", dtype=str)
+    pd.DataFrame({"image_id": sample["image_id"], "Labels": "Nodule"}).to_csv(data / "sample_submission.csv", index=False)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: knn\n")
+    runs = tmp_path / "runs"
+    refused = cli("train", recipe, "--data", data, "--runs", runs, *_sets(*CHEXPERT, *KNN), cwd=tmp_path)
+    assert refused.returncode == 2 and len(refused.error_lines) == 1, refused.stderr
+    assert "choose a metric of labels (macro_f1, accuracy)" in refused.stderr and not runs.exists()
+    trained = cli("train", recipe, "--data", data, "--runs", runs, *_sets(*CHEXPERT, *KNN, "data.metric=macro_f1"),
+                  cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    out = tmp_path / "sub.csv"
+    submitted = cli("submit", "knn", "--runs", runs, "--no-tune", "--out", out, cwd=tmp_path)
+    assert submitted.returncode == 0, submitted.stderr
+    written = pd.read_csv(out, dtype=str, keep_default_na=False)["Labels"]
+    assert (written == "").any() and (written != "").any()
+    assert cli("validate", out, "--run", "knn", "--runs", runs, cwd=tmp_path).returncode == 0
 
 
 def test_the_audit_counts_labels_and_makes_the_folds_training_makes(chexpert: Path, tmp_path: Path) -> None:

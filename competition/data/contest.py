@@ -299,6 +299,13 @@ def index_contest(root: str | Path, layout: Layout | None = None) -> Contest:
         classes = class_order(train["label"].unique())
     if len(classes) < 2:
         raise CompetitionError(f"{source}: only one class ({classes[0]}); a classifier needs at least two")
+    if layout.label_separator is not None:  # multi-label: a label on every image has nothing to learn or score
+        counts = label_counts(train["label"], classes, layout.label_separator)
+        if (counts == len(train)).any():
+            every = classes[int(np.flatnonzero(counts == len(train))[0])]
+            key = "recipe.data.label_columns" if layout.label_columns is not None else "recipe.data.label_separator"
+            raise CompetitionError(f"{source}: label {every!r} ({key}) is on every training image: it cannot be "
+                                   "learnt or scored (its ROC AUC is undefined, its F1 a free 1.0); leave it out")
     _check_sample_classes(sample, sample_path, train, classes, source, separator=layout.label_separator)
     shared = test_dir.resolve() == train_dir.resolve()
     test = _test_images(test_dir, sample, sample_path, shared=shared)

@@ -108,11 +108,15 @@ def _check_metric_with_sample(name: str, contest: Any, recipe_positive: str | No
     sample = read_string_csv(contest.sample_path)
     kind = sample_format(sample, contest.classes, probabilities=True, multilabel=contest.multilabel)
     if kind == "labels":
+        from competition.metrics import METRICS
+
         column = value_columns(sample)[0]
+        usable = [m.name for m in METRICS.values() if m.needs == "labels" and (m.multilabel or not contest.multilabel)]
+        example = str(sample[column].iloc[0])
+        holds = f"holds label texts such as {example!r}" if example.strip() else "holds empty label texts"
         raise CompetitionError(f"recipe.data.metric: {name!r} scores probabilities, but {contest.sample_path} asks for "
-                               f"labels (column {column!r} holds class names such as "
-                               f"{str(sample[column].iloc[0])!r}); choose a metric of labels (macro_f1, accuracy, "
-                               "balanced_accuracy, kappa) or check the sample")
+                               f"labels (column {column!r} {holds}); choose a metric of labels "
+                               f"({', '.join(usable)}) or check the sample")
     if kind == "binary" and len(contest.classes) != 2:
         raise CompetitionError(f"recipe.data.metric: {name!r} with a one-column sample ({contest.sample_path}) needs "
                                f"two classes; the contest has {len(contest.classes)}")

@@ -144,7 +144,7 @@ class DataConfig(Section):
     label_separator: Annotated[str, Field(min_length=1, max_length=3)] | None = None
     # A multi-label contest whose labels file has one 0/1 column per label (CheXpert's), instead of label_column:
     # the columns, two or more. A row of zeros is an image with none of the labels.
-    label_columns: Annotated[list[Name], Field(min_length=2)] | None = None
+    label_columns: list[Name] | None = None
     train_images: Name = "train"
     test_images: Name = "test"
     sample_submission: Name = "sample_submission.csv"
@@ -207,6 +207,10 @@ class DataConfig(Section):
                                    "only by data.crop: foreground and data.standardize: image, and both are "
                                    "'none'; remove it or set one of them")
         if self.label_columns is not None:
+            if len(self.label_columns) < 2:
+                raise CompetitionError(f"recipe.data.label_columns: {shown(self.label_columns)} lists "
+                                       f"{len(self.label_columns)} column{'' if len(self.label_columns) == 1 else 's'}; a multi-label contest has two or more (one "
+                                       "0/1 column is a two-class contest: declare it with data.label_column)")
             repeated = next((c for k, c in enumerate(self.label_columns) if c in self.label_columns[:k]), None)
             if repeated is not None:
                 raise CompetitionError(f"recipe.data.label_columns: {repeated!r} is listed twice")

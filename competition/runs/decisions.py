@@ -71,8 +71,13 @@ def read_decisions(run_dir: Path) -> dict[str, Any] | None:
     meta = read_meta(run_dir)
     n_classes = len(meta["classes"])
     wanted = n_classes - 1 if kind == "thresholds" else n_classes
+    metric = meta.get("contest_metric") or "macro_f1"
+    fits = "thresholds" if metric == "kappa" else "offsets"  # kappa: grade thresholds; macro F1: offsets
+    if kind != fits:
+        raise CompetitionError(f"{path}: damaged decisions file ({kind}, but the run is scored by {metric}, whose "
+                               f"decisions are {fits}); delete it or rerun submit --tune")
     if len(values) != wanted or not np.isfinite(values).all() or (kind == "thresholds" and np.any(np.diff(values) < 0)):
-        what = (f"{len(values)} {kind} for {n_classes} classes" if len(values) != wanted else
+        what = (f"{len(values)} {kind} for {n_classes} classes, {wanted} expected" if len(values) != wanted else
                 f"{kind} not finite" if not np.isfinite(values).all() else "thresholds not increasing")
         raise CompetitionError(f"{path}: damaged decisions file ({what}); delete it or rerun submit --tune")
     made_for = decisions.get("oof_sha256")

@@ -191,6 +191,8 @@ def test_saved_grade_thresholds_decide_predict_as_submit(trained: Path, tmp_path
     from competition.tuning import GradeThresholds
 
     runs = _runs_copy(trained, tmp_path)
+    meta = json.loads((runs / "tiny" / "run.json").read_text())
+    (runs / "tiny" / "run.json").write_text(json.dumps({**meta, "contest_metric": "kappa"}))  # a kappa run
     decisions.write_decisions(runs / "tiny", {"thresholds": [0.2, 0.4, 2.9], "nested_gain": 0.01})
     contest = Run.load(runs / "tiny").data_root
     done = predict_run("tiny", [contest / "test"], runs, out=tmp_path / "p.csv")
@@ -202,12 +204,17 @@ def test_saved_grade_thresholds_decide_predict_as_submit(trained: Path, tmp_path
     by_id = dict(zip(done.ids, done.labels))
     frame = pd.read_csv(tmp_path / "s.csv", dtype=str)
     assert (frame.iloc[:, 1] == frame.iloc[:, 0].map(by_id)).all()
+    for saved, says in (([0.5, 2.5, 1.5], "thresholds not increasing"),
+                        ([0.5, 1.5], "2 thresholds for 4 classes, 3 expected")):
+        decisions.write_decisions(runs / "tiny", {"thresholds": saved, "nested_gain": 0.01})
+        with pytest.raises(CompetitionError, match=says):
+            predict_run("tiny", [contest / "test"], runs, out=tmp_path / "p2.csv")
+    assert not (tmp_path / "p2.csv").exists()
 
 
 @pytest.mark.parametrize("saved, says", [
-    ({"offsets": [0.0, 1.0]}, "2 offsets for 4 classes"),
-    ({"thresholds": [0.5, 1.5]}, "2 thresholds for 4 classes"),  # a kappa run's cut points: one fewer than classes
-    ({"thresholds": [0.5, 2.5, 1.5]}, "thresholds not increasing"),
+    ({"offsets": [0.0, 1.0]}, "2 offsets for 4 classes, 4 expected"),
+    ({"thresholds": [0.5, 1.5, 2.5]}, "thresholds, but the run is scored by macro_f1, whose decisions are offsets"),
 ])
 def test_decisions_of_another_class_count_are_one_line_for_predict_and_submit(trained: Path, tmp_path: Path,
                                                                               saved: dict, says: str) -> None:
