@@ -36,8 +36,8 @@ SHOW = 5  # rows/values named per problem before "and N more"
 SUM_TOLERANCE = 1e-3
 LOG_FILE = "log.csv"  # in the folder of the submissions it logs
 # file: the submission's name (beside the log); oof_macro_f1: the run's OOF macro F1 (an ensemble's nested-CV
-# one); tuned: yes when per-class decision offsets were applied; honest_macro_f1: the macro F1 the file is
-# expected to score (with tuning, its nested-CV figure); message: the user's note (`submit --message`); metric:
+# one); tuned: yes when tuned decisions were applied; honest_macro_f1: the macro F1 the file is expected to
+# score (with tuning, its nested-CV figure; empty when decisions tuned for another metric were applied); message: the user's note (`submit --message`); metric:
 # the contest metric (recipe.data.metric); expected: the file's expected score by it (the honest figure)
 LOG_COLUMNS = ["time", "file", "run", "recipe_hash", "oof_macro_f1", "tuned", "honest_macro_f1", "message",
                "metric", "expected"]
@@ -355,7 +355,9 @@ def _log_submission(log_path: Path, out_path: Path, run: Run, *, tuned: bool, ex
         "recipe_hash": run.recipe_hash,
         "oof_macro_f1": f"{oof_macro_f1:.6f}",
         "tuned": "yes" if tuned else "no",
-        "honest_macro_f1": f"{expected if run.metric.name == 'macro_f1' else oof_macro_f1:.6f}",
+        # under another metric the tuned decisions are not macro F1's: no macro F1 figure is known for the file
+        "honest_macro_f1": (f"{expected if run.metric.name == 'macro_f1' else oof_macro_f1:.6f}"
+                            if run.metric.name == "macro_f1" or not tuned else ""),
         "message": " ".join(message.split()),
         "metric": run.metric.name,
         "expected": f"{expected:.6f}",
@@ -466,7 +468,10 @@ def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "
                     reverse=True)
     best = ranked[0]
     if len(runs) == 1:
-        return Choice(best.path, best.name, scores[id(best)], _named_reason(best, scores[id(best)]), metric)
+        reason = _named_reason(best, scores[id(best)])
+        if not candidates:  # none named: the folder's one finished run
+            reason = reason.replace(" as named ", f", the only finished run in {runs_dir}, ", 1) + left_out
+        return Choice(best.path, best.name, scores[id(best)], reason, metric)
     return Choice(best.path, best.name, scores[id(best)], _chosen_reason(ranked, scores, doubts) + left_out, metric)
 
 

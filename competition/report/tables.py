@@ -31,7 +31,11 @@ def render(rows: list[dict[str, Any]], fmt: str, console: Any, *, per_class: boo
     if fmt not in FORMATS:
         raise OptionError("fmt", f"expected one of {', '.join(FORMATS)}, got {fmt!r}")
     rows, damaged = damaged_rows(rows)
-    notes = [n for n in (relation_note(rows), optimistic_note(rows), *below_member_notes(rows)) if n]
+
+    def notes_of(runs: list[dict[str, Any]]) -> list[str]:
+        return [n for n in (relation_note(runs), optimistic_note(runs), *below_member_notes(runs)) if n]
+
+    notes = notes_of(rows)
     if fmt != "table":
         if len(contest_groups(rows)) > 1:
             print(f"warning: runs of {len(contest_groups(rows))} contests; the `contest` column tells them apart: "
@@ -50,7 +54,8 @@ def render(rows: list[dict[str, Any]], fmt: str, console: Any, *, per_class: boo
     groups = contest_groups(rows)
     for contest, group in groups.items():
         if len(groups) > 1:
-            console.print(f"contest {contest}: {len(group)} run{'s' * (len(group) != 1)}, ranked among themselves",
+            console.print(f"contest {contest}: {len(group)} run{'s' * (len(group) != 1)}"
+                          f"{', ranked among themselves' if len(group) > 1 else ''}",
                           style="bold", markup=False, highlight=False)
         tables, hidden = (_wide_tables(group, console.width), []) if wide else _compact_table(group, console.width)
         for table in tables if wide else [tables]:
@@ -60,8 +65,9 @@ def render(rows: list[dict[str, Any]], fmt: str, console: Any, *, per_class: boo
                           style="dim", markup=False, highlight=False)
         if per_class and not wide:
             console.print(_per_class_table(group))
-    for note in notes:  # wrapped at words to the console's width
-        console.print(note, style="bold yellow" if note.startswith(MARKER) else None, markup=False, highlight=False)
+        for note in notes_of(group):  # each contest's notes under its table, wrapped at words to the width
+            console.print(note, style="bold yellow" if note.startswith(MARKER) else None, markup=False,
+                          highlight=False)
     for row in damaged:  # one line whatever the width, so that its file name can be found and copied whole
         console.print(damaged_note(row), markup=False, highlight=False, soft_wrap=True)
     return None

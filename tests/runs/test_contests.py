@@ -55,7 +55,7 @@ def test_the_leaderboard_ranks_each_contest_apart(two_contests: Path) -> None:
     render(rows, "table", console)
     text = console.export_text()
     knee, chest = text.index("contest knee ("), text.index("contest chest (")
-    assert "2 runs, ranked among themselves" in text and "1 run, ranked among themselves" in text
+    assert "2 runs, ranked among themselves" in text and "1 run\n" in text
     knee_table = text[knee:chest] if knee < chest else text[knee:]
     assert "knee-a" in knee_table and "chest-a" not in knee_table
     # the line `train` ends with ranks a run among its own contest's runs
