@@ -470,7 +470,7 @@ def choose_run(candidates: Sequence[str | Path] | None, runs_dir: str | Path = "
     if len(runs) == 1:
         reason = _named_reason(best, scores[id(best)])
         if not candidates:  # none named: the folder's one finished run
-            reason = reason.replace(" as named ", f", the only finished run in {runs_dir}, ", 1) + left_out
+            reason = reason.replace(" as named ", f", the only finished run in {runs_dir} ", 1) + left_out
         return Choice(best.path, best.name, scores[id(best)], reason, metric)
     return Choice(best.path, best.name, scores[id(best)], _chosen_reason(ranked, scores, doubts) + left_out, metric)
 
