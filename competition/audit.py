@@ -165,7 +165,7 @@ def audit_arrays(
     folds could be made) and "_closest_test": [(test row, train row, distance)]
     for the PLOT_PAIRS test images nearest to train (for the figure).
     """
-    from competition.folds import make_folds
+    from competition.folds import stratified_folds
 
     threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     timings: dict[str, float] = {}
@@ -189,13 +189,10 @@ def audit_arrays(
     if train_hashes is not None and test_hashes is not None:
         result["exact_duplicates"] = _exact_duplicates(train_ids, labels, train_hashes, test_ids, test_hashes)
     with _timed(timings, "near_duplicates"):
-        if targets is not None:
-            from competition.folds import multilabel_folds
-
-            stratified = _try_folds(lambda t, k, s, g: multilabel_folds(t, classes, k, s), targets[0], n_folds,
-                                    seed, None)[0]
-        else:
-            stratified = _try_folds(make_folds, labels, n_folds, seed, None)[0]
+        try:  # the within-train pairs split by stratified folds; none when they cannot be made (the leak says why)
+            stratified: np.ndarray | None = stratified_folds(labels, n_folds, seed, targets)
+        except CompetitionError:
+            stratified = None
         duplicates, class_groups, (test_nn_index, test_nn) = _near_duplicate_figures(
             train_ids, test_ids, labels, members, train_signatures, test_signatures, threshold, stratified)
     result.update(duplicates)
@@ -312,14 +309,6 @@ def cv_advice(choice: dict[str, Any]) -> str:
     if choice.get("warning"):
         return (f"{choice['warning']} ({figures})")
     return (f"use cv.scheme: auto (the default; it makes {choice['name']} here: {figures}; 0 = like the test)")
-
-
-def _try_folds(make_folds: Any, labels: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | None
-               ) -> tuple[np.ndarray | None, str | None]:
-    try:
-        return make_folds(labels, n_folds, seed, groups), None
-    except CompetitionError as exc:
-        return None, str(exc)
 
 
 def _share(mask: np.ndarray) -> float:
@@ -492,7 +481,8 @@ def print_audit(result: dict[str, Any], console: Any = None) -> None:
     for row in result["class_counts"]:
         table.add_row(escape(row["class"]), str(row["train"]), f"{row['share']:.1%}", str(row["groups"]))
     if result.get("no_label"):
-        table.add_row("(no label)", str(result["no_label"]), f"{result['no_label'] / max(result['n_train'], 1):.1%}", "")
+        none = result["no_label"]
+        table.add_row("(no label)", str(none), f"{none / max(result['n_train'], 1):.1%}", "")
     console.print(table)
 
     exact = result.get("exact_duplicates")

@@ -101,7 +101,8 @@ def demo(
     if layout.value != "folders":
         keys = ", ".join(f"{k}: {'[' + ', '.join(v) + ']' if isinstance(v, list) else v}"
                          for k, v in spec.recipe_data().items())
-        console.print(f"{'an' if layout.value[0] in 'aeiou' else 'a'} {layout.value.upper()}-like contest: a recipe declares its layout and metric, as "
+        article = "an" if layout.value[0] in "aeiou" else "a"
+        console.print(f"{article} {layout.value.upper()}-like contest: a recipe declares its layout and metric, as "
                       f"recipes/demo-{layout.value}.yaml does (data: {keys})", markup=False, highlight=False)
     contest = index_contest(path, spec.contest_layout())
     console.print(f"demo contest written to {path}: {len(contest.train)} train, {len(contest.test)} test images")

@@ -456,23 +456,27 @@ def _make_multilabel_demo(out_dir: Path, spec: DemoLayout, seed: int, size: int,
                 else:
                     solution.append((name, tuple(sorted(findings))))
         _write_multilabel_tables(tmp, spec, sorted(train_rows), sorted(solution))
-        if spec.label_columns is not None:
-            columns = (f"`{spec.train_csv[0]},{spec.train_csv[2]},{','.join(spec.label_columns)}`, one 0/1 column "
-                       "per finding (a row of zeros: none)")
-            none = "no finding when all are 0"
-        else:
-            columns = f"`{','.join(spec.train_csv or ())}`, findings joined by '{spec.label_separator}'"
-            none = f"'{NO_FINDING}' when none"
-        readme = (f"# Synthetic {layout}-like contest (demo)\n\nMade by `competition.demo.make_demo(seed={seed}, "
-                  f"size={size}, scale={scale}, layout={layout!r})`: phantom images with findings drawn on them "
-                  f"({', '.join(FINDINGS)}; {none}), several per image.\n\n## Task\n\n{spec.task}; "
-                  f"the metric is mean ROC AUC over the labels (recipes/demo-{layout}.yaml declares it).\n\n## Layout"
-                  f"\n\n- `train.csv`: {columns}; images in `{spec.train_images}/<id>.png`.\n- `{spec.test_images}/"
-                  "<id>.png`: the test images.\n- `sample_submission.csv`: one probability column per label.\n"
-                  "- `.solution.csv`: the hidden answer key, for measuring real test scores.\n")
-        (tmp / "README.md").write_text(readme, encoding="utf-8")
+        (tmp / "README.md").write_text(_multilabel_readme(spec, layout, seed, size, scale), encoding="utf-8")
 
     return _write_staged(out_dir, write)
+
+
+def _multilabel_readme(spec: DemoLayout, layout: str, seed: int, size: int, scale: float) -> str:
+    """The README.md of a multi-label demo: how it was made, its task and its files."""
+    if spec.label_columns is not None:
+        columns = (f"`{spec.train_csv[0]},{spec.train_csv[2]},{','.join(spec.label_columns)}`, one 0/1 column "
+                   "per finding (a row of zeros: none)")
+        none = "no finding when all are 0"
+    else:
+        columns = f"`{','.join(spec.train_csv or ())}`, findings joined by '{spec.label_separator}'"
+        none = f"'{NO_FINDING}' when none"
+    return (f"# Synthetic {layout}-like contest (demo)\n\nMade by `competition.demo.make_demo(seed={seed}, "
+            f"size={size}, scale={scale}, layout={layout!r})`: phantom images with findings drawn on them "
+            f"({', '.join(FINDINGS)}; {none}), several per image.\n\n## Task\n\n{spec.task}; "
+            f"the metric is mean ROC AUC over the labels (recipes/demo-{layout}.yaml declares it).\n\n## Layout"
+            f"\n\n- `train.csv`: {columns}; images in `{spec.train_images}/<id>.png`.\n- `{spec.test_images}/"
+            "<id>.png`: the test images.\n- `sample_submission.csv`: one probability column per label.\n"
+            "- `.solution.csv`: the hidden answer key, for measuring real test scores.\n")
 
 
 def _findings(arr: np.ndarray, findings: set[str], rng: np.random.Generator) -> np.ndarray:

@@ -97,6 +97,19 @@ def multilabel_folds(targets: np.ndarray, classes: Sequence[str], n_folds: int, 
     return folds
 
 
+def stratified_folds(labels: np.ndarray, n_folds: int, seed: int,
+                     targets: tuple[np.ndarray, Sequence[str]] | None = None) -> np.ndarray:
+    """The stratified scheme's fold per image: by label (`make_folds`), or for a multi-label contest's `targets`
+    (uint8 (n, k) indicator matrix, label names) by iterative stratification (`multilabel_folds`)."""
+    return multilabel_folds(targets[0], targets[1], n_folds, seed) if targets is not None else (
+        make_folds(labels, n_folds, seed))
+
+
+def stratify_labels(labels: np.ndarray, targets: tuple[np.ndarray, Sequence[str]] | None = None) -> np.ndarray:
+    """The one label per image that grouped folds stratify by: the label; multi-label, its rarest label."""
+    return rarest_label(*targets) if targets is not None else labels
+
+
 def make_folds(labels: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
     """Fold index (0..n_folds-1) per sample; stratified by label, and grouped when `groups` is given.
 
@@ -488,13 +501,9 @@ def choose_scheme(
     from competition.data import similarity
 
     check_scheme(scheme, group_by)
-    labels = train["label"].to_numpy()
     twin = float(threshold) if threshold is not None else similarity.DEFAULT_THRESHOLD
-    if targets is not None:  # multi-label: iterative stratification; grouped schemes stratify by the rarest label
-        stratified = multilabel_folds(targets[0], targets[1], n_folds, seed)
-        labels = rarest_label(*targets)
-    else:
-        stratified = make_folds(labels, n_folds, seed)  # also checks the images per class
+    stratified = stratified_folds(train["label"].to_numpy(), n_folds, seed, targets)  # checks the images per class
+    labels = stratify_labels(train["label"].to_numpy(), targets)  # what the grouped schemes stratify by
     if train_signatures is None:
         train_signatures = similarity.train_signatures(train)
     if len(train_signatures) != len(train):

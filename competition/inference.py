@@ -390,23 +390,23 @@ def predict_run(run: str | Path, inputs: Sequence[str | Path] | np.ndarray, runs
     if out is not None:
         check_output(out, protected=output_guards(run_dir, inputs), what="a predictions CSV (id,label,...)",
                      ours=lambda p: (csv_header(p) or [])[:2] == ["id", "label"])
-    paths = image_files(inputs, record.contest_layout())
+    layout = record.contest_layout()
+    paths = image_files(inputs, layout)
     ids = [image_id(p) for p in paths]
     check_unique_ids(paths, ids)
     notes = check_inputs(run_dir, paths)
     proba = run_probabilities(run_dir, paths)
     decisions = read_decisions(run_dir)
-
-    separator = record.contest_layout().label_separator
     from competition.tuning import tuner_from_decisions  # scikit-learn: seconds to import, so after the checks
 
-    tuner = None if decisions is None else tuner_from_decisions(decisions, multilabel=separator is not None)
-    if separator is not None:  # multi-label: each label at its (tuned) threshold, at least one an image
+    multilabel = layout.label_separator is not None
+    tuner = None if decisions is None else tuner_from_decisions(decisions, multilabel=multilabel)
+    if multilabel:  # each label at its (tuned) threshold
         from competition.data.contest import label_texts
         from competition.tuning import label_sets
 
-        labels = list(label_texts(label_sets(proba, tuner, at_least_one=record.contest_layout().label_columns is None),
-                                  classes, separator))
+        chosen = label_sets(proba, tuner, at_least_one=not layout.allows_no_label)
+        labels = list(label_texts(chosen, classes, layout.label_separator))
     else:  # the decisions submit --tune saved (offsets, grade thresholds), else argmax
         labels = [classes[k] for k in (tuner.predict(proba) if tuner is not None else proba.argmax(axis=1))]
     result = Predictions(ids, proba, labels, classes, notes)

@@ -63,7 +63,8 @@ class ThresholdChoice:
 def choose_threshold(signatures: np.ndarray, y: np.ndarray, candidates: tuple[float, ...] = THRESHOLDS
                      ) -> ThresholdChoice:
     """The largest of `candidates` at which every near-duplicate group of the labelled images (signatures
-    (n, d) float32, labels int (n,), or a multi-label (n, k) 0/1 matrix: one label set) holds one class and some group holds two or more images."""
+    (n, d) float32, labels int (n,), or a multi-label (n, k) 0/1 matrix: one label set) holds one class and some
+    group holds two or more images."""
     from competition.data.similarity import cached_groups
 
     table, chosen = [], None

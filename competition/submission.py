@@ -37,8 +37,9 @@ SUM_TOLERANCE = 1e-3
 LOG_FILE = "log.csv"  # in the folder of the submissions it logs
 # file: the submission's name (beside the log); oof_macro_f1: the run's OOF macro F1 (an ensemble's nested-CV
 # one); tuned: yes when tuned decisions were applied; honest_macro_f1: the macro F1 the file is expected to
-# score (with tuning, its nested-CV figure; empty when decisions tuned for another metric were applied); message: the user's note (`submit --message`); metric:
-# the contest metric (recipe.data.metric); expected: the file's expected score by it (the honest figure)
+# score (with tuning, its nested-CV figure; empty when decisions tuned for another metric were applied);
+# message: the user's note (`submit --message`); metric: the contest metric (recipe.data.metric); expected: the
+# file's expected score by it (the honest figure)
 LOG_COLUMNS = ["time", "file", "run", "recipe_hash", "oof_macro_f1", "tuned", "honest_macro_f1", "message",
                "metric", "expected"]
 
@@ -254,7 +255,7 @@ def check_file(submission_path: str | Path, sample_path: str | Path | None, *, c
         from competition.runs.record import RunRecord
 
         layout = RunRecord.read(resolve_run(run, runs_dir)).contest_layout()
-        separator, no_label = layout.label_separator, layout.label_columns is not None
+        separator, no_label = layout.label_separator, layout.allows_no_label
     problems = validate_file(submission_path, sample_path, known, separator, no_label=no_label)
     if run is None and separator is None:  # nothing says the contest is multi-label: say how to tell it
         problems = [p + (" (a multi-label contest's need not: give --run RUN, or --label-separator '|')"
@@ -283,7 +284,7 @@ def make_submission(
     sample = _read_sample(sample_path)
     frame = _submission_frame(run, sample, sample_path, tuner)
     problems = validate_submission(frame, sample, run.classes, probabilities=run.metric.needs == "probabilities",
-                                   separator=run.separator, no_label=run.label_columns)
+                                   separator=run.separator, no_label=run.allows_no_label)
     if problems:
         raise CompetitionError(f"submission for run '{run.name}' refused: " + "; ".join(problems))
     out_path = Path(out_path)
@@ -336,7 +337,7 @@ def _submission_frame(run: Run, sample: pd.DataFrame, sample_path: str | Path,
         for c in value_columns:
             rows[c] = [_format_probability(x) for x in test[:, run.classes.index(c)]]
     elif run.multilabel:
-        rows[value_columns[0]] = run.label_texts(label_sets(test, tuner, at_least_one=not run.label_columns))
+        rows[value_columns[0]] = run.label_texts(label_sets(test, tuner, at_least_one=not run.allows_no_label))
     else:
         pred = tuner.predict(test) if tuner is not None else test.argmax(axis=1)
         rows[value_columns[0]] = np.asarray(run.classes, dtype=object)[pred]
@@ -348,6 +349,8 @@ def _log_submission(log_path: Path, out_path: Path, run: Run, *, tuned: bool, ex
     """One row (LOG_COLUMNS) added to the submission log, under its lock (read, one row added, written back:
     never while another submit does the same); older logs with fewer columns keep their rows."""
     oof_macro_f1 = macro_f1(run.y, run.oof)
+    # under another metric, decisions tuned for it are not macro F1's: no macro F1 figure is known for the file
+    honest_f1 = (f"{expected:.6f}" if run.metric.name == "macro_f1" else "" if tuned else f"{oof_macro_f1:.6f}")
     entry = {
         "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "file": out_path.name if out_path.parent.resolve() == log_path.parent.resolve() else str(out_path),
@@ -355,9 +358,7 @@ def _log_submission(log_path: Path, out_path: Path, run: Run, *, tuned: bool, ex
         "recipe_hash": run.recipe_hash,
         "oof_macro_f1": f"{oof_macro_f1:.6f}",
         "tuned": "yes" if tuned else "no",
-        # under another metric the tuned decisions are not macro F1's: no macro F1 figure is known for the file
-        "honest_macro_f1": (f"{expected if run.metric.name == 'macro_f1' else oof_macro_f1:.6f}"
-                            if run.metric.name == "macro_f1" or not tuned else ""),
+        "honest_macro_f1": honest_f1,
         "message": " ".join(message.split()),
         "metric": run.metric.name,
         "expected": f"{expected:.6f}",

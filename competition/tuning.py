@@ -29,6 +29,8 @@ class DecisionTuner(BaseEstimator):
     stay at the smaller-change solution.
     """
 
+    SAVED_AS = "offsets"  # decisions.json's key of the fitted values (`decisions`)
+
     def __init__(self, low: float = -3.0, high: float = 3.0, n_steps: int = 61, n_passes: int = 3) -> None:
         self.low = low
         self.high = high
@@ -92,9 +94,14 @@ class DecisionTuner(BaseEstimator):
         self.in_sample_macro_f1_ = macro_f1(y, self.predict(proba))
         return self
 
+    @property
+    def kind(self) -> str:
+        """What is tuned, in words."""
+        return "per-label thresholds" if getattr(self, "multilabel_", False) else "per-class offsets"
+
     def decisions(self) -> dict[str, Any]:
         """What decisions.json keeps of the fitted tuner (competition.runs.decisions): its offsets."""
-        return {"offsets": [float(o) for o in self.offsets_]}
+        return {self.SAVED_AS: [float(o) for o in self.offsets_]}
 
     def decision_function(self, proba: np.ndarray) -> np.ndarray:
         if getattr(self, "multilabel_", False):
@@ -116,6 +123,9 @@ class GradeThresholds(BaseEstimator):
     neighbours, kept only when kappa strictly improves, from the midpoints 0.5, 1.5, ...
     """
 
+    SAVED_AS = "thresholds"
+    kind = "grade thresholds"
+
     def __init__(self, n_steps: int = 41, n_passes: int = 3) -> None:
         self.n_steps = n_steps
         self.n_passes = n_passes
@@ -128,7 +138,7 @@ class GradeThresholds(BaseEstimator):
         k = proba.shape[1]
         expected = proba @ np.arange(k)
         cuts = np.arange(k - 1) + 0.5
-        best = fast_kappa(y, np.searchsorted(cuts, expected, side="right"), k)
+        best = fast_kappa(y, _grades(cuts, expected), k)
         for _ in range(self.n_passes):
             improved = False
             for j in range(k - 1):
@@ -137,7 +147,7 @@ class GradeThresholds(BaseEstimator):
                 for value in np.linspace(low, high, self.n_steps)[1:-1]:
                     trial = cuts.copy()
                     trial[j] = value
-                    score = fast_kappa(y, np.searchsorted(trial, expected, side="right"), k)
+                    score = fast_kappa(y, _grades(trial, expected), k)
                     if score > best + 1e-12:
                         best, cuts, improved = score, trial, True
             if not improved:
@@ -155,18 +165,28 @@ class GradeThresholds(BaseEstimator):
 
     def decisions(self) -> dict[str, Any]:
         """What decisions.json keeps of the fitted tuner: its cut points."""
-        return {"thresholds": [float(t) for t in self.thresholds_]}
+        return {self.SAVED_AS: [float(t) for t in self.thresholds_]}
 
     def predict(self, proba: np.ndarray) -> np.ndarray:
         """int64 grade index per row (n,)."""
-        expected = np.asarray(proba, dtype=np.float64) @ np.arange(self.n_classes_)
-        return np.searchsorted(self.thresholds_, expected, side="right").astype(np.int64)
+        return _grades(self.thresholds_, np.asarray(proba, dtype=np.float64) @ np.arange(self.n_classes_))
+
+
+def _grades(cuts: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """int64 grade per expected grade: how many of the increasing `cuts` it reaches."""
+    return np.searchsorted(cuts, expected, side="right").astype(np.int64)
 
 
 # The metrics whose decisions are tuned, each with its tuner; any other metric is scored on argmax (labels) or on
 # the probabilities as they are.
 TUNERS: dict[str, type[BaseEstimator]] = {"macro_f1": DecisionTuner, "kappa": GradeThresholds}
 TUNED_FOR = "macro F1 (per-class offsets) and quadratic weighted kappa (grade thresholds)"
+
+
+def saved_as(metric: str) -> str | None:
+    """The key decisions.json keeps the decisions tuned for `metric` under (TUNERS), None when none are."""
+    tuner = TUNERS.get(metric)
+    return getattr(tuner, "SAVED_AS", None)
 
 
 def make_tuner(metric: str) -> Any:
@@ -178,8 +198,8 @@ def make_tuner(metric: str) -> Any:
 def tuner_from_decisions(decisions: dict[str, Any], *, multilabel: bool = False) -> Any:
     """The fitted tuner saved in a run's decisions.json (as competition.runs.decisions.read_decisions returns
     it): grade thresholds, or per-class offsets (per-label in a multi-label run)."""
-    if "thresholds" in decisions:
-        return GradeThresholds.from_thresholds(decisions["thresholds"])
+    if GradeThresholds.SAVED_AS in decisions:
+        return GradeThresholds.from_thresholds(decisions[GradeThresholds.SAVED_AS])
     return DecisionTuner.from_offsets(decisions["offsets"], multilabel=multilabel)
 
 
@@ -236,6 +256,5 @@ def nested_cv_gain(
         "in_sample_gain": in_sample - base,
         "nested_gain": nested - base,
         "decisions": full.decisions(),
-        "kind": ("grade thresholds" if isinstance(full, GradeThresholds) else
-                 "per-label thresholds" if is_multilabel(y) else "per-class offsets"),
+        "kind": full.kind,
     }

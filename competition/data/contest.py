@@ -68,6 +68,13 @@ class Layout:
             if self.label_separator is None:  # run files join an image's labels with the default separator
                 object.__setattr__(self, "label_separator", MULTILABEL_SEPARATORS[0])
 
+    @property
+    def allows_no_label(self) -> bool:
+        """A multi-label contest whose images may carry none of the labels (one 0/1 column per label: a row of
+        zeros), so an empty label text is an image without one. With labels joined in one column every image
+        has one ('No Finding' is a label of its own)."""
+        return self.label_columns is not None
+
     def declared(self) -> dict[str, Any]:
         """The fields that differ from the default layout (what a run records; {} for the default)."""
         default = Layout()
@@ -143,7 +150,8 @@ def label_texts(y: np.ndarray, classes: Sequence[str], separator: str | None = N
     names = np.asarray(classes, dtype=object)
     if y.ndim == 1:
         return names[y]
-    return np.asarray([(separator or "|").join(names[np.flatnonzero(row)]) for row in y], dtype=object)
+    joiner = separator or MULTILABEL_SEPARATORS[0]
+    return np.asarray([joiner.join(names[np.flatnonzero(row)]) for row in y], dtype=object)
 
 
 
@@ -299,13 +307,8 @@ def index_contest(root: str | Path, layout: Layout | None = None) -> Contest:
         classes = class_order(train["label"].unique())
     if len(classes) < 2:
         raise CompetitionError(f"{source}: only one class ({classes[0]}); a classifier needs at least two")
-    if layout.label_separator is not None:  # multi-label: a label on every image has nothing to learn or score
-        counts = label_counts(train["label"], classes, layout.label_separator)
-        if (counts == len(train)).any():
-            every = classes[int(np.flatnonzero(counts == len(train))[0])]
-            key = "recipe.data.label_columns" if layout.label_columns is not None else "recipe.data.label_separator"
-            raise CompetitionError(f"{source}: label {every!r} ({key}) is on every training image: it cannot be "
-                                   "learnt or scored (its ROC AUC is undefined, its F1 a free 1.0); leave it out")
+    if layout.label_separator is not None:
+        _check_label_counts(train, classes, layout, source)
     _check_sample_classes(sample, sample_path, train, classes, source, separator=layout.label_separator)
     shared = test_dir.resolve() == train_dir.resolve()
     test = _test_images(test_dir, sample, sample_path, shared=shared)
@@ -352,6 +355,20 @@ def _refuse_multilabel(train: pd.DataFrame, source: Path) -> None:
                                    f" (e.g. {example!r}) look multi-label (several findings per image): declare it "
                                    f"with recipe.data.label_separator: {separator!r}, else each combination would be "
                                    "a class of its own")
+
+
+def _check_label_counts(train: pd.DataFrame, classes: list[str], layout: Layout, source: Path) -> None:
+    """A multi-label contest's label on no training image, or on every one, has nothing to learn and cannot be
+    scored (its ROC AUC is undefined, its F1 a free 0 or 1): one line naming it."""
+    counts = label_counts(train["label"], classes, layout.label_separator)
+    for label, count in zip(classes, counts):
+        if count == 0:  # only with label columns: the separator form's labels are those the file holds
+            raise CompetitionError(f"{source}: label column {label!r} (recipe.data.label_columns) holds no 1: "
+                                   "a label no training image has cannot be learnt or scored; leave it out")
+        if count == len(train):
+            key = "recipe.data.label_columns" if layout.label_columns is not None else "recipe.data.label_separator"
+            raise CompetitionError(f"{source}: label {label!r} ({key}) is on every training image: it cannot be "
+                                   "learnt or scored (its ROC AUC is undefined, its F1 a free 1.0); leave it out")
 
 
 def _multilabel_rows(train: pd.DataFrame, source: Path, separator: str) -> tuple[pd.DataFrame, list[str]]:
@@ -561,10 +578,10 @@ LABEL_VALUES = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}  # a label column's cells, a
 def _label_columns_frame(frame: pd.DataFrame, train_csv: Path, layout: Layout) -> pd.DataFrame:
     """A labels file with one 0/1 column per label (layout.label_columns) as id, label rows: each row's labels
     (the columns holding 1) in class order joined by the layout's separator, '' for a row of zeros. A column
-    that is not there, is the id or group column, holds the separator in its name, holds a cell other than
-    0 or 1, or holds no 1 at all is one line naming it."""
+    that is not there, is the id or group column, holds the separator in its name, or holds a cell other than
+    0 or 1 is one line naming it (a label on no image or on every one: `_check_label_counts`)."""
     columns = list(layout.label_columns or ())
-    separator = layout.label_separator or MULTILABEL_SEPARATORS[0]
+    separator = layout.label_separator or MULTILABEL_SEPARATORS[0]  # set with label_columns (Layout.__post_init__)
     for k, column in enumerate(columns):
         key = f"recipe.data.label_columns[{k}]"
         if column not in frame.columns:
@@ -588,10 +605,6 @@ def _label_columns_frame(frame: pd.DataFrame, train_csv: Path, layout: Layout) -
         raise CompetitionError(f"{train_csv}: no rows, only the header; it lists the training images, one row "
                                f"({layout.id_column},{','.join(columns)}) each")
     targets = cells.apply(lambda column: column.map(LABEL_VALUES)).astype(np.uint8)
-    for column in columns:
-        if not targets[column].any():
-            raise CompetitionError(f"{train_csv}: label column {column!r} (recipe.data.label_columns) holds no 1: "
-                                   "a label no training image has cannot be learnt or scored; leave it out")
     classes = class_order(columns)
     text = label_texts(targets[classes].to_numpy(), classes, separator)
     rest = [c for c in frame.columns if c not in (layout.id_column, *columns, "id", "path", "label")]

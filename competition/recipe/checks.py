@@ -17,7 +17,7 @@ def check_with_contest(recipe: Recipe, contest: Any, console: Any = None) -> Non
 
     Raises CompetitionError naming the recipe key and value."""
     from competition.balance import check_classes
-    from competition.folds import make_folds, parse_group_by, resolve_groups
+    from competition.folds import make_folds, parse_group_by, resolve_groups, stratified_folds, stratify_labels
 
     if contest.multilabel:
         _check_multilabel(recipe, contest)
@@ -32,15 +32,11 @@ def check_with_contest(recipe: Recipe, contest: Any, console: Any = None) -> Non
     # near-duplicate groups need the pixels and are checked when the folds are made.
     kind, _ = parse_group_by(recipe.cv.group_by)
     groups = resolve_groups(recipe.cv.group_by, contest.train) if kind in ("column", "regex") else None
-    if contest.multilabel:
-        from competition.folds import multilabel_folds, rarest_label
-
-        if groups is None:
-            multilabel_folds(contest.y(), contest.classes, recipe.cv.folds, recipe.cv.seed)
-        else:
-            make_folds(rarest_label(contest.y(), contest.classes), recipe.cv.folds, recipe.cv.seed, groups=groups)
+    labels, targets = contest.train["label"].to_numpy(), (contest.y(), contest.classes) if contest.multilabel else None
+    if groups is None:
+        stratified_folds(labels, recipe.cv.folds, recipe.cv.seed, targets)
     else:
-        make_folds(contest.train["label"].to_numpy(), recipe.cv.folds, recipe.cv.seed, groups=groups)
+        make_folds(stratify_labels(labels, targets), recipe.cv.folds, recipe.cv.seed, groups=groups)
     if console is not None:
         from competition.data.cache import intensity_note
 

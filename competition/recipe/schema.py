@@ -208,9 +208,10 @@ class DataConfig(Section):
                                    "'none'; remove it or set one of them")
         if self.label_columns is not None:
             if len(self.label_columns) < 2:
-                raise CompetitionError(f"recipe.data.label_columns: {shown(self.label_columns)} lists "
-                                       f"{len(self.label_columns)} column{'' if len(self.label_columns) == 1 else 's'}; a multi-label contest has two or more (one "
-                                       "0/1 column is a two-class contest: declare it with data.label_column)")
+                n = len(self.label_columns)
+                raise CompetitionError(f"recipe.data.label_columns: {shown(self.label_columns)} lists {n} column"
+                                       f"{'' if n == 1 else 's'}; a multi-label contest has two or more (one 0/1 "
+                                       "column is a two-class contest: declare it with data.label_column)")
             repeated = next((c for k, c in enumerate(self.label_columns) if c in self.label_columns[:k]), None)
             if repeated is not None:
                 raise CompetitionError(f"recipe.data.label_columns: {repeated!r} is listed twice")

@@ -317,7 +317,8 @@ def plot_wrong(run: Run, rows: np.ndarray, path: Path) -> None:
 def wrong_section(run: Run, out_dir: Path, n_wrong: int) -> Section:
     """Plot the most confidently wrong images that exist on disk into ``wrong.png``, or say why not."""
     wrong = Section("Most confidently wrong OOF images")
-    n_errors = len(most_confident_wrong(run, len(run.y)))
+    ranked = most_confident_wrong(run, len(run.y))  # every wrong row, most confident first
+    n_errors = len(ranked)
     if run.paths is None:
         wrong.notes.append("The run does not record image paths (no path column in folds.csv): "
                            "wrong-image grid skipped.")
@@ -326,7 +327,6 @@ def wrong_section(run: Run, out_dir: Path, n_wrong: int) -> Section:
     elif n_wrong <= 0:
         wrong.notes.append("Wrong-image grid not requested (n_wrong = 0).")
     else:
-        ranked = most_confident_wrong(run, n_errors)
         present = [r for r in ranked if isinstance(run.paths[r], str) and Path(run.paths[r]).is_file()]
         absent = len(ranked) - len(present)
         if not present:

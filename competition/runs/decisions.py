@@ -71,8 +71,10 @@ def read_decisions(run_dir: Path) -> dict[str, Any] | None:
     meta = read_meta(run_dir)
     n_classes = len(meta["classes"])
     wanted = n_classes - 1 if kind == "thresholds" else n_classes
+    from competition.tuning import saved_as
+
     metric = meta.get("contest_metric") or "macro_f1"
-    fits = "thresholds" if metric == "kappa" else "offsets"  # kappa: grade thresholds; macro F1: offsets
+    fits = saved_as(metric) or "offsets"  # the key of the metric's tuner (competition.tuning.TUNERS)
     if kind != fits:
         raise CompetitionError(f"{path}: damaged decisions file ({kind}, but the run is scored by {metric}, whose "
                                f"decisions are {fits}); delete it or rerun submit --tune")

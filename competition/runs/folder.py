@@ -219,10 +219,12 @@ def read_run_files(run_dir: str | Path) -> dict[str, Any]:
     meta = read_meta(run_dir)
     classes = list(meta["classes"])
     folds = read_folds(run_dir)
-    layout = meta.get("layout") if isinstance(meta.get("layout"), dict) else {}
-    separator = layout.get("label_separator") if isinstance(layout.get("label_separator"), str) else None
+    from competition.data.contest import Layout  # the decoders' module: not at import
+
+    layout = Layout.from_record(meta.get("layout"))
+    separator = layout.label_separator
     if separator:  # multi-label: every label of a row among the classes
-        known = set(classes) | ({""} if layout.get("label_columns") else set())  # label columns: '' is no label
+        known = set(classes) | ({""} if layout.allows_no_label else set())
         unknown = np.flatnonzero([not {t.strip() for t in str(text).split(separator)} <= known
                                   for text in folds["label"]])
     else:

@@ -102,10 +102,9 @@ class Run:
         return self.record.contest_layout().label_separator
 
     @property
-    def label_columns(self) -> bool:
-        """A multi-label run whose contest gives one 0/1 column per label (recipe.data.label_columns): an image
-        may have none of the labels."""
-        return self.record.contest_layout().label_columns is not None
+    def allows_no_label(self) -> bool:
+        """A multi-label run whose images may carry none of the labels (Layout.allows_no_label)."""
+        return self.record.contest_layout().allows_no_label
 
     @property
     def multilabel(self) -> bool:
